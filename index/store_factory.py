@@ -1,0 +1,22 @@
+"""Pick the vector-store backend once, from the deployment settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from index.types import VectorStore
+
+
+def open_vector_store(
+    embedded_path: Path, qdrant_url: str | None = None, api_key: str | None = None
+) -> VectorStore:
+    """A Qdrant server when `qdrant_url` is set, else the embedded engine at `embedded_path`."""
+    if qdrant_url:
+        from qdrant_client import QdrantClient
+
+        from index.client_store import QdrantClientStore
+
+        return QdrantClientStore(QdrantClient(url=qdrant_url, api_key=api_key, timeout=60))
+    from index.edge_store import EdgeVectorStore
+
+    return EdgeVectorStore(embedded_path)

@@ -1,0 +1,140 @@
+"""The vector-store contract and the plain types that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from index.bm25 import Bm25Params, SparseVector
+
+DENSE_VECTOR = "dense"
+SPARSE_VECTOR = "bm25"
+SearchMode = Literal["hybrid", "dense", "bm25"]
+
+# Payload fields with an index: every filter the API offers is on one of these.
+KEYWORD_FIELDS = ("doc_id", "doc_version", "source", "uri", "filetype", "element_types")
+INTEGER_FIELDS = ("pages", "ordinal")
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection was built with; serving needs it to embed queries the same way."""
+
+    name: str
+    embedding_model: str
+    dimension: int
+    bm25: Bm25Params
+    distance: str = "cosine"
+    created_at: str = ""
+
+    def to_metadata(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_metadata(cls, data: dict[str, Any]) -> CollectionSpec:
+        fields = dict(data)
+        fields["bm25"] = Bm25Params(**fields["bm25"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class IndexedPoint:
+    id: str
+    dense: npt.NDArray[np.float32]
+    sparse: SparseVector
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MatchAny:
+    """`key` equals one of `values` (for a list field: contains one of them)."""
+
+    key: str
+    values: Sequence[str | int | float | bool]
+
+
+@dataclass(frozen=True)
+class Range:
+    key: str
+    gte: float | None = None
+    gt: float | None = None
+    lte: float | None = None
+    lt: float | None = None
+
+
+Condition = MatchAny | Range
+
+
+@dataclass(frozen=True)
+class PayloadFilter:
+    """All of `must` and none of `must_not`."""
+
+    must: Sequence[Condition] = ()
+    must_not: Sequence[Condition] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.must_not)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    mode: SearchMode
+    limit: int
+    candidate_pool: int
+    dense: npt.NDArray[np.float32] | None = None
+    sparse: SparseVector | None = None
+    rrf_k: int = 60
+    filter: PayloadFilter = field(default_factory=PayloadFilter)
+
+
+@dataclass(frozen=True)
+class ScoredPoint:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass
+class SearchResult:
+    """The final ranking and, in hybrid mode, each input ranking it was fused from."""
+
+    hits: list[ScoredPoint]
+    dense: list[ScoredPoint] = field(default_factory=list)
+    sparse: list[ScoredPoint] = field(default_factory=list)
+
+
+class VectorStore(Protocol):
+    """One interface over the embedded engine and a Qdrant server.
+
+    Logical indexes are aliases over versioned collections (`docs` -> `docs__v1`).
+    """
+
+    def create_collection(self, spec: CollectionSpec) -> None: ...
+
+    def drop_collection(self, name: str) -> None: ...
+
+    def list_collections(self) -> list[str]: ...
+
+    def collection_spec(self, name: str) -> CollectionSpec | None: ...
+
+    def resolve_alias(self, alias: str) -> str | None: ...
+
+    def set_alias(self, alias: str, collection: str) -> None: ...
+
+    def list_aliases(self) -> dict[str, str]: ...
+
+    def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None: ...
+
+    def delete(self, collection: str, filter: PayloadFilter) -> None: ...
+
+    def count(self, collection: str, filter: PayloadFilter | None = None) -> int: ...
+
+    def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int: ...
+
+    def search(self, collection: str, request: SearchRequest) -> SearchResult: ...
+
+    def close(self) -> None: ...

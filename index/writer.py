@@ -1,0 +1,72 @@
+"""Writing chunks into a collection: embed, BM25-encode, upsert, retire older versions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from chunking.types import Chunk
+from index.bm25 import Bm25Encoder
+from index.embedder import SentenceTransformerEmbedder
+from index.types import IndexedPoint, MatchAny, PayloadFilter, VectorStore
+
+
+@dataclass
+class WriteStats:
+    points_written: int = 0
+    embed_seconds: float = 0.0
+    upsert_seconds: float = 0.0
+
+
+class IndexWriter:
+    """Writes documents' chunks so that a reader never sees a document missing.
+
+    A document's new version is upserted first; only then are points of its other versions
+    deleted. Point ids are deterministic, so re-writing the same version changes nothing.
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        collection: str,
+        embedder: SentenceTransformerEmbedder,
+        bm25: Bm25Encoder,
+    ) -> None:
+        self.store = store
+        self.collection = collection
+        self.embedder = embedder
+        self.bm25 = bm25
+        self.stats = WriteStats()
+
+    def write_chunks(self, chunks: Sequence[Chunk]) -> None:
+        import time
+
+        if not chunks:
+            return
+        started = time.perf_counter()
+        dense = self.embedder.embed_documents([c.text for c in chunks])
+        sparse = self.bm25.encode_documents([c.text for c in chunks])
+        embedded = time.perf_counter()
+        points = [
+            IndexedPoint(id=c.chunk_id, dense=d, sparse=s, payload=c.payload())
+            for c, d, s in zip(chunks, dense, sparse, strict=True)
+        ]
+        self.store.upsert(self.collection, points)
+        self.stats.points_written += len(points)
+        self.stats.embed_seconds += embedded - started
+        self.stats.upsert_seconds += time.perf_counter() - embedded
+
+    def retire_other_versions(self, doc_id: str, keep_version: str) -> None:
+        self.store.delete(
+            self.collection,
+            PayloadFilter(
+                must=[MatchAny("doc_id", [doc_id])],
+                must_not=[MatchAny("doc_version", [keep_version])],
+            ),
+        )
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        if doc_ids:
+            self.store.delete(
+                self.collection, PayloadFilter(must=[MatchAny("doc_id", list(doc_ids))])
+            )

@@ -1,0 +1,1 @@
+"""Sources, parsing and change detection: raw documents in, typed elements out."""

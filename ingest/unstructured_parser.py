@@ -1,0 +1,93 @@
+"""Parsing any supported file into typed elements with `unstructured`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ingest.offline_unstructured import prepare_unstructured
+from ingest.types import Element, ParsedDocument, ParseError, SourceFile
+
+_ENCRYPTION_HINTS = ("password", "encrypt", "PDFPasswordIncorrect", "PDFEncryptionError")
+
+
+def content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _failure_reason(source: SourceFile, error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}".strip()
+    if any(hint.lower() in text.lower() for hint in _ENCRYPTION_HINTS):
+        return f"encrypted document, cannot be read without its password ({text[:200]})"
+    return text[:300] or type(error).__name__
+
+
+class UnstructuredParser:
+    """Partitions documents with `unstructured`, offline.
+
+    `strategy="fast"` reads PDFs' text layers with pdfminer; a PDF with no text layer is reported
+    as failed unless OCR is installed and `strategy` allows it.
+
+    >>> parser = UnstructuredParser()
+    >>> parsed = parser.parse(source_file)  # doctest: +SKIP
+    >>> parsed.elements[0].category
+    'Title'
+    """
+
+    def __init__(self, strategy: str = "fast") -> None:
+        self.strategy = strategy
+        self._partition: Any = None
+
+    def warm_up(self) -> None:
+        if self._partition is None:
+            prepare_unstructured()
+            from unstructured.partition.auto import partition
+
+            self._partition = partition
+
+    def parse(self, source: SourceFile) -> ParsedDocument:
+        self.warm_up()
+        try:
+            raw_elements = self._partition(
+                filename=str(source.path), strategy=self.strategy, languages=["eng"]
+            )
+        except Exception as error:  # every parser failure becomes a reported reason
+            raise ParseError(_failure_reason(source, error)) from error
+        elements = [_to_element(raw) for raw in raw_elements]
+        elements = [element for element in elements if element.text.strip()]
+        filetype = source.path.suffix.lower().lstrip(".") or "unknown"
+        if not elements:
+            if filetype == "pdf":
+                raise ParseError(
+                    "no text layer found (image-only or scanned PDF); OCR is not enabled"
+                )
+            raise ParseError("no extractable text")
+        return ParsedDocument(
+            source=source,
+            content_hash=content_hash(source.path),
+            elements=elements,
+            title=_document_title(elements, source),
+            filetype=filetype,
+        )
+
+
+def _to_element(raw: Any) -> Element:
+    metadata = raw.metadata
+    return Element(
+        text=str(raw.text or ""),
+        category=str(getattr(raw, "category", "Text")),
+        page_number=getattr(metadata, "page_number", None),
+        depth=getattr(metadata, "category_depth", None),
+    )
+
+
+def _document_title(elements: list[Element], source: SourceFile) -> str:
+    for element in elements[:20]:
+        if element.category == "Title" and len(element.text) <= 200:
+            return element.text.strip()
+    return source.path.stem.replace("_", " ").replace("-", " ")

@@ -1,0 +1,73 @@
+"""`create_app(settings)`: the FastAPI application, built from one `Settings`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.store_factory import open_vector_store
+from index.versions import active_spec
+from retrieval_api.deps import ServiceState
+from retrieval_api.routes import health, retrieve
+from sluice import __version__
+from sluice.settings import Settings
+
+logger = logging.getLogger("sluice.api")
+
+
+def _error(status: int, code: str, message: str, details: object = None) -> JSONResponse:
+    body: dict[str, object] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        store = open_vector_store(settings.qdrant_path, settings.qdrant_url, api_key)
+        state = ServiceState(settings=settings, store=store)
+        spec = active_spec(store, settings.index_name)
+        state.embedder_for(spec.embedding_model if spec else settings.embedding_model)
+        app.state.service = state
+        try:
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(
+        title="Sluice retrieval API",
+        version=__version__,
+        description="Hybrid BM25 + dense retrieval over Sluice indexes.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(retrieve.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s", request.url.path)
+        return _error(500, "internal_error", "internal error; see the server log")
+
+    return app

@@ -1,0 +1,258 @@
+"""The `sluice` command: ingest, serve, query, status, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sluice.runtime import prepare_process
+from sluice.settings import Settings
+
+app = typer.Typer(help="Sluice: RAG ingestion and hybrid retrieval.", no_args_is_help=True)
+console = Console(stderr=True)
+out = Console()
+
+REPO_DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _settings(index: str | None = None) -> Settings:
+    try:
+        settings = Settings(index_name=index) if index else Settings()
+    except Exception as error:
+        console.print(f"[red]invalid configuration:[/red] {error}")
+        raise typer.Exit(2) from error
+    from index.embedder import resolve_model_path
+
+    local_model = Path(resolve_model_path(settings.embedding_model)).exists()
+    prepare_process(settings.data_dir, hub_offline=local_model)
+    return settings
+
+
+def _run_ingest(
+    settings: Settings,
+    path: Path,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    show_progress: bool,
+) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.ingest_flow import ingest_flow
+    from flows.progress import set_progress_listener
+
+    with Progress(
+        TextColumn("[bold]{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=False,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def listener(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        set_progress_listener(listener)
+        console.print("[dim]starting Prefect (a local server on first use can take ~30 s)…[/dim]")
+        try:
+            report: dict[str, Any] = ingest_flow(
+                str(path), include=include, exclude=exclude, settings=settings
+            )
+        finally:
+            set_progress_listener(None)
+    return report
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    table = Table(title=f"Ingest into '{report['index']}' ({report['collection']})")
+    for column in ("files seen", "parsed", "failed", "chunks", "points in index", "seconds"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(report["files_seen"]),
+        str(report["parsed"]),
+        str(len(report["failed"])),
+        str(report["chunks"]),
+        str(report["points_in_index"]),
+        f"{report['seconds']:.1f}",
+    )
+    out.print(table)
+    if report["failed"]:
+        failed = Table(title="Failed documents")
+        failed.add_column("document")
+        failed.add_column("reason")
+        for item in report["failed"]:
+            failed.add_row(item["uri"], item["reason"])
+        out.print(failed)
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="Folder (searched recursively) or file to ingest.")],
+    include: Annotated[list[str] | None, typer.Option(help="Glob to include (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Glob to exclude (repeatable).")] = None,
+    index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Parse, chunk, embed and index every matching file under PATH (a Prefect flow run)."""
+    settings = _settings(index)
+    if not path.exists():
+        console.print(f"[red]{path} does not exist[/red]")
+        raise typer.Exit(2)
+    report = _run_ingest(settings, path, include, exclude, show_progress=not as_json)
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        _print_report(report)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Serve POST /retrieve, /health, /ready and the OpenAPI docs at /docs."""
+    settings = _settings()
+    import uvicorn
+
+    from retrieval_api.app import create_app
+
+    uvicorn.run(
+        create_app(settings), host=host or settings.api_host, port=port or settings.api_port
+    )
+
+
+def _api_url(settings: Settings) -> str | None:
+    import httpx
+
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        httpx.get(f"{url}/health", timeout=0.5).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return url
+
+
+@app.command()
+def query(
+    text: Annotated[str, typer.Argument(help="The query.")],
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25.")] = "hybrid",
+    top_k: Annotated[int, typer.Option(help="Number of hits.")] = 5,
+    index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw response.")] = False,
+) -> None:
+    """Print ranked results, through a running `sluice serve` if there is one, else in-process."""
+    settings = _settings(index)
+    body = {"query": text, "mode": mode, "top_k": top_k}
+    url = _api_url(settings)
+    if url:
+        import httpx
+
+        http_answer = httpx.post(f"{url}/retrieve", json=body, timeout=60)
+        response = http_answer.json()
+        if http_answer.status_code != 200:
+            console.print(f"[red]{response.get('error', {}).get('message', '')}[/red]")
+            raise typer.Exit(2)
+    else:
+        from fastapi.testclient import TestClient
+
+        from retrieval_api.app import create_app
+
+        with TestClient(create_app(settings)) as client:
+            answer = client.post("/retrieve", json=body)
+            response = answer.json()
+        if answer.status_code != 200:
+            console.print(f"[red]{response.get('error', {}).get('message', answer.text)}[/red]")
+            raise typer.Exit(2)
+    if as_json:
+        out.print_json(json.dumps(response))
+        return
+    if not response["hits"]:
+        out.print("no hits (is the index empty?)")
+        return
+    table = Table(title=f"{mode}: {text}")
+    for column in ("#", "score", "document", "pages", "text"):
+        table.add_column(column)
+    for hit in response["hits"]:
+        snippet = " ".join(hit["text"].split())[:160]
+        where = hit["title"] or hit["uri"]
+        table.add_row(
+            str(hit["rank"]),
+            f"{hit['score']:.4f}",
+            where,
+            ",".join(map(str, hit["pages"])),
+            snippet,
+        )
+    out.print(table)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Each index: alias, collection version, embedding model, point and document counts."""
+    settings = _settings()
+    from flows.components import build_store
+
+    store = build_store(settings)
+    try:
+        indexes: dict[str, dict[str, Any]] = {}
+        for alias, collection in store.list_aliases().items():
+            spec = store.collection_spec(collection)
+            indexes[alias] = {
+                "collection": collection,
+                "embedding_model": spec.embedding_model if spec else None,
+                "dimension": spec.dimension if spec else None,
+                "points": store.count(collection),
+                "documents": store.distinct_values(collection, "doc_id"),
+                "created_at": spec.created_at if spec else None,
+            }
+    finally:
+        store.close()
+    deployment = settings.qdrant_url or f"embedded ({settings.qdrant_path})"
+    if as_json:
+        out.print_json(json.dumps({"qdrant": deployment, "indexes": indexes}))
+        return
+    table = Table(title=f"Sluice indexes on {deployment}")
+    for column in ("index", "collection", "embedding model", "points", "documents"):
+        table.add_column(column)
+    for alias, info in indexes.items():
+        table.add_row(
+            alias,
+            info["collection"],
+            str(info["embedding_model"]),
+            str(info["points"]),
+            str(info["documents"]),
+        )
+    out.print(table)
+
+
+@app.command()
+def demo(
+    path: Annotated[Path, typer.Option(help="Corpus to ingest.")] = REPO_DOCS,
+    port: Annotated[int | None, typer.Option(help="Port to serve on.")] = None,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Ingest the project's own documentation, then serve /retrieve on 127.0.0.1."""
+    settings = _settings()
+    report = _run_ingest(settings, path, None, None, show_progress=sys.stderr.isatty())
+    _print_report(report)
+    port = port or settings.api_port
+    out.print(
+        "\n[bold]Query it[/bold] (in another terminal):\n"
+        f"  curl -s http://127.0.0.1:{port}/retrieve -H 'content-type: application/json' "
+        '-d \'{"query": "How does Sluice keep re-ingestion free of duplicates?", "top_k": 3}\'\n'
+        f'  .venv/bin/sluice query "which embedded Qdrant engine does Sluice use?"\n'
+        f"  API docs: http://127.0.0.1:{port}/docs\n"
+    )
+    if serve_api:
+        serve(host="127.0.0.1", port=port)

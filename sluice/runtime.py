@@ -1,0 +1,33 @@
+"""Process-wide defaults an entry point sets before Prefect, transformers or unstructured load.
+
+Library code never reads the environment; entry points (the CLI, `python -m`, tests) call
+`prepare_process` once, and anything the user already exported wins.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+OFFLINE_DEFAULTS = {
+    # No model hub and no analytics: models come from local paths or packages.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "SCARF_NO_ANALYTICS": "true",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # Prefect: local SQLite server started on demand, given time to start on small machines.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+
+def prepare_process(data_dir: Path, hub_offline: bool = True) -> None:
+    for key, value in OFFLINE_DEFAULTS.items():
+        if key.startswith(("HF_", "TRANSFORMERS_")) and not hub_offline:
+            continue
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))

@@ -1,0 +1,89 @@
+"""The one settings model shared by every package.
+
+Values come from (highest first) explicit arguments, `SLUICE_*` environment variables, a TOML
+config file named by `SLUICE_CONFIG_FILE`, then the defaults below. Only entry points (the CLI,
+`create_app`, flows) build a `Settings`; library classes receive plain values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="forbid")
+
+    data_dir: Path = Field(
+        default=Path(".sluice"),
+        description="Everything the embedded deployment writes (Qdrant shards, Prefect home).",
+    )
+    index_name: str = Field(default="docs", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL; unset means the embedded engine."
+    )
+    qdrant_api_key: SecretStr | None = None
+
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers model id or local path; the default ships in a package.",
+    )
+    embedding_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+
+    chunk_max_tokens: int | None = Field(
+        default=None, ge=16, description="Chunk size bound; unset means the embedder's own limit."
+    )
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+
+    bm25_k1: float = Field(default=1.2, gt=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    bm25_language: str = "english"
+    bm25_stopwords: Literal["lucene", "none"] = "lucene"
+
+    parse_strategy: Literal["fast", "auto", "ocr_only"] = "fast"
+    include: list[str] = Field(default_factory=lambda: ["**/*"])
+    exclude: list[str] = Field(default_factory=lambda: ["**/.*", "**/.*/**"])
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    default_top_k: int = Field(default=10, ge=1, le=200)
+    candidate_pool: int = Field(default=50, ge=1, le=1000)
+    rrf_k: int = Field(default=60, ge=1)
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.data_dir / "prefect"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("SLUICE_CONFIG_FILE")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"SLUICE_CONFIG_FILE={config_file} does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
