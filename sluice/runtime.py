@@ -18,6 +18,8 @@ OFFLINE_DEFAULTS = {
     "SCARF_NO_ANALYTICS": "true",
     "UNSTRUCTURED_DISABLE_NOTICE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
     # Prefect: local SQLite server started on demand, given time to start on small machines.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
@@ -30,4 +32,7 @@ def prepare_process(data_dir: Path, hub_offline: bool = True) -> None:
         if key.startswith(("HF_", "TRANSFORMERS_")) and not hub_offline:
             continue
         os.environ.setdefault(key, value)
-    os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))
+    prefect_home = Path(
+        os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))
+    )
+    prefect_home.mkdir(parents=True, exist_ok=True)

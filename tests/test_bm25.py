@@ -1,0 +1,106 @@
+"""BM25 in Qdrant (our term weights x Qdrant's IDF modifier) against rank-bm25."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from index.bm25 import Bm25Encoder, Bm25Params, average_length, term_index
+from index.edge_store import EdgeVectorStore
+from index.types import CollectionSpec, IndexedPoint, SearchRequest
+
+CORPUS = [
+    "The pump moves water from the well into the tank.",
+    "Valves control the flow of water through the pipes of the pump system.",
+    "A centrifugal pump uses an impeller to move fluid.",
+    "Pipes and valves need regular inspection for leaks.",
+    "The tank stores water for the house and the garden.",
+    "Solar panels provide power to the pump during the day.",
+    "Batteries store solar power for use at night.",
+    "An inverter converts battery power into household current.",
+    "The garden is watered every morning with water from the tank.",
+    "Leaks in the pipes waste water and reduce pressure.",
+    "Pressure gauges show the pressure in the pipes and the tank.",
+    "The impeller of the pump wears out after years of use.",
+    "Regular maintenance keeps the pump and the valves working.",
+    "Cold weather can freeze water in exposed pipes.",
+    "Insulation protects pipes from freezing in winter.",
+    "Rain water can be collected from the roof into the tank.",
+]
+QUERIES = [
+    "pump water",
+    "pipes leaks pressure",
+    "solar power battery",
+    "tank garden water",
+    "impeller wear",
+    "freezing pipes in winter",
+]
+
+
+class LuceneIdfBM25(BM25Okapi):
+    """rank-bm25's Okapi BM25 with the IDF Qdrant (and Lucene) use: ln(1 + (N-n+.5)/(n+.5))."""
+
+    def _calc_idf(self, nd: dict[str, int]) -> None:
+        self.idf = {
+            word: math.log(1 + (self.corpus_size - freq + 0.5) / (freq + 0.5))
+            for word, freq in nd.items()
+        }
+
+
+def test_term_indices_are_stable_unsigned_32_bit() -> None:
+    assert term_index("pump") == term_index("pump")
+    assert 0 <= term_index("pump") < 2**32
+
+
+def test_tokenizer_stems_and_drops_stop_words() -> None:
+    encoder = Bm25Encoder(Bm25Params())
+    assert encoder.tokenize("The pumps are running") == ["pump", "run"]
+
+
+@pytest.fixture
+def bm25_index(tmp_path: Path) -> tuple[EdgeVectorStore, Bm25Encoder]:
+    probe = Bm25Encoder(Bm25Params())
+    params = Bm25Params(avg_doc_length=average_length(probe, CORPUS))
+    encoder = Bm25Encoder(params)
+    store = EdgeVectorStore(tmp_path)
+    store.create_collection(CollectionSpec("t__v1", "none", 4, params))
+    rng = np.random.default_rng(0)
+    store.upsert(
+        "t__v1",
+        [
+            IndexedPoint(
+                str(uuid.UUID(int=i)),
+                rng.random(4).astype(np.float32),
+                encoder.encode_document(text),
+                {"i": i},
+            )
+            for i, text in enumerate(CORPUS)
+        ],
+    )
+    return store, encoder
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_qdrant_bm25_matches_rank_bm25(bm25_index, query: str) -> None:  # type: ignore[no-untyped-def]
+    store, encoder = bm25_index
+    reference = LuceneIdfBM25(
+        [encoder.tokenize(t) for t in CORPUS], k1=encoder.params.k1, b=encoder.params.b
+    )
+    expected = reference.get_scores(encoder.tokenize(query))
+    request = SearchRequest(
+        mode="bm25",
+        limit=len(CORPUS),
+        candidate_pool=len(CORPUS),
+        sparse=encoder.encode_query(query),
+    )
+    hits = store.search("t__v1", request).hits
+    got = {int(uuid.UUID(h.id).int): h.score for h in hits}
+    for i, score in enumerate(expected):
+        assert got.get(i, 0.0) == pytest.approx(score, rel=1e-4, abs=1e-5), CORPUS[i]
+    ranked = [i for i in np.argsort(-expected, kind="stable") if expected[i] > 0]
+    assert [int(uuid.UUID(h.id).int) for h in hits][: len(ranked)][:3] == ranked[:3]

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.local_folder import LocalFolderSource, glob_matches
+
+
+def _tree(root: Path) -> None:
+    for name in ("a.md", "sub/b.md", "sub/deep/c.pdf", ".hidden/d.md", "sub/e.txt"):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(name)
+
+
+def test_glob_double_star_matches_zero_or_more_folders() -> None:
+    assert glob_matches("a.md", "**/*.md")
+    assert glob_matches("x/y/a.md", "**/*.md")
+    assert not glob_matches("a.pdf", "**/*.md")
+
+
+def test_lists_recursively_with_include_and_exclude(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    source = LocalFolderSource(tmp_path, include=["**/*.md", "**/*.pdf"], exclude=[".hidden/**"])
+    names = sorted(f.path.relative_to(tmp_path).as_posix() for f in source.list_files())
+    assert names == ["a.md", "sub/b.md", "sub/deep/c.pdf"]
+
+
+def test_uri_is_the_stable_document_id(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    files = LocalFolderSource(tmp_path).list_files()
+    assert all(f.doc_id == f.uri and f.uri.startswith("file:///") for f in files)
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LocalFolderSource(tmp_path / "nope")
