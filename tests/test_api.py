@@ -1,0 +1,137 @@
+"""The /retrieve contract over a real embedded index, in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from flows.components import bm25_params, build_chunker, build_parser, build_store
+from flows.pipeline import run_ingest
+from ingest.local_folder import LocalFolderSource
+from retrieval_api.app import create_app
+from sluice.settings import Settings
+
+DOCS = {
+    "pumps.md": "# Pumps\n\nA centrifugal pump moves water with a spinning impeller. "
+    "Check the impeller for wear every spring.\n",
+    "solar.md": "# Solar power\n\nSolar panels charge the batteries during the day; an inverter "
+    "turns battery power into household current at night.\n",
+    "garden.txt": "Garden notes\n\nWater the tomatoes every morning from the rain tank.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def indexed(settings: Settings, embedder, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("docs")
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    store = build_store(settings)
+    try:
+        run_ingest(
+            LocalFolderSource(folder).list_files(), build_parser(settings),
+            build_chunker(settings, embedder), embedder, store, settings.index_name,
+            bm25_params(settings), source_name="test-docs",
+        )
+    finally:
+        store.close()
+    return settings
+
+
+@pytest.fixture(scope="module")
+def client(indexed: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(indexed)) as test_client:
+        yield test_client
+
+
+def test_empty_index_answers_with_no_hits(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as empty:
+        response = empty.post("/retrieve", json={"query": "anything"})
+    assert response.status_code == 200
+    assert response.json()["hits"] == []
+    assert response.json()["index"] is None
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_each_mode_ranks_the_matching_document_first(client: TestClient, mode: str) -> None:
+    response = client.post("/retrieve", json={"query": "impeller wear", "mode": mode, "top_k": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["hits"][0]["uri"].endswith("pumps.md")
+    assert body["index"]["collection"] == "docs__v1"
+    assert body["index"]["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "search_ms" in body["timings_ms"] and "total_ms" in body["timings_ms"]
+    assert [h["rank"] for h in body["hits"]] == list(range(1, len(body["hits"]) + 1))
+
+
+def test_hybrid_hits_carry_every_stage_score(client: TestClient) -> None:
+    hit = client.post("/retrieve", json={"query": "solar inverter battery"}).json()["hits"][0]
+    assert hit["uri"].endswith("solar.md")
+    scores = hit["scores"]
+    assert scores["fused_rank"] == 1 and scores["fused"] == hit["score"]
+    assert scores["dense"] is not None and scores["bm25"] is not None
+    assert hit["headings"] == ["Solar power"]
+    assert hit["title"] and hit["doc_id"] == hit["uri"]
+
+
+def test_filters_restrict_every_mode(client: TestClient) -> None:
+    garden = next(
+        h["doc_id"]
+        for h in client.post("/retrieve", json={"query": "tomatoes"}).json()["hits"]
+        if h["uri"].endswith("garden.txt")
+    )
+    for mode in ("hybrid", "dense", "bm25"):
+        body = {"query": "impeller", "mode": mode, "filters": {"doc_ids": [garden]}}
+        hits = client.post("/retrieve", json=body).json()["hits"]
+        assert {h["doc_id"] for h in hits} <= {garden}
+    by_type = {"query": "water", "filters": {"metadata": {"filetype": ["txt"]}}}
+    assert {h["uri"][-3:] for h in client.post("/retrieve", json=by_type).json()["hits"]} == {"txt"}
+    by_source = {"query": "water", "filters": {"sources": ["elsewhere"]}}
+    assert client.post("/retrieve", json=by_source).json()["hits"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"query": ""},
+        {"query": "   "},
+        {"query": "x", "top_k": 0},
+        {"query": "x", "top_k": 10_000},
+        {"query": "x", "mode": "fuzzy"},
+        {"query": "x", "unknown": 1},
+        {"query": "x", "filters": {"metadata": {"text": "secret"}}},
+        {"query": "x", "filters": {"metadata": {"pages": {"near": 3}}}},
+        {"query": "x", "filters": {"metadata": {"filetype": []}}},
+        {"query": 42},
+        [1, 2],
+    ],
+)
+def test_invalid_requests_get_422_with_a_message(client: TestClient, body: object) -> None:
+    response = client.post("/retrieve", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and error["message"]
+
+
+def test_malformed_json_is_a_422_not_a_500(client: TestClient) -> None:
+    response = client.post(
+        "/retrieve", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+def test_health_ready_and_openapi(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["collection"] == "docs__v1"
+    assert "/retrieve" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    assert client.get("/nope").status_code == 404

@@ -1,0 +1,138 @@
+"""Real files of every format -> Prefect ingest flow -> `sluice serve` (uvicorn) -> HTTP queries."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sluice.settings import Settings
+from tests.conftest import SHARED_DOCS, needs_shared_docs
+
+pytestmark = [needs_shared_docs, pytest.mark.slow]
+
+# One real file per format (and the two hard PDFs), small enough for CI's two cores.
+FILES = [
+    "pdf/2305.03393v1-pg9.pdf",
+    "pdf/copy-protected.pdf",
+    "pdf/ocr_test.pdf",
+    "docx/word_sample.docx",
+    "pptx/science-exploration-1p.pptx",
+    "html/wiki_duck.html",
+    "md/OCR.md",
+    "xlsx/stanley-cups.xlsx",
+    "epub/winter-sports.epub",
+    "odt/fake.odt",
+    "rtf/fake-doc.rtf",
+    "eml/fake-email-attachment.eml",
+    "msg/fake-email.msg",
+    "rst/pkgs.rst",
+    "txt/debian-faq.en.txt",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dict[str, Any]:
+    from flows.ingest_flow import ingest_flow
+
+    folder = tmp_path_factory.mktemp("corpus")
+    for name in FILES:
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((SHARED_DOCS / name).read_bytes())
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
+    report: dict[str, Any] = ingest_flow(str(folder), settings=settings)
+    return {"report": report, "settings": settings, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def api(ingested: dict[str, Any]) -> Iterator[str]:
+    port = _free_port()
+    env = dict(os.environ, SLUICE_DATA_DIR=str(ingested["settings"].data_dir))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None:
+            raise RuntimeError(server.stderr.read().decode() if server.stderr else "exited")
+        time.sleep(0.5)
+    else:
+        server.kill()
+        raise TimeoutError("sluice serve did not become ready")
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_every_file_is_parsed_or_reported_with_a_reason(ingested: dict[str, Any]) -> None:
+    report = ingested["report"]
+    assert report["files_seen"] == len(FILES)
+    failed = {f["uri"].rsplit("/", 1)[-1]: f["reason"] for f in report["failed"]}
+    assert report["parsed"] + len(failed) == len(FILES)
+    assert "ocr_test.pdf" in failed and "text layer" in failed["ocr_test.pdf"]
+    assert report["parsed"] >= len(FILES) - 2
+    assert report["chunks"] == report["points_in_index"] > report["parsed"]
+
+
+def _sentence_queries(url: str) -> list[tuple[str, str]]:
+    """One query per parsed document: a sentence taken from one of its own chunks."""
+    queries = []
+    for name in FILES:
+        body = {"query": Path(name).stem.replace("-", " "), "mode": "bm25", "top_k": 50}
+        hits = httpx.post(f"{url}/retrieve", json=body, timeout=60).json()["hits"]
+        own = [h for h in hits if h["uri"].endswith(name)]
+        if not own:
+            continue
+        sentences = [
+            s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", own[len(own) // 2]["text"])
+            if len(s.split()) >= 6
+        ]
+        if sentences:
+            queries.append((own[0]["doc_id"], " ".join(max(sentences, key=len).split()[:30])))
+    return queries
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+def test_the_document_a_query_was_written_from_ranks_first(api: str, mode: str) -> None:
+    queries = _sentence_queries(api)
+    assert len(queries) >= 5
+    misses = []
+    for doc_id, sentence in queries:
+        body = {"query": sentence, "mode": mode, "top_k": 3}
+        hits = httpx.post(f"{api}/retrieve", json=body, timeout=60).json()["hits"]
+        top = hits[0]
+        if top["doc_id"] != doc_id and sentence not in " ".join(top["text"].split()):
+            misses.append((sentence, doc_id, top["doc_id"]))
+    allowed = 0 if mode != "dense" else len(queries) // 5
+    assert len(misses) <= allowed, misses
+
+
+def test_filters_and_errors_over_http(api: str, ingested: dict[str, Any]) -> None:
+    body = {"query": "duck", "filters": {"metadata": {"filetype": ["html"]}}, "top_k": 5}
+    hits = httpx.post(f"{api}/retrieve", json=body, timeout=60).json()["hits"]
+    assert hits and all(h["uri"].endswith(".html") for h in hits)
+    bad = httpx.post(f"{api}/retrieve", json={"query": "x", "top_k": -1}, timeout=60)
+    assert bad.status_code == 422 and bad.json()["error"]["message"]

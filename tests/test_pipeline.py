@@ -1,0 +1,78 @@
+"""The ingest pipeline without Prefect: idempotence, versions, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.components import bm25_params, build_chunker, build_parser, build_store
+from flows.pipeline import run_ingest
+from flows.report import IngestReport
+from ingest.local_folder import LocalFolderSource
+from sluice.settings import Settings
+
+
+def _ingest(settings: Settings, folder: Path, embedder) -> IngestReport:  # type: ignore[no-untyped-def]
+    store = build_store(settings)
+    try:
+        return run_ingest(
+            LocalFolderSource(folder).list_files(), build_parser(settings),
+            build_chunker(settings, embedder), embedder, store, settings.index_name,
+            bm25_params(settings), source_name="test",
+        )
+    finally:
+        store.close()
+
+
+def _point_ids(settings: Settings) -> set[str]:
+    store = build_store(settings)
+    try:
+        ids = set()
+        for token in ("alpha", "beta", "gamma", "delta"):
+            from index.searcher import IndexSearcher
+
+            outcome = IndexSearcher(store, lambda m: None).search(  # type: ignore[arg-type,return-value]
+                "docs", token, "bm25", 100
+            )
+            ids |= {h.id for h in outcome.result.hits}
+        return ids
+    finally:
+        store.close()
+
+
+def test_ingesting_twice_changes_nothing(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Alpha\n\nalpha beta text about alpha things.\n")
+    (folder / "b.md").write_text("# Gamma\n\ngamma delta text about gamma things.\n")
+    settings = Settings(data_dir=tmp_path / "data")
+    first = _ingest(settings, folder, embedder)
+    ids = _point_ids(settings)
+    second = _ingest(settings, folder, embedder)
+    assert first.points_in_index == second.points_in_index == first.chunks == 2
+    assert _point_ids(settings) == ids
+
+
+def test_changed_document_replaces_its_old_version(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    long_text = "\n\n".join(f"Paragraph {i} about alpha and beta in detail. " * 12 for i in range(8))
+    (folder / "a.md").write_text("# Alpha\n\n" + long_text)
+    settings = Settings(data_dir=tmp_path / "data")
+    before = _ingest(settings, folder, embedder)
+    assert before.points_in_index > 1
+    (folder / "a.md").write_text("# Alpha\n\nalpha is now short.\n")
+    after = _ingest(settings, folder, embedder)
+    assert after.points_in_index == 1, "a shrinking document leaves no stale tail"
+
+
+def test_broken_files_are_reported_and_the_run_goes_on(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Good\n\nalpha content that parses fine.\n")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7 this is not really a pdf")
+    (folder / "empty.txt").write_text("   \n")
+    report = _ingest(Settings(data_dir=tmp_path / "data"), folder, embedder)
+    assert report.files_seen == 3 and report.parsed == 1
+    reasons = {f.uri.rsplit("/", 1)[-1]: f.reason for f in report.failed}
+    assert set(reasons) == {"broken.pdf", "empty.txt"}
+    assert all(reasons.values())
