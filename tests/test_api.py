@@ -36,9 +36,14 @@ def indexed(settings: Settings, embedder, tmp_path_factory: pytest.TempPathFacto
     store = build_store(settings)
     try:
         run_ingest(
-            LocalFolderSource(folder).list_files(), build_parser(settings),
-            build_chunker(settings, embedder), embedder, store, settings.index_name,
-            bm25_params(settings), source_name="test-docs",
+            LocalFolderSource(folder).list_files(),
+            build_parser(settings),
+            build_chunker(settings, embedder),
+            embedder,
+            store,
+            settings.index_name,
+            bm25_params(settings),
+            source_name="test-docs",
         )
     finally:
         store.close()

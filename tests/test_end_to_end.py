@@ -66,7 +66,9 @@ def api(ingested: dict[str, Any]) -> Iterator[str]:
     env = dict(os.environ, SLUICE_DATA_DIR=str(ingested["settings"].data_dir))
     server = subprocess.Popen(
         [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -107,7 +109,8 @@ def _sentence_queries(url: str) -> list[tuple[str, str]]:
         if not own:
             continue
         sentences = [
-            s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", own[len(own) // 2]["text"])
+            s.strip()
+            for s in re.split(r"(?<=[.!?])\s+|\n+", own[len(own) // 2]["text"])
             if len(s.split()) >= 6
         ]
         if sentences:

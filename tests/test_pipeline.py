@@ -15,9 +15,14 @@ def _ingest(settings: Settings, folder: Path, embedder) -> IngestReport:  # type
     store = build_store(settings)
     try:
         return run_ingest(
-            LocalFolderSource(folder).list_files(), build_parser(settings),
-            build_chunker(settings, embedder), embedder, store, settings.index_name,
-            bm25_params(settings), source_name="test",
+            LocalFolderSource(folder).list_files(),
+            build_parser(settings),
+            build_chunker(settings, embedder),
+            embedder,
+            store,
+            settings.index_name,
+            bm25_params(settings),
+            source_name="test",
         )
     finally:
         store.close()
@@ -55,7 +60,9 @@ def test_ingesting_twice_changes_nothing(tmp_path: Path, embedder) -> None:  # t
 def test_changed_document_replaces_its_old_version(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "docs"
     folder.mkdir()
-    long_text = "\n\n".join(f"Paragraph {i} about alpha and beta in detail. " * 12 for i in range(8))
+    long_text = "\n\n".join(
+        f"Paragraph {i} about alpha and beta in detail. " * 12 for i in range(8)
+    )
     (folder / "a.md").write_text("# Alpha\n\n" + long_text)
     settings = Settings(data_dir=tmp_path / "data")
     before = _ingest(settings, folder, embedder)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,9 @@ def test_offsets_point_into_the_document_text(embedder) -> None:  # type: ignore
 def test_overlap_repeats_text_between_consecutive_chunks(embedder) -> None:  # type: ignore[no-untyped-def]
     doc = _document([Element(LONG, "NarrativeText")])
     chunks = TitleChunker(embedder, overlap_tokens=32).run(doc)
-    assert all(b.char_start < a.char_end for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(b.char_start < a.char_end for a, b in itertools.pairwise(chunks))
     no_overlap = TitleChunker(embedder, overlap_tokens=0).run(doc)
-    assert all(b.char_start >= a.char_end for a, b in zip(no_overlap, no_overlap[1:], strict=False))
+    assert all(b.char_start >= a.char_end for a, b in itertools.pairwise(no_overlap))
 
 
 def test_chunk_ids_are_stable_and_change_with_the_config(embedder) -> None:  # type: ignore[no-untyped-def]
