@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import uuid
 from pathlib import Path
@@ -102,5 +103,7 @@ def test_qdrant_bm25_matches_rank_bm25(bm25_index, query: str) -> None:  # type:
     got = {int(uuid.UUID(h.id).int): h.score for h in hits}
     for i, score in enumerate(expected):
         assert got.get(i, 0.0) == pytest.approx(score, rel=1e-4, abs=1e-5), CORPUS[i]
-    ranked = [i for i in np.argsort(-expected, kind="stable") if expected[i] > 0]
-    assert [int(uuid.UUID(h.id).int) for h in hits][: len(ranked)][:3] == ranked[:3]
+    # The order Qdrant returns is a valid ranking under the reference (ties in any order).
+    reference_in_hit_order = [expected[int(uuid.UUID(h.id).int)] for h in hits]
+    assert all(a >= b - 1e-5 for a, b in itertools.pairwise(reference_in_hit_order))
+    assert len([h for h in hits if h.score > 0]) == int((expected > 0).sum())
