@@ -32,6 +32,10 @@ from index.types import (
 )
 
 
+class IndexLockedError(RuntimeError):
+    """Another process holds the embedded shard (its write-ahead log is locked)."""
+
+
 class EdgeVectorStore:
     """Collections and aliases over Qdrant Edge shards under `path`.
 
@@ -73,8 +77,20 @@ class EdgeVectorStore:
             if name not in self._shards:
                 if name not in self._read_catalog()["collections"]:
                     raise KeyError(f"collection {name} does not exist")
-                self._shards[name] = self._edge.EdgeShard.load(str(self._shard_dir(name)))
+                self._shards[name] = self._open(self._edge.EdgeShard.load, self._shard_dir(name))
             return self._shards[name]
+
+    def _open(self, opener: Any, shard_dir: Path, *args: Any) -> Any:
+        try:
+            return opener(str(shard_dir), *args)
+        except Exception as error:
+            if "WouldBlock" in str(error):
+                raise IndexLockedError(
+                    f"the embedded index at {self.path} is open in another process "
+                    "(is `sluice serve` running?); stop it, or use a Qdrant server "
+                    "(SLUICE_QDRANT_URL) to ingest while serving"
+                ) from error
+            raise
 
     # -- collections and aliases -------------------------------------------------------------
     def create_collection(self, spec: CollectionSpec) -> None:
@@ -92,7 +108,7 @@ class EdgeVectorStore:
                     SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)
                 },
             )
-            shard = edge.EdgeShard.create(str(shard_dir), config)
+            shard = self._open(edge.EdgeShard.create, shard_dir, config)
             for key in KEYWORD_FIELDS:
                 shard.update(
                     edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Keyword)

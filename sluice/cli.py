@@ -108,7 +108,13 @@ def ingest(
     if not path.exists():
         console.print(f"[red]{path} does not exist[/red]")
         raise typer.Exit(2)
-    report = _run_ingest(settings, path, include, exclude, show_progress=not as_json)
+    from index.edge_store import IndexLockedError
+
+    try:
+        report = _run_ingest(settings, path, include, exclude, show_progress=not as_json)
+    except (IndexLockedError, ValueError) as error:
+        console.print(f"[red]ingest failed:[/red] {error}")
+        raise typer.Exit(2) from error
     if as_json:
         out.print_json(json.dumps(report))
     else:

@@ -6,8 +6,13 @@ Library code never reads the environment; entry points (the CLI, `python -m`, te
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+# Parser libraries log per-file warnings (unresolved RST references, PDF colour spaces) that are
+# noise next to Sluice's own per-file report.
+QUIET_LOGGERS = ("pypandoc", "pdfminer", "unstructured")
 
 OFFLINE_DEFAULTS = {
     # No model hub and no analytics: models come from local paths or packages.
@@ -36,3 +41,5 @@ def prepare_process(data_dir: Path, hub_offline: bool = True) -> None:
         os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))
     )
     prefect_home.mkdir(parents=True, exist_ok=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

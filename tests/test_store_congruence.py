@@ -135,3 +135,15 @@ def test_empty_filter_delete_is_refused(stores) -> None:  # type: ignore[no-unty
     for store in stores:
         with pytest.raises(ValueError, match="empty filter"):
             store.delete("docs__v1", PayloadFilter())
+
+
+def test_second_process_on_an_open_embedded_index_gets_a_clear_error(tmp_path: Path) -> None:
+    from index.edge_store import IndexLockedError
+
+    holder = EdgeVectorStore(tmp_path)
+    holder.create_collection(SPEC)
+    other = EdgeVectorStore(tmp_path)
+    with pytest.raises(IndexLockedError, match="open in another process"):
+        other.count(SPEC.name)
+    holder.close()
+    assert other.count(SPEC.name) == 0
