@@ -86,8 +86,19 @@ def _to_element(raw: Any) -> Element:
     )
 
 
+_NAVIGATION_TITLES = frozenset(
+    {"navigation", "contents", "table of contents", "menu", "search", "skip to content"}
+)
+
+
 def _document_title(elements: list[Element], source: SourceFile) -> str:
-    for element in elements[:20]:
-        if element.category == "Title" and len(element.text) <= 200:
-            return element.text.strip()
+    """The first plausible title element; web pages often open with a navigation heading."""
+    for element in elements[:40]:
+        text = element.text.strip()
+        if (
+            element.category == "Title"
+            and len(text) <= 200
+            and text.lower() not in _NAVIGATION_TITLES
+        ):
+            return text
     return source.path.stem.replace("_", " ").replace("-", " ")
