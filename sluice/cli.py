@@ -258,7 +258,8 @@ def demo(
         f"  curl -s http://127.0.0.1:{port}/retrieve -H 'content-type: application/json' "
         '-d \'{"query": "How does Sluice keep re-ingestion free of duplicates?", "top_k": 3}\'\n'
         f'  .venv/bin/sluice query "which embedded Qdrant engine does Sluice use?"\n'
-        f"  API docs: http://127.0.0.1:{port}/docs\n"
+        f"  API docs: http://127.0.0.1:{port}/docs\n",
+        soft_wrap=True,
     )
     if serve_api:
         serve(host="127.0.0.1", port=port)
