@@ -34,9 +34,10 @@ class ServiceState:
                 self.embedders[model_id] = embedder
             return self.embedders[model_id]
 
-    @property
-    def searcher(self) -> IndexSearcher:
-        return IndexSearcher(self.store, self.embedder_for)
+    searcher: IndexSearcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.searcher = IndexSearcher(self.store, self.embedder_for)
 
 
 def get_state(request: Request) -> ServiceState:
