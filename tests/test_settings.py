@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from sluice.settings import Settings
+
+
+def test_environment_overrides_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text('index_name = "manuals"\nbm25_k1 = 0.9\nchunk_overlap_tokens = 16\n')
+    monkeypatch.setenv("SLUICE_CONFIG_FILE", str(config))
+    monkeypatch.setenv("SLUICE_CHUNK_OVERLAP_TOKENS", "8")
+    settings = Settings()
+    assert settings.index_name == "manuals"
+    assert settings.bm25_k1 == 0.9
+    assert settings.chunk_overlap_tokens == 8
+
+
+def test_data_dir_holds_everything_the_embedded_deployment_writes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path))
+    settings = Settings()
+    assert settings.qdrant_path.parent == tmp_path
+    assert settings.prefect_home.parent == tmp_path
+
+
+def test_invalid_values_and_unknown_keys_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        Settings(index_name="Bad Name!")
+    with pytest.raises(ValidationError):
+        Settings(embedding_device="tpu")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        Settings(no_such_setting=1)  # type: ignore[call-arg]
+
+
+def test_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_CONFIG_FILE", "/nonexistent/sluice.toml")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Settings()
