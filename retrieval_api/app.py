@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from index.edge_store import IndexLockedError
 from index.store_factory import open_vector_store
 from index.versions import active_spec
 from retrieval_api.deps import ServiceState
@@ -64,6 +65,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(IndexLockedError)
+    async def index_locked(request: Request, exc: IndexLockedError) -> JSONResponse:
+        return _error(503, "index_unavailable", str(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -140,3 +140,23 @@ def test_health_ready_and_openapi(client: TestClient) -> None:
     assert "/retrieve" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
     assert client.get("/nope").status_code == 404
+
+
+def test_an_index_held_by_another_process_answers_503(tmp_path: Path) -> None:
+    from index.bm25 import Bm25Params
+    from index.edge_store import EdgeVectorStore
+    from index.types import CollectionSpec
+
+    settings = Settings(data_dir=tmp_path)
+    holder = EdgeVectorStore(settings.qdrant_path)  # as a running ingest would hold it
+    holder.create_collection(
+        CollectionSpec("docs__v1", settings.embedding_model, 384, Bm25Params())
+    )
+    holder.set_alias("docs", "docs__v1")
+    try:
+        with TestClient(create_app(settings)) as locked:
+            response = locked.post("/retrieve", json={"query": "pumps"})
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "index_unavailable"
+    finally:
+        holder.close()
