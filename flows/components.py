@@ -8,6 +8,7 @@ import json
 from chunking.title_chunker import TitleChunker
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
+from index.embedding_cache import EmbeddingCache
 from index.store_factory import open_vector_store
 from index.types import VectorStore
 from ingest.unstructured_parser import UnstructuredParser
@@ -23,6 +24,10 @@ def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
 def build_store(settings: Settings) -> VectorStore:
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     return open_vector_store(settings.qdrant_path, settings.qdrant_url, api_key)
+
+
+def build_cache(settings: Settings) -> EmbeddingCache:
+    return EmbeddingCache(settings.embedding_cache_dir, settings.embedding_model)
 
 
 def build_parser(settings: Settings) -> UnstructuredParser:

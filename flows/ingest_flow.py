@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.components import (
     bm25_params,
+    build_cache,
     build_chunker,
     build_embedder,
     build_parser,
@@ -43,6 +44,7 @@ def ingest_files(files: list[SourceFile], source_name: str, settings: Settings) 
             bm25=bm25_params(settings),
             source_name=source_name,
             config_fingerprint=config_fingerprint(settings),
+            cache=build_cache(settings),
             progress=report_progress,
         )
     finally:

@@ -14,6 +14,7 @@ from chunking.types import Chunk
 from flows.report import FailedDocument, IngestReport
 from index.bm25 import Bm25Encoder, Bm25Params, average_length
 from index.embedder import SentenceTransformerEmbedder
+from index.embedding_cache import EmbeddingCache
 from index.types import CollectionSpec, VectorStore
 from index.versions import active_spec, create_next_version
 from index.writer import IndexWriter
@@ -127,6 +128,41 @@ def write_documents(
     return written
 
 
+@dataclass
+class IndexingResult:
+    collection: str
+    points_in_index: int
+    stage_seconds: dict[str, float]
+    embedded: int
+    from_cache: int
+
+
+def index_chunks(
+    chunks_by_doc: dict[str, list[Chunk]],
+    embedder: SentenceTransformerEmbedder,
+    store: VectorStore,
+    alias: str,
+    bm25: Bm25Params,
+    cache: EmbeddingCache | None = None,
+    progress: ProgressCallback = _no_progress,
+) -> IndexingResult:
+    """Write chunked documents into the index behind `alias`, creating its first version."""
+    all_texts = [c.text for chunks in chunks_by_doc.values() for c in chunks]
+    spec = ensure_collection(store, alias, embedder, bm25, all_texts)
+    writer = IndexWriter(store, spec.name, embedder, Bm25Encoder(spec.bm25), cache)
+    write_documents(writer, chunks_by_doc, progress=progress)
+    return IndexingResult(
+        collection=spec.name,
+        points_in_index=store.count(spec.name),
+        stage_seconds={
+            "embed": round(writer.stats.embed_seconds, 3),
+            "upsert": round(writer.stats.upsert_seconds, 3),
+        },
+        embedded=writer.stats.embedded,
+        from_cache=writer.stats.from_cache,
+    )
+
+
 def run_ingest(
     files: Sequence[SourceFile],
     parser: DocumentParser,
@@ -137,6 +173,7 @@ def run_ingest(
     bm25: Bm25Params,
     source_name: str,
     config_fingerprint: str = "",
+    cache: EmbeddingCache | None = None,
     progress: ProgressCallback = _no_progress,
 ) -> IngestReport:
     started = time.perf_counter()
@@ -146,16 +183,11 @@ def run_ingest(
     report.parsed = len(chunked.chunks_by_doc)
     report.failed = chunked.failed
     report.chunks = sum(len(c) for c in chunked.chunks_by_doc.values())
-    all_texts = [c.text for chunks in chunked.chunks_by_doc.values() for c in chunks]
-    spec = ensure_collection(store, alias, embedder, bm25, all_texts)
-    report.collection = spec.name
-    writer = IndexWriter(store, spec.name, embedder, Bm25Encoder(spec.bm25))
-    write_documents(writer, chunked.chunks_by_doc, progress=progress)
-    report.points_in_index = store.count(spec.name)
-    report.stage_seconds = {
-        "parse_chunk": round(parsed_at - started, 3),
-        "embed": round(writer.stats.embed_seconds, 3),
-        "upsert": round(writer.stats.upsert_seconds, 3),
-    }
+    result = index_chunks(chunked.chunks_by_doc, embedder, store, alias, bm25, cache, progress)
+    report.collection = result.collection
+    report.points_in_index = result.points_in_index
+    report.embedded = result.embedded
+    report.from_cache = result.from_cache
+    report.stage_seconds = {"parse_chunk": round(parsed_at - started, 3), **result.stage_seconds}
     report.seconds = round(time.perf_counter() - started, 3)
     return report

@@ -21,6 +21,8 @@ class IngestReport:
     failed: list[FailedDocument] = field(default_factory=list)
     chunks: int = 0
     points_in_index: int = 0
+    embedded: int = 0
+    from_cache: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -31,10 +33,12 @@ class IngestReport:
         lines = [
             f"### Ingest into `{self.index}` ({self.collection})",
             "",
-            "| files seen | parsed | failed | chunks | points in index | seconds |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| files seen | parsed | failed | chunks | embedded | from cache | points in index "
+            "| seconds |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
             f"| {self.files_seen} | {self.parsed} | {len(self.failed)} | {self.chunks} "
-            f"| {self.points_in_index} | {self.seconds:.1f} |",
+            f"| {self.embedded} | {self.from_cache} | {self.points_in_index} "
+            f"| {self.seconds:.1f} |",
         ]
         if self.failed:
             lines += ["", "| failed document | reason |", "|---|---|"]

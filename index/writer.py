@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from chunking.types import Chunk
 from index.bm25 import Bm25Encoder
 from index.embedder import SentenceTransformerEmbedder
+from index.embedding_cache import EmbeddingCache
 from index.types import IndexedPoint, MatchAny, PayloadFilter, VectorStore
 
 
 @dataclass
 class WriteStats:
     points_written: int = 0
+    embedded: int = 0
+    from_cache: int = 0
     embed_seconds: float = 0.0
     upsert_seconds: float = 0.0
 
@@ -31,7 +37,9 @@ class IndexWriter:
         collection: str,
         embedder: SentenceTransformerEmbedder,
         bm25: Bm25Encoder,
+        cache: EmbeddingCache | None = None,
     ) -> None:
+        self.cache = cache
         self.store = store
         self.collection = collection
         self.embedder = embedder
@@ -44,7 +52,7 @@ class IndexWriter:
         if not chunks:
             return
         started = time.perf_counter()
-        dense = self.embedder.embed_documents([c.text for c in chunks])
+        dense = self._embed(chunks)
         sparse = self.bm25.encode_documents([c.text for c in chunks])
         embedded = time.perf_counter()
         points = [
@@ -55,6 +63,22 @@ class IndexWriter:
         self.stats.points_written += len(points)
         self.stats.embed_seconds += embedded - started
         self.stats.upsert_seconds += time.perf_counter() - embedded
+
+    def _embed(self, chunks: Sequence[Chunk]) -> npt.NDArray[np.float32]:
+        """Embeds only the texts the cache does not hold."""
+        if self.cache is None:
+            self.stats.embedded += len(chunks)
+            return self.embedder.embed_documents([c.text for c in chunks])
+        hashes = [c.text_hash for c in chunks]
+        known = self.cache.get_many(hashes)
+        missing = [i for i, h in enumerate(hashes) if h not in known]
+        if missing:
+            fresh = self.embedder.embed_documents([chunks[i].text for i in missing])
+            self.cache.put_many([hashes[i] for i in missing], fresh)
+            known.update(zip((hashes[i] for i in missing), fresh, strict=True))
+        self.stats.embedded += len(missing)
+        self.stats.from_cache += len(chunks) - len(missing)
+        return np.stack([known[h] for h in hashes])
 
     def retire_other_versions(self, doc_id: str, keep_version: str) -> None:
         self.store.delete(

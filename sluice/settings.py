@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         return self.data_dir / "qdrant"
 
     @property
+    def embedding_cache_dir(self) -> Path:
+        return self.data_dir / "embedding-cache"
+
+    @property
     def prefect_home(self) -> Path:
         return self.data_dir / "prefect"
 

@@ -83,3 +83,33 @@ def test_broken_files_are_reported_and_the_run_goes_on(tmp_path: Path, embedder)
     reasons = {f.uri.rsplit("/", 1)[-1]: f.reason for f in report.failed}
     assert set(reasons) == {"broken.pdf", "empty.txt"}
     assert all(reasons.values())
+
+
+def test_a_second_run_takes_every_embedding_from_the_cache(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    from index.embedding_cache import EmbeddingCache
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Alpha\n\nalpha beta text about alpha things.\n")
+    settings = Settings(data_dir=tmp_path / "data")
+    runs = []
+    for _ in range(2):
+        store = build_store(settings)
+        try:
+            runs.append(
+                run_ingest(
+                    LocalFolderSource(folder).list_files(),
+                    build_parser(settings),
+                    build_chunker(settings, embedder),
+                    embedder,
+                    store,
+                    settings.index_name,
+                    bm25_params(settings),
+                    source_name="test",
+                    cache=EmbeddingCache(settings.embedding_cache_dir, embedder.model_id),
+                )
+            )
+        finally:
+            store.close()
+    assert (runs[0].embedded, runs[0].from_cache) == (1, 0)
+    assert (runs[1].embedded, runs[1].from_cache) == (0, 1)
