@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,27 +36,20 @@ def _settings(index: str | None = None) -> Settings:
     return settings
 
 
-def _run_ingest(
-    settings: Settings,
-    path: Path,
-    include: list[str] | None,
-    exclude: list[str] | None,
-    show_progress: bool,
-) -> dict[str, Any]:
+@contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """Draws a bar per pipeline stage while a flow reports progress in this process."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows.ingest_flow import ingest_flow
     from flows.progress import set_progress_listener
 
-    with Progress(
+    columns = (
         TextColumn("[bold]{task.description:<8}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
-        disable=not show_progress,
-        transient=False,
-    ) as progress:
+    )
+    with Progress(*columns, console=console, disable=not show) as progress:
         tasks: dict[str, Any] = {}
 
         def listener(stage: str, done: int, total: int) -> None:
@@ -63,13 +58,26 @@ def _run_ingest(
             progress.update(tasks[stage], completed=done, total=total)
 
         set_progress_listener(listener)
-        console.print("[dim]starting Prefect (a local server on first use can take ~30 s)…[/dim]")
         try:
-            report: dict[str, Any] = ingest_flow(
-                str(path), include=include, exclude=exclude, settings=settings
-            )
+            yield
         finally:
             set_progress_listener(None)
+
+
+def _run_ingest(
+    settings: Settings,
+    path: Path,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    show_progress: bool,
+) -> dict[str, Any]:
+    from flows.ingest_flow import ingest_flow
+
+    console.print("[dim]starting Prefect (a local server on first use can take ~30 s)…[/dim]")
+    with _progress_bars(show_progress):
+        report: dict[str, Any] = ingest_flow(
+            str(path), include=include, exclude=exclude, settings=settings
+        )
     return report
 
 
@@ -240,6 +248,62 @@ def status(
             str(info["documents"]),
         )
     out.print(table)
+
+
+@app.command(name="eval")
+def evaluate(
+    dataset_dir: Annotated[
+        Path, typer.Argument(help="BEIR-format folder (corpus, queries, qrels).")
+    ],
+    mode: Annotated[
+        list[str] | None, typer.Option(help="bm25, dense, hybrid (repeatable; default all).")
+    ] = None,
+    max_docs: Annotated[int | None, typer.Option(help="Evaluate on a slice of the corpus.")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (JSON, Markdown, PNG).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Score each retrieval mode on a BEIR dataset: nDCG@10, Recall@100, MRR@10."""
+    settings = _settings()
+    from flows.evaluate_flow import evaluate_flow
+
+    if not dataset_dir.is_dir():
+        console.print(f"[red]{dataset_dir} is not a folder[/red]")
+        raise typer.Exit(2)
+    try:
+        with _progress_bars(not as_json):
+            report = evaluate_flow(
+                str(dataset_dir),
+                modes=mode,
+                max_docs=max_docs,
+                out_dir=str(report_dir) if report_dir else None,
+                settings=settings,
+            )
+    except FileNotFoundError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    table = Table(
+        title=f"{report['dataset']}: {report['queries']} queries, {report['documents']} documents"
+    )
+    for column in ("mode", "nDCG@10", "Recall@100", "MRR@10", "ms/query"):
+        table.add_column(column, justify="right")
+    for name, scores in report["modes"].items():
+        table.add_row(
+            name,
+            f"{scores['ndcg@10']:.4f}",
+            f"{scores['recall@100']:.4f}",
+            f"{scores['mrr@10']:.4f}",
+            f"{scores['ms_per_query']:.1f}",
+        )
+    out.print(table)
+    console.print(
+        f"indexed in {report['seconds']['index']:.1f} s ({report['embedded']} embedded, "
+        f"{report['from_cache']} from cache); total {report['seconds']['total']:.1f} s"
+    )
 
 
 @app.command()

@@ -1,0 +1,97 @@
+"""The Prefect `evaluate` flow: index a BEIR collection, run its test queries in each mode."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.beir import load_beir
+from flows.components import bm25_params, build_cache, build_chunker, build_embedder, build_store
+from flows.evaluation import MODES, EvalReport, build_eval_index, evaluate_modes, write_reports
+from flows.progress import report_progress
+from index.searcher import IndexSearcher
+from index.types import SearchMode
+from sluice.settings import Settings
+
+
+def run_evaluation(
+    dataset_dir: Path,
+    settings: Settings,
+    modes: tuple[SearchMode, ...] = MODES,
+    max_docs: int | None = None,
+    out_dir: Path | None = None,
+) -> EvalReport:
+    """Plain-Python evaluation; the flow and tests call this."""
+    started = time.perf_counter()
+    dataset = load_beir(dataset_dir, max_docs=max_docs)
+    embedder = build_embedder(settings)
+    store = build_store(settings)
+    try:
+        alias, indexed, chunks = build_eval_index(
+            dataset,
+            build_chunker(settings, embedder),
+            embedder,
+            store,
+            bm25_params(settings),
+            build_cache(settings),
+            report_progress,
+        )
+        index_seconds = time.perf_counter() - started
+        searcher = IndexSearcher(store, lambda model: embedder)
+        scores = evaluate_modes(
+            dataset,
+            searcher,
+            alias,
+            modes,
+            settings.candidate_pool,
+            settings.rrf_k,
+            report_progress,
+        )
+    finally:
+        store.close()
+    report = EvalReport(
+        dataset=dataset.name,
+        documents=len(dataset.corpus),
+        queries=len(dataset.queries),
+        chunks=chunks,
+        embedding_model=settings.embedding_model,
+        parameters={
+            "bm25_k1": settings.bm25_k1,
+            "bm25_b": settings.bm25_b,
+            "bm25_stopwords": settings.bm25_stopwords,
+            "rrf_k": settings.rrf_k,
+            "candidate_pool": settings.candidate_pool,
+            "chunk_max_tokens": settings.chunk_max_tokens,
+        },
+        modes=scores,
+        seconds={
+            "index": round(index_seconds, 2),
+            "total": round(time.perf_counter() - started, 2),
+        },
+        embedded=indexed.embedded,
+        from_cache=indexed.from_cache,
+    )
+    write_reports(report, out_dir or settings.data_dir / "eval-reports")
+    return report
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(
+    dataset_dir: str,
+    modes: list[str] | None = None,
+    max_docs: int | None = None,
+    out_dir: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """nDCG@10, Recall@100 and MRR@10 of each retrieval mode on a BEIR-format dataset."""
+    settings = settings or Settings()
+    chosen = tuple(m for m in MODES if modes is None or m in modes)
+    report = run_evaluation(
+        Path(dataset_dir), settings, chosen, max_docs, Path(out_dir) if out_dir else None
+    )
+    create_markdown_artifact(markdown=report.to_markdown(), key="evaluation-report")
+    return report.to_dict()

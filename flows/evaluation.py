@@ -1,0 +1,177 @@
+"""Retrieval evaluation on BEIR-format collections, scored with ranx.
+
+Queries go through `IndexSearcher`, the same code path `/retrieve` uses; a query's chunk hits
+become a document ranking by each document's best chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chunking.title_chunker import TitleChunker
+from flows.beir import BeirDataset, as_parsed_documents, doc_id_from_uri
+from flows.pipeline import IndexingResult, ProgressCallback, _no_progress, index_chunks
+from index.bm25 import Bm25Params
+from index.embedder import SentenceTransformerEmbedder
+from index.embedding_cache import EmbeddingCache
+from index.searcher import IndexSearcher
+from index.types import SearchMode, VectorStore
+from index.versions import collection_name, versions_of
+
+METRICS = ("ndcg@10", "recall@100", "mrr@10")
+MODES: tuple[SearchMode, ...] = ("bm25", "dense", "hybrid")
+DEPTH = 100
+
+Run = dict[str, dict[str, float]]
+
+
+@dataclass
+class EvalReport:
+    dataset: str
+    documents: int
+    queries: int
+    chunks: int
+    embedding_model: str
+    parameters: dict[str, Any]
+    modes: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    embedded: int = 0
+    from_cache: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"### {self.dataset}: {self.documents} documents, {self.queries} test queries",
+            "",
+            f"Embedding model `{self.embedding_model}`; "
+            f"parameters `{json.dumps(self.parameters)}`.",
+            "",
+            "| mode | " + " | ".join(METRICS) + " | ms/query |",
+            "|---|" + "---:|" * (len(METRICS) + 1),
+        ]
+        for mode, scores in self.modes.items():
+            cells = " | ".join(f"{scores[m]:.4f}" for m in METRICS)
+            lines.append(f"| {mode} | {cells} | {scores['ms_per_query']:.1f} |")
+        return "\n".join(lines)
+
+
+def eval_alias(dataset: str) -> str:
+    return "eval-" + re.sub(r"[^a-z0-9_-]+", "-", dataset.lower())[:50]
+
+
+def build_eval_index(
+    dataset: BeirDataset,
+    chunker: TitleChunker,
+    embedder: SentenceTransformerEmbedder,
+    store: VectorStore,
+    bm25: Bm25Params,
+    cache: EmbeddingCache | None,
+    progress: ProgressCallback = _no_progress,
+) -> tuple[str, IndexingResult, int]:
+    """A fresh index of the corpus (dense vectors come from the cache when known)."""
+    alias = eval_alias(dataset.name)
+    for version in versions_of(store, alias):
+        store.drop_collection(collection_name(alias, version))
+    documents = as_parsed_documents(dataset)
+    chunks_by_doc = {}
+    for done, document in enumerate(documents, start=1):
+        chunks_by_doc[document.source.doc_id] = chunker.run(document)
+        if done % 500 == 0 or done == len(documents):
+            progress("chunk", done, len(documents))
+    result = index_chunks(chunks_by_doc, embedder, store, alias, bm25, cache, progress)
+    return alias, result, sum(len(c) for c in chunks_by_doc.values())
+
+
+def retrieve_run(
+    searcher: IndexSearcher,
+    alias: str,
+    queries: dict[str, str],
+    mode: SearchMode,
+    candidate_pool: int,
+    rrf_k: int,
+) -> Run:
+    """Each query's top `DEPTH` documents, scored by their best chunk."""
+    run: Run = {}
+    for query_id, text in queries.items():
+        outcome = searcher.search(
+            alias,
+            text,
+            mode,
+            limit=2 * DEPTH,
+            candidate_pool=max(candidate_pool, 2 * DEPTH),
+            rrf_k=rrf_k,
+        )
+        ranking: dict[str, float] = {}
+        for hit in outcome.result.hits:
+            doc_id = doc_id_from_uri(str(hit.payload["uri"]))
+            ranking.setdefault(doc_id, hit.score)
+            if len(ranking) == DEPTH:
+                break
+        run[query_id] = ranking or {"__no_hit__": 0.0}
+    return run
+
+
+def score_run(qrels: dict[str, dict[str, int]], run: Run) -> dict[str, float]:
+    from ranx import Qrels, evaluate
+    from ranx import Run as RanxRun
+
+    scores = evaluate(Qrels(qrels), RanxRun(run), list(METRICS), make_comparable=True)
+    return {metric: float(scores[metric]) for metric in METRICS}
+
+
+def evaluate_modes(
+    dataset: BeirDataset,
+    searcher: IndexSearcher,
+    alias: str,
+    modes: Sequence[SearchMode],
+    candidate_pool: int,
+    rrf_k: int,
+    progress: ProgressCallback = _no_progress,
+) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    for done, mode in enumerate(modes, start=1):
+        started = time.perf_counter()
+        run = retrieve_run(searcher, alias, dataset.queries, mode, candidate_pool, rrf_k)
+        elapsed = time.perf_counter() - started
+        scores = score_run(dataset.qrels, run)
+        scores["ms_per_query"] = 1000 * elapsed / max(1, len(dataset.queries))
+        results[mode] = scores
+        progress("query", done, len(modes))
+    return results
+
+
+def write_reports(report: EvalReport, folder: Path) -> list[Path]:
+    """`<dataset>.json`, `<dataset>.md` and a bar chart `<dataset>.png` comparing the modes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / re.sub(r"[^A-Za-z0-9_.-]+", "-", report.dataset)
+    json_path, md_path, png_path = (stem.with_suffix(s) for s in (".json", ".md", ".png"))
+    json_path.write_text(json.dumps(report.to_dict(), indent=2))
+    md_path.write_text(report.to_markdown() + "\n")
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / max(1, len(report.modes))
+    for i, (mode, scores) in enumerate(report.modes.items()):
+        positions = [m + i * width for m in range(len(METRICS))]
+        bars = axis.bar(positions, [scores[m] for m in METRICS], width, label=mode)
+        axis.bar_label(bars, fmt="%.3f", fontsize=7)
+    axis.set_xticks([m + width * (len(report.modes) - 1) / 2 for m in range(len(METRICS))])
+    axis.set_xticklabels(METRICS)
+    axis.set_ylim(0, 1)
+    axis.set_title(f"{report.dataset}: {report.queries} queries, {report.documents} documents")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=120)
+    plt.close(figure)
+    return [json_path, md_path, png_path]
