@@ -9,6 +9,7 @@ from chunking.title_chunker import TitleChunker
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
+from index.fusion import FusionParams
 from index.store_factory import open_vector_store
 from index.types import VectorStore
 from ingest.unstructured_parser import UnstructuredParser
@@ -47,6 +48,10 @@ def bm25_params(settings: Settings) -> Bm25Params:
         language=settings.bm25_language,
         stopwords=settings.bm25_stopwords,
     )
+
+
+def fusion_params(settings: Settings) -> FusionParams:
+    return FusionParams(settings.fusion_method, settings.rrf_k, settings.fusion_weights)
 
 
 def config_fingerprint(settings: Settings) -> str:

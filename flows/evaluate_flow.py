@@ -10,7 +10,14 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.beir import load_beir
-from flows.components import bm25_params, build_cache, build_chunker, build_embedder, build_store
+from flows.components import (
+    bm25_params,
+    build_cache,
+    build_chunker,
+    build_embedder,
+    build_store,
+    fusion_params,
+)
 from flows.evaluation import MODES, EvalReport, build_eval_index, evaluate_modes, write_reports
 from flows.progress import report_progress
 from index.searcher import IndexSearcher
@@ -48,7 +55,7 @@ def run_evaluation(
             alias,
             modes,
             settings.candidate_pool,
-            settings.rrf_k,
+            fusion_params(settings),
             report_progress,
         )
     finally:
@@ -63,6 +70,8 @@ def run_evaluation(
             "bm25_k1": settings.bm25_k1,
             "bm25_b": settings.bm25_b,
             "bm25_stopwords": settings.bm25_stopwords,
+            "fusion": settings.fusion_method,
+            "fusion_weights": list(settings.fusion_weights),
             "rrf_k": settings.rrf_k,
             "candidate_pool": settings.candidate_pool,
             "chunk_max_tokens": settings.chunk_max_tokens,

@@ -20,6 +20,7 @@ from flows.pipeline import IndexingResult, ProgressCallback, _no_progress, index
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
+from index.fusion import FusionParams
 from index.searcher import IndexSearcher
 from index.types import SearchMode, VectorStore
 from index.versions import collection_name, versions_of
@@ -96,7 +97,7 @@ def retrieve_run(
     queries: dict[str, str],
     mode: SearchMode,
     candidate_pool: int,
-    rrf_k: int,
+    fusion: FusionParams,
 ) -> Run:
     """Each query's top `DEPTH` documents, scored by their best chunk."""
     run: Run = {}
@@ -107,7 +108,7 @@ def retrieve_run(
             mode,
             limit=2 * DEPTH,
             candidate_pool=max(candidate_pool, 2 * DEPTH),
-            rrf_k=rrf_k,
+            fusion=fusion,
         )
         ranking: dict[str, float] = {}
         for hit in outcome.result.hits:
@@ -133,13 +134,13 @@ def evaluate_modes(
     alias: str,
     modes: Sequence[SearchMode],
     candidate_pool: int,
-    rrf_k: int,
+    fusion: FusionParams,
     progress: ProgressCallback = _no_progress,
 ) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     for done, mode in enumerate(modes, start=1):
         started = time.perf_counter()
-        run = retrieve_run(searcher, alias, dataset.queries, mode, candidate_pool, rrf_k)
+        run = retrieve_run(searcher, alias, dataset.queries, mode, candidate_pool, fusion)
         elapsed = time.perf_counter() - started
         scores = score_run(dataset.qrels, run)
         scores["ms_per_query"] = 1000 * elapsed / max(1, len(dataset.queries))

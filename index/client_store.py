@@ -158,16 +158,6 @@ class QdrantClientStore:
                 with_payload=True,
             )
             return SearchResult(hits=_points(response.points))
-        fused = models.QueryRequest(
-            prefetch=[
-                models.Prefetch(query=q, using=u, limit=request.candidate_pool, filter=query_filter)
-                for q, u in inputs
-            ],
-            query=models.RrfQuery(rrf=models.Rrf(k=request.rrf_k)),
-            filter=query_filter,
-            limit=request.limit,
-            with_payload=True,
-        )
         singles = [
             models.QueryRequest(
                 query=q,
@@ -178,12 +168,10 @@ class QdrantClientStore:
             )
             for q, u in inputs
         ]
-        answers = self.client.query_batch_points(collection, requests=[fused, *singles])
-        by_name = {u: _points(a.points) for (_, u), a in zip(inputs, answers[1:], strict=True)}
+        answers = self.client.query_batch_points(collection, requests=singles)
+        by_name = {u: _points(a.points) for (_, u), a in zip(inputs, answers, strict=True)}
         return SearchResult(
-            hits=_points(answers[0].points),
-            dense=by_name.get(DENSE_VECTOR, []),
-            sparse=by_name.get(SPARSE_VECTOR, []),
+            hits=[], dense=by_name.get(DENSE_VECTOR, []), sparse=by_name.get(SPARSE_VECTOR, [])
         )
 
     def close(self) -> None:

@@ -231,26 +231,11 @@ class EdgeVectorStore:
                 if sparse_query is None:
                     return SearchResult(hits=[])
                 return SearchResult(hits=_points(shard.query(single(sparse_query, request.limit))))
-            queries = [q for q in (dense_query, sparse_query) if q is not None]
-            if not queries:
-                return SearchResult(hits=[])
-            fused = edge.QueryRequest(
-                limit=request.limit,
-                prefetches=[
-                    edge.Prefetch(
-                        request.candidate_pool, query=q, filter=payload_filter, params=params
-                    )
-                    for q in queries
-                ],
-                query=edge.Fusion.Rrf(k=request.rrf_k),
-                filter=payload_filter,
-                with_payload=True,
-            )
-            batch = [fused] + [single(q, request.candidate_pool) for q in queries]
-            answers = shard.query_batch(edge.QueryBatchRequest(batch))
-        dense = _points(answers[1]) if dense_query is not None else []
+            batch = [single(q, request.candidate_pool) for q in (dense_query, sparse_query) if q]
+            answers = shard.query_batch(edge.QueryBatchRequest(batch)) if batch else []
+        dense = _points(answers[0]) if dense_query is not None else []
         sparse = _points(answers[-1]) if sparse_query is not None else []
-        return SearchResult(hits=_points(answers[0]), dense=dense, sparse=sparse)
+        return SearchResult(hits=[], dense=dense, sparse=sparse)
 
     def flush(self) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from index.bm25 import Bm25Encoder
 from index.embedder import SentenceTransformerEmbedder
+from index.fusion import FusionParams, fuse
 from index.types import (
     CollectionSpec,
     PayloadFilter,
@@ -61,9 +62,10 @@ class IndexSearcher:
         mode: SearchMode,
         limit: int,
         candidate_pool: int = 50,
-        rrf_k: int = 60,
+        fusion: FusionParams | None = None,
         payload_filter: PayloadFilter | None = None,
     ) -> SearchOutcome:
+        """`limit` hits; in hybrid mode, fused from `candidate_pool` dense and BM25 candidates."""
         timings: dict[str, float] = {}
         collection = self.store.resolve_alias(alias)
         spec = self.store.collection_spec(collection) if collection else None
@@ -84,10 +86,13 @@ class IndexSearcher:
             candidate_pool=max(candidate_pool, limit),
             dense=dense,
             sparse=sparse,
-            rrf_k=rrf_k,
             filter=payload_filter or PayloadFilter(),
         )
         started = time.perf_counter()
         result = self.store.search(collection, request)
         timings["search_ms"] = (time.perf_counter() - started) * 1000
+        if mode == "hybrid":
+            started = time.perf_counter()
+            result.hits = fuse(result.dense, result.sparse, fusion or FusionParams(), limit)
+            timings["fusion_ms"] = (time.perf_counter() - started) * 1000
         return SearchOutcome(result=result, collection=collection, spec=spec, timings_ms=timings)

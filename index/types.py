@@ -87,7 +87,6 @@ class SearchRequest:
     candidate_pool: int
     dense: npt.NDArray[np.float32] | None = None
     sparse: SparseVector | None = None
-    rrf_k: int = 60
     filter: PayloadFilter = field(default_factory=PayloadFilter)
 
 
@@ -100,7 +99,11 @@ class ScoredPoint:
 
 @dataclass
 class SearchResult:
-    """The final ranking and, in hybrid mode, each input ranking it was fused from."""
+    """The final ranking and, in hybrid mode, each candidate list it is fused from.
+
+    A store answers a hybrid request with the two candidate lists only (`hits` empty);
+    `IndexSearcher` fuses them.
+    """
 
     hits: list[ScoredPoint]
     dense: list[ScoredPoint] = field(default_factory=list)

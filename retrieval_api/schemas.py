@@ -43,6 +43,24 @@ class Filters(BaseModel):
         return value
 
 
+class FusionRequest(BaseModel):
+    """How hybrid mode fuses the dense and BM25 candidates; unset fields use the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["rrf", "dbsf", "minmax"] | None = None
+    rrf_k: int | None = Field(default=None, ge=1, le=1000)
+    weights: tuple[float, float] | None = Field(
+        default=None, description="(dense, bm25) weights, each between 0 and 10"
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_in_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and (not all(0 <= w <= 10 for w in value) or sum(value) == 0):
+            raise ValueError("weights must be between 0 and 10 and not both 0")
+        return value
+
+
 class RetrieveRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -53,7 +71,7 @@ class RetrieveRequest(BaseModel):
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     filters: Filters = Field(default_factory=Filters)
     candidate_pool: int | None = Field(default=None, ge=1, le=1000)
-    rrf_k: int | None = Field(default=None, ge=1, le=1000)
+    fusion: FusionRequest = Field(default_factory=FusionRequest)
 
     @field_validator("query")
     @classmethod

@@ -86,6 +86,14 @@ def test_hybrid_hits_carry_every_stage_score(client: TestClient) -> None:
     assert hit["title"] and hit["doc_id"] == hit["uri"]
 
 
+@pytest.mark.parametrize("method", ["rrf", "dbsf", "minmax"])
+def test_every_fusion_method_answers(client: TestClient, method: str) -> None:
+    body = {"query": "impeller wear", "fusion": {"method": method, "weights": [1.0, 2.0]}}
+    response = client.post("/retrieve", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["hits"][0]["uri"].endswith("pumps.md")
+
+
 def test_filters_restrict_every_mode(client: TestClient) -> None:
     garden = next(
         h["doc_id"]
@@ -116,6 +124,9 @@ def test_filters_restrict_every_mode(client: TestClient) -> None:
         {"query": "x", "filters": {"metadata": {"pages": {"near": 3}}}},
         {"query": "x", "filters": {"metadata": {"filetype": []}}},
         {"query": 42},
+        {"query": "x", "fusion": {"method": "borda"}},
+        {"query": "x", "fusion": {"weights": [0, 0]}},
+        {"query": "x", "fusion": {"weights": [1, 2, 3]}},
         [1, 2],
     ],
 )

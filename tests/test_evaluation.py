@@ -56,6 +56,7 @@ def test_scores_match_hand_computed_values() -> None:
 def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> None:
     from flows.evaluate_flow import run_evaluation
     from flows.evaluation import retrieve_run
+    from index.fusion import FusionParams
     from sluice.settings import Settings
 
     settings = Settings(data_dir=tmp_path / "data")
@@ -72,7 +73,7 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
     try:
         dataset = load_beir(SCIFACT, max_docs=250)
         searcher = IndexSearcher(store, lambda model: embedder)
-        run = retrieve_run(searcher, "eval-scifact", dataset.queries, "hybrid", 50, 60)
+        run = retrieve_run(searcher, "eval-scifact", dataset.queries, "hybrid", 50, FusionParams())
     finally:
         store.close()
     broken = {q: {d: -s for d, s in ranking.items()} for q, ranking in run.items()}

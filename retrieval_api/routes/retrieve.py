@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from index.fusion import FusionParams
 from index.searcher import IndexNotFoundError
 from retrieval_api.deps import State
 from retrieval_api.hits import build_hits, to_payload_filter
@@ -32,7 +33,11 @@ async def retrieve(body: RetrieveRequest, state: State) -> RetrieveResponse:
             body.mode,
             body.top_k or settings.default_top_k,
             body.candidate_pool or settings.candidate_pool,
-            body.rrf_k or settings.rrf_k,
+            FusionParams(
+                method=body.fusion.method or settings.fusion_method,
+                rrf_k=body.fusion.rrf_k or settings.rrf_k,
+                weights=body.fusion.weights or settings.fusion_weights,
+            ),
             to_payload_filter(body.filters),
         )
     except IndexNotFoundError:
