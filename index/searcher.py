@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from index.bm25 import Bm25Encoder
 from index.embedder import SentenceTransformerEmbedder
 from index.fusion import FusionParams, fuse
+from index.reranker import CrossEncoderReranker, RerankSkipped
 from index.types import (
     CollectionSpec,
     PayloadFilter,
+    ScoredPoint,
     SearchMode,
     SearchRequest,
     SearchResult,
@@ -27,9 +29,13 @@ class IndexNotFoundError(LookupError):
 @dataclass
 class SearchOutcome:
     result: SearchResult
+    """`result.hits` is the final ranking; `first_stage` the ranking before reranking."""
     collection: str
     spec: CollectionSpec
     timings_ms: dict[str, float] = field(default_factory=dict)
+    first_stage: list[ScoredPoint] = field(default_factory=list)
+    rerank_scores: dict[str, float] = field(default_factory=dict)
+    degraded: list[str] = field(default_factory=list)
 
 
 class IndexSearcher:
@@ -43,7 +49,11 @@ class IndexSearcher:
         self,
         store: VectorStore,
         embedder_for: Callable[[str], SentenceTransformerEmbedder],
+        reranker: CrossEncoderReranker | None = None,
+        rerank_candidates: int = 30,
     ) -> None:
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
         self.store = store
         self.embedder_for = embedder_for
         self._encoders: dict[str, Bm25Encoder] = {}
@@ -64,6 +74,7 @@ class IndexSearcher:
         candidate_pool: int = 50,
         fusion: FusionParams | None = None,
         payload_filter: PayloadFilter | None = None,
+        rerank: bool = False,
     ) -> SearchOutcome:
         """`limit` hits; in hybrid mode, fused from `candidate_pool` dense and BM25 candidates."""
         timings: dict[str, float] = {}
@@ -80,10 +91,11 @@ class IndexSearcher:
             started = time.perf_counter()
             sparse = self._bm25(spec).encode_query(query)
             timings["bm25_encode_ms"] = (time.perf_counter() - started) * 1000
+        first_stage_limit = max(limit, self.rerank_candidates) if rerank else limit
         request = SearchRequest(
             mode=mode,
-            limit=limit,
-            candidate_pool=max(candidate_pool, limit),
+            limit=first_stage_limit,
+            candidate_pool=max(candidate_pool, first_stage_limit),
             dense=dense,
             sparse=sparse,
             filter=payload_filter or PayloadFilter(),
@@ -93,6 +105,37 @@ class IndexSearcher:
         timings["search_ms"] = (time.perf_counter() - started) * 1000
         if mode == "hybrid":
             started = time.perf_counter()
-            result.hits = fuse(result.dense, result.sparse, fusion or FusionParams(), limit)
+            result.hits = fuse(
+                result.dense, result.sparse, fusion or FusionParams(), first_stage_limit
+            )
             timings["fusion_ms"] = (time.perf_counter() - started) * 1000
-        return SearchOutcome(result=result, collection=collection, spec=spec, timings_ms=timings)
+        outcome = SearchOutcome(
+            result=result,
+            collection=collection,
+            spec=spec,
+            timings_ms=timings,
+            first_stage=list(result.hits),
+        )
+        if rerank:
+            self._rerank(query, outcome, limit)
+        result.hits = result.hits[:limit]
+        return outcome
+
+    def _rerank(self, query: str, outcome: SearchOutcome, limit: int) -> None:
+        """Reorders the first `rerank_candidates` hits; on any problem keeps the first stage."""
+        if self.reranker is None:
+            outcome.degraded.append("rerank_unavailable: no reranker model is configured")
+            return
+        candidates = outcome.result.hits[: self.rerank_candidates]
+        started = time.perf_counter()
+        try:
+            reranked = self.reranker.rerank(query, candidates)
+        except RerankSkipped as skipped:
+            outcome.degraded.append(str(skipped))
+            return
+        finally:
+            outcome.timings_ms["rerank_ms"] = (time.perf_counter() - started) * 1000
+        outcome.rerank_scores = {r.point.id: r.rerank_score for r in reranked}
+        outcome.result.hits = [
+            ScoredPoint(r.point.id, r.final_score, r.point.payload) for r in reranked
+        ][:limit]

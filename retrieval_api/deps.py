@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from index.embedder import SentenceTransformerEmbedder
+from index.reranker import CrossEncoderReranker
 from index.searcher import IndexSearcher
 from index.types import VectorStore
 from sluice.settings import Settings
@@ -37,7 +38,21 @@ class ServiceState:
     searcher: IndexSearcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.searcher = IndexSearcher(self.store, self.embedder_for)
+        settings = self.settings
+        reranker = (
+            CrossEncoderReranker(
+                settings.reranker_model,
+                settings.embedding_device,
+                max_length=settings.rerank_max_length,
+                budget_ms=settings.rerank_budget_ms,
+                blend_alpha=settings.rerank_blend,
+            )
+            if settings.reranker_model
+            else None
+        )
+        self.searcher = IndexSearcher(
+            self.store, self.embedder_for, reranker, settings.rerank_candidates
+        )
 
 
 def get_state(request: Request) -> ServiceState:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from index.types import Condition, MatchAny, PayloadFilter, Range, ScoredPoint, SearchResult
+from index.searcher import SearchOutcome
+from index.types import Condition, MatchAny, PayloadFilter, Range, ScoredPoint
 from retrieval_api.schemas import Filters, Hit, RangeFilter, StageScores
 
 
@@ -26,23 +27,31 @@ def _ranks(points: list[ScoredPoint]) -> dict[str, tuple[int, float]]:
     return {p.id: (rank, p.score) for rank, p in enumerate(points, start=1)}
 
 
-def build_hits(result: SearchResult, mode: str) -> list[Hit]:
+def build_hits(outcome: SearchOutcome, mode: str) -> list[Hit]:
     """Hits in final order, each with every stage's score and rank where it took part."""
-    dense = _ranks(result.dense)
-    sparse = _ranks(result.sparse)
+    dense = _ranks(outcome.result.dense)
+    sparse = _ranks(outcome.result.sparse)
+    first = _ranks(outcome.first_stage)
+    if mode == "dense":
+        dense = first
+    elif mode == "bm25":
+        sparse = first
+    reranked = outcome.rerank_scores
+    rerank_ranks = {
+        point_id: rank
+        for rank, point_id in enumerate(sorted(reranked, key=lambda i: -reranked[i]), start=1)
+    }
     hits = []
-    for rank, point in enumerate(result.hits, start=1):
+    for rank, point in enumerate(outcome.result.hits, start=1):
         scores = StageScores()
-        if mode == "dense":
-            scores.dense, scores.dense_rank = point.score, rank
-        elif mode == "bm25":
-            scores.bm25, scores.bm25_rank = point.score, rank
-        else:
-            scores.fused, scores.fused_rank = point.score, rank
-            if point.id in dense:
-                scores.dense_rank, scores.dense = dense[point.id]
-            if point.id in sparse:
-                scores.bm25_rank, scores.bm25 = sparse[point.id]
+        if point.id in dense:
+            scores.dense_rank, scores.dense = dense[point.id]
+        if point.id in sparse:
+            scores.bm25_rank, scores.bm25 = sparse[point.id]
+        if mode == "hybrid" and point.id in first:
+            scores.fused_rank, scores.fused = first[point.id]
+        if point.id in reranked:
+            scores.rerank, scores.rerank_rank = reranked[point.id], rerank_ranks[point.id]
         payload = point.payload
         hits.append(
             Hit(

@@ -72,6 +72,9 @@ class RetrieveRequest(BaseModel):
     filters: Filters = Field(default_factory=Filters)
     candidate_pool: int | None = Field(default=None, ge=1, le=1000)
     fusion: FusionRequest = Field(default_factory=FusionRequest)
+    rerank: bool | None = Field(
+        default=None, description="Cross-encoder reranking; unset uses the server default."
+    )
 
     @field_validator("query")
     @classmethod
@@ -88,6 +91,8 @@ class StageScores(BaseModel):
     bm25_rank: int | None = None
     fused: float | None = None
     fused_rank: int | None = None
+    rerank: float | None = None
+    rerank_rank: int | None = None
 
 
 class Hit(BaseModel):

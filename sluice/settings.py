@@ -67,6 +67,17 @@ class Settings(BaseSettings):
         default=(1.0, 1.0), description="(dense, bm25) weights of hybrid fusion"
     )
 
+    reranker_model: str | None = Field(
+        default=None, description="CrossEncoder id or path; unset means no reranking stage."
+    )
+    rerank_default: bool = Field(default=False, description="Rerank when a request does not say.")
+    rerank_candidates: int = Field(default=30, ge=1, le=500)
+    rerank_budget_ms: float = Field(default=2000.0, gt=0)
+    rerank_blend: float = Field(
+        default=1.0, ge=0, le=1, description="Weight of the rerank score against the first stage."
+    )
+    rerank_max_length: int = Field(default=256, ge=16, le=4096)
+
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"

@@ -171,3 +171,35 @@ def test_an_index_held_by_another_process_answers_503(tmp_path: Path) -> None:
         assert response.json()["error"]["code"] == "index_unavailable"
     finally:
         holder.close()
+
+
+def test_rerank_without_a_model_degrades_to_the_fused_ranking(client: TestClient) -> None:
+    body = client.post("/retrieve", json={"query": "impeller wear", "rerank": True}).json()
+    assert body["hits"][0]["uri"].endswith("pumps.md")
+    assert body["degraded"] and body["degraded"][0].startswith("rerank_unavailable")
+
+
+@pytest.mark.parametrize(("budget_ms", "reranked"), [(60_000.0, True), (0.001, False)])
+def test_rerank_stage_scores_or_budget_degradation(
+    client: TestClient, budget_ms: float, reranked: bool
+) -> None:
+    from index.reranker import CrossEncoderReranker
+
+    searcher = client.app.state.service.searcher  # type: ignore[attr-defined]
+    searcher.reranker = CrossEncoderReranker(
+        "sentence-transformers/all-MiniLM-L6-v2", device="cpu", budget_ms=budget_ms
+    )
+    try:
+        first = client.post("/retrieve", json={"query": "water", "rerank": True}).json()
+        body = client.post("/retrieve", json={"query": "water", "rerank": True}).json()
+    finally:
+        searcher.reranker = None
+    hits = body["hits"]
+    assert hits and "rerank_ms" in body["timings_ms"]
+    if reranked:
+        assert body["degraded"] == [] and first["degraded"] == []
+        assert all(h["scores"]["rerank"] is not None for h in hits)
+        assert [h["scores"]["rerank_rank"] for h in hits] == list(range(1, len(hits) + 1))
+    else:
+        assert body["degraded"][0].startswith("rerank_budget")
+        assert [h["scores"]["fused_rank"] for h in hits] == list(range(1, len(hits) + 1))

@@ -39,6 +39,7 @@ async def retrieve(body: RetrieveRequest, state: State) -> RetrieveResponse:
                 weights=body.fusion.weights or settings.fusion_weights,
             ),
             to_payload_filter(body.filters),
+            settings.rerank_default if body.rerank is None else body.rerank,
         )
     except IndexNotFoundError:
         elapsed = (time.perf_counter() - started) * 1000
@@ -50,11 +51,12 @@ async def retrieve(body: RetrieveRequest, state: State) -> RetrieveResponse:
     return RetrieveResponse(
         query=body.query,
         mode=body.mode,
-        hits=build_hits(outcome.result, body.mode),
+        hits=build_hits(outcome, body.mode),
         index=IndexInfo(
             alias=settings.index_name,
             collection=outcome.collection,
             embedding_model=outcome.spec.embedding_model,
         ),
         timings_ms={k: round(v, 3) for k, v in timings.items()},
+        degraded=outcome.degraded,
     )

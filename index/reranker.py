@@ -1,0 +1,118 @@
+"""Cross-encoder reranking of the fused candidates, within a latency budget."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from index.embedder import pick_device, resolve_model_path
+from index.types import ScoredPoint
+
+
+class RerankSkipped(Exception):
+    """Reranking did not run or did not finish; the message is the `degraded` reason."""
+
+
+@dataclass(frozen=True)
+class RerankedPoint:
+    point: ScoredPoint
+    rerank_score: float
+    final_score: float
+
+
+def blend(rerank: Sequence[float], first_stage: Sequence[float], alpha: float) -> list[float]:
+    """alpha * min-max(rerank) + (1 - alpha) * min-max(first stage); alpha 1 is pure rerank."""
+    from index.fusion import min_max
+
+    if alpha >= 1 or not rerank:
+        return list(rerank)
+    return [
+        alpha * r + (1 - alpha) * f
+        for r, f in zip(min_max(list(rerank)), min_max(list(first_stage)), strict=True)
+    ]
+
+
+class CrossEncoderReranker:
+    """Scores (query, chunk text) pairs with a sentence-transformers `CrossEncoder`.
+
+    Before scoring, the expected time (pairs x the measured seconds per pair) is checked against
+    `budget_ms`; between batches the elapsed time is checked again. Either way, an over-budget
+    rerank raises `RerankSkipped` and the caller keeps the fused ranking.
+
+    >>> reranker = CrossEncoderReranker("models/scifact-reranker", budget_ms=800)
+    >>> reranked = reranker.rerank("query", candidates)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        batch_size: int = 32,
+        max_length: int = 256,
+        budget_ms: float = 1000.0,
+        blend_alpha: float = 1.0,
+    ) -> None:
+        self.model_id = model
+        self.requested_device = device
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.budget_ms = budget_ms
+        self.blend_alpha = blend_alpha
+        self._model: Any = None
+        self._seconds_per_pair: float | None = None
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        from sentence_transformers import CrossEncoder
+
+        path = resolve_model_path(self.model_id)
+        self._model = CrossEncoder(
+            path,
+            device=pick_device(self.requested_device),
+            max_length=self.max_length,
+            local_files_only=Path(path).exists(),
+        )
+        self._model.predict([("warm", "up")], show_progress_bar=False)
+
+    def rerank(self, query: str, candidates: Sequence[ScoredPoint]) -> list[RerankedPoint]:
+        if not candidates:
+            return []
+        try:
+            self.warm_up()
+        except Exception as error:
+            raise RerankSkipped(f"reranker unavailable: {type(error).__name__}: {error}") from error
+        expected_ms = 1000 * len(candidates) * (self._seconds_per_pair or 0.0)
+        if expected_ms > self.budget_ms:
+            raise RerankSkipped(
+                f"rerank_budget: {len(candidates)} candidates would take ~{expected_ms:.0f} ms, "
+                f"over the {self.budget_ms:.0f} ms budget"
+            )
+        started = time.perf_counter()
+        scores: list[float] = []
+        for first in range(0, len(candidates), self.batch_size):
+            batch = candidates[first : first + self.batch_size]
+            pairs = [(query, str(p.payload.get("text", ""))) for p in batch]
+            try:
+                predicted = self._model.predict(
+                    pairs, batch_size=self.batch_size, show_progress_bar=False
+                )
+            except Exception as error:
+                raise RerankSkipped(f"reranker failed: {type(error).__name__}: {error}") from error
+            scores.extend(float(s) for s in predicted)
+            if 1000 * (time.perf_counter() - started) > self.budget_ms and len(scores) < len(
+                candidates
+            ):
+                raise RerankSkipped(f"rerank_budget: exceeded {self.budget_ms:.0f} ms mid-way")
+        per_pair = (time.perf_counter() - started) / len(candidates)
+        self._seconds_per_pair = (
+            per_pair
+            if self._seconds_per_pair is None
+            else 0.7 * self._seconds_per_pair + 0.3 * per_pair
+        )
+        final = blend(scores, [p.score for p in candidates], self.blend_alpha)
+        ranked = sorted(zip(candidates, scores, final, strict=True), key=lambda t: (-t[2], t[0].id))
+        return [RerankedPoint(point, score, value) for point, score, value in ranked]

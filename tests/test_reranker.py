@@ -1,0 +1,52 @@
+"""The rerank stage: budget, failures and blending. The model here is the packaged MiniLM with an
+untrained classification head: right for the mechanics, not for quality."""
+
+from __future__ import annotations
+
+import pytest
+
+from index.reranker import CrossEncoderReranker, RerankSkipped, blend
+from index.types import ScoredPoint
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _candidates(n: int = 12) -> list[ScoredPoint]:
+    return [
+        ScoredPoint(f"id{i}", 1.0 / (i + 1), {"text": f"passage number {i} about pumps"})
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def reranker() -> CrossEncoderReranker:
+    model = CrossEncoderReranker(MINILM, device="cpu", batch_size=4, budget_ms=60_000)
+    model.warm_up()
+    return model
+
+
+def test_reranked_order_follows_the_rerank_scores(reranker: CrossEncoderReranker) -> None:
+    reranked = reranker.rerank("pumps", _candidates())
+    assert sorted(r.point.id for r in reranked) == sorted(p.id for p in _candidates())
+    scores = [r.final_score for r in reranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_a_rerank_expected_to_exceed_the_budget_is_skipped(reranker: CrossEncoderReranker) -> None:
+    reranker.rerank("pumps", _candidates())  # measures the time per pair
+    tight = CrossEncoderReranker(MINILM, device="cpu", budget_ms=0.001)
+    tight._model, tight._seconds_per_pair = reranker._model, reranker._seconds_per_pair
+    with pytest.raises(RerankSkipped, match="rerank_budget"):
+        tight.rerank("pumps", _candidates())
+
+
+def test_a_model_that_cannot_load_is_reported_not_raised() -> None:
+    broken = CrossEncoderReranker("/nonexistent/cross-encoder")
+    with pytest.raises(RerankSkipped, match="reranker unavailable"):
+        broken.rerank("q", _candidates(2))
+
+
+def test_blend_mixes_normalised_scores() -> None:
+    assert blend([2.0, 0.0], [0.0, 1.0], alpha=1.0) == [2.0, 0.0]
+    assert blend([2.0, 0.0], [0.0, 1.0], alpha=0.5) == [0.5, 0.5]
+    assert blend([3.0, 1.0], [1.0, 0.0], alpha=0.25) == [1.0, 0.0]
