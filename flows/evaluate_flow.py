@@ -10,30 +10,39 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.beir import load_beir
-from flows.components import (
+from flows.components import build_chunker
+from flows.evaluation import (
+    MODES,
+    EvalMode,
+    EvalReport,
+    build_eval_index,
+    evaluate_modes,
+    write_reports,
+)
+from flows.progress import report_progress
+from index.from_settings import (
     bm25_params,
     build_cache,
-    build_chunker,
     build_embedder,
+    build_reranker,
     build_store,
     fusion_params,
 )
-from flows.evaluation import MODES, EvalReport, build_eval_index, evaluate_modes, write_reports
-from flows.progress import report_progress
 from index.searcher import IndexSearcher
-from index.types import SearchMode
 from sluice.settings import Settings
 
 
 def run_evaluation(
     dataset_dir: Path,
     settings: Settings,
-    modes: tuple[SearchMode, ...] = MODES,
+    modes: tuple[EvalMode, ...] | None = None,
     max_docs: int | None = None,
     out_dir: Path | None = None,
 ) -> EvalReport:
     """Plain-Python evaluation; the flow and tests call this."""
     started = time.perf_counter()
+    if modes is None:
+        modes = MODES if settings.reranker_model else MODES[:3]
     dataset = load_beir(dataset_dir, max_docs=max_docs)
     embedder = build_embedder(settings)
     store = build_store(settings)
@@ -48,7 +57,9 @@ def run_evaluation(
             report_progress,
         )
         index_seconds = time.perf_counter() - started
-        searcher = IndexSearcher(store, lambda model: embedder)
+        searcher = IndexSearcher(
+            store, lambda model: embedder, build_reranker(settings), settings.rerank_candidates
+        )
         scores = evaluate_modes(
             dataset,
             searcher,
@@ -98,7 +109,7 @@ def evaluate_flow(
 ) -> dict[str, Any]:
     """nDCG@10, Recall@100 and MRR@10 of each retrieval mode on a BEIR-format dataset."""
     settings = settings or Settings()
-    chosen = tuple(m for m in MODES if modes is None or m in modes)
+    chosen = tuple(m for m in MODES if m in modes) if modes else None
     report = run_evaluation(
         Path(dataset_dir), settings, chosen, max_docs, Path(out_dir) if out_dir else None
     )

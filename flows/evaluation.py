@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from chunking.title_chunker import TitleChunker
 from flows.beir import BeirDataset, as_parsed_documents, doc_id_from_uri
@@ -26,7 +26,8 @@ from index.types import SearchMode, VectorStore
 from index.versions import collection_name, versions_of
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
-MODES: tuple[SearchMode, ...] = ("bm25", "dense", "hybrid")
+EvalMode = Literal["bm25", "dense", "hybrid", "hybrid+rerank"]
+MODES: tuple[EvalMode, ...] = ("bm25", "dense", "hybrid", "hybrid+rerank")
 DEPTH = 100
 
 Run = dict[str, dict[str, float]]
@@ -95,25 +96,28 @@ def retrieve_run(
     searcher: IndexSearcher,
     alias: str,
     queries: dict[str, str],
-    mode: SearchMode,
+    mode: EvalMode,
     candidate_pool: int,
     fusion: FusionParams,
 ) -> Run:
-    """Each query's top `DEPTH` documents, scored by their best chunk."""
+    """Each query's top `DEPTH` documents in order of their best chunk (scored by position, so
+    reranked heads and first-stage tails compare correctly)."""
     run: Run = {}
+    search_mode: SearchMode = "hybrid" if mode == "hybrid+rerank" else mode
     for query_id, text in queries.items():
         outcome = searcher.search(
             alias,
             text,
-            mode,
+            search_mode,
             limit=2 * DEPTH,
             candidate_pool=max(candidate_pool, 2 * DEPTH),
             fusion=fusion,
+            rerank=mode == "hybrid+rerank",
         )
         ranking: dict[str, float] = {}
-        for hit in outcome.result.hits:
+        for position, hit in enumerate(outcome.result.hits):
             doc_id = doc_id_from_uri(str(hit.payload["uri"]))
-            ranking.setdefault(doc_id, hit.score)
+            ranking.setdefault(doc_id, float(2 * DEPTH - position))
             if len(ranking) == DEPTH:
                 break
         run[query_id] = ranking or {"__no_hit__": 0.0}
@@ -132,7 +136,7 @@ def evaluate_modes(
     dataset: BeirDataset,
     searcher: IndexSearcher,
     alias: str,
-    modes: Sequence[SearchMode],
+    modes: Sequence[EvalMode],
     candidate_pool: int,
     fusion: FusionParams,
     progress: ProgressCallback = _no_progress,

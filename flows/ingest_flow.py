@@ -8,17 +8,10 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.components import (
-    bm25_params,
-    build_cache,
-    build_chunker,
-    build_embedder,
-    build_parser,
-    build_store,
-    config_fingerprint,
-)
+from flows.components import build_chunker, build_parser, config_fingerprint
 from flows.pipeline import run_ingest
 from flows.progress import report_progress
+from index.from_settings import bm25_params, build_cache, build_embedder, build_store
 from ingest.local_folder import LocalFolderSource
 from ingest.types import SourceFile
 from sluice.settings import Settings

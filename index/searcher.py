@@ -136,6 +136,9 @@ class IndexSearcher:
         finally:
             outcome.timings_ms["rerank_ms"] = (time.perf_counter() - started) * 1000
         outcome.rerank_scores = {r.point.id: r.rerank_score for r in reranked}
+        # Hits below the rerank pool keep their first-stage order (and score) after it.
+        tail = outcome.result.hits[self.rerank_candidates :]
         outcome.result.hits = [
-            ScoredPoint(r.point.id, r.final_score, r.point.payload) for r in reranked
+            *(ScoredPoint(r.point.id, r.final_score, r.point.payload) for r in reranked),
+            *tail,
         ][:limit]

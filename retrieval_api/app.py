@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.edge_store import IndexLockedError
-from index.store_factory import open_vector_store
+from index.from_settings import build_store
 from index.versions import active_spec
 from retrieval_api.deps import ServiceState
 from retrieval_api.routes import health, retrieve
@@ -32,8 +32,7 @@ def _error(status: int, code: str, message: str, details: object = None) -> JSON
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        store = open_vector_store(settings.qdrant_path, settings.qdrant_url, api_key)
+        store = build_store(settings)
         state = ServiceState(settings=settings, store=store)
         spec = active_spec(store, settings.index_name)
         state.embedder_for(spec.embedding_model if spec else settings.embedding_model)

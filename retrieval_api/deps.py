@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from index.embedder import SentenceTransformerEmbedder
-from index.reranker import CrossEncoderReranker
+from index.from_settings import build_embedder, build_reranker
 from index.searcher import IndexSearcher
 from index.types import VectorStore
 from sluice.settings import Settings
@@ -28,9 +28,7 @@ class ServiceState:
         """One loaded model per id: an index answers with the model it was built with."""
         with self.lock:
             if model_id not in self.embedders:
-                embedder = SentenceTransformerEmbedder(
-                    model_id, self.settings.embedding_device, self.settings.embedding_batch_size
-                )
+                embedder = build_embedder(self.settings, model_id)
                 embedder.warm_up()
                 self.embedders[model_id] = embedder
             return self.embedders[model_id]
@@ -38,20 +36,11 @@ class ServiceState:
     searcher: IndexSearcher = field(init=False)
 
     def __post_init__(self) -> None:
-        settings = self.settings
-        reranker = (
-            CrossEncoderReranker(
-                settings.reranker_model,
-                settings.embedding_device,
-                max_length=settings.rerank_max_length,
-                budget_ms=settings.rerank_budget_ms,
-                blend_alpha=settings.rerank_blend,
-            )
-            if settings.reranker_model
-            else None
-        )
         self.searcher = IndexSearcher(
-            self.store, self.embedder_for, reranker, settings.rerank_candidates
+            self.store,
+            self.embedder_for,
+            build_reranker(self.settings),
+            self.settings.rerank_candidates,
         )
 
 

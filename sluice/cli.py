@@ -215,7 +215,7 @@ def status(
 ) -> None:
     """Each index: alias, collection version, embedding model, point and document counts."""
     settings = _settings()
-    from flows.components import build_store
+    from index.from_settings import build_store
 
     store = build_store(settings)
     try:

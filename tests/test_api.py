@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from flows.components import bm25_params, build_chunker, build_parser, build_store
+from flows.components import build_chunker, build_parser
 from flows.pipeline import run_ingest
+from index.from_settings import bm25_params, build_store
 from ingest.local_folder import LocalFolderSource
 from retrieval_api.app import create_app
 from sluice.settings import Settings

@@ -66,7 +66,7 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
         assert 0.3 < scores["ndcg@10"] <= 1 and 0 < scores["mrr@10"] <= 1
     assert {p.suffix for p in (tmp_path / "reports").iterdir()} == {".json", ".md", ".png"}
 
-    from flows.components import build_embedder, build_store
+    from index.from_settings import build_embedder, build_store
     from index.searcher import IndexSearcher
 
     embedder, store = build_embedder(settings), build_store(settings)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.components import bm25_params, build_chunker, build_parser, build_store
+from flows.components import build_chunker, build_parser
 from flows.pipeline import run_ingest
 from flows.report import IngestReport
+from index.from_settings import bm25_params, build_store
 from ingest.local_folder import LocalFolderSource
 from sluice.settings import Settings
 
