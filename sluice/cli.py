@@ -306,6 +306,61 @@ def evaluate(
     )
 
 
+@app.command(name="train-reranker")
+def train_reranker(
+    dataset_dir: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv.")],
+    output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
+        "models/reranker"
+    ),
+    epochs: Annotated[int, typer.Option(help="Passes over the training pairs.")] = 1,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 4,
+    max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 256,
+    max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
+) -> None:
+    """Fine-tune a cross-encoder from the packaged MiniLM on a BEIR train split."""
+    import time
+
+    settings = _settings()
+    from flows.beir import load_beir
+    from flows.components import build_chunker
+    from flows.evaluation import build_eval_index
+    from flows.progress import report_progress
+    from flows.reranker_training import mine_pairs, train_cross_encoder
+    from index.from_settings import bm25_params, build_cache, build_embedder, build_store
+    from index.searcher import IndexSearcher
+
+    started = time.perf_counter()
+    dataset = load_beir(dataset_dir, split="train")
+    if max_queries:
+        kept = sorted(dataset.queries)[:max_queries]
+        dataset.queries = {q: dataset.queries[q] for q in kept}
+    embedder, store = build_embedder(settings), build_store(settings)
+    try:
+        with _progress_bars(True):
+            alias, _, _ = build_eval_index(
+                dataset,
+                build_chunker(settings, embedder),
+                embedder,
+                store,
+                bm25_params(settings),
+                build_cache(settings),
+                report_progress,
+            )
+        pairs = mine_pairs(dataset, IndexSearcher(store, lambda m: embedder), alias, negatives)
+    finally:
+        store.close()
+    mined = time.perf_counter()
+    console.print(
+        f"mined {len(pairs)} pairs from {len(dataset.queries)} queries "
+        f"in {mined - started:.0f} s; training…"
+    )
+    train_cross_encoder(pairs, output, epochs=epochs, max_length=max_length)
+    out.print(
+        f"saved {output} after {time.perf_counter() - mined:.0f} s of training; use it with "
+        f"SLUICE_RERANKER_MODEL={output}"
+    )
+
+
 @app.command()
 def demo(
     path: Annotated[Path, typer.Option(help="Corpus to ingest.")] = REPO_DOCS,

@@ -1,0 +1,118 @@
+"""Fine-tune a cross-encoder on a BEIR train split, with hard negatives from our own first stage.
+
+No trained cross-encoder can be downloaded here, so Sluice trains one: initialised from the
+packaged all-MiniLM-L6-v2 weights (a new one-logit head), trained pointwise with binary
+cross-entropy on (query, chunk) pairs: each judged document's best-matching chunk as the
+positive, and the highest-ranked chunks of unjudged documents in our hybrid ranking as negatives.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.beir import BeirDataset, document_uri
+from index.embedder import resolve_model_path
+from index.searcher import IndexSearcher
+from index.types import MatchAny, PayloadFilter
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    query: str
+    passage: str
+    label: float
+
+
+def mine_pairs(
+    dataset: BeirDataset,
+    searcher: IndexSearcher,
+    alias: str,
+    negatives_per_query: int = 4,
+    depth: int = 30,
+    seed: int = 13,
+) -> list[TrainingPair]:
+    """Positives and hard negatives for every judged query of `dataset` (its train split)."""
+    rng = random.Random(seed)
+    pairs: list[TrainingPair] = []
+    for query_id, query in dataset.queries.items():
+        positives = {document_uri(dataset.name, d) for d, s in dataset.qrels[query_id].items() if s}
+        if not positives:
+            continue
+        for uri in sorted(positives):
+            best = searcher.search(
+                alias,
+                query,
+                "hybrid",
+                limit=1,
+                payload_filter=PayloadFilter(must=[MatchAny("uri", [uri])]),
+            ).result.hits
+            if best:
+                pairs.append(TrainingPair(query, str(best[0].payload["text"]), 1.0))
+        ranked = searcher.search(alias, query, "hybrid", limit=depth).result.hits
+        seen: set[str] = set()
+        negatives = []
+        for hit in ranked:
+            uri = str(hit.payload["uri"])
+            if uri not in positives and uri not in seen:
+                seen.add(uri)
+                negatives.append(str(hit.payload["text"]))
+        hardest = negatives[: max(1, negatives_per_query // 2)]
+        rest = negatives[len(hardest) :]
+        chosen = hardest + rng.sample(rest, min(len(rest), negatives_per_query - len(hardest)))
+        pairs.extend(TrainingPair(query, text, 0.0) for text in chosen)
+    rng.shuffle(pairs)
+    return pairs
+
+
+def train_cross_encoder(
+    pairs: list[TrainingPair],
+    output_dir: Path,
+    base_model: str = "sentence-transformers/all-MiniLM-L6-v2",
+    epochs: int = 1,
+    batch_size: int = 16,
+    max_length: int = 256,
+    learning_rate: float = 5e-5,
+    seed: int = 13,
+) -> Path:
+    """Trains and saves a normal sentence-transformers CrossEncoder directory at `output_dir`."""
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    path = resolve_model_path(base_model)
+    model = CrossEncoder(
+        path, num_labels=1, max_length=max_length, local_files_only=Path(path).exists()
+    )
+    train = Dataset.from_dict(
+        {
+            "query": [p.query for p in pairs],
+            "passage": [p.passage for p in pairs],
+            "label": [p.label for p in pairs],
+        }
+    )
+    positives = sum(p.label for p in pairs)
+    pos_weight = (len(pairs) - positives) / max(1.0, positives)
+    import torch
+
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight))
+    arguments = CrossEncoderTrainingArguments(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=0.1,
+        seed=seed,
+        save_strategy="no",
+        logging_steps=50,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+    CrossEncoderTrainer(model=model, args=arguments, train_dataset=train, loss=loss).train()
+    model.save(str(output_dir))
+    return output_dir

@@ -1,0 +1,70 @@
+"""Mining pairs from our own first stage and fine-tuning a cross-encoder, end to end but tiny."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flows.beir import load_beir
+from flows.components import build_chunker
+from flows.evaluation import build_eval_index
+from flows.reranker_training import mine_pairs, train_cross_encoder
+from index.from_settings import bm25_params, build_store
+from index.reranker import CrossEncoderReranker
+from index.searcher import IndexSearcher
+from index.types import ScoredPoint
+from sluice.settings import Settings
+
+DOCS = {
+    "pump": ("Pumps", "A centrifugal pump moves water with an impeller."),
+    "solar": ("Solar", "Solar panels charge batteries during the day."),
+    "garden": ("Garden", "Tomatoes need water every morning in summer."),
+    "pipes": ("Pipes", "Frozen pipes burst when water expands in winter."),
+    "roof": ("Roof", "Rain from the roof fills the water tank."),
+    "wind": ("Wind", "A wind turbine turns a generator to make power."),
+}
+QUERIES = {
+    "q1": ("what moves water in a pump", "pump"),
+    "q2": ("charging batteries", "solar"),
+    "q3": ("why pipes burst", "pipes"),
+}
+
+
+def _beir(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": k, "title": t, "text": x}) for k, (t, x) in DOCS.items())
+    )
+    (folder / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": q, "text": t}) for q, (t, _) in QUERIES.items())
+    )
+    rows = "".join(f"{q}\t{d}\t1\n" for q, (_, d) in QUERIES.items())
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
+    return folder
+
+
+def test_mined_pairs_and_a_trained_model_that_reranks(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    dataset = load_beir(_beir(tmp_path / "tiny"), split="train")
+    settings = Settings(data_dir=tmp_path / "data")
+    store = build_store(settings)
+    try:
+        alias, _, _ = build_eval_index(
+            dataset, build_chunker(settings, embedder), embedder, store, bm25_params(settings), None
+        )
+        pairs = mine_pairs(dataset, IndexSearcher(store, lambda m: embedder), alias, 2, depth=6)
+    finally:
+        store.close()
+    positives = [p for p in pairs if p.label == 1.0]
+    assert len(positives) == 3 and len(pairs) == 9
+    assert {p.passage.split("\n")[0] for p in positives} == {"Pumps", "Solar", "Pipes"}
+
+    model_dir = train_cross_encoder(
+        pairs, tmp_path / "model", epochs=1, batch_size=4, max_length=64
+    )
+    assert (model_dir / "config.json").is_file()
+    reranker = CrossEncoderReranker(str(model_dir), device="cpu")
+    reranked = reranker.rerank(
+        "what moves water in a pump",
+        [ScoredPoint("a", 1.0, {"text": "Pumps"}), ScoredPoint("b", 0.5, {"text": "Wind"})],
+    )
+    assert len(reranked) == 2
