@@ -1,0 +1,74 @@
+"""Retrieval quality on BEIR collections: every mode, plus the fusion comparison.
+
+    .venv/bin/python bench/quality.py ../shared/data/beir/scifact ../shared/data/beir/nfcorpus
+
+For each dataset: `sluice eval`'s harness with the current settings (all modes), then hybrid
+retrieval on the same index with each fusion configuration below. Set SLUICE_DATA_DIR to reuse an
+embedding cache; set SLUICE_RERANKER_MODEL to include hybrid+rerank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from flows.beir import load_beir
+from flows.evaluate_flow import run_evaluation
+from flows.evaluation import eval_alias, evaluate_modes
+from index.from_settings import build_embedder, build_store
+from index.fusion import FusionParams
+from index.searcher import IndexSearcher
+from sluice.runtime import prepare_process
+from sluice.settings import Settings
+
+FUSIONS = [
+    FusionParams("rrf", 60, (1.0, 1.0)),
+    FusionParams("rrf", 20, (1.0, 1.0)),
+    FusionParams("rrf", 2, (1.0, 1.0)),
+    FusionParams("rrf", 60, (1.0, 1.5)),
+    FusionParams("rrf", 60, (1.5, 1.0)),
+    FusionParams("dbsf", 60, (1.0, 1.0)),
+    FusionParams("minmax", 60, (1.0, 1.0)),
+    FusionParams("minmax", 60, (1.0, 0.7)),
+    FusionParams("minmax", 60, (0.7, 1.0)),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("--pool", type=int, default=100, help="candidates per list for fusion")
+    parser.add_argument("--skip-modes", action="store_true", help="only the fusion comparison")
+    args = parser.parse_args()
+    settings = Settings()
+    prepare_process(settings.data_dir)
+    embedder = build_embedder(settings)
+    for folder in args.datasets:
+        if not args.skip_modes:
+            report = run_evaluation(folder, settings)
+            print(report.to_markdown(), "\n", f"seconds: {report.seconds}", flush=True)
+        dataset = load_beir(folder)
+        store = build_store(settings)
+        searcher = IndexSearcher(store, lambda model: embedder)
+        print(f"\n#### Fusion on {dataset.name} (pool {args.pool})\n")
+        print("| fusion | k | weights (dense, bm25) | nDCG@10 | Recall@100 | MRR@10 |")
+        print("|---|---:|---|---:|---:|---:|")
+        try:
+            for fusion in FUSIONS:
+                scores = evaluate_modes(
+                    dataset, searcher, eval_alias(dataset.name), ("hybrid",), args.pool, fusion
+                )["hybrid"]
+                k = fusion.rrf_k if fusion.method == "rrf" else "-"
+                print(
+                    f"| {fusion.method} | {k} | {fusion.weights} | {scores['ndcg@10']:.4f} "
+                    f"| {scores['recall@100']:.4f} | {scores['mrr@10']:.4f} |",
+                    flush=True,
+                )
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    main()
