@@ -35,16 +35,42 @@ FUSIONS = [
 ]
 
 
+BM25_GRID = [
+    {"bm25_k1": k1, "bm25_b": b, "bm25_stopwords": stop}
+    for k1 in (0.9, 1.2, 1.5)
+    for b in (0.6, 0.75, 0.9)
+    for stop in ("lucene",)
+] + [{"bm25_k1": 1.2, "bm25_b": 0.75, "bm25_stopwords": "none"}]
+
+
+def bm25_grid(folder: Path, settings: Settings) -> None:
+    """BM25 alone for each (k1, b, stop words): each re-indexes, with dense vectors cached."""
+    print(f"\n#### BM25 parameters on {folder.name}\n")
+    print("| k1 | b | stop words | nDCG@10 | Recall@100 | MRR@10 |")
+    print("|---:|---:|---|---:|---:|---:|")
+    for values in BM25_GRID:
+        variant = settings.model_copy(update=values)
+        scores = run_evaluation(folder, variant, ("bm25",)).modes["bm25"]
+        print(
+            f"| {values['bm25_k1']} | {values['bm25_b']} | {values['bm25_stopwords']} "
+            f"| {scores['ndcg@10']:.4f} | {scores['recall@100']:.4f} | {scores['mrr@10']:.4f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("datasets", nargs="+", type=Path)
     parser.add_argument("--pool", type=int, default=100, help="candidates per list for fusion")
     parser.add_argument("--skip-modes", action="store_true", help="only the fusion comparison")
+    parser.add_argument("--bm25-grid", action="store_true", help="also tune k1, b, stop words")
     args = parser.parse_args()
     settings = Settings()
     prepare_process(settings.data_dir)
     embedder = build_embedder(settings)
     for folder in args.datasets:
+        if args.bm25_grid:
+            bm25_grid(folder, settings)
         if not args.skip_modes:
             report = run_evaluation(folder, settings)
             print(report.to_markdown(), "\n", f"seconds: {report.seconds}", flush=True)
