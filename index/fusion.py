@@ -19,7 +19,7 @@ FusionMethod = Literal["rrf", "dbsf", "minmax"]
 
 @dataclass(frozen=True)
 class FusionParams:
-    method: FusionMethod = "rrf"
+    method: FusionMethod = "minmax"
     rrf_k: int = 60
     weights: tuple[float, float] = (1.0, 1.0)
     """(dense, bm25)"""

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     default_top_k: int = Field(default=10, ge=1, le=200)
     candidate_pool: int = Field(default=50, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
-    fusion_method: Literal["rrf", "dbsf", "minmax"] = "rrf"
+    fusion_method: Literal["rrf", "dbsf", "minmax"] = "minmax"
     fusion_weights: tuple[float, float] = Field(
         default=(1.0, 1.0), description="(dense, bm25) weights of hybrid fusion"
     )

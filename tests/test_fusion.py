@@ -77,7 +77,7 @@ def test_our_rrf_matches_qdrants_native_rrf(tmp_path: Path) -> None:
         query_sparse = SparseVector(query_sparse.indices, [1.0] * len(query_sparse.indices))
         request = SearchRequest("hybrid", 10, 30, query_dense, query_sparse)
         result = store.search("c__v1", request)
-        ours = fuse(result.dense, result.sparse, FusionParams(rrf_k=60), limit=10)
+        ours = fuse(result.dense, result.sparse, FusionParams("rrf", rrf_k=60), limit=10)
         native = store._shard("c__v1").query(
             edge.QueryRequest(
                 limit=10,
