@@ -106,7 +106,7 @@ def train_cross_encoder(
         num_train_epochs=epochs,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # a float is a ratio of the training steps (Transformers 5)
         seed=seed,
         save_strategy="no",
         logging_steps=50,
