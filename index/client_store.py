@@ -104,7 +104,7 @@ class QdrantClientStore:
                 models.PointStruct(
                     id=point.id,
                     vector={
-                        DENSE_VECTOR: [float(x) for x in point.dense],
+                        DENSE_VECTOR: point.dense.tolist(),
                         SPARSE_VECTOR: models.SparseVector(
                             indices=point.sparse.indices, values=point.sparse.values
                         ),
@@ -134,7 +134,7 @@ class QdrantClientStore:
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         query_filter = to_client_filter(request.filter)
-        dense = [float(x) for x in request.dense] if request.dense is not None else None
+        dense = request.dense.tolist() if request.dense is not None else None
         sparse = (
             models.SparseVector(indices=request.sparse.indices, values=request.sparse.values)
             if request.sparse is not None and request.sparse.indices

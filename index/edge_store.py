@@ -165,7 +165,7 @@ class EdgeVectorStore:
             edge.Point(
                 point.id,
                 {
-                    DENSE_VECTOR: [float(x) for x in point.dense],
+                    DENSE_VECTOR: point.dense.tolist(),
                     SPARSE_VECTOR: edge.SparseVector(point.sparse.indices, point.sparse.values),
                 },
                 point.payload,
@@ -197,7 +197,7 @@ class EdgeVectorStore:
         edge = self._edge
         payload_filter = to_edge_filter(request.filter)
         dense_query = (
-            edge.Query.Nearest([float(x) for x in request.dense], using=DENSE_VECTOR)
+            edge.Query.Nearest(request.dense.tolist(), using=DENSE_VECTOR)
             if request.dense is not None
             else None
         )
