@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.beir import load_beir
+from flows.beir import BeirDataset, load_beir
 from flows.components import build_chunker
 from flows.evaluation import (
     MODES,
@@ -19,7 +19,9 @@ from flows.evaluation import (
     evaluate_modes,
     write_reports,
 )
+from flows.pipeline import IndexingResult
 from flows.progress import report_progress
+from index.embedder import SentenceTransformerEmbedder
 from index.from_settings import (
     bm25_params,
     build_cache,
@@ -29,7 +31,26 @@ from index.from_settings import (
     fusion_params,
 )
 from index.searcher import IndexSearcher
+from index.types import VectorStore
 from sluice.settings import Settings
+
+
+def index_dataset(
+    dataset: BeirDataset,
+    settings: Settings,
+    embedder: SentenceTransformerEmbedder,
+    store: VectorStore,
+) -> tuple[str, IndexingResult, int]:
+    """A fresh `eval-<name>` index of the dataset's corpus with the configured parts."""
+    return build_eval_index(
+        dataset,
+        build_chunker(settings, embedder),
+        embedder,
+        store,
+        bm25_params(settings),
+        build_cache(settings),
+        report_progress,
+    )
 
 
 def run_evaluation(
@@ -47,15 +68,7 @@ def run_evaluation(
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
-        alias, indexed, chunks = build_eval_index(
-            dataset,
-            build_chunker(settings, embedder),
-            embedder,
-            store,
-            bm25_params(settings),
-            build_cache(settings),
-            report_progress,
-        )
+        alias, indexed, chunks = index_dataset(dataset, settings, embedder, store)
         index_seconds = time.perf_counter() - started
         searcher = IndexSearcher(
             store, lambda model: embedder, build_reranker(settings), settings.rerank_candidates

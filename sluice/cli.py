@@ -322,11 +322,9 @@ def train_reranker(
 
     settings = _settings()
     from flows.beir import load_beir
-    from flows.components import build_chunker
-    from flows.evaluation import build_eval_index
-    from flows.progress import report_progress
+    from flows.evaluate_flow import index_dataset
     from flows.reranker_training import mine_pairs, train_cross_encoder
-    from index.from_settings import bm25_params, build_cache, build_embedder, build_store
+    from index.from_settings import build_embedder, build_store
     from index.searcher import IndexSearcher
 
     started = time.perf_counter()
@@ -337,15 +335,7 @@ def train_reranker(
     embedder, store = build_embedder(settings), build_store(settings)
     try:
         with _progress_bars(True):
-            alias, _, _ = build_eval_index(
-                dataset,
-                build_chunker(settings, embedder),
-                embedder,
-                store,
-                bm25_params(settings),
-                build_cache(settings),
-                report_progress,
-            )
+            alias, _, _ = index_dataset(dataset, settings, embedder, store)
         pairs = mine_pairs(dataset, IndexSearcher(store, lambda m: embedder), alias, negatives)
     finally:
         store.close()

@@ -36,3 +36,27 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+def ingest_folder(settings, folder: Path, embedder, cache=None, source_name: str = "test"):  # type: ignore[no-untyped-def]
+    """The ingest pipeline (no Prefect) over a folder into `settings`' index; returns the report."""
+    from flows.components import build_chunker, build_parser
+    from flows.pipeline import run_ingest
+    from index.from_settings import bm25_params, build_store
+    from ingest.local_folder import LocalFolderSource
+
+    store = build_store(settings)
+    try:
+        return run_ingest(
+            LocalFolderSource(folder).list_files(),
+            build_parser(settings),
+            build_chunker(settings, embedder),
+            embedder,
+            store,
+            settings.index_name,
+            bm25_params(settings),
+            source_name=source_name,
+            cache=cache,
+        )
+    finally:
+        store.close()

@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from flows.components import build_chunker, build_parser
-from flows.pipeline import run_ingest
-from index.from_settings import bm25_params, build_store
-from ingest.local_folder import LocalFolderSource
 from retrieval_api.app import create_app
 from sluice.settings import Settings
+from tests.conftest import ingest_folder
 
 DOCS = {
     "pumps.md": "# Pumps\n\nA centrifugal pump moves water with a spinning impeller. "
@@ -34,20 +31,7 @@ def indexed(settings: Settings, embedder, tmp_path_factory: pytest.TempPathFacto
     folder = tmp_path_factory.mktemp("docs")
     for name, text in DOCS.items():
         (folder / name).write_text(text)
-    store = build_store(settings)
-    try:
-        run_ingest(
-            LocalFolderSource(folder).list_files(),
-            build_parser(settings),
-            build_chunker(settings, embedder),
-            embedder,
-            store,
-            settings.index_name,
-            bm25_params(settings),
-            source_name="test-docs",
-        )
-    finally:
-        store.close()
+    ingest_folder(settings, folder, embedder, source_name="test-docs")
     return settings
 
 

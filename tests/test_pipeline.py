@@ -4,29 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.components import build_chunker, build_parser
-from flows.pipeline import run_ingest
 from flows.report import IngestReport
-from index.from_settings import bm25_params, build_store
-from ingest.local_folder import LocalFolderSource
+from index.from_settings import build_store
 from sluice.settings import Settings
+from tests.conftest import ingest_folder
 
 
 def _ingest(settings: Settings, folder: Path, embedder) -> IngestReport:  # type: ignore[no-untyped-def]
-    store = build_store(settings)
-    try:
-        return run_ingest(
-            LocalFolderSource(folder).list_files(),
-            build_parser(settings),
-            build_chunker(settings, embedder),
-            embedder,
-            store,
-            settings.index_name,
-            bm25_params(settings),
-            source_name="test",
-        )
-    finally:
-        store.close()
+    report: IngestReport = ingest_folder(settings, folder, embedder)
+    return report
 
 
 def _point_ids(settings: Settings) -> set[str]:
@@ -95,22 +81,7 @@ def test_a_second_run_takes_every_embedding_from_the_cache(tmp_path: Path, embed
     settings = Settings(data_dir=tmp_path / "data")
     runs = []
     for _ in range(2):
-        store = build_store(settings)
-        try:
-            runs.append(
-                run_ingest(
-                    LocalFolderSource(folder).list_files(),
-                    build_parser(settings),
-                    build_chunker(settings, embedder),
-                    embedder,
-                    store,
-                    settings.index_name,
-                    bm25_params(settings),
-                    source_name="test",
-                    cache=EmbeddingCache(settings.embedding_cache_dir, embedder.model_id),
-                )
-            )
-        finally:
-            store.close()
+        cache = EmbeddingCache(settings.embedding_cache_dir, embedder.model_id)
+        runs.append(ingest_folder(settings, folder, embedder, cache=cache))
     assert (runs[0].embedded, runs[0].from_cache) == (1, 0)
     assert (runs[1].embedded, runs[1].from_cache) == (0, 1)
