@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ingest.types import ParsedDocument
 
 
 class Tokenizer(Protocol):
@@ -23,8 +26,19 @@ class Tokenizer(Protocol):
         ...
 
 
+class Chunker(Protocol):
+    """Turns a parsed document into chunks; `config_fingerprint` enters the chunks' version."""
+
+    def run(self, document: ParsedDocument, config_fingerprint: str = "") -> list[Chunk]: ...
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def indexed_text(context: str, text: str) -> str:
+    """What retrieval sees of a chunk: its context line (title, headings), then its text."""
+    return f"{context}\n\n{text}" if context else text
 
 
 @dataclass
@@ -46,10 +60,18 @@ class Chunk:
     token_count: int = 0
     source: str = ""
     filetype: str = ""
+    context: str = ""
+    """Title and headings the text itself does not repeat, so a continuation chunk keeps its
+    document's terms; embedded and BM25-indexed with the text, not shown as part of it."""
+
+    @property
+    def indexed_text(self) -> str:
+        return indexed_text(self.context, self.text)
 
     @property
     def text_hash(self) -> str:
-        return text_hash(self.text)
+        """Hash of what is embedded, the embedding cache's key."""
+        return text_hash(self.indexed_text)
 
     def payload(self) -> dict[str, object]:
         """What is stored with the point in Qdrant (and filtered on)."""
@@ -69,5 +91,6 @@ class Chunk:
             "token_count": self.token_count,
             "source": self.source,
             "filetype": self.filetype,
+            "context": self.context,
             "text_hash": self.text_hash,
         }

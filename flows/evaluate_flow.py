@@ -98,6 +98,8 @@ def run_evaluation(
             "fusion_weights": list(settings.fusion_weights),
             "rrf_k": settings.rrf_k,
             "candidate_pool": settings.candidate_pool,
+            "chunker": settings.chunker,
+            "chunk_context": settings.chunk_context,
             "chunk_max_tokens": settings.chunk_max_tokens,
         },
         modes=scores,

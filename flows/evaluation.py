@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from chunking.title_chunker import TitleChunker
+from chunking.types import Chunker
 from flows.beir import BeirDataset, as_parsed_documents, doc_id_from_uri
 from flows.pipeline import IndexingResult, ProgressCallback, _no_progress, index_chunks
 from index.bm25 import Bm25Params
@@ -71,7 +71,7 @@ def eval_alias(dataset: str) -> str:
 
 def build_eval_index(
     dataset: BeirDataset,
-    chunker: TitleChunker,
+    chunker: Chunker,
     embedder: SentenceTransformerEmbedder,
     store: VectorStore,
     bm25: Bm25Params,

@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from chunking.title_chunker import TitleChunker
-from chunking.types import Chunk
+from chunking.types import Chunk, Chunker
 from flows.report import FailedDocument, IngestReport
 from index.bm25 import Bm25Encoder, Bm25Params, average_length
 from index.embedder import SentenceTransformerEmbedder
@@ -37,7 +36,7 @@ class ChunkedDocuments:
 def parse_and_chunk(
     files: Sequence[SourceFile],
     parser: DocumentParser,
-    chunker: TitleChunker,
+    chunker: Chunker,
     source_name: str,
     config_fingerprint: str = "",
     progress: ProgressCallback = _no_progress,
@@ -147,7 +146,7 @@ def index_chunks(
     progress: ProgressCallback = _no_progress,
 ) -> IndexingResult:
     """Write chunked documents into the index behind `alias`, creating its first version."""
-    all_texts = [c.text for chunks in chunks_by_doc.values() for c in chunks]
+    all_texts = [c.indexed_text for chunks in chunks_by_doc.values() for c in chunks]
     spec = ensure_collection(store, alias, embedder, bm25, all_texts)
     writer = IndexWriter(store, spec.name, embedder, Bm25Encoder(spec.bm25), cache)
     write_documents(writer, chunks_by_doc, progress=progress)
@@ -166,7 +165,7 @@ def index_chunks(
 def run_ingest(
     files: Sequence[SourceFile],
     parser: DocumentParser,
-    chunker: TitleChunker,
+    chunker: Chunker,
     embedder: SentenceTransformerEmbedder,
     store: VectorStore,
     alias: str,

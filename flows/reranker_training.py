@@ -14,6 +14,7 @@ from pathlib import Path
 
 from flows.beir import BeirDataset, document_uri
 from index.embedder import resolve_model_path
+from index.reranker import passage_text
 from index.searcher import IndexSearcher
 from index.types import MatchAny, PayloadFilter
 
@@ -49,7 +50,7 @@ def mine_pairs(
                 payload_filter=PayloadFilter(must=[MatchAny("uri", [uri])]),
             ).result.hits
             if best:
-                pairs.append(TrainingPair(query, str(best[0].payload["text"]), 1.0))
+                pairs.append(TrainingPair(query, passage_text(best[0].payload), 1.0))
         ranked = searcher.search(alias, query, "hybrid", limit=depth).result.hits
         seen: set[str] = set()
         negatives = []
@@ -57,7 +58,7 @@ def mine_pairs(
             uri = str(hit.payload["uri"])
             if uri not in positives and uri not in seen:
                 seen.add(uri)
-                negatives.append(str(hit.payload["text"]))
+                negatives.append(passage_text(hit.payload))
         hardest = negatives[: max(1, negatives_per_query // 2)]
         rest = negatives[len(hardest) :]
         chosen = hardest + rng.sample(rest, min(len(rest), negatives_per_query - len(hardest)))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chunking.types import indexed_text
 from index.embedder import pick_device, resolve_model_path
 from index.types import ScoredPoint
 
@@ -21,6 +22,11 @@ class RerankedPoint:
     point: ScoredPoint
     rerank_score: float
     final_score: float
+
+
+def passage_text(payload: Mapping[str, object]) -> str:
+    """The text a cross-encoder judges: the chunk as indexed, context line included."""
+    return indexed_text(str(payload.get("context") or ""), str(payload.get("text") or ""))
 
 
 def blend(rerank: Sequence[float], first_stage: Sequence[float], alpha: float) -> list[float]:
@@ -95,7 +101,7 @@ class CrossEncoderReranker:
         scores: list[float] = []
         for first in range(0, len(candidates), self.batch_size):
             batch = candidates[first : first + self.batch_size]
-            pairs = [(query, str(p.payload.get("text", ""))) for p in batch]
+            pairs = [(query, passage_text(p.payload)) for p in batch]
             try:
                 predicted = self._model.predict(
                     pairs, batch_size=self.batch_size, show_progress_bar=False

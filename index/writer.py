@@ -53,7 +53,7 @@ class IndexWriter:
             return
         started = time.perf_counter()
         dense = self._embed(chunks)
-        sparse = self.bm25.encode_documents([c.text for c in chunks])
+        sparse = self.bm25.encode_documents([c.indexed_text for c in chunks])
         embedded = time.perf_counter()
         points = [
             IndexedPoint(id=c.chunk_id, dense=d, sparse=s, payload=c.payload())
@@ -68,12 +68,12 @@ class IndexWriter:
         """Embeds only the texts the cache does not hold."""
         if self.cache is None:
             self.stats.embedded += len(chunks)
-            return self.embedder.embed_documents([c.text for c in chunks])
+            return self.embedder.embed_documents([c.indexed_text for c in chunks])
         hashes = [c.text_hash for c in chunks]
         known = self.cache.get_many(hashes)
         missing = [i for i, h in enumerate(hashes) if h not in known]
         if missing:
-            fresh = self.embedder.embed_documents([chunks[i].text for i in missing])
+            fresh = self.embedder.embed_documents([chunks[i].indexed_text for i in missing])
             self.cache.put_many([hashes[i] for i in missing], fresh)
             known.update(zip((hashes[i] for i in missing), fresh, strict=True))
         self.stats.embedded += len(missing)

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     embedding_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
 
+    chunker: Literal["title", "document"] = Field(
+        default="title",
+        description="title: sections packed to the model's window; document: one chunk per "
+        "document (short records; the embedder truncates, BM25 sees it all).",
+    )
+    chunk_context: bool = Field(
+        default=True, description="Index each chunk with its title and heading path."
+    )
     chunk_max_tokens: int | None = Field(
         default=None, ge=16, description="Chunk size bound; unset means the embedder's own limit."
     )

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from chunking.document_chunker import DocumentChunker
 from chunking.title_chunker import TitleChunker
 from ingest.types import Element, ParsedDocument, SourceFile
 
@@ -21,7 +22,8 @@ def test_chunks_never_exceed_the_model_token_limit(embedder) -> None:  # type: i
     doc = _document([Element("Intro", "Title", depth=0), Element(LONG, "NarrativeText")])
     chunks = TitleChunker(embedder, overlap_tokens=16).run(doc)
     assert len(chunks) > 2
-    real = embedder.count_tokens([c.text for c in chunks])
+    assert any(c.context for c in chunks), "continuation chunks carry a context line"
+    real = embedder.count_tokens([c.indexed_text for c in chunks])
     assert max(real) <= embedder.max_tokens
 
 
@@ -85,3 +87,37 @@ def test_chunk_ids_are_stable_and_change_with_the_config(embedder) -> None:  # t
 def test_overlap_must_be_smaller_than_the_chunk(embedder) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="overlap"):
         TitleChunker(embedder, max_tokens=64, overlap_tokens=64)
+
+
+def test_context_line_gives_each_chunk_what_its_text_lacks(embedder) -> None:  # type: ignore[no-untyped-def]
+    doc = _document([Element("Pump maintenance", "Title", depth=0), Element(LONG, "NarrativeText")])
+    chunks = TitleChunker(embedder, overlap_tokens=0).run(doc)
+    assert chunks[0].text.startswith("Pump maintenance")
+    assert chunks[0].context == "Guide", "the heading is in the text, the title is not"
+    assert all(c.context == "Guide › Pump maintenance" for c in chunks[1:])
+    assert chunks[1].indexed_text == f"Guide › Pump maintenance\n\n{chunks[1].text}"
+    assert (
+        chunks[1].text_hash
+        != TitleChunker(embedder, overlap_tokens=0, context=False).run(doc)[1].text_hash
+    ), "the embedding cache is keyed by what is embedded"
+
+
+def test_context_off_indexes_the_text_alone(embedder) -> None:  # type: ignore[no-untyped-def]
+    doc = _document([Element("Pump maintenance", "Title", depth=0), Element(LONG, "NarrativeText")])
+    chunks = TitleChunker(embedder, context=False).run(doc)
+    assert all(c.context == "" and c.indexed_text == c.text for c in chunks)
+
+
+def test_a_long_context_line_is_capped_to_a_quarter_of_the_window(embedder) -> None:  # type: ignore[no-untyped-def]
+    heading = " ".join(f"word{i}" for i in range(60))
+    doc = _document([Element(heading[:190], "Title", depth=0), Element(LONG, "NarrativeText")])
+    chunks = TitleChunker(embedder, max_tokens=128, overlap_tokens=0).run(doc)
+    assert max(embedder.count_tokens([c.context for c in chunks])) <= 32
+    assert max(embedder.count_tokens([c.indexed_text for c in chunks])) <= 128
+
+
+def test_document_chunker_keeps_the_whole_document(embedder) -> None:  # type: ignore[no-untyped-def]
+    doc = _document([Element("Pump maintenance", "Title", depth=0), Element(LONG, "NarrativeText")])
+    (chunk,) = DocumentChunker(embedder).run(doc, "cfg")
+    assert chunk.text == f"Pump maintenance\n\n{LONG}"
+    assert chunk.token_count > embedder.max_tokens, "the embedder truncates; BM25 sees it all"
