@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from pathlib import PurePosixPath
 
 from chunking.document_chunker import DocumentChunker
 from chunking.title_chunker import TitleChunker
 from chunking.types import Chunker
 from index.embedder import SentenceTransformerEmbedder
+from ingest.types import SourceItem
 from ingest.unstructured_parser import UnstructuredParser
 from sluice.settings import Settings
 
@@ -28,10 +31,15 @@ def build_chunker(settings: Settings, embedder: SentenceTransformerEmbedder) -> 
     )
 
 
-def config_fingerprint(settings: Settings) -> str:
-    """Changes when a setting that shapes a document's chunks changes."""
+_LAYOUT_PARSED = frozenset({"pdf", "png", "jpg", "jpeg", "tif", "tiff", "bmp", "heic"})
+"""File types whose parsing depends on the parse strategy (text layer, OCR, layout model)."""
+
+
+def config_fingerprint(settings: Settings, filetype: str = "pdf") -> str:
+    """Changes when a setting that shapes this file type's chunks changes, so a settings change
+    re-processes exactly the documents it affects (the parse strategy only PDFs and images)."""
     shaping = {
-        "parse_strategy": settings.parse_strategy,
+        "parse_strategy": settings.parse_strategy if filetype in _LAYOUT_PARSED else None,
         "chunker": settings.chunker,
         "chunk_context": settings.chunk_context,
         "chunk_max_tokens": settings.chunk_max_tokens,
@@ -39,3 +47,10 @@ def config_fingerprint(settings: Settings) -> str:
         "embedding_model": settings.embedding_model,
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fingerprint_for(settings: Settings) -> Callable[[SourceItem], str]:
+    def fingerprint(item: SourceItem) -> str:
+        return config_fingerprint(settings, PurePosixPath(item.name).suffix.lower().lstrip("."))
+
+    return fingerprint

@@ -1,60 +1,87 @@
-"""The Prefect ingest flow: thin orchestration of `flows.pipeline`."""
+"""The Prefect ingest flow: thin orchestration of `flows.pipeline.sync_source`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.components import build_chunker, build_parser, config_fingerprint
-from flows.pipeline import run_ingest
+from flows.components import build_chunker, build_parser, fingerprint_for
+from flows.pipeline import IndexTarget, IngestParts, SyncOptions, sync_source
 from flows.progress import report_progress
+from flows.report import IngestReport
 from index.from_settings import bm25_params, build_cache, build_embedder, build_store
-from ingest.local_folder import LocalFolderSource
-from ingest.types import SourceFile
+from ingest.manifest import Manifest, RunLock
+from ingest.sources import LocalFolderConfig, SourceConfig, build_source
 from sluice.settings import Settings
 
 
-@task(retries=2, retry_delay_seconds=2)
-def list_source_files(path: str, include: list[str], exclude: list[str]) -> list[SourceFile]:
-    return LocalFolderSource(Path(path), include, exclude).list_files()
+def folder_source(settings: Settings, path: Path) -> LocalFolderConfig:
+    """An ad-hoc folder source, named by its location, with the global include/exclude."""
+    return LocalFolderConfig(
+        name=path.resolve().as_uri(),
+        path=path,
+        include=settings.include,
+        exclude=settings.exclude,
+    )
 
 
-@task
-def ingest_files(files: list[SourceFile], source_name: str, settings: Settings) -> dict[str, Any]:
-    embedder = build_embedder(settings)
-    store = build_store(settings)
-    try:
-        report = run_ingest(
-            files,
-            parser=build_parser(settings),
-            chunker=build_chunker(settings, embedder),
-            embedder=embedder,
-            store=store,
-            alias=settings.index_name,
-            bm25=bm25_params(settings),
-            source_name=source_name,
-            config_fingerprint=config_fingerprint(settings),
-            cache=build_cache(settings),
-            progress=report_progress,
-        )
-    finally:
-        store.close()
-    create_markdown_artifact(markdown=report.to_markdown(), key="ingest-report")
-    return report.to_dict()
+def run_sync(settings: Settings, config: SourceConfig, dry_run: bool = False) -> IngestReport:
+    """Plain-Python sync of one source into the configured index, under the index's run lock."""
+    source = build_source(config)
+    with RunLock(settings.run_lock_path(), settings.index_name):
+        embedder = build_embedder(settings)
+        store = build_store(settings)
+        manifest = Manifest(settings.manifest_path())
+        try:
+            parts = IngestParts(
+                parser=build_parser(settings),
+                chunker=build_chunker(settings, embedder),
+                target=IndexTarget(
+                    store,
+                    settings.index_name,
+                    embedder,
+                    bm25_params(settings),
+                    None if dry_run else build_cache(settings),
+                ),
+                config_fingerprint=fingerprint_for(settings),
+            )
+            options = SyncOptions(
+                dry_run=dry_run,
+                max_deleted_fraction=settings.max_deleted_fraction,
+                parse_workers=settings.parse_workers,
+                attempts=settings.ingest_attempts,
+                backoff_s=settings.ingest_backoff_s,
+            )
+            return sync_source(source, config.name, parts, manifest, options, report_progress)
+        finally:
+            manifest.close()
+            store.close()
 
 
 @flow(name="ingest", log_prints=True)
 def ingest_flow(
-    path: str,
-    include: list[str] | None = None,
-    exclude: list[str] | None = None,
+    source: str | None = None,
+    path: str | None = None,
+    dry_run: bool = False,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Ingest a local folder (recursively) into the configured index; returns the run report."""
+    """Sync one configured source (by name) or a folder (by path) into the index; returns the
+    run report, also published as a Markdown artifact."""
     settings = settings or Settings()
-    files = list_source_files(path, include or settings.include, exclude or settings.exclude)
-    source_name = Path(path).resolve().as_uri()
-    return ingest_files(files, source_name, settings)
+    if (source is None) == (path is None):
+        raise ValueError("give exactly one of a source name or a path")
+    config = settings.source(source) if source else folder_source(settings, Path(str(path)))
+    report = run_sync(settings, config, dry_run)
+    create_markdown_artifact(
+        markdown=report.to_markdown(),
+        key=f"ingest-{settings.index_name}",
+        description=f"{'dry run of ' if dry_run else ''}{config.name}",
+    )
+    print(
+        f"{config.name}: {len(report.new)} new, {len(report.changed)} changed, "
+        f"{report.unchanged} unchanged, {len(report.deleted)} deleted, {len(report.failed)} failed"
+    )
+    return report.to_dict()

@@ -1,4 +1,4 @@
-"""The ingest pipeline as plain functions: list, parse, chunk, embed, write.
+"""The ingest pipeline as plain functions: plan, read, chunk, embed, write, record.
 
 Prefect flows wrap these; tests call them directly.
 """
@@ -6,18 +6,23 @@ Prefect flows wrap these; tests call them directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 
 from chunking.types import Chunk, Chunker
-from flows.report import FailedDocument, IngestReport
+from flows.report import DocumentOutcome, IngestReport
 from index.bm25 import Bm25Encoder, Bm25Params, average_length
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
 from index.types import CollectionSpec, VectorStore
-from index.versions import active_spec, create_next_version
+from index.versions import active_spec, collection_name, create_next_version, versions_of
 from index.writer import IndexWriter
-from ingest.types import DocumentParser, ParseError, SourceFile
+from ingest.changes import Candidate, ChangePlan, plan_changes
+from ingest.manifest import DocumentRecord, Manifest
+from ingest.reader import DocumentReader, ReadResult
+from ingest.types import DocumentParser, DocumentSource, SourceItem
 
 ProgressCallback = Callable[[str, int, int], None]
 """(stage, done, total)"""
@@ -25,42 +30,6 @@ ProgressCallback = Callable[[str, int, int], None]
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     return None
-
-
-@dataclass
-class ChunkedDocuments:
-    chunks_by_doc: dict[str, list[Chunk]] = field(default_factory=dict)
-    failed: list[FailedDocument] = field(default_factory=list)
-
-
-def parse_and_chunk(
-    files: Sequence[SourceFile],
-    parser: DocumentParser,
-    chunker: Chunker,
-    source_name: str,
-    config_fingerprint: str = "",
-    progress: ProgressCallback = _no_progress,
-) -> ChunkedDocuments:
-    """Every file ends up chunked or in `failed` with a reason; one bad file never stops the run."""
-    out = ChunkedDocuments()
-    for done, source in enumerate(files, start=1):
-        try:
-            document = parser.parse(source)
-            chunks = chunker.run(document, config_fingerprint)
-            if not chunks:
-                raise ParseError("no text left after chunking")
-        except ParseError as error:
-            out.failed.append(FailedDocument(source.uri, str(error)))
-        except Exception as error:  # a parser bug must not end the run either
-            out.failed.append(
-                FailedDocument(source.uri, f"unexpected {type(error).__name__}: {error}")
-            )
-        else:
-            for chunk in chunks:
-                chunk.source = source_name
-            out.chunks_by_doc[source.doc_id] = chunks
-        progress("parse", done, len(files))
-    return out
 
 
 def ensure_collection(
@@ -71,8 +40,14 @@ def ensure_collection(
     sample_texts: Sequence[str],
 ) -> CollectionSpec:
     """The collection the alias serves; the first ingest creates `alias__v1`, with BM25's average
-    chunk length measured on the chunks it brings."""
+    chunk length measured on the chunks it brings. A first version left unaliased by a crash is
+    adopted rather than joined by a second."""
     spec = active_spec(store, alias)
+    if spec is None and (existing := versions_of(store, alias)):
+        orphan = store.collection_spec(collection_name(alias, existing[-1]))
+        if orphan is not None and orphan.embedding_model == embedder.model_id:
+            store.set_alias(alias, orphan.name)
+            spec = orphan
     if spec is not None:
         if spec.embedding_model != embedder.model_id:
             raise ValueError(
@@ -93,37 +68,78 @@ def ensure_collection(
     return spec
 
 
+@dataclass
+class IndexTarget:
+    """Where chunks go: the index behind `alias`, its collection created on the first write."""
+
+    store: VectorStore
+    alias: str
+    embedder: SentenceTransformerEmbedder
+    bm25: Bm25Params
+    cache: EmbeddingCache | None = None
+    _writer: IndexWriter | None = None
+
+    def writer(self, first_batch: Sequence[Chunk]) -> IndexWriter:
+        if self._writer is None:
+            texts = [c.indexed_text for c in first_batch]
+            spec = ensure_collection(self.store, self.alias, self.embedder, self.bm25, texts)
+            self._writer = IndexWriter(
+                self.store, spec.name, self.embedder, Bm25Encoder(spec.bm25), self.cache
+            )
+        return self._writer
+
+    @property
+    def collection(self) -> str:
+        return (
+            self._writer.collection
+            if self._writer
+            else (self.store.resolve_alias(self.alias) or "")
+        )
+
+
 def write_documents(
-    writer: IndexWriter,
-    chunks_by_doc: dict[str, list[Chunk]],
+    target: IndexTarget,
+    documents: Iterable[tuple[str, list[Chunk]]],
     batch_size: int = 256,
-    progress: ProgressCallback = _no_progress,
+    before_write: Callable[[list[str]], None] | None = None,
+    after_write: Callable[[list[str]], None] | None = None,
 ) -> int:
-    """Embeds and upserts in batches across documents; a document's older versions are retired
-    only after all its new chunks are written."""
-    total = sum(len(chunks) for chunks in chunks_by_doc.values())
+    """Embeds and upserts in batches across documents, as `documents` yields them.
+
+    A document's older versions are retired only after all of its new chunks are written; then
+    `after_write` gets its id. `before_write` gets the ids of documents whose first chunks are
+    about to be written (the manifest marks them pending).
+    """
     pending: list[Chunk] = []
-    waiting: list[tuple[str, str]] = []
+    complete: list[tuple[str, str]] = []
+    started: set[str] = set()
     written = 0
 
     def flush() -> None:
         nonlocal written
-        writer.write_chunks(pending)
-        written += len(pending)
-        pending.clear()
-        for doc_id, version in waiting:
-            writer.retire_other_versions(doc_id, version)
-        waiting.clear()
-        progress("embed", written, total)
+        if pending:
+            fresh = list(dict.fromkeys(c.doc_id for c in pending if c.doc_id not in started))
+            if before_write and fresh:
+                before_write(fresh)
+            started.update(fresh)
+            target.writer(pending).write_chunks(pending)
+            written += len(pending)
+            pending.clear()
+        if complete:
+            writer = target.writer([])
+            for doc_id, version in complete:
+                writer.retire_other_versions(doc_id, version)
+            if after_write:
+                after_write([doc_id for doc_id, _ in complete])
+            complete.clear()
 
-    for doc_id, chunks in chunks_by_doc.items():
+    for doc_id, chunks in documents:
         for chunk in chunks:
             pending.append(chunk)
             if len(pending) >= batch_size:
                 flush()
-        waiting.append((doc_id, chunks[0].doc_version))
-    if pending or waiting:
-        flush()
+        complete.append((doc_id, chunks[0].doc_version))
+    flush()
     return written
 
 
@@ -145,14 +161,22 @@ def index_chunks(
     cache: EmbeddingCache | None = None,
     progress: ProgressCallback = _no_progress,
 ) -> IndexingResult:
-    """Write chunked documents into the index behind `alias`, creating its first version."""
-    all_texts = [c.indexed_text for chunks in chunks_by_doc.values() for c in chunks]
-    spec = ensure_collection(store, alias, embedder, bm25, all_texts)
-    writer = IndexWriter(store, spec.name, embedder, Bm25Encoder(spec.bm25), cache)
-    write_documents(writer, chunks_by_doc, progress=progress)
+    """Write already chunked documents into the index behind `alias` (evaluation indexes)."""
+    target = IndexTarget(store, alias, embedder, bm25, cache)
+    # BM25's average length is measured on the whole corpus here, not only a first batch.
+    target.writer([c for chunks in chunks_by_doc.values() for c in chunks])
+    done = 0
+
+    def advance(doc_ids: list[str]) -> None:
+        nonlocal done
+        done += len(doc_ids)
+        progress("embed", done, len(chunks_by_doc))
+
+    write_documents(target, chunks_by_doc.items(), after_write=advance)
+    writer = target.writer([])
     return IndexingResult(
-        collection=spec.name,
-        points_in_index=store.count(spec.name),
+        collection=writer.collection,
+        points_in_index=store.count(writer.collection),
         stage_seconds={
             "embed": round(writer.stats.embed_seconds, 3),
             "upsert": round(writer.stats.upsert_seconds, 3),
@@ -162,31 +186,231 @@ def index_chunks(
     )
 
 
-def run_ingest(
-    files: Sequence[SourceFile],
-    parser: DocumentParser,
-    chunker: Chunker,
-    embedder: SentenceTransformerEmbedder,
-    store: VectorStore,
-    alias: str,
-    bm25: Bm25Params,
+@dataclass
+class SyncOptions:
+    dry_run: bool = False
+    max_deleted_fraction: float = 0.2
+    parse_workers: int = 1
+    """Processes that fetch and parse beside the embedding; 1 parses in this process."""
+    attempts: int = 3
+    backoff_s: float = 1.0
+    batch_size: int = 256
+
+
+@dataclass
+class IngestParts:
+    """Everything a sync needs besides the source; built from settings by the flows."""
+
+    parser: DocumentParser
+    chunker: Chunker
+    target: IndexTarget
+    config_fingerprint: Callable[[SourceItem], str]
+
+
+def _read_all(
+    reader: DocumentReader, candidates: list[Candidate], workers: int
+) -> Iterator[ReadResult]:
+    """Results as they complete; with workers > 1 they are read in other processes while the
+    caller embeds what has arrived."""
+    if workers <= 1 or len(candidates) <= 1:
+        yield from (reader.read(c) for c in candidates)
+        return
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(candidates)),
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(reader,),
+    ) as pool:
+        futures = [pool.submit(_read_in_worker, c) for c in candidates]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+_worker_reader: DocumentReader | None = None
+
+
+def _init_worker(reader: DocumentReader) -> None:
+    global _worker_reader
+    _worker_reader = reader
+
+
+def _read_in_worker(candidate: Candidate) -> ReadResult:
+    assert _worker_reader is not None
+    return _worker_reader.read(candidate)
+
+
+@dataclass
+class _Run:
+    """The bookkeeping of one sync while it streams."""
+
+    source_name: str
+    manifest: Manifest | None
+    report: IngestReport
+    versions: dict[str, tuple[ReadResult, list[Chunk]]] = field(default_factory=dict)
+
+    def record(self, result: ReadResult, chunks: list[Chunk], status: str) -> DocumentRecord:
+        item = result.candidate.item
+        return DocumentRecord(
+            doc_id=item.uri,
+            source=self.source_name,
+            fingerprint=item.fingerprint,
+            content_hash=result.content_hash,
+            config_fingerprint=result.candidate.config_fingerprint,
+            doc_version=chunks[0].doc_version if chunks else "",
+            chunks=len(chunks),
+            status=status,  # type: ignore[arg-type]
+            attempts=result.attempts,
+            last_error=result.error,
+        )
+
+    def mark_pending(self, doc_ids: list[str]) -> None:
+        if self.manifest:
+            self.manifest.put_many(
+                [self.record(*self.versions[d], status="pending") for d in doc_ids]
+            )
+
+    def mark_indexed(self, doc_ids: list[str]) -> None:
+        if self.manifest:
+            self.manifest.put_many(
+                [self.record(*self.versions[d], status="indexed") for d in doc_ids]
+            )
+        for doc_id in doc_ids:
+            result, chunks = self.versions.pop(doc_id)
+            bucket = self.report.new if result.candidate.reason == "new" else self.report.changed
+            bucket.append(DocumentOutcome(doc_id, result.candidate.reason, len(chunks)))
+
+
+def sync_source(
+    source: DocumentSource,
     source_name: str,
-    config_fingerprint: str = "",
-    cache: EmbeddingCache | None = None,
+    parts: IngestParts,
+    manifest: Manifest,
+    options: SyncOptions | None = None,
     progress: ProgressCallback = _no_progress,
 ) -> IngestReport:
+    """Bring the index up to date with one source, doing only the work that changed.
+
+    Unchanged documents (same cheap fingerprint and config) are not read; documents whose content
+    hash proves them unchanged are not parsed; only chunks whose text is new are embedded (the
+    embedding cache). The manifest row of a document moves to `indexed` only after its points are
+    written and its older versions retired, so a crash at any point is repaired by the next run.
+    """
+    options = options or SyncOptions()
     started = time.perf_counter()
-    report = IngestReport(index=alias, files_seen=len(files))
-    chunked = parse_and_chunk(files, parser, chunker, source_name, config_fingerprint, progress)
-    parsed_at = time.perf_counter()
-    report.parsed = len(chunked.chunks_by_doc)
-    report.failed = chunked.failed
-    report.chunks = sum(len(c) for c in chunked.chunks_by_doc.values())
-    result = index_chunks(chunked.chunks_by_doc, embedder, store, alias, bm25, cache, progress)
-    report.collection = result.collection
-    report.points_in_index = result.points_in_index
-    report.embedded = result.embedded
-    report.from_cache = result.from_cache
-    report.stage_seconds = {"parse_chunk": round(parsed_at - started, 3), **result.stage_seconds}
+    report = IngestReport(index=parts.target.alias, source=source_name, dry_run=options.dry_run)
+    items = source.list_items()
+    known = manifest.documents(source_name)
+    plan = plan_changes(items, known, parts.config_fingerprint, options.max_deleted_fraction)
+    report.files_seen = len(items)
+    report.stage_seconds["list"] = round(time.perf_counter() - started, 3)
+    run_id = None if options.dry_run else manifest.start_run(source_name)
+    run = _Run(source_name, None if options.dry_run else manifest, report)
+    report.unchanged = len(plan.unchanged)
+    report.quarantined = [i.uri for i in plan.quarantined]
+
+    reader = DocumentReader(
+        source, parts.parser, options.attempts, options.backoff_s, parse=not options.dry_run
+    )
+    read_seconds = 0.0
+
+    def chunked_documents() -> Iterator[tuple[str, list[Chunk]]]:
+        nonlocal read_seconds
+        done = 0
+        for result in _read_all(reader, plan.candidates, options.parse_workers):
+            done += 1
+            progress("read", done, len(plan.candidates))
+            read_seconds += result.seconds
+            uri = result.candidate.item.uri
+            if result.unchanged:
+                report.unchanged += 1
+                if run.manifest:
+                    run.manifest.update_fingerprint(uri, result.candidate.item.fingerprint)
+                continue
+            if options.dry_run and not result.error:
+                run.versions[uri] = (result, [])
+                run.mark_indexed([uri])
+                continue
+            chunks = _chunks_of(result, parts.chunker, source_name)
+            if result.error:
+                _fail(run, result)
+                continue
+            run.versions[uri] = (result, chunks)
+            report.chunks += len(chunks)
+            yield uri, chunks
+
+    write_documents(
+        parts.target,
+        chunked_documents(),
+        options.batch_size,
+        before_write=run.mark_pending,
+        after_write=run.mark_indexed,
+    )
+    report.stage_seconds["read_parse"] = round(read_seconds, 3)
+    _apply_deletions(plan, parts.target, run, options.dry_run)
+    writer = parts.target._writer
+    if writer is not None:
+        report.embedded = writer.stats.embedded
+        report.from_cache = writer.stats.from_cache
+        report.stage_seconds["embed"] = round(writer.stats.embed_seconds, 3)
+        report.stage_seconds["upsert"] = round(writer.stats.upsert_seconds, 3)
+    report.collection = parts.target.collection
+    if report.collection:
+        report.points_in_index = parts.target.store.count(report.collection)
     report.seconds = round(time.perf_counter() - started, 3)
+    if run_id is not None:
+        manifest.finish_run(run_id, report.to_dict())
     return report
+
+
+def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str) -> list[Chunk]:
+    if result.document is None:
+        return []
+    try:
+        chunks = chunker.run(result.document, result.candidate.config_fingerprint)
+    except Exception as error:  # a chunker bug is this document's failure, not the run's
+        result.error = f"chunking failed: {type(error).__name__}: {error}"
+        return []
+    if not chunks:
+        result.error = "no text left after chunking"
+    for chunk in chunks:
+        chunk.source = source_name
+    return chunks
+
+
+def _fail(run: _Run, result: ReadResult) -> None:
+    """A document that could not be read is quarantined; its older indexed version stays."""
+    record = result.candidate.record
+    run.report.failed.append(DocumentOutcome(result.candidate.item.uri, result.error, 0))
+    if run.manifest is None:
+        return
+    run.manifest.put_many(
+        [
+            DocumentRecord(
+                doc_id=result.candidate.item.uri,
+                source=run.source_name,
+                fingerprint=result.candidate.item.fingerprint,
+                content_hash=record.content_hash if record else "",
+                config_fingerprint=record.config_fingerprint if record else "",
+                doc_version=record.doc_version if record else "",
+                chunks=record.chunks if record else 0,
+                status="quarantined",
+                attempts=(record.attempts if record else 0) + result.attempts,
+                last_error=result.error,
+            )
+        ]
+    )
+
+
+def _apply_deletions(plan: ChangePlan, target: IndexTarget, run: _Run, dry_run: bool) -> None:
+    run.report.deletions_held = plan.deletions_held
+    if plan.deletions_held or not plan.deleted:
+        return
+    run.report.deleted = list(plan.deleted)
+    if dry_run:
+        return
+    started = time.perf_counter()
+    if target.collection:
+        target.writer([]).delete_documents(plan.deleted)
+    if run.manifest:
+        run.manifest.remove(plan.deleted)
+    run.report.stage_seconds["delete"] = round(time.perf_counter() - started, 3)

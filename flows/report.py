@@ -1,4 +1,5 @@
-"""What an ingest run reports, for the CLI, `--json` and the Prefect artifact."""
+"""What an ingest run reports, for the CLI, `--json`, the manifest's run history and the Prefect
+artifact."""
 
 from __future__ import annotations
 
@@ -7,40 +8,95 @@ from typing import Any
 
 
 @dataclass
-class FailedDocument:
+class DocumentOutcome:
     uri: str
     reason: str
+    """new / content / config / retry / interrupted, or why it failed."""
+    chunks: int = 0
 
 
 @dataclass
 class IngestReport:
     index: str
+    source: str = ""
     collection: str = ""
+    dry_run: bool = False
     files_seen: int = 0
-    parsed: int = 0
-    failed: list[FailedDocument] = field(default_factory=list)
+    new: list[DocumentOutcome] = field(default_factory=list)
+    changed: list[DocumentOutcome] = field(default_factory=list)
+    unchanged: int = 0
+    deleted: list[str] = field(default_factory=list)
+    failed: list[DocumentOutcome] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    """Skipped: failed before and unchanged since (`sluice retry-failed` re-drives them)."""
+    deletions_held: str = ""
     chunks: int = 0
-    points_in_index: int = 0
     embedded: int = 0
     from_cache: int = 0
+    points_in_index: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Counts at the top level; the documents behind them under `documents`."""
+        return {
+            "index": self.index,
+            "source": self.source,
+            "collection": self.collection,
+            "dry_run": self.dry_run,
+            "files_seen": self.files_seen,
+            "new": len(self.new),
+            "changed": len(self.changed),
+            "unchanged": self.unchanged,
+            "deleted": len(self.deleted),
+            "failed": len(self.failed),
+            "quarantined": len(self.quarantined),
+            "deletions_held": self.deletions_held,
+            "chunks": self.chunks,
+            "embedded": self.embedded,
+            "from_cache": self.from_cache,
+            "points_in_index": self.points_in_index,
+            "seconds": self.seconds,
+            "stage_seconds": self.stage_seconds,
+            "documents": {
+                "new": [asdict(d) for d in self.new],
+                "changed": [asdict(d) for d in self.changed],
+                "deleted": self.deleted,
+                "failed": [asdict(d) for d in self.failed],
+                "quarantined": self.quarantined,
+            },
+        }
 
     def to_markdown(self) -> str:
+        title = "Plan (dry run)" if self.dry_run else "Ingest"
+        collection = self.collection or "no collection yet"
         lines = [
-            f"### Ingest into `{self.index}` ({self.collection})",
+            f"### {title}: `{self.source}` into `{self.index}` ({collection})",
             "",
-            "| files seen | parsed | failed | chunks | embedded | from cache | points in index "
-            "| seconds |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
-            f"| {self.files_seen} | {self.parsed} | {len(self.failed)} | {self.chunks} "
-            f"| {self.embedded} | {self.from_cache} | {self.points_in_index} "
-            f"| {self.seconds:.1f} |",
+            "| new | changed | unchanged | deleted | failed | chunks written | embedded "
+            "| from cache | points in index | seconds |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {len(self.new)} | {len(self.changed)} | {self.unchanged} | {len(self.deleted)} "
+            f"| {len(self.failed)} | {self.chunks} | {self.embedded} | {self.from_cache} "
+            f"| {self.points_in_index} | {self.seconds:.1f} |",
         ]
-        if self.failed:
-            lines += ["", "| failed document | reason |", "|---|---|"]
-            lines += [f"| {f.uri} | {f.reason.replace('|', '/')} |" for f in self.failed]
+        if self.stage_seconds:
+            lines += [
+                "",
+                "| " + " | ".join(self.stage_seconds) + " |",
+                "|" + "---:|" * len(self.stage_seconds),
+                "| " + " | ".join(f"{v:.1f} s" for v in self.stage_seconds.values()) + " |",
+            ]
+        if self.deletions_held:
+            lines += ["", f"**Deletions held:** {self.deletions_held}"]
+        rows = [(d.uri, "new", d.reason) for d in self.new]
+        rows += [(d.uri, "changed", d.reason) for d in self.changed]
+        rows += [(uri, "deleted", "gone from the source") for uri in self.deleted]
+        rows += [(d.uri, "failed", d.reason) for d in self.failed]
+        rows += [
+            (uri, "quarantined", "skipped until changed or retried") for uri in self.quarantined
+        ]
+        if rows:
+            lines += ["", "| document | outcome | reason |", "|---|---|---|"]
+            lines += [f"| {uri} | {what} | {why.replace('|', '/')} |" for uri, what, why in rows]
         return "\n".join(lines)

@@ -8,8 +8,21 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class SourceItem:
+    """One document as its source lists it, before anything is read."""
+
+    uri: str
+    """Stable location, also the document id (`file:///…`, `s3://bucket/key`, `https://…`)."""
+    name: str
+    """Path within the source (relative path, key, URL path); its suffix gives the file type."""
+    size: int | None
+    fingerprint: str
+    """A cheap change signal (mtime and size, ETag, Last-Modified); equal means unchanged."""
+
+
+@dataclass(frozen=True)
 class SourceFile:
-    """One document as a source lists it, before it is read."""
+    """One document's bytes, readable at a local path (fetched where the source is remote)."""
 
     uri: str
     """Stable location, also the document id (`file:///…`, `s3://…`, `https://…`)."""
@@ -48,10 +61,18 @@ class ParseError(Exception):
     """A document that cannot be parsed; the message is the reason shown to the user."""
 
 
-class DocumentSource(Protocol):
-    """Lists the documents of one source."""
+class SourceUnavailable(Exception):
+    """The source could not be listed or read at all (network, credentials, missing folder)."""
 
-    def list_files(self) -> list[SourceFile]: ...
+
+class DocumentSource(Protocol):
+    """Lists the documents of one source and fetches their bytes."""
+
+    def list_items(self) -> list[SourceItem]: ...
+
+    def fetch(self, item: SourceItem, folder: Path) -> SourceFile:
+        """The item's bytes at a local path; remote sources download into `folder`."""
+        ...
 
 
 class DocumentParser(Protocol):

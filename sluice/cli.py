@@ -1,4 +1,4 @@
-"""The `sluice` command: ingest, serve, query, status, demo."""
+"""The `sluice` command: ingest, retry-failed, deploy, serve, query, status, eval, demo."""
 
 from __future__ import annotations
 
@@ -66,9 +66,9 @@ def _progress_bars(show: bool) -> Iterator[None]:
 
 def _run_ingest(
     settings: Settings,
-    path: Path,
-    include: list[str] | None,
-    exclude: list[str] | None,
+    source: str | None,
+    path: Path | None,
+    dry_run: bool,
     show_progress: bool,
 ) -> dict[str, Any]:
     from flows.ingest_flow import ingest_flow
@@ -76,57 +76,140 @@ def _run_ingest(
     console.print("[dim]starting Prefect (a local server on first use can take ~30 s)…[/dim]")
     with _progress_bars(show_progress):
         report: dict[str, Any] = ingest_flow(
-            str(path), include=include, exclude=exclude, settings=settings
+            source=source,
+            path=str(path) if path else None,
+            dry_run=dry_run,
+            settings=settings,
         )
     return report
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    table = Table(title=f"Ingest into '{report['index']}' ({report['collection']})")
-    for column in ("files seen", "parsed", "failed", "chunks", "points in index", "seconds"):
+    title = "Plan (dry run, nothing written)" if report["dry_run"] else "Ingest"
+    table = Table(title=f"{title}: {report['source']} into '{report['index']}'")
+    columns = ("new", "changed", "unchanged", "deleted", "failed", "chunks", "embedded")
+    for column in (*columns, "from cache", "points", "seconds"):
         table.add_column(column, justify="right")
     table.add_row(
-        str(report["files_seen"]),
-        str(report["parsed"]),
-        str(len(report["failed"])),
-        str(report["chunks"]),
+        *(str(report[c]) for c in columns),
+        str(report["from_cache"]),
         str(report["points_in_index"]),
         f"{report['seconds']:.1f}",
     )
     out.print(table)
-    if report["failed"]:
-        failed = Table(title="Failed documents")
-        failed.add_column("document")
-        failed.add_column("reason")
-        for item in report["failed"]:
-            failed.add_row(item["uri"], item["reason"])
-        out.print(failed)
+    if report["deletions_held"]:
+        out.print(f"[yellow]deletions held:[/yellow] {report['deletions_held']}")
+    documents = report["documents"]
+    rows = [(d["uri"], "new", d["reason"]) for d in documents["new"]]
+    rows += [(d["uri"], "changed", d["reason"]) for d in documents["changed"]]
+    rows += [(uri, "deleted", "gone from the source") for uri in documents["deleted"]]
+    rows += [(d["uri"], "failed", d["reason"]) for d in documents["failed"]]
+    rows += [
+        (uri, "quarantined", "skipped; sluice retry-failed") for uri in documents["quarantined"]
+    ]
+    if rows:
+        details = Table(title="Documents")
+        for column in ("document", "outcome", "reason"):
+            details.add_column(column)
+        for row in rows[:200]:
+            details.add_row(*row)
+        out.print(details)
+        if len(rows) > 200:
+            out.print(f"… and {len(rows) - 200} more (--json lists them all)")
+
+
+def _ingest_runs(
+    settings: Settings,
+    path: Path | None,
+    source: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """One run per source: PATH, --source, or every configured source."""
+    from index.edge_store import IndexLockedError
+    from ingest.manifest import IngestAlreadyRunning
+    from ingest.types import SourceUnavailable
+
+    if path is not None:
+        runs: list[tuple[str | None, Path | None]] = [(None, path)]
+    elif source is not None:
+        runs = [(source, None)]
+    else:
+        runs = [(s.name, None) for s in settings.sources]
+    if not runs:
+        console.print("[red]nothing to ingest:[/red] give a PATH, or configure [[sources]]")
+        raise typer.Exit(2)
+    reports = []
+    for name, folder in runs:
+        try:
+            reports.append(_run_ingest(settings, name, folder, dry_run, not as_json))
+        except (IndexLockedError, IngestAlreadyRunning, SourceUnavailable, KeyError) as error:
+            console.print(f"[red]ingest failed:[/red] {error}")
+            raise typer.Exit(2) from error
+        except ValueError as error:
+            console.print(f"[red]ingest failed:[/red] {error}")
+            raise typer.Exit(2) from error
+    if as_json:
+        out.print_json(json.dumps(reports[0] if len(reports) == 1 else reports))
+        return
+    for report in reports:
+        _print_report(report)
 
 
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(help="Folder (searched recursively) or file to ingest.")],
+    path: Annotated[
+        Path | None, typer.Argument(help="Folder or file; omit to run configured sources.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="A configured source, by name.")] = None,
     include: Annotated[list[str] | None, typer.Option(help="Glob to include (repeatable).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Glob to exclude (repeatable).")] = None,
     index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Parse, chunk, embed and index every matching file under PATH (a Prefect flow run)."""
+    """Bring the index up to date with PATH, one --source, or every configured source.
+
+    Only what changed is read, parsed and embedded; documents gone from a source are deleted.
+    """
     settings = _settings(index)
-    if not path.exists():
+    if include or exclude:
+        settings = settings.model_copy(
+            update={"include": include or settings.include, "exclude": exclude or settings.exclude}
+        )
+    if path is not None and not path.exists():
         console.print(f"[red]{path} does not exist[/red]")
         raise typer.Exit(2)
-    from index.edge_store import IndexLockedError
+    _ingest_runs(settings, path, source, dry_run, as_json)
 
+
+@app.command(name="retry-failed")
+def retry_failed(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Give quarantined documents a fresh set of attempts, then run their sources again."""
+    settings = _settings(index)
+    from ingest.manifest import Manifest
+
+    manifest = Manifest(settings.manifest_path())
     try:
-        report = _run_ingest(settings, path, include, exclude, show_progress=not as_json)
-    except (IndexLockedError, ValueError) as error:
-        console.print(f"[red]ingest failed:[/red] {error}")
-        raise typer.Exit(2) from error
-    if as_json:
-        out.print_json(json.dumps(report))
-    else:
-        _print_report(report)
+        by_source = {r.source for r in manifest.documents(source).values() if r.status != "indexed"}
+        released = manifest.release_quarantine(source)
+    finally:
+        manifest.close()
+    console.print(f"released {len(released)} document(s) from quarantine")
+    configured = {s.name for s in settings.sources}
+    for name in sorted(by_source):
+        if name in configured:
+            _ingest_runs(settings, None, name, False, as_json)
+        elif name.startswith("file://"):
+            from urllib.parse import unquote, urlparse
+
+            _ingest_runs(settings, Path(unquote(urlparse(name).path)), None, False, as_json)
 
 
 @app.command()
@@ -359,7 +442,7 @@ def demo(
 ) -> None:
     """Ingest the project's own documentation, then serve /retrieve on 127.0.0.1."""
     settings = _settings()
-    report = _run_ingest(settings, path, None, None, show_progress=sys.stderr.isatty())
+    report = _run_ingest(settings, None, path, False, show_progress=sys.stderr.isatty())
     _print_report(report)
     port = port or settings.api_port
     out.print(

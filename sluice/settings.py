@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.sources import SourceConfig
+
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -65,6 +67,24 @@ class Settings(BaseSettings):
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: ["**/.*", "**/.*/**"])
 
+    sources: list[SourceConfig] = Field(
+        default_factory=list,
+        description="Named sources (`[[sources]]` in the config file), each with a schedule.",
+    )
+    max_deleted_fraction: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="A listing that lost more than this share of known documents deletes nothing.",
+    )
+    parse_workers: int = Field(
+        default=2, ge=1, le=64, description="Processes that fetch and parse beside the embedding."
+    )
+    ingest_attempts: int = Field(
+        default=3, ge=1, description="Tries per document before quarantine."
+    )
+    ingest_backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     default_top_k: int = Field(default=10, ge=1, le=200)
@@ -93,6 +113,19 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_dir(self) -> Path:
         return self.data_dir / "embedding-cache"
+
+    def manifest_path(self, index: str | None = None) -> Path:
+        return self.data_dir / "manifests" / f"{index or self.index_name}.sqlite"
+
+    def run_lock_path(self, index: str | None = None) -> Path:
+        return self.data_dir / "manifests" / f"{index or self.index_name}.lock"
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise KeyError(f"no source named '{name}' (sources: {known})")
 
     @property
     def prefect_home(self) -> Path:

@@ -38,25 +38,33 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
-def ingest_folder(settings, folder: Path, embedder, cache=None, source_name: str = "test"):  # type: ignore[no-untyped-def]
-    """The ingest pipeline (no Prefect) over a folder into `settings`' index; returns the report."""
-    from flows.components import build_chunker, build_parser
-    from flows.pipeline import run_ingest
+def ingest_folder(
+    settings, folder: Path, embedder, cache=None, source_name: str = "test", dry_run: bool = False
+):  # type: ignore[no-untyped-def]
+    """The ingest pipeline (no Prefect) syncing a folder into `settings`' index."""
+    from flows.components import build_chunker, build_parser, fingerprint_for
+    from flows.pipeline import IndexTarget, IngestParts, SyncOptions, sync_source
     from index.from_settings import bm25_params, build_store
-    from ingest.local_folder import LocalFolderSource
+    from ingest.manifest import Manifest
+    from ingest.sources.local_folder import LocalFolderSource
 
     store = build_store(settings)
+    manifest = Manifest(settings.manifest_path())
     try:
-        return run_ingest(
-            LocalFolderSource(folder).list_files(),
+        parts = IngestParts(
             build_parser(settings),
             build_chunker(settings, embedder),
-            embedder,
-            store,
-            settings.index_name,
-            bm25_params(settings),
-            source_name=source_name,
-            cache=cache,
+            IndexTarget(store, settings.index_name, embedder, bm25_params(settings), cache),
+            fingerprint_for(settings),
         )
+        options = SyncOptions(
+            dry_run=dry_run,
+            parse_workers=1,
+            max_deleted_fraction=settings.max_deleted_fraction,
+            attempts=settings.ingest_attempts,
+            backoff_s=0.0,
+        )
+        return sync_source(LocalFolderSource(folder), source_name, parts, manifest, options)
     finally:
+        manifest.close()
         store.close()

@@ -31,7 +31,7 @@ def test_ingest_status_and_query(
     ingested = runner.invoke(app, ["ingest", str(corpus), "--exclude", "**/*.txt", "--json"])
     assert ingested.exit_code == 0, ingested.output
     report = json.loads(ingested.stdout)
-    assert report["files_seen"] == 2 and report["parsed"] == 2 and report["failed"] == []
+    assert report["files_seen"] == 2 and report["new"] == 2 and report["failed"] == 0
     assert report["chunks"] == 2 and report["seconds"] > 0
 
     status = runner.invoke(app, ["status", "--json"])

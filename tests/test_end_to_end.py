@@ -56,7 +56,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> 
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((SHARED_DOCS / name).read_bytes())
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
-    report: dict[str, Any] = ingest_flow(str(folder), settings=settings)
+    report: dict[str, Any] = ingest_flow(path=str(folder), settings=settings)
     return {"report": report, "settings": settings, "folder": folder}
 
 
@@ -92,11 +92,11 @@ def api(ingested: dict[str, Any]) -> Iterator[str]:
 def test_every_file_is_parsed_or_reported_with_a_reason(ingested: dict[str, Any]) -> None:
     report = ingested["report"]
     assert report["files_seen"] == len(FILES)
-    failed = {f["uri"].rsplit("/", 1)[-1]: f["reason"] for f in report["failed"]}
-    assert report["parsed"] + len(failed) == len(FILES)
+    failed = {f["uri"].rsplit("/", 1)[-1]: f["reason"] for f in report["documents"]["failed"]}
+    assert report["new"] + len(failed) == len(FILES)
     assert "ocr_test.pdf" in failed and "text layer" in failed["ocr_test.pdf"]
-    assert report["parsed"] >= len(FILES) - 2
-    assert report["chunks"] == report["points_in_index"] > report["parsed"]
+    assert report["new"] >= len(FILES) - 2
+    assert report["chunks"] == report["points_in_index"] > report["new"]
 
 
 def _sentence_queries(url: str) -> list[tuple[str, str]]:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.local_folder import LocalFolderSource, glob_matches
+from ingest.sources.local_folder import LocalFolderSource, glob_matches
 
 
 def _tree(root: Path) -> None:
@@ -23,14 +23,15 @@ def test_glob_double_star_matches_zero_or_more_folders() -> None:
 def test_lists_recursively_with_include_and_exclude(tmp_path: Path) -> None:
     _tree(tmp_path)
     source = LocalFolderSource(tmp_path, include=["**/*.md", "**/*.pdf"], exclude=[".hidden/**"])
-    names = sorted(f.path.relative_to(tmp_path).as_posix() for f in source.list_files())
+    names = sorted(item.name for item in source.list_items())
     assert names == ["a.md", "sub/b.md", "sub/deep/c.pdf"]
 
 
 def test_uri_is_the_stable_document_id(tmp_path: Path) -> None:
     _tree(tmp_path)
-    files = LocalFolderSource(tmp_path).list_files()
-    assert all(f.doc_id == f.uri and f.uri.startswith("file:///") for f in files)
+    items = LocalFolderSource(tmp_path).list_items()
+    assert all(i.uri.startswith("file:///") for i in items)
+    assert all(i.fingerprint for i in items), "mtime and size, the cheap change signal"
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -66,21 +66,21 @@ def test_broken_files_are_reported_and_the_run_goes_on(tmp_path: Path, embedder)
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7 this is not really a pdf")
     (folder / "empty.txt").write_text("   \n")
     report = _ingest(Settings(data_dir=tmp_path / "data"), folder, embedder)
-    assert report.files_seen == 3 and report.parsed == 1
+    assert report.files_seen == 3 and len(report.new) == 1
     reasons = {f.uri.rsplit("/", 1)[-1]: f.reason for f in report.failed}
     assert set(reasons) == {"broken.pdf", "empty.txt"}
     assert all(reasons.values())
 
 
-def test_a_second_run_takes_every_embedding_from_the_cache(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_known_chunk_texts_take_their_embedding_from_the_cache(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     from index.embedding_cache import EmbeddingCache
 
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "a.md").write_text("# Alpha\n\nalpha beta text about alpha things.\n")
-    settings = Settings(data_dir=tmp_path / "data")
     runs = []
-    for _ in range(2):
+    for index in ("first", "second"):  # a second index over the same cache: nothing to embed
+        settings = Settings(data_dir=tmp_path / "data", index_name=index)
         cache = EmbeddingCache(settings.embedding_cache_dir, embedder.model_id)
         runs.append(ingest_folder(settings, folder, embedder, cache=cache))
     assert (runs[0].embedded, runs[0].from_cache) == (1, 0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.local_folder import LocalFolderSource
+from ingest.sources.local_folder import LocalFolderSource
 from ingest.types import ParseError
 from ingest.unstructured_parser import UnstructuredParser
 from tests.conftest import SHARED_DOCS, needs_shared_docs
@@ -17,7 +17,8 @@ def test_a_broken_file_fails_with_the_parsers_reason(tmp_path: Path) -> None:
     broken = tmp_path / "broken.docx"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ParseError) as caught:
-        UnstructuredParser().parse(LocalFolderSource(broken).list_files()[0])
+        source = LocalFolderSource(broken)
+        UnstructuredParser().parse(source.fetch(source.list_items()[0], tmp_path))
     assert str(caught.value)
 
 
@@ -36,7 +37,8 @@ def test_parsing_never_tries_to_download_a_spacy_model() -> None:
 @pytest.mark.slow
 def test_every_shared_document_parses_or_fails_with_a_reason() -> None:
     parser = UnstructuredParser()
-    files = LocalFolderSource(SHARED_DOCS, exclude=["MANIFEST.tsv"]).list_files()
+    folder = LocalFolderSource(SHARED_DOCS, exclude=["MANIFEST.tsv"])
+    files = [folder.fetch(item, SHARED_DOCS) for item in folder.list_items()]
     assert len(files) == 70
     failed: dict[str, str] = {}
     for source in files:

@@ -1,0 +1,81 @@
+"""Deciding what a run must do: compare a source's listing with the manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ingest.manifest import DocumentRecord
+from ingest.types import SourceItem
+
+ChangeReason = Literal["new", "content", "config", "retry", "interrupted"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A document the run must read: new, or possibly changed (the content hash decides)."""
+
+    item: SourceItem
+    reason: ChangeReason
+    config_fingerprint: str
+    record: DocumentRecord | None
+
+
+@dataclass
+class ChangePlan:
+    candidates: list[Candidate] = field(default_factory=list)
+    unchanged: list[SourceItem] = field(default_factory=list)
+    quarantined: list[SourceItem] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    deletions_held: str = ""
+    """Why `deleted` is not acted on (a listing that shrank suspiciously); empty when it is."""
+
+
+def plan_changes(
+    items: Sequence[SourceItem],
+    known: dict[str, DocumentRecord],
+    config_fingerprint: Callable[[SourceItem], str],
+    max_deleted_fraction: float = 0.2,
+) -> ChangePlan:
+    """Unchanged documents are recognised by fingerprint and config alone, without being read.
+
+    >>> plan = plan_changes(source.list_items(), manifest.documents("docs"), fingerprint_of)
+    ... # doctest: +SKIP
+    """
+    plan = ChangePlan()
+    listed = set()
+    for item in items:
+        listed.add(item.uri)
+        record = known.get(item.uri)
+        config = config_fingerprint(item)
+        reason: ChangeReason | None
+        if record is None:
+            reason = "new"
+        elif record.status == "pending":
+            reason = "interrupted"
+        elif record.status == "quarantined" and record.fingerprint == item.fingerprint:
+            plan.quarantined.append(item)
+            continue
+        elif record.status != "indexed":
+            reason = "retry"
+        elif record.config_fingerprint != config:
+            reason = "config"
+        elif item.fingerprint and item.fingerprint == record.fingerprint:
+            reason = None
+        else:
+            reason = "content"
+        if reason is None:
+            plan.unchanged.append(item)
+        else:
+            plan.candidates.append(Candidate(item, reason, config, record))
+    plan.deleted = sorted(doc_id for doc_id in known if doc_id not in listed)
+    present = len(known)
+    if plan.deleted and len(plan.deleted) > max_deleted_fraction * present:
+        plan.deletions_held = (
+            f"the listing lost {len(plan.deleted)} of {present} known documents "
+            f"({len(plan.deleted) / present:.0%}, above the {max_deleted_fraction:.0%} limit); "
+            "nothing was deleted. If the documents are really gone, rerun with a higher "
+            "SLUICE_MAX_DELETED_FRACTION"
+        )
+    return plan

@@ -1,0 +1,205 @@
+"""The per-index manifest: what each source document was when last seen, and the run history.
+
+SQLite, one file per index. Each write is its own transaction, and a document's row changes only
+after its points are in the index, so a crash leaves a row that is behind, never ahead: the next run
+redoes that document's work, and deterministic point ids make the redo write the same points.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+DocumentStatus = Literal["pending", "indexed", "failed", "quarantined"]
+"""`pending`: its points are being written; a run that finds it so redoes the document."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    config_fingerprint TEXT NOT NULL,
+    doc_version TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_by_source ON documents (source);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    report TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    doc_id: str
+    source: str
+    fingerprint: str
+    content_hash: str
+    config_fingerprint: str
+    doc_version: str
+    chunks: int
+    status: DocumentStatus
+    attempts: int = 0
+    last_error: str = ""
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: int
+    source: str
+    started_at: float
+    finished_at: float | None
+    dry_run: bool
+    report: dict[str, Any] | None
+
+
+class Manifest:
+    """>>> manifest = Manifest(Path(".sluice/manifests/docs.sqlite"))  # doctest: +SKIP"""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def documents(self, source: str | None = None) -> dict[str, DocumentRecord]:
+        query = "SELECT * FROM documents" + (" WHERE source = ?" if source is not None else "")
+        rows = self._db.execute(query, (source,) if source is not None else ())
+        return {row[0]: DocumentRecord(*row) for row in rows}
+
+    def put_many(self, records: Sequence[DocumentRecord]) -> None:
+        """All rows in one transaction."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        r.doc_id,
+                        r.source,
+                        r.fingerprint,
+                        r.content_hash,
+                        r.config_fingerprint,
+                        r.doc_version,
+                        r.chunks,
+                        r.status,
+                        r.attempts,
+                        r.last_error,
+                        r.updated_at or now,
+                    )
+                    for r in records
+                ],
+            )
+
+    def update_fingerprint(self, doc_id: str, fingerprint: str) -> None:
+        """A document touched but not changed: remember its new fingerprint, nothing else."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE documents SET fingerprint = ?, updated_at = ? WHERE doc_id = ?",
+                (fingerprint, time.time(), doc_id),
+            )
+
+    def remove(self, doc_ids: Sequence[str]) -> None:
+        with self._transaction() as db:
+            db.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
+
+    def release_quarantine(self, source: str | None = None) -> list[str]:
+        """Failed and quarantined documents get a fresh set of attempts on the next run."""
+        where = "status != 'indexed'" + (" AND source = ?" if source is not None else "")
+        args = (source,) if source is not None else ()
+        with self._transaction() as db:
+            ids = [r[0] for r in db.execute(f"SELECT doc_id FROM documents WHERE {where}", args)]
+            db.execute(
+                f"UPDATE documents SET attempts = 0, fingerprint = '', status = 'failed' "
+                f"WHERE {where}",
+                args,
+            )
+        return ids
+
+    def start_run(self, source: str, dry_run: bool = False) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (source, started_at, dry_run) VALUES (?, ?, ?)",
+                (source, time.time(), int(dry_run)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, report: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, report = ? WHERE run_id = ?",
+                (time.time(), json.dumps(report), run_id),
+            )
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        rows = self._db.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (limit,))
+        return [
+            RunRecord(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5]) if r[5] else None)
+            for r in rows
+        ]
+
+
+class IngestAlreadyRunning(Exception):
+    """Another process holds the index's run lock."""
+
+
+class RunLock:
+    """One ingest run per index at a time, across processes on this machine.
+
+    An OS file lock (flock): a run killed with SIGKILL releases it with its process, so a crash
+    never leaves the index locked.
+    """
+
+    def __init__(self, path: Path, index: str) -> None:
+        from filelock import FileLock
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.index = index
+        self._lock = FileLock(path, timeout=0)
+
+    def __enter__(self) -> RunLock:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire()
+        except Timeout as error:
+            raise IngestAlreadyRunning(
+                f"another ingest run into index '{self.index}' is in progress; "
+                "wait for it to finish (runs on one index never overlap)"
+            ) from error
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
