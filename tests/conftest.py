@@ -38,15 +38,21 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
-def ingest_folder(
+def ingest_folder(  # type: ignore[no-untyped-def]
     settings, folder: Path, embedder, cache=None, source_name: str = "test", dry_run: bool = False
-):  # type: ignore[no-untyped-def]
+):
     """The ingest pipeline (no Prefect) syncing a folder into `settings`' index."""
+    from ingest.sources.local_folder import LocalFolderSource
+
+    return sync(settings, LocalFolderSource(folder), embedder, source_name, cache, dry_run)
+
+
+def sync(settings, source, embedder, source_name: str, cache=None, dry_run: bool = False):  # type: ignore[no-untyped-def]
+    """`sync_source` with the session's embedder and in-process parsing; returns the report."""
     from flows.components import build_chunker, build_parser, fingerprint_for
     from flows.pipeline import IndexTarget, IngestParts, SyncOptions, sync_source
     from index.from_settings import bm25_params, build_store
     from ingest.manifest import Manifest
-    from ingest.sources.local_folder import LocalFolderSource
 
     store = build_store(settings)
     manifest = Manifest(settings.manifest_path())
@@ -64,7 +70,7 @@ def ingest_folder(
             attempts=settings.ingest_attempts,
             backoff_s=0.0,
         )
-        return sync_source(LocalFolderSource(folder), source_name, parts, manifest, options)
+        return sync_source(source, source_name, parts, manifest, options)
     finally:
         manifest.close()
         store.close()

@@ -1,0 +1,188 @@
+"""S3 against a real S3-compatible server process (moto_server), HTTP against a local server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from flows.report import IngestReport
+from ingest.sources import HttpConfig, S3Config, build_source
+from sluice.settings import Settings
+from tests.conftest import sync
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    moto = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+    assert moto, "moto[server] is a test dependency"
+    port = _free_port()
+    server = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    for _ in range(200):
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def _s3_config(endpoint: str, bucket: str) -> S3Config:
+    return S3Config(
+        name="bucket-docs",
+        bucket=bucket,
+        prefix="docs/",
+        endpoint_url=endpoint,
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",  # type: ignore[arg-type]
+        include=["**/*.md"],
+    )
+
+
+def _names(outcomes: list[Any]) -> list[str]:
+    return sorted(str(getattr(o, "uri", o)).rsplit("/", 1)[-1] for o in outcomes)
+
+
+def test_s3_source_syncs_new_changed_and_deleted_objects(
+    s3_endpoint: str,
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+) -> None:
+    config = _s3_config(s3_endpoint, "sluice-test")
+    source = build_source(config)
+    client = source.client  # type: ignore[attr-defined]
+    client.create_bucket(Bucket="sluice-test")
+    for i in range(4):
+        client.put_object(
+            Bucket="sluice-test", Key=f"docs/d{i}.md", Body=f"# D{i}\n\nObject {i} on pumps.\n"
+        )
+    client.put_object(Bucket="sluice-test", Key="docs/skip.txt", Body=b"not included")
+    client.put_object(Bucket="sluice-test", Key="other/d9.md", Body=b"# outside the prefix")
+    settings = Settings(data_dir=tmp_path / "data", max_deleted_fraction=0.5)
+
+    first: IngestReport = sync(settings, source, embedder, config.name)
+    assert _names(first.new) == ["d0.md", "d1.md", "d2.md", "d3.md"]
+    assert all(d.uri.startswith("s3://sluice-test/docs/") for d in first.new)
+
+    client.put_object(Bucket="sluice-test", Key="docs/d1.md", Body=b"# D1\n\nRewritten object.\n")
+    client.delete_object(Bucket="sluice-test", Key="docs/d2.md")
+    second: IngestReport = sync(settings, build_source(config), embedder, config.name)
+    assert _names(second.changed) == ["d1.md"] and _names(second.deleted) == ["d2.md"]
+    assert second.unchanged == 2 and second.points_in_index == 3
+
+    third: IngestReport = sync(settings, build_source(config), embedder, config.name)
+    assert third.unchanged == 3 and third.stage_seconds["read_parse"] == 0, "ETag: no download"
+
+
+def test_s3_source_that_cannot_be_listed_is_a_clear_error(s3_endpoint: str) -> None:
+    from ingest.types import SourceUnavailable
+
+    source = build_source(_s3_config(s3_endpoint, "no-such-bucket"))
+    with pytest.raises(SourceUnavailable, match="no-such-bucket"):
+        source.list_items()
+
+
+class _Site(SimpleHTTPRequestHandler):
+    """Serves a folder; /flaky fails twice before it works, /down always fails."""
+
+    hits: ClassVar[dict[str, int]] = {}
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self.hits[self.path] = self.hits.get(self.path, 0) + 1
+        if self.path == "/down" or (self.path == "/flaky" and self.hits[self.path] <= 2):
+            self.send_error(503, "try later")
+            return
+        if self.path == "/flaky":
+            self.path = "/flaky.html"
+        super().do_GET()
+
+
+@pytest.fixture()
+def website(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path / "site"
+    root.mkdir()
+    for name in ("a", "b", "flaky"):
+        (root / f"{name}.html").write_text(
+            f"<html><head><title>Page {name}</title></head>"
+            f"<body><h1>Page {name}</h1><p>All about valves and page {name}.</p></body></html>"
+        )
+    _Site.hits = {}
+    handler = lambda *a, **k: _Site(*a, directory=str(root), **k)  # noqa: E731
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+
+
+def _sitemap(root: Path, base: str, pages: dict[str, str]) -> None:
+    entries = "".join(
+        f"<url><loc>{base}/{page}</loc><lastmod>{modified}</lastmod></url>"
+        for page, modified in pages.items()
+    )
+    (root / "sitemap.xml").write_text(
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"{entries}</urlset>"
+    )
+
+
+def test_http_sitemap_source_follows_lastmod(
+    website: tuple[str, Path],
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+) -> None:
+    base, root = website
+    _sitemap(root, base, {"a.html": "2026-01-01", "b.html": "2026-01-01"})
+    config = HttpConfig(name="site", sitemap=f"{base}/sitemap.xml")
+    settings = Settings(data_dir=tmp_path / "data", max_deleted_fraction=0.5)
+    first: IngestReport = sync(settings, build_source(config), embedder, "site")
+    assert _names(first.new) == ["a.html", "b.html"] and first.points_in_index == 2
+
+    (root / "b.html").write_text("<html><body><h1>Page b</h1><p>Now about pumps.</p></body></html>")
+    _sitemap(root, base, {"a.html": "2026-01-01", "b.html": "2026-02-01"})
+    second: IngestReport = sync(settings, build_source(config), embedder, "site")
+    assert _names(second.changed) == ["b.html"] and second.unchanged == 1
+
+
+def test_http_failures_are_retried_with_backoff_then_quarantined(
+    website: tuple[str, Path],
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+) -> None:
+    base, _ = website
+    config = HttpConfig(name="site", urls=[f"{base}/a.html", f"{base}/flaky", f"{base}/down"])
+    settings = Settings(data_dir=tmp_path / "data", ingest_attempts=3)
+    report: IngestReport = sync(settings, build_source(config), embedder, "site")
+    assert _names(report.new) == ["a.html", "flaky"], "the third try of /flaky worked"
+    assert _names(report.failed) == ["down"] and "503" in report.failed[0].reason
+    assert _Site.hits["/down"] == 3
+    again: IngestReport = sync(settings, build_source(config), embedder, "site")
+    assert _names(again.quarantined) == ["down"] and _Site.hits["/down"] == 3
