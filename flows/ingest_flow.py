@@ -54,6 +54,7 @@ def run_sync(settings: Settings, config: SourceConfig, dry_run: bool = False) ->
                 parse_workers=settings.parse_workers,
                 attempts=settings.ingest_attempts,
                 backoff_s=settings.ingest_backoff_s,
+                batch_size=settings.ingest_batch_size,
             )
             return sync_source(source, config.name, parts, manifest, options, report_progress)
         finally:

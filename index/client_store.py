@@ -7,7 +7,7 @@ with the embedded engine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -131,6 +131,23 @@ class QdrantClientStore:
 
     def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
         return len(self.client.facet(collection, key=key, limit=limit, exact=True).hits)
+
+    def scroll(
+        self, collection: str, fields: Sequence[str], page_size: int = 1024
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                collection,
+                limit=page_size,
+                offset=offset,
+                with_payload=list(fields),
+                with_vectors=False,
+            )
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+            if offset is None:
+                return
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         query_filter = to_client_filter(request.filter)

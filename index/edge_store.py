@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,21 @@ class EdgeVectorStore:
         request = self._edge.FacetRequest(key=key, limit=limit, exact=True)
         with self._lock:
             return len(self._shard(collection).facet(request).hits)
+
+    def scroll(
+        self, collection: str, fields: Sequence[str], page_size: int = 1024
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        offset = None
+        while True:
+            request = self._edge.ScrollRequest(
+                offset=offset, limit=page_size, with_payload=list(fields), with_vector=False
+            )
+            with self._lock:
+                records, offset = self._shard(collection).scroll(request)
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+            if offset is None:
+                return
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         edge = self._edge

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -137,6 +137,12 @@ class VectorStore(Protocol):
     def count(self, collection: str, filter: PayloadFilter | None = None) -> int: ...
 
     def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int: ...
+
+    def scroll(
+        self, collection: str, fields: Sequence[str], page_size: int = 1024
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id and the named payload fields, in pages."""
+        ...
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult: ...
 

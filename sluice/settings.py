@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     parse_workers: int = Field(
         default=2, ge=1, le=64, description="Processes that fetch and parse beside the embedding."
     )
+    ingest_batch_size: int = Field(
+        default=256, ge=1, description="Chunks per embed-and-upsert batch."
+    )
     ingest_attempts: int = Field(
         default=3, ge=1, description="Tries per document before quarantine."
     )

@@ -122,6 +122,12 @@ def test_backends_agree_on_counts_aliases_and_deletes(stores) -> None:  # type: 
         assert store.count("docs__v1") == 291, "re-upserting existing ids adds nothing"
 
 
+def test_backends_scroll_every_point_with_the_asked_fields(stores) -> None:  # type: ignore[no-untyped-def]
+    edge, client = (dict(store.scroll("docs__v1", ["doc_id"], page_size=64)) for store in stores)
+    assert len(edge) == 300 and edge == client
+    assert all(set(payload) == {"doc_id"} for payload in edge.values())
+
+
 def test_alias_moves_to_a_new_version(stores) -> None:  # type: ignore[no-untyped-def]
     v2 = CollectionSpec("docs__v2", "other-model", DIM, SPEC.bm25)
     for store in stores:
