@@ -213,6 +213,41 @@ def retry_failed(
 
 
 @app.command()
+def deploy(
+    index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+) -> None:
+    """Serve every configured source as a Prefect deployment on its cron schedule.
+
+    Runs against the Prefect API in PREFECT_API_URL (start one with `prefect server start`);
+    keeps running, starting each scheduled run, until interrupted.
+    """
+    settings = _settings(index)
+    if not settings.sources:
+        console.print("[red]no sources configured:[/red] add [[sources]] to the config file")
+        raise typer.Exit(2)
+    import os
+
+    from prefect import serve
+
+    from flows.deployments import source_deployments
+
+    table = Table(title=f"Deployments for index '{settings.index_name}'")
+    for column in ("deployment", "type", "schedule"):
+        table.add_column(column)
+    for source in settings.sources:
+        table.add_row(f"ingest/{source.name}", source.type, source.schedule or "manual only")
+    out.print(table)
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        console.print(
+            "[yellow]PREFECT_API_URL is not set:[/yellow] runs go to a temporary local server "
+            "with no UI. Start `prefect server start` and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api to see them in Prefect's UI."
+        )
+    serve(*source_deployments(settings), print_starting_message=bool(api))
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,

@@ -1,0 +1,26 @@
+"""Every configured source as a Prefect deployment with its own cron schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.ingest_flow import ingest_flow
+from sluice.settings import Settings
+
+
+def source_deployments(settings: Settings) -> list[Any]:
+    """One `ingest/<source>` deployment per source. A source without a schedule is deployed too
+    (run it from the UI or `prefect deployment run`); runs of one deployment never overlap, and
+    the index's run lock keeps runs of different sources on one index apart."""
+    return [
+        ingest_flow.to_deployment(
+            name=source.name,
+            cron=source.schedule,
+            parameters={"source": source.name},
+            concurrency_limit=1,
+            tags=["sluice", f"index:{settings.index_name}", f"source:{source.type}"],
+            description=f"Sync the {source.type} source '{source.name}' into index "
+            f"'{settings.index_name}'.",
+        )
+        for source in settings.sources
+    ]
