@@ -10,13 +10,13 @@ from sluice.settings import Settings
 
 def source_deployments(settings: Settings) -> list[Any]:
     """One `ingest/<source>` deployment per source. A source without a schedule is deployed too
-    (run it from the UI or `prefect deployment run`); runs of one deployment never overlap, and
-    the index's run lock keeps runs of different sources on one index apart."""
+    (run it from the UI or `prefect deployment run`). Runs of one deployment never overlap; a
+    run that finds another source's run on the index waits for its lock, up to an hour."""
     return [
         ingest_flow.to_deployment(
             name=source.name,
             cron=source.schedule,
-            parameters={"source": source.name},
+            parameters={"source": source.name, "wait_for_lock_s": 3600},
             concurrency_limit=1,
             tags=["sluice", f"index:{settings.index_name}", f"source:{source.type}"],
             description=f"Sync the {source.type} source '{source.name}' into index "

@@ -28,10 +28,12 @@ def folder_source(settings: Settings, path: Path) -> LocalFolderConfig:
     )
 
 
-def run_sync(settings: Settings, config: SourceConfig, dry_run: bool = False) -> IngestReport:
+def run_sync(
+    settings: Settings, config: SourceConfig, dry_run: bool = False, wait_for_lock_s: float = 0.0
+) -> IngestReport:
     """Plain-Python sync of one source into the configured index, under the index's run lock."""
     source = build_source(config)
-    with RunLock(settings.run_lock_path(), settings.index_name):
+    with RunLock(settings.run_lock_path(), settings.index_name, wait_for_lock_s):
         embedder = build_embedder(settings)
         store = build_store(settings)
         manifest = Manifest(settings.manifest_path())
@@ -67,6 +69,7 @@ def ingest_flow(
     source: str | None = None,
     path: str | None = None,
     dry_run: bool = False,
+    wait_for_lock_s: float = 0.0,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Sync one configured source (by name) or a folder (by path) into the index; returns the
@@ -75,7 +78,7 @@ def ingest_flow(
     if (source is None) == (path is None):
         raise ValueError("give exactly one of a source name or a path")
     config = settings.source(source) if source else folder_source(settings, Path(str(path)))
-    report = run_sync(settings, config, dry_run)
+    report = run_sync(settings, config, dry_run, wait_for_lock_s)
     create_markdown_artifact(
         markdown=report.to_markdown(),
         key=f"ingest-{settings.index_name}",

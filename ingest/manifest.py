@@ -182,12 +182,12 @@ class RunLock:
     never leaves the index locked.
     """
 
-    def __init__(self, path: Path, index: str) -> None:
+    def __init__(self, path: Path, index: str, wait_s: float = 0.0) -> None:
         from filelock import FileLock
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.index = index
-        self._lock = FileLock(path, timeout=0)
+        self._lock = FileLock(path, timeout=wait_s)
 
     def __enter__(self) -> RunLock:
         from filelock import Timeout

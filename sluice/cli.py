@@ -347,6 +347,7 @@ def status(
                 "points": store.count(collection),
                 "documents": store.distinct_values(collection, "doc_id"),
                 "created_at": spec.created_at if spec else None,
+                **_manifest_summary(settings, alias),
             }
     finally:
         store.close()
@@ -366,6 +367,34 @@ def status(
             str(info["documents"]),
         )
     out.print(table)
+
+
+def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:
+    """Documents by status and the last runs, from the index's manifest (if it has one)."""
+    path = settings.manifest_path(index)
+    if not path.exists():
+        return {}
+    from collections import Counter
+
+    from ingest.manifest import Manifest
+
+    manifest = Manifest(path)
+    try:
+        by_status = Counter(r.status for r in manifest.documents().values())
+        runs = [
+            {
+                "source": run.source,
+                "finished": run.finished_at is not None,
+                **{
+                    k: (run.report or {}).get(k)
+                    for k in ("new", "changed", "unchanged", "deleted", "failed", "seconds")
+                },
+            }
+            for run in manifest.runs(limit=5)
+        ]
+    finally:
+        manifest.close()
+    return {"manifest": dict(by_status), "last_runs": runs}
 
 
 @app.command(name="eval")

@@ -73,7 +73,7 @@ urls = ["http://127.0.0.1:9/never-fetched"]
                     time.sleep(1)
             assert [s.schedule.cron for s in deployment.schedules] == ["*/15 * * * *"]  # type: ignore[union-attr]
             assert manual.schedules == []
-            assert deployment.parameters == {"source": "plant-docs"}
+            assert deployment.parameters == {"source": "plant-docs", "wait_for_lock_s": 3600}
 
         flow_run = run_deployment("ingest/plant-docs", timeout=600)
         assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state

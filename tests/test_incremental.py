@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,19 @@ def test_two_runs_on_one_index_are_refused(tmp_path: Path) -> None:
         pass
     with RunLock(settings.run_lock_path(), "docs"):
         pass
+    import threading
+
+    held = threading.Event()
+
+    def hold_briefly() -> None:
+        with RunLock(settings.run_lock_path(), "docs"):
+            held.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=hold_briefly)
+    thread.start()
+    held.wait()
+    started = time.monotonic()
+    with RunLock(settings.run_lock_path(), "docs", wait_s=30):
+        assert time.monotonic() - started >= 0.3, "a scheduled run waits for the lock"
+    thread.join()
