@@ -85,3 +85,19 @@ def test_known_chunk_texts_take_their_embedding_from_the_cache(tmp_path: Path, e
         runs.append(ingest_folder(settings, folder, embedder, cache=cache))
     assert (runs[0].embedded, runs[0].from_cache) == (1, 0)
     assert (runs[1].embedded, runs[1].from_cache) == (0, 1)
+
+
+def test_a_first_version_left_without_its_alias_is_adopted(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    from flows.pipeline import ensure_collection
+    from index.bm25 import Bm25Params
+    from index.versions import create_next_version
+
+    store = build_store(Settings(data_dir=tmp_path / "data"))
+    try:
+        create_next_version(store, "docs", embedder.model_id, embedder.dimension, Bm25Params())
+        assert store.resolve_alias("docs") is None, "as a crash before set_alias leaves it"
+        spec = ensure_collection(store, "docs", embedder, Bm25Params(), ["some text"])
+        assert spec.name == "docs__v1" and store.list_collections() == ["docs__v1"]
+        assert store.resolve_alias("docs") == "docs__v1"
+    finally:
+        store.close()
