@@ -1,6 +1,6 @@
 """The incremental-ingest scenario on a copy of a folder, through the real CLI.
 
-    .venv/bin/python -m bench.ingest_scenario ../shared/data/docs
+    .venv/bin/python bench/ingest_scenario.py ../shared/data/docs
 
 Runs: first ingest; one file edited, one deleted, one added; a settings change (parse strategy,
 which shapes only PDFs); a dry run before each write; an unchanged rerun. Prints each run's

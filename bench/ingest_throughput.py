@@ -1,8 +1,9 @@
 """Ingest throughput: documents/s, chunks/s, pipeline vs bare `model.encode`, unchanged rerun.
 
-    .venv/bin/python -m bench.ingest ../shared/data/docs ../shared/data/beir/scifact
+    .venv/bin/python bench/ingest_throughput.py ../shared/data/docs ../shared/data/beir/scifact
 
-(Run it as a module: as a script, its own folder would shadow the `ingest` package.)
+(Not `bench/ingest.py`: a script's folder comes first on sys.path, and a file of that name would
+shadow the `ingest` package for every script in `bench/`.)
 
 For each corpus (a folder, or a BEIR folder sliced to --beir-docs documents written out as
 Markdown files), in a fresh data dir: a first sync through the real pipeline (`run_sync`:
