@@ -1,16 +1,21 @@
 """Fine-tune a cross-encoder on a BEIR train split, with hard negatives from our own first stage.
 
 No trained cross-encoder can be downloaded here, so Sluice trains one: initialised from the
-packaged all-MiniLM-L6-v2 weights (a new one-logit head), trained pointwise with binary
-cross-entropy on (query, chunk) pairs: each judged document's best-matching chunk as the
-positive, and the highest-ranked chunks of unjudged documents in our hybrid ranking as negatives.
+packaged all-MiniLM-L6-v2 weights (a new one-logit head), on (query, chunk) pairs: each judged
+document's best-matching chunk as the positive, and the highest-ranked chunks of unjudged
+documents in our hybrid ranking as negatives. Two losses: `bce` scores each pair on its own
+(binary cross-entropy); `listwise` makes the model pick the positive out of its query's hard
+negatives plus other queries' passages in the batch (multiple-negatives ranking loss), which
+learns ranking from few queries faster.
 """
 
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from flows.beir import BeirDataset, document_uri
 from index.embedder import resolve_model_path
@@ -67,6 +72,31 @@ def mine_pairs(
     return pairs
 
 
+TrainingLoss = Literal["bce", "listwise"]
+
+
+def listwise_tuples(pairs: list[TrainingPair]) -> dict[str, list[str]]:
+    """(query, positive, negative_1..negative_n) columns: one row per positive, with its query's
+    negatives (cycled where a query has fewer than the most any query has)."""
+    positives: dict[str, list[str]] = defaultdict(list)
+    negatives: dict[str, list[str]] = defaultdict(list)
+    for pair in pairs:
+        (positives if pair.label > 0 else negatives)[pair.query].append(pair.passage)
+    width = max((len(n) for n in negatives.values()), default=0)
+    columns: dict[str, list[str]] = {"query": [], "positive": []}
+    columns.update({f"negative_{i + 1}": [] for i in range(width)})
+    for query, passages in positives.items():
+        own = negatives.get(query) or []
+        if width and not own:
+            continue
+        for passage in passages:
+            columns["query"].append(query)
+            columns["positive"].append(passage)
+            for i in range(width):
+                columns[f"negative_{i + 1}"].append(own[i % len(own)])
+    return columns
+
+
 def train_cross_encoder(
     pairs: list[TrainingPair],
     output_dir: Path,
@@ -76,6 +106,7 @@ def train_cross_encoder(
     max_length: int = 256,
     learning_rate: float = 5e-5,
     seed: int = 13,
+    loss_name: TrainingLoss = "bce",
 ) -> Path:
     """Trains and saves a normal sentence-transformers CrossEncoder directory at `output_dir`."""
     from datasets import Dataset
@@ -84,24 +115,32 @@ def train_cross_encoder(
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
     )
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from sentence_transformers.cross_encoder.losses import (
+        BinaryCrossEntropyLoss,
+        MultipleNegativesRankingLoss,
+    )
 
     path = resolve_model_path(base_model)
     model = CrossEncoder(
         path, num_labels=1, max_length=max_length, local_files_only=Path(path).exists()
     )
-    train = Dataset.from_dict(
-        {
-            "query": [p.query for p in pairs],
-            "passage": [p.passage for p in pairs],
-            "label": [p.label for p in pairs],
-        }
-    )
-    positives = sum(p.label for p in pairs)
-    pos_weight = (len(pairs) - positives) / max(1.0, positives)
-    import torch
+    loss: Any
+    if loss_name == "listwise":
+        train = Dataset.from_dict(listwise_tuples(pairs))
+        loss = MultipleNegativesRankingLoss(model, num_negatives=min(4, batch_size - 1))
+    else:
+        train = Dataset.from_dict(
+            {
+                "query": [p.query for p in pairs],
+                "passage": [p.passage for p in pairs],
+                "label": [p.label for p in pairs],
+            }
+        )
+        positives = sum(p.label for p in pairs)
+        pos_weight = (len(pairs) - positives) / max(1.0, positives)
+        import torch
 
-    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight))
+        loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight))
     arguments = CrossEncoderTrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
         num_train_epochs=epochs,

@@ -463,35 +463,64 @@ def train_reranker(
     negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 4,
     max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 256,
     max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
+    loss: Annotated[str, typer.Option(help="bce (pointwise) or listwise.")] = "bce",
+    batch_size: Annotated[int, typer.Option(help="Pairs (bce) or query tuples per step.")] = 16,
+    pairs_file: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
+    ] = None,
 ) -> None:
-    """Fine-tune a cross-encoder from the packaged MiniLM on a BEIR train split."""
+    """Fine-tune a cross-encoder from the packaged MiniLM on a BEIR train split.
+
+    The mined pairs are saved as OUT/training-pairs.jsonl for `--pairs` next time.
+    """
+    import dataclasses
     import time
 
     settings = _settings()
-    from flows.beir import load_beir
-    from flows.evaluate_flow import index_dataset
-    from flows.reranker_training import mine_pairs, train_cross_encoder
-    from index.from_settings import build_embedder, build_store
-    from index.searcher import IndexSearcher
+    from flows.reranker_training import TrainingPair, mine_pairs, train_cross_encoder
 
+    if loss not in ("bce", "listwise"):
+        console.print("[red]--loss must be bce or listwise[/red]")
+        raise typer.Exit(2)
     started = time.perf_counter()
-    dataset = load_beir(dataset_dir, split="train")
-    if max_queries:
-        kept = sorted(dataset.queries)[:max_queries]
-        dataset.queries = {q: dataset.queries[q] for q in kept}
-    embedder, store = build_embedder(settings), build_store(settings)
-    try:
-        with _progress_bars(True):
-            alias, _, _ = index_dataset(dataset, settings, embedder, store)
-        pairs = mine_pairs(dataset, IndexSearcher(store, lambda m: embedder), alias, negatives)
-    finally:
-        store.close()
+    if pairs_file is not None:
+        pairs = [TrainingPair(**json.loads(line)) for line in pairs_file.read_text().splitlines()]
+        queries = len({p.query for p in pairs})
+    else:
+        from flows.beir import load_beir
+        from flows.evaluate_flow import index_dataset
+        from index.from_settings import build_embedder, build_store
+        from index.searcher import IndexSearcher
+
+        dataset = load_beir(dataset_dir, split="train")
+        if max_queries:
+            kept = sorted(dataset.queries)[:max_queries]
+            dataset.queries = {q: dataset.queries[q] for q in kept}
+        embedder, store = build_embedder(settings), build_store(settings)
+        try:
+            with _progress_bars(True):
+                alias, _, _ = index_dataset(dataset, settings, embedder, store)
+            pairs = mine_pairs(dataset, IndexSearcher(store, lambda m: embedder), alias, negatives)
+        finally:
+            store.close()
+        queries = len(dataset.queries)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "training-pairs.jsonl").write_text(
+            "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs)
+        )
     mined = time.perf_counter()
     console.print(
-        f"mined {len(pairs)} pairs from {len(dataset.queries)} queries "
-        f"in {mined - started:.0f} s; training…"
+        f"{len(pairs)} pairs from {queries} queries in {mined - started:.0f} s; training…"
     )
-    train_cross_encoder(pairs, output, epochs=epochs, max_length=max_length)
+    train_cross_encoder(
+        pairs,
+        output,
+        epochs=epochs,
+        batch_size=batch_size,
+        max_length=max_length,
+        loss_name="listwise" if loss == "listwise" else "bce",
+    )
     out.print(
         f"saved {output} after {time.perf_counter() - mined:.0f} s of training; use it with "
         f"SLUICE_RERANKER_MODEL={output}"

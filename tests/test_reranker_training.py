@@ -8,7 +8,7 @@ from pathlib import Path
 from flows.beir import load_beir
 from flows.components import build_chunker
 from flows.evaluation import build_eval_index
-from flows.reranker_training import mine_pairs, train_cross_encoder
+from flows.reranker_training import TrainingPair, listwise_tuples, mine_pairs, train_cross_encoder
 from index.from_settings import bm25_params, build_store
 from index.reranker import CrossEncoderReranker
 from index.searcher import IndexSearcher
@@ -62,9 +62,30 @@ def test_mined_pairs_and_a_trained_model_that_reranks(tmp_path: Path, embedder) 
         pairs, tmp_path / "model", epochs=1, batch_size=4, max_length=64
     )
     assert (model_dir / "config.json").is_file()
+    listwise_dir = train_cross_encoder(
+        pairs, tmp_path / "listwise", batch_size=2, max_length=64, loss_name="listwise"
+    )
+    assert (listwise_dir / "model.safetensors").is_file()
     reranker = CrossEncoderReranker(str(model_dir), device="cpu")
     reranked = reranker.rerank(
         "what moves water in a pump",
         [ScoredPoint("a", 1.0, {"text": "Pumps"}), ScoredPoint("b", 0.5, {"text": "Wind"})],
     )
     assert len(reranked) == 2
+
+
+def test_listwise_tuples_give_each_positive_its_querys_negatives() -> None:
+    pairs = [
+        TrainingPair("q1", "p1", 1.0),
+        TrainingPair("q1", "n1", 0.0),
+        TrainingPair("q1", "n2", 0.0),
+        TrainingPair("q2", "p2", 1.0),
+        TrainingPair("q2", "m1", 0.0),
+        TrainingPair("q3", "p3", 1.0),  # no negatives: left out
+    ]
+    assert listwise_tuples(pairs) == {
+        "query": ["q1", "q2"],
+        "positive": ["p1", "p2"],
+        "negative_1": ["n1", "m1"],
+        "negative_2": ["n2", "m1"],
+    }
