@@ -56,12 +56,15 @@ class EvalReport:
             f"Embedding model `{self.embedding_model}`; "
             f"parameters `{json.dumps(self.parameters)}`.",
             "",
-            "| mode | " + " | ".join(METRICS) + " | ms/query |",
-            "|---|" + "---:|" * (len(METRICS) + 1),
+            "| mode | " + " | ".join(METRICS) + " | ms/query | degraded queries |",
+            "|---|" + "---:|" * (len(METRICS) + 2),
         ]
         for mode, scores in self.modes.items():
             cells = " | ".join(f"{scores[m]:.4f}" for m in METRICS)
-            lines.append(f"| {mode} | {cells} | {scores['ms_per_query']:.1f} |")
+            lines.append(
+                f"| {mode} | {cells} | {scores['ms_per_query']:.1f} "
+                f"| {scores.get('degraded_queries', 0):.0f} |"
+            )
         return "\n".join(lines)
 
 
@@ -99,9 +102,11 @@ def retrieve_run(
     mode: EvalMode,
     candidate_pool: int,
     fusion: FusionParams,
+    degraded: list[str] | None = None,
 ) -> Run:
     """Each query's top `DEPTH` documents in order of their best chunk (scored by position, so
-    reranked heads and first-stage tails compare correctly)."""
+    reranked heads and first-stage tails compare correctly). Each query's `degraded` reasons
+    (a skipped rerank) are appended to `degraded`."""
     run: Run = {}
     search_mode: SearchMode = "hybrid" if mode == "hybrid+rerank" else mode
     for query_id, text in queries.items():
@@ -114,6 +119,8 @@ def retrieve_run(
             fusion=fusion,
             rerank=mode == "hybrid+rerank",
         )
+        if degraded is not None and outcome.degraded:
+            degraded.append("; ".join(outcome.degraded))
         ranking: dict[str, float] = {}
         for position, hit in enumerate(outcome.result.hits):
             doc_id = doc_id_from_uri(str(hit.payload["uri"]))
@@ -144,10 +151,12 @@ def evaluate_modes(
     results: dict[str, dict[str, float]] = {}
     for done, mode in enumerate(modes, start=1):
         started = time.perf_counter()
-        run = retrieve_run(searcher, alias, dataset.queries, mode, candidate_pool, fusion)
+        degraded: list[str] = []
+        run = retrieve_run(searcher, alias, dataset.queries, mode, candidate_pool, fusion, degraded)
         elapsed = time.perf_counter() - started
         scores = score_run(dataset.qrels, run)
         scores["ms_per_query"] = 1000 * elapsed / max(1, len(dataset.queries))
+        scores["degraded_queries"] = len(degraded)
         results[mode] = scores
         progress("query", done, len(modes))
     return results

@@ -93,6 +93,9 @@ class CrossEncoderReranker:
             raise RerankSkipped(f"reranker unavailable: {type(error).__name__}: {error}") from error
         expected_ms = 1000 * len(candidates) * (self._seconds_per_pair or 0.0)
         if expected_ms > self.budget_ms:
+            # Decay the estimate so one slow call (a cold start, a busy CPU) does not turn
+            # reranking off for good: after a few skips it is measured again.
+            self._seconds_per_pair = 0.8 * (self._seconds_per_pair or 0.0)
             raise RerankSkipped(
                 f"rerank_budget: {len(candidates)} candidates would take ~{expected_ms:.0f} ms, "
                 f"over the {self.budget_ms:.0f} ms budget"

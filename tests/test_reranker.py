@@ -40,6 +40,24 @@ def test_a_rerank_expected_to_exceed_the_budget_is_skipped(reranker: CrossEncode
         tight.rerank("pumps", _candidates())
 
 
+def test_skips_decay_the_estimate_so_a_slow_spell_does_not_disable_reranking(
+    reranker: CrossEncoderReranker,
+) -> None:
+    reranker.rerank("pumps", _candidates())
+    per_pair = reranker._seconds_per_pair
+    assert per_pair is not None
+    spell = CrossEncoderReranker(MINILM, device="cpu", budget_ms=1000 * per_pair * 5 * 1.5)
+    spell._model, spell._seconds_per_pair = reranker._model, per_pair * 4  # one slow call
+    skipped = 0
+    for _ in range(20):
+        try:
+            spell.rerank("pumps", _candidates())
+            break
+        except RerankSkipped:
+            skipped += 1
+    assert 1 <= skipped < 20, "after a few skips it measures again and reranks"
+
+
 def test_a_model_that_cannot_load_is_reported_not_raised() -> None:
     broken = CrossEncoderReranker("/nonexistent/cross-encoder")
     with pytest.raises(RerankSkipped, match="reranker unavailable"):
