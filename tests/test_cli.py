@@ -38,6 +38,17 @@ def test_ingest_status_and_query(
     assert status.exit_code == 0, status.output
     docs = json.loads(status.stdout)["indexes"]["docs"]
     assert docs["points"] == 2 and docs["documents"] == 2 and docs["collection"] == "docs__v1"
+    assert docs["manifest"] == {"indexed": 2} and docs["last_runs"][0]["new"] == 2
+
+    (corpus / "pumps.md").write_text("# Pumps\n\nImpeller wear shows as lost pressure.\n")
+    plan = runner.invoke(
+        app, ["ingest", str(corpus), "--exclude", "**/*.txt", "--dry-run", "--json"]
+    )
+    assert plan.exit_code == 0, plan.output
+    planned = json.loads(plan.stdout)
+    assert planned["dry_run"] and (planned["changed"], planned["unchanged"]) == (1, 1)
+    table = runner.invoke(app, ["ingest", str(corpus), "--exclude", "**/*.txt", "--dry-run"])
+    assert "Plan (dry run, nothing written)" in table.stdout and "pumps.md" in table.stdout
 
     answer = runner.invoke(app, ["query", "impeller wear", "--json", "--top-k", "1"])
     assert answer.exit_code == 0, answer.output
