@@ -109,8 +109,9 @@ def _print_report(report: dict[str, Any]) -> None:
     ]
     if rows:
         details = Table(title="Documents")
-        for column in ("document", "outcome", "reason"):
-            details.add_column(column)
+        details.add_column("document", overflow="fold")  # long URIs wrap, never lose their end
+        details.add_column("outcome")
+        details.add_column("reason", overflow="fold")
         for row in rows[:200]:
             details.add_row(*row)
         out.print(details)
