@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 
 from chunking.types import Chunk, Chunker
@@ -18,7 +18,7 @@ from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
 from index.types import CollectionSpec, VectorStore
 from index.versions import active_spec, collection_name, create_next_version, versions_of
-from index.writer import IndexWriter
+from index.writer import IndexWriter, WriteStats
 from ingest.changes import Candidate, ChangePlan, plan_changes
 from ingest.manifest import DocumentRecord, Manifest
 from ingest.reader import DocumentReader, ReadResult
@@ -95,6 +95,11 @@ class IndexTarget:
             if self._writer
             else (self.store.resolve_alias(self.alias) or "")
         )
+
+    @property
+    def stats(self) -> WriteStats | None:
+        """What this target's writer embedded and wrote; None before the first write."""
+        return self._writer.stats if self._writer else None
 
 
 def write_documents(
@@ -275,9 +280,14 @@ class _Run:
                 [self.record(*self.versions[d], status="indexed") for d in doc_ids]
             )
         for doc_id in doc_ids:
-            result, chunks = self.versions.pop(doc_id)
-            bucket = self.report.new if result.candidate.reason == "new" else self.report.changed
-            bucket.append(DocumentOutcome(doc_id, result.candidate.reason, len(chunks)))
+            self.report_written(*self.versions.pop(doc_id))
+
+    def report_written(self, result: ReadResult, chunks: list[Chunk]) -> None:
+        """A new or changed document, written (or, in a dry run, that would be)."""
+        bucket = self.report.new if result.candidate.reason == "new" else self.report.changed
+        bucket.append(
+            DocumentOutcome(result.candidate.item.uri, result.candidate.reason, len(chunks))
+        )
 
 
 def sync_source(
@@ -312,6 +322,7 @@ def sync_source(
         source, parts.parser, options.attempts, options.backoff_s, parse=not options.dry_run
     )
     read_seconds = 0.0
+    touched: list[tuple[str, str]] = []
 
     def chunked_documents() -> Iterator[tuple[str, list[Chunk]]]:
         nonlocal read_seconds
@@ -323,12 +334,10 @@ def sync_source(
             uri = result.candidate.item.uri
             if result.unchanged:
                 report.unchanged += 1
-                if run.manifest:
-                    run.manifest.update_fingerprint(uri, result.candidate.item.fingerprint)
+                touched.append((uri, result.candidate.item.fingerprint))
                 continue
             if options.dry_run and not result.error:
-                run.versions[uri] = (result, [])
-                run.mark_indexed([uri])
+                run.report_written(result, [])
                 continue
             chunks = _chunks_of(result, parts.chunker, source_name)
             if result.error:
@@ -345,14 +354,16 @@ def sync_source(
         before_write=run.mark_pending,
         after_write=run.mark_indexed,
     )
+    if run.manifest and touched:
+        run.manifest.update_fingerprints(touched)
     report.stage_seconds["read_parse"] = round(read_seconds, 3)
     _apply_deletions(plan, parts.target, run, options.dry_run)
-    writer = parts.target._writer
-    if writer is not None:
-        report.embedded = writer.stats.embedded
-        report.from_cache = writer.stats.from_cache
-        report.stage_seconds["embed"] = round(writer.stats.embed_seconds, 3)
-        report.stage_seconds["upsert"] = round(writer.stats.upsert_seconds, 3)
+    stats = parts.target.stats
+    if stats is not None:
+        report.embedded = stats.embedded
+        report.from_cache = stats.from_cache
+        report.stage_seconds["embed"] = round(stats.embed_seconds, 3)
+        report.stage_seconds["upsert"] = round(stats.upsert_seconds, 3)
     report.collection = parts.target.collection
     if report.collection:
         report.points_in_index = parts.target.store.count(report.collection)
@@ -379,23 +390,19 @@ def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str) -> list[C
 
 def _fail(run: _Run, result: ReadResult) -> None:
     """A document that could not be read is quarantined; its older indexed version stays."""
-    record = result.candidate.record
     run.report.failed.append(DocumentOutcome(result.candidate.item.uri, result.error, 0))
     if run.manifest is None:
         return
+    before = result.candidate.record
     run.manifest.put_many(
         [
-            DocumentRecord(
-                doc_id=result.candidate.item.uri,
-                source=run.source_name,
+            replace(
+                before or run.record(result, [], "quarantined"),
                 fingerprint=result.candidate.item.fingerprint,
-                content_hash=record.content_hash if record else "",
-                config_fingerprint=record.config_fingerprint if record else "",
-                doc_version=record.doc_version if record else "",
-                chunks=record.chunks if record else 0,
                 status="quarantined",
-                attempts=(record.attempts if record else 0) + result.attempts,
+                attempts=(before.attempts if before else 0) + result.attempts,
                 last_error=result.error,
+                updated_at=0.0,
             )
         ]
     )

@@ -144,10 +144,13 @@ def _ingest_runs(
     for name, folder in runs:
         try:
             reports.append(_run_ingest(settings, name, folder, dry_run, not as_json))
-        except (IndexLockedError, IngestAlreadyRunning, SourceUnavailable, KeyError) as error:
-            console.print(f"[red]ingest failed:[/red] {error}")
-            raise typer.Exit(2) from error
-        except ValueError as error:
+        except (
+            IndexLockedError,
+            IngestAlreadyRunning,
+            SourceUnavailable,
+            KeyError,
+            ValueError,
+        ) as error:
             console.print(f"[red]ingest failed:[/red] {error}")
             raise typer.Exit(2) from error
     if as_json:

@@ -100,6 +100,17 @@ def test_s3_source_syncs_new_changed_and_deleted_objects(
     assert third.unchanged == 3 and third.stage_seconds["read_parse"] == 0, "ETag: no download"
 
 
+def test_a_listed_s3_source_can_go_to_the_parse_processes(s3_endpoint: str) -> None:
+    import pickle
+
+    source = build_source(_s3_config(s3_endpoint, "sluice-test-pickle"))
+    source.client.create_bucket(Bucket="sluice-test-pickle")  # type: ignore[attr-defined]
+    source.client.put_object(Bucket="sluice-test-pickle", Key="docs/a.md", Body=b"# A")  # type: ignore[attr-defined]
+    (item,) = source.list_items()
+    copy = pickle.loads(pickle.dumps(source))
+    assert copy.list_items() == [item]
+
+
 def test_s3_source_that_cannot_be_listed_is_a_clear_error(s3_endpoint: str) -> None:
     from ingest.types import SourceUnavailable
 

@@ -43,6 +43,10 @@ class S3Source:
     def from_config(cls, config: S3Config) -> S3Source:
         return cls(config)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for the parse processes: each opens its own client (boto3's is not)."""
+        return {"config": self.config, "_client": None}
+
     @property
     def client(self) -> Any:
         if self._client is None:
