@@ -76,7 +76,7 @@ def main() -> None:
             print(report.to_markdown(), "\n", f"seconds: {report.seconds}", flush=True)
         dataset = load_beir(folder)
         store = build_store(settings)
-        searcher = IndexSearcher(store, lambda model: embedder)
+        searcher = IndexSearcher(store, lambda spec: embedder)
         print(f"\n#### Fusion on {dataset.name} (pool {args.pool})\n")
         print("| fusion | k | weights (dense, bm25) | nDCG@10 | Recall@100 | MRR@10 |")
         print("|---|---:|---|---:|---:|---:|")

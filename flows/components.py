@@ -37,14 +37,16 @@ _LAYOUT_PARSED = frozenset({"pdf", "png", "jpg", "jpeg", "tif", "tiff", "bmp", "
 
 def config_fingerprint(settings: Settings, filetype: str = "pdf") -> str:
     """Changes when a setting that shapes this file type's chunks changes, so a settings change
-    re-processes exactly the documents it affects (the parse strategy only PDFs and images)."""
+    re-processes exactly the documents it affects (the parse strategy only PDFs and images).
+
+    The embedding model is not part of it: it belongs to the collection version, and a model
+    change is a re-embed of the same chunks (`flows/reembed.py`), not a re-parse."""
     shaping = {
         "parse_strategy": settings.parse_strategy if filetype in _LAYOUT_PARSED else None,
         "chunker": settings.chunker,
         "chunk_context": settings.chunk_context,
         "chunk_max_tokens": settings.chunk_max_tokens,
         "chunk_overlap_tokens": settings.chunk_overlap_tokens,
-        "embedding_model": settings.embedding_model,
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 

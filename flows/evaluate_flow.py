@@ -48,7 +48,7 @@ def index_dataset(
         embedder,
         store,
         bm25_params(settings),
-        build_cache(settings),
+        build_cache(settings, embedder),
         report_progress,
     )
 
@@ -71,7 +71,7 @@ def run_evaluation(
         alias, indexed, chunks = index_dataset(dataset, settings, embedder, store)
         index_seconds = time.perf_counter() - started
         searcher = IndexSearcher(
-            store, lambda model: embedder, build_reranker(settings), settings.rerank_candidates
+            store, lambda spec: embedder, build_reranker(settings), settings.rerank_candidates
         )
         scores = evaluate_modes(
             dataset,

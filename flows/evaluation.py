@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from chunking.types import Chunker
-from flows.beir import BeirDataset, as_parsed_documents, doc_id_from_uri
+from flows.beir import BeirDataset, as_parsed_documents, doc_id_from_uri, load_beir
 from flows.pipeline import IndexingResult, ProgressCallback, _no_progress, index_chunks
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
@@ -129,6 +129,34 @@ def retrieve_run(
                 break
         run[query_id] = ranking or {"__no_hit__": 0.0}
     return run
+
+
+def load_golden_set(path: Path) -> BeirDataset:
+    """An index's golden queries: a BEIR folder (its test split), or a JSONL file with one
+    `{"query": "...", "relevant": ["install.md", ...]}` per line. A hit matches a relevant entry
+    by the last segment of its URI: a BEIR id, or a file's name."""
+    if path.is_dir():
+        return load_beir(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"golden set {path} does not exist")
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            query, relevant = str(entry["query"]), [str(r) for r in entry["relevant"]]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f'{path}:{number}: expected {{"query": ..., "relevant": [...]}} ({error})'
+            ) from error
+        if query.strip() and relevant:
+            queries[f"q{number}"] = query
+            qrels[f"q{number}"] = dict.fromkeys(relevant, 1)
+    if not queries:
+        raise ValueError(f"golden set {path} has no queries with relevant documents")
+    return BeirDataset(path.stem, {}, queries, qrels)
 
 
 def score_run(qrels: dict[str, dict[str, int]], run: Run) -> dict[str, float]:

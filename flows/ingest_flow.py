@@ -12,7 +12,7 @@ from flows.components import build_chunker, build_parser, fingerprint_for
 from flows.pipeline import IndexTarget, IngestParts, SyncOptions, sync_source
 from flows.progress import report_progress
 from flows.report import IngestReport
-from index.from_settings import bm25_params, build_cache, build_embedder, build_store
+from index.from_settings import bm25_params, build_cache, build_store, index_embedder
 from ingest.manifest import Manifest, RunLock
 from ingest.sources import LocalFolderConfig, SourceConfig, build_source
 from sluice.settings import Settings
@@ -34,10 +34,10 @@ def run_sync(
     """Plain-Python sync of one source into the configured index, under the index's run lock."""
     source = build_source(config)
     with RunLock(settings.run_lock_path(), settings.index_name, wait_for_lock_s):
-        embedder = build_embedder(settings)
         store = build_store(settings)
         manifest = Manifest(settings.manifest_path())
         try:
+            embedder = index_embedder(settings, store)
             parts = IngestParts(
                 parser=build_parser(settings),
                 chunker=build_chunker(settings, embedder),
@@ -46,7 +46,7 @@ def run_sync(
                     settings.index_name,
                     embedder,
                     bm25_params(settings),
-                    None if dry_run else build_cache(settings),
+                    None if dry_run else build_cache(settings, embedder),
                 ),
                 config_fingerprint=fingerprint_for(settings),
             )

@@ -5,6 +5,7 @@ Prefect flows wrap these; tests call them directly.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -63,7 +64,7 @@ def ensure_collection(
         stopwords=bm25.stopwords,
         avg_doc_length=average_length(Bm25Encoder(bm25), sample_texts),
     )
-    spec = create_next_version(store, alias, embedder.model_id, embedder.dimension, measured)
+    spec = create_next_version(store, alias, embedder, measured)
     store.set_alias(alias, spec.name)
     return spec
 
@@ -233,10 +234,16 @@ def _read_all(
 
 _worker_reader: DocumentReader | None = None
 
+# Parse processes yield the CPU to the embedder in the main process: embedding is the costlier
+# stage, and parsing only needs to stay a batch ahead of it, which idle cycles are enough for.
+PARSE_WORKER_NICENESS = 10
+
 
 def _init_worker(reader: DocumentReader) -> None:
     global _worker_reader
     _worker_reader = reader
+    if hasattr(os, "nice"):
+        os.nice(PARSE_WORKER_NICENESS)
 
 
 def _read_in_worker(candidate: Candidate) -> ReadResult:

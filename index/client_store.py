@@ -12,6 +12,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
+from index.bm25 import SparseVector
 from index.qdrant_filters import to_client_filter
 from index.types import (
     DENSE_VECTOR,
@@ -24,6 +25,7 @@ from index.types import (
     ScoredPoint,
     SearchRequest,
     SearchResult,
+    StoredPoint,
 )
 
 _SPEC_KEY = "sluice"
@@ -146,6 +148,31 @@ class QdrantClientStore:
             )
             for record in records:
                 yield str(record.id), dict(record.payload or {})
+            if offset is None:
+                return
+
+    def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                collection,
+                limit=page_size,
+                offset=offset,
+                with_payload=True,
+                with_vectors=[SPARSE_VECTOR],
+            )
+            page = []
+            for record in records:
+                vectors: Any = record.vector or {}
+                sparse = vectors[SPARSE_VECTOR]
+                page.append(
+                    StoredPoint(
+                        id=str(record.id),
+                        sparse=SparseVector(list(sparse.indices), list(sparse.values)),
+                        payload=dict(record.payload or {}),
+                    )
+                )
+            yield page
             if offset is None:
                 return
 

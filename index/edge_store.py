@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from index.bm25 import SparseVector
 from index.qdrant_filters import to_edge_filter
 from index.types import (
     DENSE_VECTOR,
@@ -29,6 +30,7 @@ from index.types import (
     ScoredPoint,
     SearchRequest,
     SearchResult,
+    StoredPoint,
 )
 
 
@@ -208,6 +210,18 @@ class EdgeVectorStore:
             if offset is None:
                 return
 
+    def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
+        offset = None
+        while True:
+            request = self._edge.ScrollRequest(
+                offset=offset, limit=page_size, with_payload=True, with_vector=[SPARSE_VECTOR]
+            )
+            with self._lock:
+                records, offset = self._shard(collection).scroll(request)
+            yield [_stored(r.id, r.payload, r.vector[SPARSE_VECTOR]) for r in records]
+            if offset is None:
+                return
+
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         edge = self._edge
         payload_filter = to_edge_filter(request.filter)
@@ -263,6 +277,14 @@ class EdgeVectorStore:
                 shard.flush()
                 shard.close()
             self._shards.clear()
+
+
+def _stored(point_id: Any, payload: Any, sparse: Any) -> StoredPoint:
+    return StoredPoint(
+        id=str(point_id),
+        sparse=SparseVector(list(sparse.indices), list(sparse.values)),
+        payload=dict(payload or {}),
+    )
 
 
 def _points(scored: list[Any]) -> list[ScoredPoint]:

@@ -11,6 +11,18 @@ import numpy.typing as npt
 
 PACKAGED_MODEL_IDS = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
 
+# Prompt names models declare for each side (sentence-transformers `prompts`), in preference order.
+_QUERY_PROMPT_NAMES = ("query",)
+_PASSAGE_PROMPT_NAMES = ("passage", "document", "doc", "corpus")
+
+
+def family_prefixes(model: str) -> tuple[str, str] | None:
+    """(query, passage) prefixes of model families trained with them and not declaring them."""
+    name = model.rstrip("/").rsplit("/", 1)[-1].lower()
+    if name.startswith(("e5-", "multilingual-e5-")):
+        return "query: ", "passage: "
+    return None
+
 
 def resolve_model_path(model: str) -> str:
     """A local path for the packaged default model; any other id or path unchanged."""
@@ -45,10 +57,21 @@ class SentenceTransformerEmbedder:
     (1, 384)
     """
 
-    def __init__(self, model: str, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        batch_size: int = 64,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+    ) -> None:
+        """Prefixes left None come from the model's own `prompts`, else its family's
+        convention (e5: "query: " / "passage: "), else none."""
         self.model_id = model
         self.requested_device = device
         self.batch_size = batch_size
+        self._query_prefix = query_prefix
+        self._passage_prefix = passage_prefix
         self._model: Any = None
 
     def warm_up(self) -> None:
@@ -80,9 +103,36 @@ class SentenceTransformerEmbedder:
         return int(getter())
 
     @property
+    def query_prefix(self) -> str:
+        if self._query_prefix is None:
+            self._query_prefix = self._declared_prefix(_QUERY_PROMPT_NAMES, 0)
+        return self._query_prefix
+
+    @property
+    def passage_prefix(self) -> str:
+        if self._passage_prefix is None:
+            self._passage_prefix = self._declared_prefix(_PASSAGE_PROMPT_NAMES, 1)
+        return self._passage_prefix
+
+    def _declared_prefix(self, names: tuple[str, ...], side: int) -> str:
+        prompts: dict[str, str] = getattr(self.model, "prompts", None) or {}
+        for name in names:
+            if name in prompts:
+                return prompts[name]
+        family = family_prefixes(self.model_id)
+        return family[side] if family else ""
+
+    @property
+    def cache_key(self) -> str:
+        """What an embedding depends on besides the text: the model and its passage prefix."""
+        return f"{self.model_id}|{self.passage_prefix}" if self.passage_prefix else self.model_id
+
+    @property
     def max_tokens(self) -> int:
-        """The model's sequence limit less its two special tokens ([CLS] and [SEP])."""
-        return int(self.model.max_seq_length) - 2
+        """The model's sequence limit less its two special tokens ([CLS] and [SEP]) and the
+        passage prefix, so that a chunk of this many tokens is embedded whole."""
+        prefix = self.count_tokens([self.passage_prefix])[0] if self.passage_prefix else 0
+        return int(self.model.max_seq_length) - 2 - prefix
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -99,17 +149,18 @@ class SentenceTransformerEmbedder:
         return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
 
     def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        return self._encode(texts)
+        return self._encode(texts, self.passage_prefix)
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        vector: npt.NDArray[np.float32] = self._encode([text])[0]
+        vector: npt.NDArray[np.float32] = self._encode([text], self.query_prefix)[0]
         return vector
 
-    def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def _encode(self, texts: Sequence[str], prefix: str) -> npt.NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
             list(texts),
+            prompt=prefix,
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,

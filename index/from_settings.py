@@ -8,7 +8,7 @@ from index.embedding_cache import EmbeddingCache
 from index.fusion import FusionParams
 from index.reranker import CrossEncoderReranker
 from index.store_factory import open_vector_store
-from index.types import VectorStore
+from index.types import CollectionSpec, VectorStore
 from sluice.settings import Settings
 
 
@@ -18,13 +18,39 @@ def build_store(settings: Settings) -> VectorStore:
 
 
 def build_embedder(settings: Settings, model: str | None = None) -> SentenceTransformerEmbedder:
+    """An embedder for a new collection: the model's prefixes from settings, else its own."""
+    model_id = model or settings.embedding_model
+    prompts = settings.embedding_prompts.get(model_id)
     return SentenceTransformerEmbedder(
-        model or settings.embedding_model, settings.embedding_device, settings.embedding_batch_size
+        model_id,
+        settings.embedding_device,
+        settings.embedding_batch_size,
+        query_prefix=prompts.query if prompts else None,
+        passage_prefix=prompts.passage if prompts else None,
     )
 
 
-def build_cache(settings: Settings) -> EmbeddingCache:
-    return EmbeddingCache(settings.embedding_cache_dir, settings.embedding_model)
+def embedder_for_spec(settings: Settings, spec: CollectionSpec) -> SentenceTransformerEmbedder:
+    """An embedder that makes vectors the way an existing collection's were made."""
+    return SentenceTransformerEmbedder(
+        spec.embedding_model,
+        settings.embedding_device,
+        settings.embedding_batch_size,
+        query_prefix=spec.query_prefix,
+        passage_prefix=spec.passage_prefix,
+    )
+
+
+def index_embedder(settings: Settings, store: VectorStore) -> SentenceTransformerEmbedder:
+    """What writes into the configured index embed with: the model of the collection it serves
+    (a re-embed changes it), or the configured model when the index is new."""
+    name = store.resolve_alias(settings.index_name)
+    spec = store.collection_spec(name) if name else None
+    return embedder_for_spec(settings, spec) if spec else build_embedder(settings)
+
+
+def build_cache(settings: Settings, embedder: SentenceTransformerEmbedder) -> EmbeddingCache:
+    return EmbeddingCache(settings.embedding_cache_dir, embedder.cache_key)
 
 
 def build_reranker(settings: Settings) -> CrossEncoderReranker | None:

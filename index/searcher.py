@@ -41,14 +41,14 @@ class SearchOutcome:
 class IndexSearcher:
     """Resolves the alias on every call, so a moved alias is followed without a restart.
 
-    >>> searcher = IndexSearcher(store, embedder_for=lambda model: embedder)  # doctest: +SKIP
+    >>> searcher = IndexSearcher(store, embedder_for=lambda spec: embedder)  # doctest: +SKIP
     >>> searcher.search("docs", "how do I install it?", mode="hybrid", limit=5).result.hits
     """
 
     def __init__(
         self,
         store: VectorStore,
-        embedder_for: Callable[[str], SentenceTransformerEmbedder],
+        embedder_for: Callable[[CollectionSpec], SentenceTransformerEmbedder],
         reranker: CrossEncoderReranker | None = None,
         rerank_candidates: int = 30,
     ) -> None:
@@ -76,16 +76,19 @@ class IndexSearcher:
         payload_filter: PayloadFilter | None = None,
         rerank: bool = False,
     ) -> SearchOutcome:
-        """`limit` hits; in hybrid mode, fused from `candidate_pool` dense and BM25 candidates."""
+        """`limit` hits; in hybrid mode, fused from `candidate_pool` dense and BM25 candidates.
+
+        `alias` may also name a collection version directly (a re-embed evaluates one before
+        it serves)."""
         timings: dict[str, float] = {}
-        collection = self.store.resolve_alias(alias)
-        spec = self.store.collection_spec(collection) if collection else None
-        if collection is None or spec is None:
+        collection = self.store.resolve_alias(alias) or alias
+        spec = self.store.collection_spec(collection)
+        if spec is None:
             raise IndexNotFoundError(f"index '{alias}' does not exist yet; ingest documents first")
         dense = sparse = None
         if mode in ("dense", "hybrid"):
             started = time.perf_counter()
-            dense = self.embedder_for(spec.embedding_model).embed_query(query)
+            dense = self.embedder_for(spec).embed_query(query)
             timings["embed_ms"] = (time.perf_counter() - started) * 1000
         if mode in ("bm25", "hybrid"):
             started = time.perf_counter()

@@ -30,6 +30,8 @@ class CollectionSpec:
     bm25: Bm25Params
     distance: str = "cosine"
     created_at: str = ""
+    query_prefix: str = ""
+    passage_prefix: str = ""
 
     def to_metadata(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,6 +47,15 @@ class CollectionSpec:
 class IndexedPoint:
     id: str
     dense: npt.NDArray[np.float32]
+    sparse: SparseVector
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point as read back: everything but its dense vector, which a re-embed replaces."""
+
+    id: str
     sparse: SparseVector
     payload: dict[str, Any]
 
@@ -142,6 +153,10 @@ class VectorStore(Protocol):
         self, collection: str, fields: Sequence[str], page_size: int = 1024
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's id and the named payload fields, in pages."""
+        ...
+
+    def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
+        """Every point with its whole payload and BM25 vector, a page at a time."""
         ...
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult: ...

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 
 from index.bm25 import Bm25Params
+from index.embedder import SentenceTransformerEmbedder
 from index.types import CollectionSpec, VectorStore
 
 
@@ -20,17 +21,24 @@ def versions_of(store: VectorStore, alias: str) -> list[int]:
     )
 
 
+def version_number(collection: str) -> int:
+    return int(collection.rsplit("__v", 1)[1])
+
+
 def create_next_version(
-    store: VectorStore, alias: str, embedding_model: str, dimension: int, bm25: Bm25Params
+    store: VectorStore, alias: str, embedder: SentenceTransformerEmbedder, bm25: Bm25Params
 ) -> CollectionSpec:
-    """Creates the next collection version of `alias` (the alias is not moved)."""
+    """Creates the next collection version of `alias` (the alias is not moved), recording how
+    its vectors are made so that queries are embedded the same way."""
     existing = versions_of(store, alias)
     spec = CollectionSpec(
         name=collection_name(alias, (existing[-1] if existing else 0) + 1),
-        embedding_model=embedding_model,
-        dimension=dimension,
+        embedding_model=embedder.model_id,
+        dimension=embedder.dimension,
         bm25=bm25,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        query_prefix=embedder.query_prefix,
+        passage_prefix=embedder.passage_prefix,
     )
     store.create_collection(spec)
     return spec

@@ -24,6 +24,28 @@ class WriteStats:
     upsert_seconds: float = 0.0
 
 
+def embed_cached(
+    embedder: SentenceTransformerEmbedder,
+    cache: EmbeddingCache | None,
+    hashes: Sequence[str],
+    texts: Sequence[str],
+    stats: WriteStats,
+) -> npt.NDArray[np.float32]:
+    """Embeds only the texts the cache does not hold (by hash), and caches them."""
+    if cache is None:
+        stats.embedded += len(texts)
+        return embedder.embed_documents(texts)
+    known = cache.get_many(hashes)
+    missing = [i for i, h in enumerate(hashes) if h not in known]
+    if missing:
+        fresh = embedder.embed_documents([texts[i] for i in missing])
+        cache.put_many([hashes[i] for i in missing], fresh)
+        known.update(zip((hashes[i] for i in missing), fresh, strict=True))
+    stats.embedded += len(missing)
+    stats.from_cache += len(texts) - len(missing)
+    return np.stack([known[h] for h in hashes])
+
+
 class IndexWriter:
     """Writes documents' chunks so that a reader never sees a document missing.
 
@@ -65,20 +87,13 @@ class IndexWriter:
         self.stats.upsert_seconds += time.perf_counter() - embedded
 
     def _embed(self, chunks: Sequence[Chunk]) -> npt.NDArray[np.float32]:
-        """Embeds only the texts the cache does not hold."""
-        if self.cache is None:
-            self.stats.embedded += len(chunks)
-            return self.embedder.embed_documents([c.indexed_text for c in chunks])
-        hashes = [c.text_hash for c in chunks]
-        known = self.cache.get_many(hashes)
-        missing = [i for i, h in enumerate(hashes) if h not in known]
-        if missing:
-            fresh = self.embedder.embed_documents([chunks[i].indexed_text for i in missing])
-            self.cache.put_many([hashes[i] for i in missing], fresh)
-            known.update(zip((hashes[i] for i in missing), fresh, strict=True))
-        self.stats.embedded += len(missing)
-        self.stats.from_cache += len(chunks) - len(missing)
-        return np.stack([known[h] for h in hashes])
+        return embed_cached(
+            self.embedder,
+            self.cache,
+            [c.text_hash for c in chunks],
+            [c.indexed_text for c in chunks],
+            self.stats,
+        )
 
     def retire_other_versions(self, doc_id: str, keep_version: str) -> None:
         self.store.delete(

@@ -42,7 +42,17 @@ CREATE TABLE IF NOT EXISTS runs (
     dry_run INTEGER NOT NULL DEFAULT 0,
     report TEXT
 );
+CREATE TABLE IF NOT EXISTS versions (
+    collection TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    scores TEXT NOT NULL DEFAULT '{}',
+    note TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
 """
+
+VersionState = Literal["building", "serving", "retired", "rejected", "dropped"]
+"""`building`: a re-embed is filling it; `retired`: it served before and is kept for rollback."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,15 @@ class RunRecord:
     finished_at: float | None
     dry_run: bool
     report: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    collection: str
+    state: VersionState
+    scores: dict[str, Any]
+    note: str
+    updated_at: float
 
 
 class Manifest:
@@ -172,6 +191,36 @@ class Manifest:
             for r in rows
         ]
 
+    def record_version(
+        self,
+        collection: str,
+        state: VersionState,
+        scores: dict[str, Any] | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Sets a collection version's state; scores and note are kept unless given."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO versions (collection, state, scores, note, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection) DO UPDATE SET"
+                " state = excluded.state, updated_at = excluded.updated_at,"
+                " scores = CASE WHEN ? THEN excluded.scores ELSE scores END,"
+                " note = CASE WHEN ? THEN excluded.note ELSE note END",
+                (
+                    collection,
+                    state,
+                    json.dumps(scores or {}),
+                    note or "",
+                    time.time(),
+                    scores is not None,
+                    note is not None,
+                ),
+            )
+
+    def versions(self) -> dict[str, VersionRecord]:
+        rows = self._db.execute("SELECT * FROM versions")
+        return {r[0]: VersionRecord(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows}
+
 
 class IngestAlreadyRunning(Exception):
     """Another process holds the index's run lock."""
@@ -198,8 +247,9 @@ class RunLock:
             self._lock.acquire()
         except Timeout as error:
             raise IngestAlreadyRunning(
-                f"another ingest run into index '{self.index}' is in progress; "
-                "wait for it to finish (runs on one index never overlap)"
+                f"another ingest run into index '{self.index}' is in progress "
+                "(or a re-embed or rollback switching its version); wait for it to finish "
+                "(runs that write one index never overlap)"
             ) from error
         return self
 

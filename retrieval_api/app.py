@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.edge_store import IndexLockedError
 from index.from_settings import build_store
+from index.types import VectorStore
 from index.versions import active_spec
 from retrieval_api.deps import ServiceState
 from retrieval_api.routes import health, retrieve
@@ -29,18 +30,24 @@ def _error(status: int, code: str, message: str, details: object = None) -> JSON
     return JSONResponse({"error": body}, status_code=status)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
+    """`store`: one the caller opened and closes (a process that also runs flows on the
+    embedded engine, whose shards one process holds at a time); by default the app opens its
+    own from settings."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = build_store(settings)
-        state = ServiceState(settings=settings, store=store)
-        spec = active_spec(store, settings.index_name)
-        state.embedder_for(spec.embedding_model if spec else settings.embedding_model)
+        serving_store = store or build_store(settings)
+        state = ServiceState(settings=settings, store=serving_store)
+        spec = active_spec(serving_store, settings.index_name)
+        if spec is not None:
+            state.embedder_for(spec)
         app.state.service = state
         try:
             yield
         finally:
-            store.close()
+            if store is None:
+                serving_store.close()
 
     app = FastAPI(
         title="Sluice retrieval API",

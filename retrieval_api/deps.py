@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from index.embedder import SentenceTransformerEmbedder
-from index.from_settings import build_embedder, build_reranker
+from index.from_settings import build_reranker, embedder_for_spec
 from index.searcher import IndexSearcher
-from index.types import VectorStore
+from index.types import CollectionSpec, VectorStore
 from sluice.settings import Settings
 
 
@@ -21,17 +21,26 @@ class ServiceState:
 
     settings: Settings
     store: VectorStore
-    embedders: dict[str, SentenceTransformerEmbedder] = field(default_factory=dict)
+    embedders: dict[tuple[str, str, str], SentenceTransformerEmbedder] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def embedder_for(self, model_id: str) -> SentenceTransformerEmbedder:
-        """One loaded model per id: an index answers with the model it was built with."""
+    @staticmethod
+    def _key(spec: CollectionSpec) -> tuple[str, str, str]:
+        return (spec.embedding_model, spec.query_prefix, spec.passage_prefix)
+
+    def has_embedder_for(self, spec: CollectionSpec) -> bool:
+        return self._key(spec) in self.embedders
+
+    def embedder_for(self, spec: CollectionSpec) -> SentenceTransformerEmbedder:
+        """One loaded model per (model, prefixes): a collection answers with the model it was
+        built with, so a moved alias switches models with the next request."""
+        key = self._key(spec)
         with self.lock:
-            if model_id not in self.embedders:
-                embedder = build_embedder(self.settings, model_id)
+            if key not in self.embedders:
+                embedder = embedder_for_spec(self.settings, spec)
                 embedder.warm_up()
-                self.embedders[model_id] = embedder
-            return self.embedders[model_id]
+                self.embedders[key] = embedder
+            return self.embedders[key]
 
     searcher: IndexSearcher = field(init=False)
 

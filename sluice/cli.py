@@ -1,4 +1,5 @@
-"""The `sluice` command: ingest, retry-failed, deploy, serve, query, status, eval, demo."""
+"""The `sluice` command: ingest, retry-failed, deploy, serve, query, status, reembed, versions,
+rollback, eval, train-reranker, demo."""
 
 from __future__ import annotations
 
@@ -39,7 +40,14 @@ def _settings(index: str | None = None) -> Settings:
 @contextmanager
 def _progress_bars(show: bool) -> Iterator[None]:
     """Draws a bar per pipeline stage while a flow reports progress in this process."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from flows.progress import set_progress_listener
 
@@ -48,6 +56,8 @@ def _progress_bars(show: bool) -> Iterator[None]:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, disable=not show) as progress:
         tasks: dict[str, Any] = {}
@@ -401,6 +411,144 @@ def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:
     return {"manifest": dict(by_status), "last_runs": runs}
 
 
+@app.command()
+def reembed(
+    model: Annotated[str, typer.Option(help="sentence-transformers model id or local path.")],
+    force: Annotated[
+        bool, typer.Option(help="Switch even if the gate fails, or with no golden set.")
+    ] = False,
+    golden: Annotated[
+        Path | None,
+        typer.Option(help="Golden set (default SLUICE_GOLDEN_SET): BEIR folder or JSONL."),
+    ] = None,
+    index: Annotated[
+        str | None, typer.Option(help="Index name (default SLUICE_INDEX_NAME).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Build a new version of the index with another embedding model from its stored chunks,
+    compare both on the golden set, and switch only if the new one is no worse."""
+    settings = _settings(index)
+    from flows.reembed_flow import GateUnavailable, reembed_flow
+    from index.edge_store import IndexLockedError
+    from index.searcher import IndexNotFoundError
+    from ingest.manifest import IngestAlreadyRunning
+
+    try:
+        with _progress_bars(not as_json):
+            report = reembed_flow(model, force, str(golden) if golden else None, settings=settings)
+    except (
+        GateUnavailable,
+        IndexNotFoundError,
+        IndexLockedError,
+        IngestAlreadyRunning,
+        FileNotFoundError,
+        ValueError,
+    ) as error:
+        console.print(f"[red]re-embed failed:[/red] {error}")
+        raise typer.Exit(2) from error
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        from flows.reembed_flow import ReembedReport
+
+        out.print(ReembedReport(**report).to_markdown())
+    if report["outcome"] == "rejected":
+        raise typer.Exit(3)
+
+
+@app.command()
+def versions(
+    index: Annotated[
+        str | None, typer.Option(help="Index name (default SLUICE_INDEX_NAME).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The index's collection versions: model, dimension, points, created, state, eval scores."""
+    settings = _settings(index)
+    from index.from_settings import build_store
+    from index.versions import collection_name, versions_of
+    from ingest.manifest import Manifest
+
+    store = build_store(settings)
+    manifest = Manifest(settings.manifest_path())
+    try:
+        serving = store.resolve_alias(settings.index_name)
+        records = manifest.versions()
+        rows: list[dict[str, Any]] = []
+        for number in versions_of(store, settings.index_name):
+            name = collection_name(settings.index_name, number)
+            spec = store.collection_spec(name)
+            record = records.get(name)
+            rows.append(
+                {
+                    "version": number,
+                    "collection": name,
+                    "serving": name == serving,
+                    "state": "serving" if name == serving else (record.state if record else "kept"),
+                    "embedding_model": spec.embedding_model if spec else None,
+                    "dimension": spec.dimension if spec else None,
+                    "points": store.count(name),
+                    "created_at": spec.created_at if spec else None,
+                    "scores": record.scores if record else {},
+                }
+            )
+    finally:
+        manifest.close()
+        store.close()
+    if as_json:
+        out.print_json(json.dumps({"index": settings.index_name, "versions": rows}))
+        return
+    table = Table(title=f"Versions of '{settings.index_name}'")
+    for column in ("version", "state", "embedding model", "dim", "points", "created", "scores"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        scores = "; ".join(
+            f"{mode} " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k)
+            for mode, metrics in row["scores"].items()
+        )
+        table.add_row(
+            str(row["version"]),
+            row["state"],
+            str(row["embedding_model"]),
+            str(row["dimension"]),
+            str(row["points"]),
+            str(row["created_at"]),
+            scores,
+        )
+    out.print(table)
+
+
+@app.command()
+def rollback(
+    to: Annotated[
+        int | None, typer.Option(help="Version number to serve (default: the previous one).")
+    ] = None,
+    index: Annotated[
+        str | None, typer.Option(help="Index name (default SLUICE_INDEX_NAME).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Point the index back at an older version, caught up with what was ingested since."""
+    settings = _settings(index)
+    from flows.reembed_flow import rollback as roll_back
+    from index.searcher import IndexNotFoundError
+
+    try:
+        report = roll_back(settings, to).to_dict()
+    except (IndexNotFoundError, ValueError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    out.print(
+        f"'{report['index']}' now serves {report['serving']} ({report['embedding_model']}, "
+        f"{report['points']} points; was {report['previous']}); caught up "
+        f"{report['caught_up']['points']} points in {report['seconds']:.1f} s"
+    )
+
+
 @app.command(name="eval")
 def evaluate(
     dataset_dir: Annotated[
@@ -505,7 +653,9 @@ def train_reranker(
         try:
             with _progress_bars(True):
                 alias, _, _ = index_dataset(dataset, settings, embedder, store)
-            pairs = mine_pairs(dataset, IndexSearcher(store, lambda m: embedder), alias, negatives)
+            pairs = mine_pairs(
+                dataset, IndexSearcher(store, lambda spec: embedder), alias, negatives
+            )
         finally:
             store.close()
         queries = len(dataset.queries)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,13 @@ from pydantic_settings import (
 from ingest.sources import SourceConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class EmbeddingPrompts(BaseModel):
+    """Prefixes a model was trained with (e5: "query: " and "passage: ")."""
+
+    query: str = ""
+    passage: str = ""
 
 
 class Settings(BaseSettings):
@@ -41,6 +48,11 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         default=DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers model id or local path; the default ships in a package.",
+    )
+    embedding_prompts: dict[str, EmbeddingPrompts] = Field(
+        default_factory=dict,
+        description="Per model id or path: its query and passage prefixes. A model not listed "
+        "uses the prompts it declares, else its family's (e5), else none.",
     )
     embedding_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
@@ -87,6 +99,22 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Tries per document before quarantine."
     )
     ingest_backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
+
+    golden_set: Path | None = Field(
+        default=None,
+        description="The index's golden queries: a BEIR folder, or a JSONL file of "
+        '{"query": ..., "relevant": [document ids or path suffixes]}. Gates a re-embed.',
+    )
+    gate_mode: Literal["bm25", "dense", "hybrid"] = Field(
+        default="hybrid", description="The retrieval mode a re-embed is gated on."
+    )
+    gate_metric: Literal["ndcg@10", "recall@100", "mrr@10"] = "ndcg@10"
+    gate_tolerance: float = Field(
+        default=0.01, ge=0, description="How much worse the new version may score and still serve."
+    )
+    keep_versions: int = Field(
+        default=2, ge=1, description="Collection versions kept per index, the serving one included."
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)

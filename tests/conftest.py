@@ -39,22 +39,32 @@ def prefect_server() -> Iterator[None]:
 
 
 def ingest_folder(  # type: ignore[no-untyped-def]
-    settings, folder: Path, embedder, cache=None, source_name: str = "test", dry_run: bool = False
+    settings,
+    folder: Path,
+    embedder,
+    cache=None,
+    source_name: str = "test",
+    dry_run: bool = False,
+    store=None,
 ):
     """The ingest pipeline (no Prefect) syncing a folder into `settings`' index."""
     from ingest.sources.local_folder import LocalFolderSource
 
-    return sync(settings, LocalFolderSource(folder), embedder, source_name, cache, dry_run)
+    return sync(settings, LocalFolderSource(folder), embedder, source_name, cache, dry_run, store)
 
 
-def sync(settings, source, embedder, source_name: str, cache=None, dry_run: bool = False):  # type: ignore[no-untyped-def]
-    """`sync_source` with the session's embedder and in-process parsing; returns the report."""
+def sync(  # type: ignore[no-untyped-def]
+    settings, source, embedder, source_name: str, cache=None, dry_run: bool = False, store=None
+):
+    """`sync_source` with the session's embedder and in-process parsing; returns the report.
+    `store`: one the caller holds open (and closes)."""
     from flows.components import build_chunker, build_parser, fingerprint_for
     from flows.pipeline import IndexTarget, IngestParts, SyncOptions, sync_source
     from index.from_settings import bm25_params, build_store
     from ingest.manifest import Manifest
 
-    store = build_store(settings)
+    own_store = store is None
+    store = store or build_store(settings)
     manifest = Manifest(settings.manifest_path())
     try:
         parts = IngestParts(
@@ -73,4 +83,5 @@ def sync(settings, source, embedder, source_name: str, cache=None, dry_run: bool
         return sync_source(source, source_name, parts, manifest, options)
     finally:
         manifest.close()
-        store.close()
+        if own_store:
+            store.close()

@@ -72,7 +72,7 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
     embedder, store = build_embedder(settings), build_store(settings)
     try:
         dataset = load_beir(SCIFACT, max_docs=250)
-        searcher = IndexSearcher(store, lambda model: embedder)
+        searcher = IndexSearcher(store, lambda spec: embedder)
         run = retrieve_run(searcher, "eval-scifact", dataset.queries, "hybrid", 50, FusionParams())
     finally:
         store.close()

@@ -128,6 +128,19 @@ def test_backends_scroll_every_point_with_the_asked_fields(stores) -> None:  # t
     assert all(set(payload) == {"doc_id"} for payload in edge.values())
 
 
+def test_backends_read_back_every_point_with_payload_and_bm25_vector(stores) -> None:  # type: ignore[no-untyped-def]
+    written = {p.id: p for p in _points()}
+    for store in stores:
+        pages = list(store.read_points("docs__v1", page_size=64))
+        assert max(len(page) for page in pages) == 64
+        read = {p.id: p for page in pages for p in page}
+        assert read.keys() == written.keys()
+        for point_id, point in read.items():
+            assert point.payload == written[point_id].payload
+            assert point.sparse.indices == written[point_id].sparse.indices
+            assert point.sparse.values == pytest.approx(written[point_id].sparse.values)
+
+
 def test_alias_moves_to_a_new_version(stores) -> None:  # type: ignore[no-untyped-def]
     v2 = CollectionSpec("docs__v2", "other-model", DIM, SPEC.bm25)
     for store in stores:

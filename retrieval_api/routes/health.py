@@ -27,6 +27,6 @@ async def ready(state: State) -> JSONResponse:
         return JSONResponse(
             {"status": "ready", "index": alias, "collection": None, "note": "index is empty"}
         )
-    loaded = spec.embedding_model in state.embedders
+    loaded = state.has_embedder_for(spec)
     body = {"status": "ready" if loaded else "loading", "index": alias, "collection": collection}
     return JSONResponse(body, status_code=200 if loaded else 503)

@@ -1,0 +1,97 @@
+"""Bringing one collection version level with another: the core of re-embed and rollback.
+
+Point ids are derived from (document, document version, chunk ordinal), so two versions of an
+index that hold the same id hold the same chunk. Making `target` equal `source` is therefore a
+set difference: write the points it lacks (payload and BM25 vector copied, dense vector from the
+target's own model, through the embedding cache) and delete the document versions it holds that
+`source` no longer does. An empty target is a full build; a resumed build, or one caught up with
+writes that landed meanwhile, only does the difference.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chunking.types import indexed_text, text_hash
+from index.embedder import SentenceTransformerEmbedder
+from index.embedding_cache import EmbeddingCache
+from index.types import IndexedPoint, MatchAny, PayloadFilter, StoredPoint, VectorStore
+from index.writer import WriteStats, embed_cached
+
+
+@dataclass
+class SyncStats(WriteStats):
+    source_points: int = 0
+    stale_versions_removed: int = 0
+    seconds: float = 0.0
+
+
+def sync_version(
+    store: VectorStore,
+    source: str,
+    target: str,
+    embedder: SentenceTransformerEmbedder,
+    cache: EmbeddingCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SyncStats:
+    """Makes `target` hold exactly `source`'s points, dense vectors from `embedder`.
+
+    `progress(done, total)` is called after each page of `source`.
+    """
+    started = time.perf_counter()
+    stats = SyncStats()
+    held = {
+        point_id: (str(payload["doc_id"]), str(payload["doc_version"]))
+        for point_id, payload in store.scroll(target, ["doc_id", "doc_version"])
+    }
+    total = store.count(source)
+    source_versions: set[tuple[str, str]] = set()
+    for page in store.read_points(source):
+        source_versions.update(
+            (str(p.payload["doc_id"]), str(p.payload["doc_version"])) for p in page
+        )
+        missing = [p for p in page if p.id not in held]
+        if missing:
+            _write(store, target, missing, embedder, cache, stats)
+        stats.source_points += len(page)
+        if progress:
+            progress(stats.source_points, max(total, stats.source_points))
+    for doc_id, version in set(held.values()) - source_versions:
+        store.delete(
+            target,
+            PayloadFilter(must=[MatchAny("doc_id", [doc_id]), MatchAny("doc_version", [version])]),
+        )
+        stats.stale_versions_removed += 1
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _write(
+    store: VectorStore,
+    target: str,
+    points: list[StoredPoint],
+    embedder: SentenceTransformerEmbedder,
+    cache: EmbeddingCache | None,
+    stats: SyncStats,
+) -> None:
+    started = time.perf_counter()
+    texts = [
+        indexed_text(str(p.payload.get("context") or ""), str(p.payload["text"])) for p in points
+    ]
+    hashes = [
+        str(p.payload.get("text_hash") or text_hash(t)) for p, t in zip(points, texts, strict=True)
+    ]
+    dense = embed_cached(embedder, cache, hashes, texts, stats)
+    embedded = time.perf_counter()
+    store.upsert(
+        target,
+        [
+            IndexedPoint(id=p.id, dense=d, sparse=p.sparse, payload=p.payload)
+            for p, d in zip(points, dense, strict=True)
+        ],
+    )
+    stats.points_written += len(points)
+    stats.embed_seconds += embedded - started
+    stats.upsert_seconds += time.perf_counter() - embedded

@@ -1,0 +1,366 @@
+"""Re-embedding: a new version from stored chunks, the golden-set gate, catch-up of writes made
+meanwhile, a switch that a running API follows without one failed request, rollback, retention,
+dimension changes and query/passage prefixes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from flows.reembed_flow import GateUnavailable, reembed, rollback
+from index.from_settings import build_cache, build_store, embedder_for_spec
+from index.versions import active_spec
+from ingest.manifest import Manifest
+from sluice.settings import Settings
+from tests.conftest import ingest_folder
+from tests.derived_models import weakened, widened
+
+TOPICS = {
+    "volcano.md": ("Volcanoes", "Magma rises through the crust and erupts as lava and ash."),
+    "tides.md": ("Ocean tides", "The moon's gravity pulls the sea, raising two tidal bulges."),
+    "bread.md": ("Baking bread", "Yeast ferments the dough, and the oven sets its crumb."),
+    "chess.md": ("Chess openings", "The Sicilian defence answers e4 with the c5 pawn move."),
+    "bees.md": ("Honey bees", "Worker bees forage nectar and dance to show where flowers are."),
+    "rust.md": ("Rust on iron", "Iron oxidises in damp air, and the red oxide flakes away."),
+    "comets.md": ("Comets", "An icy nucleus near the sun grows a coma and a long tail."),
+    "cheese.md": ("Making cheese", "Rennet curdles milk; the curds are pressed and aged."),
+    "sleep.md": ("Sleep cycles", "The brain passes through REM and deep slow-wave stages."),
+    "glaciers.md": ("Glaciers", "Compacted snow becomes ice that flows and carves valleys."),
+    "vaccines.md": ("Vaccines", "An antigen trains the immune system to make antibodies."),
+    "bridges.md": ("Suspension bridges", "Steel cables hang from towers and carry the deck."),
+}
+QUESTIONS = {
+    "volcano.md": "what comes out when a mountain explodes",
+    "tides.md": "why does the sea level go up and down each day",
+    "bread.md": "how does a loaf rise before it goes in the stove",
+    "chess.md": "a good response to the king's pawn opening",
+    "bees.md": "how do insects tell each other where the blossoms are",
+    "rust.md": "why does metal turn orange when left outside",
+    "comets.md": "what makes the glowing trail of a space snowball",
+    "cheese.md": "turning dairy into a hard aged food",
+    "sleep.md": "what stages does the mind go through at night",
+    "glaciers.md": "how do rivers of frozen water shape the land",
+    "vaccines.md": "how do shots protect people from disease",
+    "bridges.md": "how is a long road over a river held up by wires",
+}
+
+
+def _write_corpus(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (title, text) in TOPICS.items():
+        (folder / name).write_text(f"# {title}\n\n{text}\n")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("models")
+    return {"wide": str(widened(root / "wide")), "weak": str(weakened(root / "weak"))}
+
+
+@pytest.fixture
+def indexed(tmp_path: Path, embedder) -> Iterator[tuple[Settings, Path]]:  # type: ignore[no-untyped-def]
+    corpus = tmp_path / "corpus"
+    _write_corpus(corpus)
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(
+        "".join(json.dumps({"query": q, "relevant": [n]}) + "\n" for n, q in QUESTIONS.items())
+    )
+    settings = Settings(data_dir=tmp_path / "data", golden_set=golden, gate_mode="dense")
+    report = ingest_folder(settings, corpus, embedder, cache=build_cache(settings, embedder))
+    assert len(report.new) == len(TOPICS)
+    yield settings, corpus
+
+
+def _point_ids(settings: Settings, collection: str) -> set[str]:
+    store = build_store(settings)
+    try:
+        return {point_id for point_id, _ in store.scroll(collection, [])}
+    finally:
+        store.close()
+
+
+def test_reembed_to_another_dimension_and_back_switches_through_the_gate(
+    indexed: tuple[Settings, Path], models: dict[str, str]
+) -> None:
+    settings, _ = indexed
+    before = _point_ids(settings, "docs__v1")
+
+    wide = reembed(settings, models["wide"])
+    assert wide.outcome == "switched" and wide.built == "docs__v2" and wide.dimension == 768
+    assert wide.gate is not None and wide.gate["passed"] and wide.gate["queries"] == 12
+    assert wide.gate["new"] == pytest.approx(wide.gate["old"], abs=1e-6)  # same geometry
+    assert wide.embedded == len(before) and wide.from_cache == 0
+    assert _point_ids(settings, "docs__v2") == before
+
+    back = reembed(settings, "sentence-transformers/all-MiniLM-L6-v2")
+    assert back.outcome == "switched" and back.built == "docs__v3" and back.dimension == 384
+    assert back.embedded == 0 and back.from_cache == len(before), "the cache had every vector"
+    assert back.dropped == ["docs__v1"], "retention keeps the serving version and one more"
+
+    store = build_store(settings)
+    try:
+        spec = active_spec(store, "docs")
+        assert spec is not None and spec.name == "docs__v3" and spec.dimension == 384
+    finally:
+        store.close()
+    manifest = Manifest(settings.manifest_path())
+    try:
+        states = {name: record.state for name, record in manifest.versions().items()}
+        scores = manifest.versions()["docs__v3"].scores
+    finally:
+        manifest.close()
+    assert states == {"docs__v1": "dropped", "docs__v2": "retired", "docs__v3": "serving"}
+    assert set(scores) == {"dense"} and 0 < scores["dense"]["ndcg@10"] <= 1
+
+    rolled = rollback(settings)
+    assert (rolled.previous, rolled.serving, rolled.points) == ("docs__v3", "docs__v2", len(before))
+    assert rolled.caught_up == {"points": 0, "stale_versions": 0, "embedded": 0}
+
+
+def test_gate_rejects_a_weakened_model_and_the_old_version_keeps_serving(
+    indexed: tuple[Settings, Path], models: dict[str, str]
+) -> None:
+    settings, _ = indexed
+    report = reembed(settings, models["weak"])
+    assert report.outcome == "rejected"
+    assert report.gate is not None and not report.gate["passed"]
+    assert report.gate["new"] < report.gate["old"] - 0.2, report.gate
+    assert set(report.scores) == {"docs__v1", "docs__v2"}
+    store = build_store(settings)
+    try:
+        assert store.resolve_alias("docs") == "docs__v1"
+        assert store.list_collections() == ["docs__v1"], "the rejected build is dropped"
+    finally:
+        store.close()
+
+    forced = reembed(settings, models["weak"], force=True)
+    assert forced.outcome == "switched" and forced.embedded == 0, "its vectors were cached"
+
+
+def test_a_switch_needs_a_golden_set_or_force(
+    indexed: tuple[Settings, Path], models: dict[str, str]
+) -> None:
+    settings, _ = indexed
+    bare = settings.model_copy(update={"golden_set": None})
+    with pytest.raises(GateUnavailable, match="golden set"):
+        reembed(bare, models["wide"])
+    assert reembed(bare, models["wide"], force=True).gate is None
+
+
+def test_ingest_during_a_reembed_lands_in_the_new_version(
+    indexed: tuple[Settings, Path], models: dict[str, str], embedder
+) -> None:  # type: ignore[no-untyped-def]
+    """An ingest run (one document edited, one deleted, one added) between the build and the
+    switch: the catch-up under the run lock makes the new version equal a clean ingest."""
+    from flows.progress import set_progress_listener
+
+    settings, corpus = indexed
+    store = build_store(settings)
+    ingested: list[object] = []
+
+    def ingest_meanwhile(stage: str, done: int, total: int) -> None:
+        if stage == "re-embed" and not ingested:
+            (corpus / "tides.md").write_text("# Ocean tides\n\nSpring tides follow full moons.\n")
+            (corpus / "cheese.md").unlink()
+            (corpus / "kites.md").write_text("# Kites\n\nWind lifts a kite on its line.\n")
+            ingested.append(ingest_folder(settings, corpus, embedder, store=store))
+
+    set_progress_listener(ingest_meanwhile)
+    try:
+        report = reembed(settings, models["wide"], store=store)
+    finally:
+        set_progress_listener(None)
+        store.close()
+    assert ingested, "the ingest ran during the re-embed"
+    assert report.outcome == "switched"
+    assert report.caught_up["points"] >= 2 and report.caught_up["stale_versions"] == 2
+    assert _point_ids(settings, "docs__v2") == _point_ids(settings, "docs__v1")
+
+    store = build_store(settings)
+    try:
+        uris = {p["uri"].rsplit("/", 1)[-1] for _, p in store.scroll("docs__v2", ["uri"])}
+        texts = " ".join(p["text"] for _, p in store.scroll("docs__v2", ["text"]))
+    finally:
+        store.close()
+    assert "kites.md" in uris and "cheese.md" not in uris
+    assert "Spring tides" in texts and "two tidal bulges" not in texts
+
+
+def test_prefixes_are_recorded_and_used_for_passages_and_queries(
+    indexed: tuple[Settings, Path], embedder
+) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = indexed
+    model = "sentence-transformers/all-MiniLM-L6-v2"
+    prefixed = Settings(
+        data_dir=settings.data_dir,
+        embedding_prompts={model: {"query": "query: ", "passage": "passage: "}},
+    )
+    report = reembed(prefixed, model, force=True)
+    assert report.outcome == "switched" and report.embedded > 0, (
+        "prefixed texts are new to the cache"
+    )
+    store = build_store(settings)
+    try:
+        spec = active_spec(store, "docs")
+        assert spec is not None and (spec.query_prefix, spec.passage_prefix) == (
+            "query: ",
+            "passage: ",
+        )
+        query = embedder_for_spec(settings, spec).embed_query("volcano")
+        expected = embedder.model.encode("query: volcano", normalize_embeddings=True)
+        assert np.allclose(query, expected, atol=1e-5)
+
+        _, payload = next(iter(store.scroll(spec.name, ["context", "text"])))
+        from chunking.types import indexed_text
+        from index.types import SearchRequest
+
+        passage = embedder.model.encode(
+            "passage: " + indexed_text(payload["context"], payload["text"]),
+            normalize_embeddings=True,
+        )
+        hit = store.search(spec.name, SearchRequest("dense", 1, 1, dense=passage)).hits[0]
+        assert hit.score == pytest.approx(1.0, abs=1e-4)
+    finally:
+        store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_running_api_follows_the_switch_with_no_failed_request(
+    indexed: tuple[Settings, Path], models: dict[str, str]
+) -> None:
+    """uvicorn on loopback answers /retrieve in a loop from another thread while the index is
+    re-embedded and switched in this process (the embedded engine's shards belong to one
+    process; against a Qdrant server the re-embed runs anywhere)."""
+    import uvicorn
+
+    from retrieval_api.app import create_app
+
+    settings, _ = indexed
+    store = build_store(settings)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, store=store), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    answers: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def query_in_a_loop() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while not stop.is_set():
+                response = client.post(
+                    "/retrieve", json={"query": "why do tides happen", "mode": "dense", "top_k": 3}
+                )
+                index = response.json().get("index") if response.status_code == 200 else None
+                answers.append((response.status_code, index and index["embedding_model"]))
+
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client_thread = threading.Thread(target=query_in_a_loop)
+        client_thread.start()
+        while len(answers) < 5:
+            time.sleep(0.05)
+        report = reembed(settings, models["wide"], store=store)
+        settled = len(answers)
+        while len(answers) < settled + 5:
+            time.sleep(0.05)
+        stop.set()
+        client_thread.join(timeout=30)
+    finally:
+        stop.set()
+        server.should_exit = True
+        serving.join(timeout=30)
+        store.close()
+    assert report.outcome == "switched"
+    failures = [a for a in answers if a[0] != 200]
+    assert not failures, failures
+    models_seen = [model for _, model in answers]
+    assert models_seen[0] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert models_seen[-1] == models["wide"]
+    switched_at = models_seen.index(models["wide"])
+    assert all(m == models["wide"] for m in models_seen[switched_at:]), "no flapping back"
+
+
+def test_cli_reembed_versions_and_rollback(
+    indexed: tuple[Settings, Path],
+    models: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    prefect_server: None,
+) -> None:
+    from typer.testing import CliRunner
+
+    from sluice.cli import app
+
+    settings, _ = indexed
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("SLUICE_GOLDEN_SET", str(settings.golden_set))
+    monkeypatch.setenv("SLUICE_GATE_MODE", "dense")
+    runner = CliRunner()
+
+    switched = runner.invoke(app, ["reembed", "--model", models["wide"], "--json"])
+    assert switched.exit_code == 0, switched.output
+    assert json.loads(switched.stdout)["outcome"] == "switched"
+
+    rejected = runner.invoke(app, ["reembed", "--model", models["weak"]])
+    assert rejected.exit_code == 3, rejected.output
+    assert "rejected" in rejected.stdout and "Gate: ndcg@10 in dense mode" in rejected.stdout
+
+    listed = runner.invoke(app, ["versions", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {row["collection"]: row for row in json.loads(listed.stdout)["versions"]}
+    assert set(rows) == {"docs__v1", "docs__v2"}
+    assert rows["docs__v2"]["serving"] and rows["docs__v2"]["dimension"] == 768
+    assert rows["docs__v1"]["state"] == "retired" and rows["docs__v1"]["dimension"] == 384
+    assert "ndcg@10" in rows["docs__v2"]["scores"]["dense"]
+
+    rolled = runner.invoke(app, ["rollback", "--json"])
+    assert rolled.exit_code == 0, rolled.output
+    assert json.loads(rolled.stdout)["serving"] == "docs__v1"
+    nowhere = runner.invoke(app, ["rollback", "--to", "9"])
+    assert nowhere.exit_code == 2 and "no version to roll back to" in nowhere.output
+
+
+def test_an_interrupted_reembed_is_resumed_not_restarted(
+    indexed: tuple[Settings, Path], models: dict[str, str]
+) -> None:
+    from flows.progress import set_progress_listener
+
+    settings, _ = indexed
+
+    def crash(stage: str, done: int, total: int) -> None:
+        raise KeyboardInterrupt("killed mid-build")
+
+    set_progress_listener(crash)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            reembed(settings, models["wide"])
+    finally:
+        set_progress_listener(None)
+    store = build_store(settings)
+    try:
+        assert store.list_collections() == ["docs__v1", "docs__v2"]
+        assert store.resolve_alias("docs") == "docs__v1", "a half-built version never serves"
+    finally:
+        store.close()
+
+    resumed = reembed(settings, models["wide"])
+    assert resumed.resumed and resumed.built == "docs__v2" and resumed.outcome == "switched"
+    assert (resumed.embedded, resumed.from_cache) == (0, 0), "points already written are kept"
