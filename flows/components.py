@@ -40,7 +40,7 @@ def config_fingerprint(settings: Settings, filetype: str = "pdf") -> str:
     re-processes exactly the documents it affects (the parse strategy only PDFs and images).
 
     The embedding model is not part of it: it belongs to the collection version, and a model
-    change is a re-embed of the same chunks (`flows/reembed.py`), not a re-parse."""
+    change is a re-embed of the same chunks (`flows/reembed_flow.py`), not a re-parse."""
     shaping = {
         "parse_strategy": settings.parse_strategy if filetype in _LAYOUT_PARSED else None,
         "chunker": settings.chunker,

@@ -133,77 +133,96 @@ def reembed(
             "no golden set to compare the two versions on: set SLUICE_GOLDEN_SET (or pass "
             "--golden); --force switches without a comparison"
         )
+    dataset = load_golden_set(golden) if golden is not None else None
     own_store = store is None
     store = store or build_store(settings)
     manifest = Manifest(settings.manifest_path())
+    alias = settings.index_name
     try:
-        alias = settings.index_name
-        previous = _serving_spec(store, alias)
-        embedder = build_embedder(settings, model)
-        target, resumed = _build_target(store, manifest, alias, previous, embedder)
-        cache = build_cache(settings, embedder)
-        build = sync_version(
-            store,
-            previous.name,
-            target.name,
-            embedder,
-            cache,
-            lambda done, total: report_progress("re-embed", done, total),
-        )
-        built_at = time.perf_counter()
-        scores: dict[str, dict[str, dict[str, float]]] = {}
-        gate: GateResult | None = None
-        if golden is not None:
-            dataset = load_golden_set(golden)
-            scores = _evaluate(settings, store, dataset, [previous, target])
-            gate = GateResult(
-                settings.gate_mode,
-                settings.gate_metric,
-                settings.gate_tolerance,
-                len(dataset.queries),
-                scores[previous.name][settings.gate_mode][settings.gate_metric],
-                scores[target.name][settings.gate_mode][settings.gate_metric],
-            )
-        gated_at = time.perf_counter()
-        report = ReembedReport(
-            index=alias,
-            model=embedder.model_id,
-            previous=previous.name,
-            built=target.name,
-            dimension=target.dimension,
-            outcome="rejected",
-            forced=force,
-            resumed=resumed,
-            points=store.count(target.name),
-            embedded=build.embedded,
-            from_cache=build.from_cache,
-            embed_seconds=round(build.embed_seconds, 2),
-            gate={**asdict(gate), "passed": gate.passed} if gate else None,
-            scores=scores,
-        )
-        if gate is None or gate.passed or force:
-            catch_up = _switch(
-                settings, store, manifest, previous, target, embedder, cache, wait_for_lock_s
-            )
-            report.outcome = "switched"
-            report.points = store.count(target.name)
-            report.caught_up = {
-                "points": catch_up.points_written,
-                "stale_versions": catch_up.stale_versions_removed,
-            }
-            manifest.record_version(target.name, "serving", scores.get(target.name))
-            manifest.record_version(previous.name, "retired", scores.get(previous.name))
-            report.dropped = apply_retention(store, manifest, alias, settings.keep_versions)
-        else:
-            # The new model's embeddings stay in the cache: a forced rerun only re-writes points.
-            manifest.record_version(
+        with RunLock(_reembed_lock_path(settings), alias, activity="re-embed of"):
+            previous = _serving_spec(store, alias)
+            scores: dict[str, dict[str, dict[str, float]]] = {}
+            if dataset is not None:
+                # The serving version is scored first: a golden set that matches nothing in
+                # the index would pass any model, and is refused before hours of embedding.
+                scores = _evaluate(settings, store, dataset, [previous])
+                if (
+                    not scores[previous.name][settings.gate_mode][settings.gate_metric]
+                    and not force
+                ):
+                    raise GateUnavailable(
+                        f"the golden set {golden} scores 0 on the serving version {previous.name}:"
+                        " its relevant entries match no document in the index (entries are file"
+                        " names or BEIR ids, the last segment of a document's URI)"
+                    )
+            embedder = build_embedder(settings, model)
+            target, resumed = _build_target(store, manifest, alias, previous, embedder)
+            cache = build_cache(settings, embedder)
+            build = sync_version(
+                store,
+                previous.name,
                 target.name,
-                "rejected",
-                scores[target.name],
-                note=f"gate failed against "
-                f"{previous.name}: {gate.new:.4f} < {gate.old:.4f} - {gate.tolerance}",
+                embedder,
+                cache,
+                lambda done, total: report_progress("re-embed", done, total),
             )
-            store.drop_collection(target.name)
+            built_at = time.perf_counter()
+            gate: GateResult | None = None
+            if dataset is not None:
+                scores |= _evaluate(settings, store, dataset, [target])
+                gate = GateResult(
+                    settings.gate_mode,
+                    settings.gate_metric,
+                    settings.gate_tolerance,
+                    len(dataset.queries),
+                    scores[previous.name][settings.gate_mode][settings.gate_metric],
+                    scores[target.name][settings.gate_mode][settings.gate_metric],
+                )
+            gated_at = time.perf_counter()
+            report = ReembedReport(
+                index=alias,
+                model=embedder.model_id,
+                previous=previous.name,
+                built=target.name,
+                dimension=target.dimension,
+                outcome="rejected",
+                forced=force,
+                resumed=resumed,
+                points=store.count(target.name),
+                embedded=build.embedded,
+                from_cache=build.from_cache,
+                embed_seconds=round(build.embed_seconds, 2),
+                gate={**asdict(gate), "passed": gate.passed} if gate else None,
+                scores=scores,
+            )
+            if gate is None or gate.passed or force:
+                catch_up, report.dropped = _switch(
+                    settings,
+                    store,
+                    manifest,
+                    previous,
+                    target,
+                    embedder,
+                    cache,
+                    scores,
+                    wait_for_lock_s,
+                )
+                report.outcome = "switched"
+                report.points = store.count(target.name)
+                report.caught_up = {
+                    "points": catch_up.points_written,
+                    "stale_versions": catch_up.stale_versions_removed,
+                }
+            else:
+                # The new model's vectors stay in the cache: a forced rerun only re-writes points.
+                manifest.record_version(
+                    target.name,
+                    "rejected",
+                    scores[target.name],
+                    note=f"gate failed against "
+                    f"{previous.name}: {gate.new:.4f} < {gate.old:.4f} - {gate.tolerance}",
+                )
+                store.drop_collection(target.name)
         report.seconds = {
             "build": round(built_at - started, 2),
             "gate": round(gated_at - built_at, 2),
@@ -214,6 +233,11 @@ def reembed(
         manifest.close()
         if own_store:
             store.close()
+
+
+def _reembed_lock_path(settings: Settings) -> Path:
+    """One re-embed per index at a time (ingest runs go on; they take the run lock)."""
+    return settings.run_lock_path().with_suffix(".reembed.lock")
 
 
 def _serving_spec(store: VectorStore, alias: str) -> CollectionSpec:
@@ -232,28 +256,29 @@ def _build_target(
     embedder: SentenceTransformerEmbedder,
 ) -> tuple[CollectionSpec, bool]:
     """An unfinished build of the same model to resume, else a new version. Unfinished builds
-    of other models are abandoned work and are dropped."""
+    of other models are abandoned work (only one re-embed runs at a time) and are dropped;
+    versions this manifest knows nothing of are left alone."""
     records = manifest.versions()
     for version in versions_of(store, alias):
         name = collection_name(alias, version)
-        if version <= version_number(previous.name):
-            continue
         record = records.get(name)
-        if record is not None and record.state != "building":
+        if version <= version_number(previous.name) or (record and record.state != "building"):
             continue
         spec = store.collection_spec(name)
-        if spec is not None and (
+        same_build = spec is not None and (
             spec.embedding_model,
             spec.query_prefix,
             spec.passage_prefix,
             spec.bm25,
-        ) == (embedder.model_id, embedder.query_prefix, embedder.passage_prefix, previous.bm25):
+        ) == (embedder.model_id, embedder.query_prefix, embedder.passage_prefix, previous.bm25)
+        if same_build and spec is not None:
             return spec, True
-        store.drop_collection(name)
-        manifest.record_version(name, "dropped", note="abandoned build of another model")
+        if record is not None:
+            store.drop_collection(name)
+            manifest.record_version(name, "dropped", note="abandoned build of another model")
     # BM25 vectors are copied as they are, so the new version keeps the old parameters.
     target = create_next_version(store, alias, embedder, previous.bm25)
-    manifest.record_version(target.name, "building", note=f"re-embed of {previous.name}")
+    manifest.record_version(target.name, "building", {}, note=f"re-embed of {previous.name}")
     return target, False
 
 
@@ -289,31 +314,44 @@ def _switch(
     target: CollectionSpec,
     embedder: SentenceTransformerEmbedder,
     cache: EmbeddingCache,
+    scores: dict[str, dict[str, dict[str, float]]],
     wait_for_lock_s: float,
-) -> SyncStats:
-    """Catches `target` up with what ingest wrote into `previous` meanwhile, then moves the
-    alias, under the run lock so that no ingest writes in between."""
-    with RunLock(settings.run_lock_path(), settings.index_name, wait_for_lock_s):
-        serving = _serving_spec(store, settings.index_name)
+) -> tuple[SyncStats, list[str]]:
+    """Catches `target` up with what ingest wrote into `previous` meanwhile, moves the alias,
+    and applies retention, under the run lock so that no ingest or rollback runs in between.
+    Returns the catch-up and the versions retention dropped."""
+    alias = settings.index_name
+    with RunLock(settings.run_lock_path(), alias, wait_for_lock_s):
+        serving = _serving_spec(store, alias)
         if serving.name != previous.name:
             raise RuntimeError(
-                f"index '{settings.index_name}' switched to {serving.name} during the re-embed; "
-                "run it again"
+                f"index '{alias}' switched to {serving.name} during the re-embed; run it again"
             )
         catch_up = sync_version(store, previous.name, target.name, embedder, cache)
-        store.set_alias(settings.index_name, target.name)
-    return catch_up
+        store.set_alias(alias, target.name)
+        manifest.record_version(target.name, "serving", scores.get(target.name))
+        manifest.record_version(previous.name, "retired", scores.get(previous.name))
+        dropped = apply_retention(store, manifest, alias, settings.keep_versions)
+    return catch_up, dropped
 
 
 def apply_retention(store: VectorStore, manifest: Manifest, alias: str, keep: int) -> list[str]:
-    """Keeps the serving version and the `keep - 1` newest others; drops the rest."""
+    """Keeps the serving version and the `keep - 1` that served most recently (then the
+    newest); drops the rest. Call under the run lock."""
     serving = store.resolve_alias(alias)
-    others = [
-        collection_name(alias, v)
-        for v in reversed(versions_of(store, alias))
-        if collection_name(alias, v) != serving
-    ]
-    dropped = others[max(0, keep - 1) :]
+    records = manifest.versions()
+
+    def last_served(name: str) -> tuple[float, int]:
+        record = records.get(name)
+        served = record.updated_at if record and record.state == "retired" else 0.0
+        return served, version_number(name)
+
+    others = sorted(
+        (collection_name(alias, v) for v in versions_of(store, alias)),
+        key=last_served,
+        reverse=True,
+    )
+    dropped = [name for name in others if name != serving][max(0, keep - 1) :]
     for name in dropped:
         store.drop_collection(name)
         manifest.record_version(name, "dropped", note="retention")
@@ -350,14 +388,34 @@ def rollback(
     try:
         with RunLock(settings.run_lock_path(), alias, wait_for_lock_s):
             current = _serving_spec(store, alias)
-            older = [v for v in versions_of(store, alias) if v < version_number(current.name)]
+            records = manifest.versions()
+
+            def served(version: int) -> bool:
+                """A version that served before; one this manifest does not know is trusted
+                only if older than the serving one."""
+                record = records.get(collection_name(alias, version))
+                if record is None:
+                    return version < version_number(current.name)
+                return record.state in ("retired", "serving")
+
+            candidates = [
+                v
+                for v in versions_of(store, alias)
+                if v != version_number(current.name) and served(v)
+            ]
+            older = [v for v in candidates if v < version_number(current.name)]
             number = to if to is not None else (older[-1] if older else None)
-            target = store.collection_spec(collection_name(alias, number)) if number else None
-            if target is None or target.name == current.name:
-                kept = ", ".join(str(v) for v in versions_of(store, alias))
+            target = (
+                store.collection_spec(collection_name(alias, number))
+                if number in candidates
+                else None
+            )
+            if target is None:
+                kept = ", ".join(str(v) for v in candidates) or "none"
                 raise ValueError(
-                    f"no version to roll back to from {current.name} "
-                    f"(kept versions of '{alias}': {kept}; asked for: {to or 'the previous'})"
+                    f"no version to roll back to from {current.name}: asked for "
+                    f"{to or 'the previous'}; versions of '{alias}' that served before and are "
+                    f"kept: {kept}"
                 )
             embedder = embedder_for_spec(settings, target)
             catch_up = sync_version(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,28 @@ _PASSAGE_PROMPT_NAMES = ("passage", "document", "doc", "corpus")
 def family_prefixes(model: str) -> tuple[str, str] | None:
     """(query, passage) prefixes of model families trained with them and not declaring them."""
     name = model.rstrip("/").rsplit("/", 1)[-1].lower()
-    if name.startswith(("e5-", "multilingual-e5-")):
+    if name.startswith(("e5-", "multilingual-e5-")) and "instruct" not in name:
         return "query: ", "passage: "
     return None
+
+
+def local_model_stamp(model: str) -> str:
+    """For a model in a local folder, a digest of its weight and config files' sizes and
+    modification times: a model re-trained into the same folder is a different model."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return ""
+    files = sorted(
+        f
+        for f in folder.rglob("*")
+        if f.is_file()
+        and f.suffix in (".safetensors", ".bin", ".json")
+        and "checkpoint" not in str(f)
+    )
+    stamp = "|".join(
+        f"{f.relative_to(folder)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files
+    )
+    return hashlib.sha256(stamp.encode()).hexdigest()[:12]
 
 
 def resolve_model_path(model: str) -> str:
@@ -117,15 +137,19 @@ class SentenceTransformerEmbedder:
     def _declared_prefix(self, names: tuple[str, ...], side: int) -> str:
         prompts: dict[str, str] = getattr(self.model, "prompts", None) or {}
         for name in names:
-            if name in prompts:
+            if prompts.get(name):  # sentence-transformers fills in empty ones
                 return prompts[name]
         family = family_prefixes(self.model_id)
         return family[side] if family else ""
 
     @property
     def cache_key(self) -> str:
-        """What an embedding depends on besides the text: the model and its passage prefix."""
-        return f"{self.model_id}|{self.passage_prefix}" if self.passage_prefix else self.model_id
+        """What an embedding depends on besides the text: the model (a local folder's files
+        too) and its passage prefix."""
+        key = self.model_id
+        if stamp := local_model_stamp(self.model_id):
+            key += f"@{stamp}"
+        return f"{key}|{self.passage_prefix}" if self.passage_prefix else key
 
     @property
     def max_tokens(self) -> int:

@@ -21,6 +21,10 @@ from index.types import IndexedPoint, MatchAny, PayloadFilter, StoredPoint, Vect
 from index.writer import WriteStats, embed_cached
 
 
+PAGE_SIZE = 256
+"""Points read, embedded and written at a time."""
+
+
 @dataclass
 class SyncStats(WriteStats):
     source_points: int = 0
@@ -48,7 +52,7 @@ def sync_version(
     }
     total = store.count(source)
     source_versions: set[tuple[str, str]] = set()
-    for page in store.read_points(source):
+    for page in store.read_points(source, PAGE_SIZE):
         source_versions.update(
             (str(p.payload["doc_id"]), str(p.payload["doc_version"])) for p in page
         )

@@ -233,11 +233,16 @@ class RunLock:
     never leaves the index locked.
     """
 
-    def __init__(self, path: Path, index: str, wait_s: float = 0.0) -> None:
+    def __init__(
+        self, path: Path, index: str, wait_s: float = 0.0, activity: str | None = None
+    ) -> None:
+        """`activity`: what the lock guards, for the message ("re-embed of"); by default
+        ingest runs and version switches."""
         from filelock import FileLock
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.index = index
+        self.activity = activity
         self._lock = FileLock(path, timeout=wait_s)
 
     def __enter__(self) -> RunLock:
@@ -246,6 +251,10 @@ class RunLock:
         try:
             self._lock.acquire()
         except Timeout as error:
+            if self.activity:
+                raise IngestAlreadyRunning(
+                    f"another {self.activity} index '{self.index}' is in progress"
+                ) from error
             raise IngestAlreadyRunning(
                 f"another ingest run into index '{self.index}' is in progress "
                 "(or a re-embed or rollback switching its version); wait for it to finish "

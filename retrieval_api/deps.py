@@ -33,14 +33,20 @@ class ServiceState:
 
     def embedder_for(self, spec: CollectionSpec) -> SentenceTransformerEmbedder:
         """One loaded model per (model, prefixes): a collection answers with the model it was
-        built with, so a moved alias switches models with the next request."""
+        built with, so a moved alias switches models with the next request. Requests for a
+        loaded model never wait for another one to load."""
         key = self._key(spec)
+        if (loaded := self.embedders.get(key)) is not None:
+            return loaded
         with self.lock:
             if key not in self.embedders:
                 embedder = embedder_for_spec(self.settings, spec)
                 embedder.warm_up()
                 self.embedders[key] = embedder
             return self.embedders[key]
+
+    def load_in_background(self, spec: CollectionSpec) -> None:
+        threading.Thread(target=self.embedder_for, args=(spec,), daemon=True).start()
 
     searcher: IndexSearcher = field(init=False)
 

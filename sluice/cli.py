@@ -442,7 +442,8 @@ def reembed(
         IndexNotFoundError,
         IndexLockedError,
         IngestAlreadyRunning,
-        FileNotFoundError,
+        OSError,  # a model that cannot be found or loaded (hub errors are OSErrors too)
+        RuntimeError,
         ValueError,
     ) as error:
         console.print(f"[red]re-embed failed:[/red] {error}")
@@ -466,6 +467,7 @@ def versions(
 ) -> None:
     """The index's collection versions: model, dimension, points, created, state, eval scores."""
     settings = _settings(index)
+    from index.edge_store import IndexLockedError
     from index.from_settings import build_store
     from index.versions import collection_name, versions_of
     from ingest.manifest import Manifest
@@ -493,6 +495,9 @@ def versions(
                     "scores": record.scores if record else {},
                 }
             )
+    except IndexLockedError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
     finally:
         manifest.close()
         store.close()
@@ -532,12 +537,21 @@ def rollback(
     """Point the index back at an older version, caught up with what was ingested since."""
     settings = _settings(index)
     from flows.reembed_flow import rollback as roll_back
+    from index.edge_store import IndexLockedError
     from index.searcher import IndexNotFoundError
+    from ingest.manifest import IngestAlreadyRunning
 
+    console.print("[dim]waiting for any ingest run into the index to finish…[/dim]")
     try:
         report = roll_back(settings, to).to_dict()
-    except (IndexNotFoundError, ValueError) as error:
-        console.print(f"[red]{error}[/red]")
+    except (
+        IndexNotFoundError,
+        IndexLockedError,
+        IngestAlreadyRunning,
+        OSError,
+        ValueError,
+    ) as error:
+        console.print(f"[red]rollback failed:[/red] {error}")
         raise typer.Exit(2) from error
     if as_json:
         out.print_json(json.dumps(report))

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     golden_set: Path | None = Field(
         default=None,
         description="The index's golden queries: a BEIR folder, or a JSONL file of "
-        '{"query": ..., "relevant": [document ids or path suffixes]}. Gates a re-embed.',
+        '{"query": ..., "relevant": [file names or BEIR ids]}. Gates a re-embed.',
     )
     gate_mode: Literal["bm25", "dense", "hybrid"] = Field(
         default="hybrid", description="The retrieval mode a re-embed is gated on."

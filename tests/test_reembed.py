@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +22,8 @@ from ingest.manifest import Manifest
 from sluice.settings import Settings
 from tests.conftest import ingest_folder
 from tests.derived_models import weakened, widened
+
+EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 TOPICS = {
     "volcano.md": ("Volcanoes", "Magma rises through the crust and erupts as lava and ash."),
@@ -232,6 +234,13 @@ def test_prefixes_are_recorded_and_used_for_passages_and_queries(
         store.close()
 
 
+def _wait_for(condition: Callable[[], bool], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -274,14 +283,14 @@ def test_a_running_api_follows_the_switch_with_no_failed_request(
         deadline = time.monotonic() + 60
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert server.started, "uvicorn did not start"
         client_thread = threading.Thread(target=query_in_a_loop)
         client_thread.start()
-        while len(answers) < 5:
-            time.sleep(0.05)
+        _wait_for(lambda: len(answers) >= 5)
         report = reembed(settings, models["wide"], store=store)
         settled = len(answers)
-        while len(answers) < settled + 5:
-            time.sleep(0.05)
+        _wait_for(lambda: len(answers) >= settled + 5)
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=30)
         stop.set()
         client_thread.join(timeout=30)
     finally:
@@ -289,7 +298,7 @@ def test_a_running_api_follows_the_switch_with_no_failed_request(
         server.should_exit = True
         serving.join(timeout=30)
         store.close()
-    assert report.outcome == "switched"
+    assert report.outcome == "switched" and ready.status_code == 200, ready.text
     failures = [a for a in answers if a[0] != 200]
     assert not failures, failures
     models_seen = [model for _, model in answers]
@@ -339,14 +348,16 @@ def test_cli_reembed_versions_and_rollback(
 
 
 def test_an_interrupted_reembed_is_resumed_not_restarted(
-    indexed: tuple[Settings, Path], models: dict[str, str]
+    indexed: tuple[Settings, Path], models: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import index.version_sync
     from flows.progress import set_progress_listener
 
     settings, _ = indexed
+    monkeypatch.setattr(index.version_sync, "PAGE_SIZE", 5)
 
     def crash(stage: str, done: int, total: int) -> None:
-        raise KeyboardInterrupt("killed mid-build")
+        raise KeyboardInterrupt("killed after the first page")
 
     set_progress_listener(crash)
     try:
@@ -358,9 +369,59 @@ def test_an_interrupted_reembed_is_resumed_not_restarted(
     try:
         assert store.list_collections() == ["docs__v1", "docs__v2"]
         assert store.resolve_alias("docs") == "docs__v1", "a half-built version never serves"
+        assert store.count("docs__v2") == 5
     finally:
         store.close()
 
     resumed = reembed(settings, models["wide"])
     assert resumed.resumed and resumed.built == "docs__v2" and resumed.outcome == "switched"
-    assert (resumed.embedded, resumed.from_cache) == (0, 0), "points already written are kept"
+    assert (resumed.embedded, resumed.from_cache) == (len(TOPICS) - 5, 0), "only the rest"
+    assert resumed.points == len(TOPICS)
+
+
+def test_rollback_catches_the_older_version_up_with_its_own_model(
+    indexed: tuple[Settings, Path], models: dict[str, str]
+) -> None:
+    settings, corpus = indexed
+    assert reembed(settings, models["wide"]).outcome == "switched"
+    store = build_store(settings)
+    try:
+        spec = active_spec(store, "docs")
+        assert spec is not None and spec.dimension == 768
+        wide = embedder_for_spec(settings, spec)
+        (corpus / "bees.md").unlink()
+        (corpus / "owls.md").write_text("# Owls\n\nOwls hunt mice at night by sound.\n")
+        report = ingest_folder(settings, corpus, wide, store=store)
+        assert (len(report.new), len(report.deleted)) == (1, 1)
+    finally:
+        store.close()
+
+    rolled = rollback(settings)
+    assert (rolled.serving, rolled.embedding_model) == ("docs__v1", EMBEDDING_MODEL)
+    assert rolled.caught_up == {"points": 1, "stale_versions": 1, "embedded": 1}
+    assert _point_ids(settings, "docs__v1") == _point_ids(settings, "docs__v2")
+    with pytest.raises(ValueError, match="no version to roll back to"):
+        rollback(settings, to=3)
+
+
+def test_prefixes_come_from_the_model_or_its_family(tmp_path: Path) -> None:
+    import shutil
+
+    from index.embedder import SentenceTransformerEmbedder, resolve_model_path
+
+    packaged = Path(resolve_model_path(EMBEDDING_MODEL))
+    family = shutil.copytree(packaged, tmp_path / "e5-small-copy")
+    declared = shutil.copytree(packaged, tmp_path / "declares-prompts")
+    config = declared / "config_sentence_transformers.json"
+    settings_json = json.loads(config.read_text())
+    settings_json["prompts"] = {"query": "Represent this question: ", "document": ""}
+    config.write_text(json.dumps(settings_json))
+
+    plain = SentenceTransformerEmbedder(EMBEDDING_MODEL, device="cpu")
+    e5 = SentenceTransformerEmbedder(str(family), device="cpu")
+    own = SentenceTransformerEmbedder(str(declared), device="cpu")
+    assert (plain.query_prefix, plain.passage_prefix) == ("", "")
+    assert (e5.query_prefix, e5.passage_prefix) == ("query: ", "passage: ")
+    assert (own.query_prefix, own.passage_prefix) == ("Represent this question: ", "")
+    assert e5.cache_key != plain.cache_key and "passage: " in e5.cache_key
+    assert e5.max_tokens == plain.max_tokens - plain.count_tokens(["passage: "])[0]

@@ -28,5 +28,7 @@ async def ready(state: State) -> JSONResponse:
             {"status": "ready", "index": alias, "collection": None, "note": "index is empty"}
         )
     loaded = state.has_embedder_for(spec)
+    if not loaded:  # after a switch to a new model: load it now, not on a request
+        state.load_in_background(spec)
     body = {"status": "ready" if loaded else "loading", "index": alias, "collection": collection}
     return JSONResponse(body, status_code=200 if loaded else 503)
