@@ -20,7 +20,6 @@ from index.embedding_cache import EmbeddingCache
 from index.types import IndexedPoint, MatchAny, PayloadFilter, StoredPoint, VectorStore
 from index.writer import WriteStats, embed_cached
 
-
 PAGE_SIZE = 256
 """Points read, embedded and written at a time."""
 
