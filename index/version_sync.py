@@ -20,8 +20,9 @@ from index.embedding_cache import EmbeddingCache
 from index.types import IndexedPoint, MatchAny, PayloadFilter, StoredPoint, VectorStore
 from index.writer import WriteStats, embed_cached
 
-PAGE_SIZE = 256
-"""Points read, embedded and written at a time."""
+PAGE_SIZE = 1024
+"""Points read, embedded and written at a time: one `encode` call sorts its texts by length, so
+larger pages pad less (measured: 256 gave 0.84 of bare `encode`'s speed)."""
 
 
 @dataclass
