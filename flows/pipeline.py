@@ -117,7 +117,7 @@ def write_documents(
     about to be written (the manifest marks them pending).
     """
     pending: list[Chunk] = []
-    complete: list[tuple[str, str]] = []
+    complete: list[tuple[str, str, int]] = []
     started: set[str] = set()
     written = 0
 
@@ -133,10 +133,10 @@ def write_documents(
             pending.clear()
         if complete:
             writer = target.writer([])
-            for doc_id, version in complete:
-                writer.retire_other_versions(doc_id, version)
+            for doc_id, version, count in complete:
+                writer.retire_other_versions(doc_id, version, count)
             if after_write:
-                after_write([doc_id for doc_id, _ in complete])
+                after_write([doc_id for doc_id, _, _ in complete])
             complete.clear()
 
     for doc_id, chunks in documents:
@@ -144,7 +144,7 @@ def write_documents(
             pending.append(chunk)
             if len(pending) >= batch_size:
                 flush()
-        complete.append((doc_id, chunks[0].doc_version))
+        complete.append((doc_id, chunks[0].doc_version, len(chunks)))
     flush()
     return written
 

@@ -12,7 +12,7 @@ from chunking.types import Chunk
 from index.bm25 import Bm25Encoder
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
-from index.types import IndexedPoint, MatchAny, PayloadFilter, VectorStore
+from index.types import IndexedPoint, MatchAny, PayloadFilter, Range, VectorStore
 
 
 @dataclass
@@ -95,7 +95,12 @@ class IndexWriter:
             self.stats,
         )
 
-    def retire_other_versions(self, doc_id: str, keep_version: str) -> None:
+    def retire_other_versions(
+        self, doc_id: str, keep_version: str, keep_chunks: int | None = None
+    ) -> None:
+        """Deletes the document's points of other versions and, given its chunk count, any of
+        this version beyond it (left by an earlier attempt that chunked it differently, e.g.
+        before a model switch changed the tokenizer)."""
         self.store.delete(
             self.collection,
             PayloadFilter(
@@ -103,6 +108,17 @@ class IndexWriter:
                 must_not=[MatchAny("doc_version", [keep_version])],
             ),
         )
+        if keep_chunks is not None:
+            self.store.delete(
+                self.collection,
+                PayloadFilter(
+                    must=[
+                        MatchAny("doc_id", [doc_id]),
+                        MatchAny("doc_version", [keep_version]),
+                        Range("ordinal", gte=keep_chunks),
+                    ]
+                ),
+            )
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         if doc_ids:

@@ -101,3 +101,33 @@ def test_a_first_version_left_without_its_alias_is_adopted(tmp_path: Path, embed
         assert store.resolve_alias("docs") == "docs__v1"
     finally:
         store.close()
+
+
+def test_rewriting_a_version_with_fewer_chunks_leaves_no_surplus(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    """The same document version chunked into fewer chunks (a retried document after a model
+    switch changed the tokenizer) keeps none of the earlier attempt's extra ordinals."""
+    from chunking.types import Chunk
+    from flows.pipeline import IndexTarget, write_documents
+    from index.from_settings import bm25_params
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    long_text = "\n\n".join(f"Paragraph {i} about alpha in detail. " * 12 for i in range(8))
+    (folder / "a.md").write_text("# Alpha\n\n" + long_text)
+    settings = Settings(data_dir=tmp_path / "data")
+    assert _ingest(settings, folder, embedder).points_in_index > 1
+    store = build_store(settings)
+    try:
+        collection = store.resolve_alias("docs") or ""
+        payload = next(
+            p.payload
+            for page in store.read_points(collection)
+            for p in page
+            if p.payload["ordinal"] == 0
+        )
+        first = Chunk(**{k: v for k, v in payload.items() if k != "text_hash"})
+        target = IndexTarget(store, "docs", embedder, bm25_params(settings))
+        write_documents(target, [(first.doc_id, [first])])
+        assert store.count(collection) == 1
+    finally:
+        store.close()
