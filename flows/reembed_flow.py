@@ -146,12 +146,10 @@ def reembed(
             if dataset is not None:
                 # The serving version is scored first: a golden set that matches nothing in
                 # the index would pass any model, and is refused before hours of embedding.
-                scores = _evaluate(settings, store, dataset, [previous])
-                gate_seconds = time.perf_counter() - started
-                if (
-                    not scores[previous.name][settings.gate_mode][settings.gate_metric]
-                    and not force
-                ):
+                gate_started = time.perf_counter()
+                scores[previous.name] = _evaluate(settings, store, dataset, previous)
+                gate_seconds = time.perf_counter() - gate_started
+                if not _gated(settings, scores[previous.name]) and not force:
                     raise GateUnavailable(
                         f"the golden set {golden} scores 0 on the serving version {previous.name}:"
                         " its relevant entries match no document in the index (entries are file"
@@ -172,15 +170,15 @@ def reembed(
             gate: GateResult | None = None
             if dataset is not None:
                 gate_started = time.perf_counter()
-                scores |= _evaluate(settings, store, dataset, [target])
+                scores[target.name] = _evaluate(settings, store, dataset, target, embedder)
                 gate_seconds += time.perf_counter() - gate_started
                 gate = GateResult(
                     settings.gate_mode,
                     settings.gate_metric,
                     settings.gate_tolerance,
                     len(dataset.queries),
-                    scores[previous.name][settings.gate_mode][settings.gate_metric],
-                    scores[target.name][settings.gate_mode][settings.gate_metric],
+                    _gated(settings, scores[previous.name]),
+                    _gated(settings, scores[target.name]),
                 )
             report = ReembedReport(
                 index=alias,
@@ -238,6 +236,11 @@ def reembed(
             store.close()
 
 
+def _gated(settings: Settings, scores: dict[str, dict[str, float]]) -> float:
+    """The score the gate compares: its metric in its mode."""
+    return scores[settings.gate_mode][settings.gate_metric]
+
+
 def _reembed_lock_path(settings: Settings) -> Path:
     """One re-embed per index at a time (ingest runs go on; they take the run lock)."""
     return settings.run_lock_path().with_suffix(".reembed.lock")
@@ -289,24 +292,17 @@ def _evaluate(
     settings: Settings,
     store: VectorStore,
     dataset: BeirDataset,
-    specs: list[CollectionSpec],
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Each version's scores in dense mode and the gate's mode, with the `sluice eval` harness."""
-    embedders: dict[str, SentenceTransformerEmbedder] = {}
-
-    def embedder_for(spec: CollectionSpec) -> SentenceTransformerEmbedder:
-        if spec.name not in embedders:
-            embedders[spec.name] = embedder_for_spec(settings, spec)
-        return embedders[spec.name]
-
-    searcher = IndexSearcher(store, embedder_for)
+    spec: CollectionSpec,
+    embedder: SentenceTransformerEmbedder | None = None,
+) -> dict[str, dict[str, float]]:
+    """A version's scores in dense mode and the gate's mode, with the `sluice eval` harness;
+    `embedder`: one already loaded for the version's model."""
+    loaded = embedder or embedder_for_spec(settings, spec)
+    searcher = IndexSearcher(store, lambda _: loaded)
     modes: list[EvalMode] = [m for m in MODES if m in ("dense", settings.gate_mode)]
-    return {
-        spec.name: evaluate_modes(
-            dataset, searcher, spec.name, modes, settings.candidate_pool, fusion_params(settings)
-        )
-        for spec in specs
-    }
+    return evaluate_modes(
+        dataset, searcher, spec.name, modes, settings.candidate_pool, fusion_params(settings)
+    )
 
 
 def _switch(

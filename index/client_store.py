@@ -134,33 +134,31 @@ class QdrantClientStore:
     def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
         return len(self.client.facet(collection, key=key, limit=limit, exact=True).hits)
 
-    def scroll(
-        self, collection: str, fields: Sequence[str], page_size: int = 1024
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _pages(
+        self, collection: str, page_size: int, with_payload: Any, with_vectors: Any
+    ) -> Iterator[list[Any]]:
         offset = None
         while True:
             records, offset = self.client.scroll(
                 collection,
                 limit=page_size,
                 offset=offset,
-                with_payload=list(fields),
-                with_vectors=False,
+                with_payload=with_payload,
+                with_vectors=with_vectors,
             )
-            for record in records:
-                yield str(record.id), dict(record.payload or {})
+            yield records
             if offset is None:
                 return
 
+    def scroll(
+        self, collection: str, fields: Sequence[str], page_size: int = 1024
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        for records in self._pages(collection, page_size, list(fields), False):
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+
     def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                collection,
-                limit=page_size,
-                offset=offset,
-                with_payload=True,
-                with_vectors=[SPARSE_VECTOR],
-            )
+        for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
             page = []
             for record in records:
                 vectors: Any = record.vector or {}
@@ -173,8 +171,6 @@ class QdrantClientStore:
                     )
                 )
             yield page
-            if offset is None:
-                return
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         query_filter = to_client_filter(request.filter)

@@ -195,32 +195,31 @@ class EdgeVectorStore:
         with self._lock:
             return len(self._shard(collection).facet(request).hits)
 
-    def scroll(
-        self, collection: str, fields: Sequence[str], page_size: int = 1024
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _pages(
+        self, collection: str, page_size: int, with_payload: Any, with_vector: Any
+    ) -> Iterator[list[Any]]:
+        """One shard scroll per page, each under the lock, so searches interleave."""
         offset = None
         while True:
             request = self._edge.ScrollRequest(
-                offset=offset, limit=page_size, with_payload=list(fields), with_vector=False
+                offset=offset, limit=page_size, with_payload=with_payload, with_vector=with_vector
             )
             with self._lock:
                 records, offset = self._shard(collection).scroll(request)
-            for record in records:
-                yield str(record.id), dict(record.payload or {})
+            yield records
             if offset is None:
                 return
 
+    def scroll(
+        self, collection: str, fields: Sequence[str], page_size: int = 1024
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        for records in self._pages(collection, page_size, list(fields), False):
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+
     def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
-        offset = None
-        while True:
-            request = self._edge.ScrollRequest(
-                offset=offset, limit=page_size, with_payload=True, with_vector=[SPARSE_VECTOR]
-            )
-            with self._lock:
-                records, offset = self._shard(collection).scroll(request)
+        for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
             yield [_stored(r.id, r.payload, r.vector[SPARSE_VECTOR]) for r in records]
-            if offset is None:
-                return
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         edge = self._edge

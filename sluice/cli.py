@@ -37,6 +37,30 @@ def _settings(index: str | None = None) -> Settings:
     return settings
 
 
+IndexOption = Annotated[
+    str | None, typer.Option("--index", help="Index name (default SLUICE_INDEX_NAME).")
+]
+
+
+def _index_errors() -> tuple[type[Exception], ...]:
+    """Failures of a command on an index that a user acts on: it is busy, held, or missing."""
+    from index.edge_store import IndexLockedError
+    from index.searcher import IndexNotFoundError
+    from ingest.manifest import IngestAlreadyRunning
+
+    return (IndexLockedError, IndexNotFoundError, IngestAlreadyRunning)
+
+
+@contextmanager
+def _exit_on(what: str, *errors: type[BaseException]) -> Iterator[None]:
+    """Expected failures print one line and exit with code 2, never a traceback."""
+    try:
+        yield
+    except errors as error:
+        console.print(f"[red]{what} failed:[/red] {error}")
+        raise typer.Exit(2) from error
+
+
 @contextmanager
 def _progress_bars(show: bool) -> Iterator[None]:
     """Draws a bar per pipeline stage while a flow reports progress in this process."""
@@ -137,8 +161,6 @@ def _ingest_runs(
     as_json: bool,
 ) -> None:
     """One run per source: PATH, --source, or every configured source."""
-    from index.edge_store import IndexLockedError
-    from ingest.manifest import IngestAlreadyRunning
     from ingest.types import SourceUnavailable
 
     if path is not None:
@@ -152,17 +174,8 @@ def _ingest_runs(
         raise typer.Exit(2)
     reports = []
     for name, folder in runs:
-        try:
+        with _exit_on("ingest", *_index_errors(), SourceUnavailable, KeyError, ValueError):
             reports.append(_run_ingest(settings, name, folder, dry_run, not as_json))
-        except (
-            IndexLockedError,
-            IngestAlreadyRunning,
-            SourceUnavailable,
-            KeyError,
-            ValueError,
-        ) as error:
-            console.print(f"[red]ingest failed:[/red] {error}")
-            raise typer.Exit(2) from error
     if as_json:
         out.print_json(json.dumps(reports[0] if len(reports) == 1 else reports))
         return
@@ -421,33 +434,19 @@ def reembed(
         Path | None,
         typer.Option(help="Golden set (default SLUICE_GOLDEN_SET): BEIR folder or JSONL."),
     ] = None,
-    index: Annotated[
-        str | None, typer.Option(help="Index name (default SLUICE_INDEX_NAME).")
-    ] = None,
+    index: IndexOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
     """Build a new version of the index with another embedding model from its stored chunks,
     compare both on the golden set, and switch only if the new one is no worse."""
     settings = _settings(index)
-    from flows.reembed_flow import GateUnavailable, reembed_flow
-    from index.edge_store import IndexLockedError
-    from index.searcher import IndexNotFoundError
-    from ingest.manifest import IngestAlreadyRunning
+    from flows.reembed_flow import reembed_flow
 
-    try:
-        with _progress_bars(not as_json):
-            report = reembed_flow(model, force, str(golden) if golden else None, settings=settings)
-    except (
-        GateUnavailable,
-        IndexNotFoundError,
-        IndexLockedError,
-        IngestAlreadyRunning,
-        OSError,  # a model that cannot be found or loaded (hub errors are OSErrors too)
-        RuntimeError,
-        ValueError,
-    ) as error:
-        console.print(f"[red]re-embed failed:[/red] {error}")
-        raise typer.Exit(2) from error
+    # OSError: a model that cannot be found or loaded (hub errors are OSErrors too);
+    # ValueError covers a missing or unusable golden set.
+    errors = (*_index_errors(), OSError, RuntimeError, ValueError)
+    with _exit_on("re-embed", *errors), _progress_bars(not as_json):
+        report = reembed_flow(model, force, str(golden) if golden else None, settings=settings)
     if as_json:
         out.print_json(json.dumps(report))
     else:
@@ -458,16 +457,7 @@ def reembed(
         raise typer.Exit(3)
 
 
-@app.command()
-def versions(
-    index: Annotated[
-        str | None, typer.Option(help="Index name (default SLUICE_INDEX_NAME).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """The index's collection versions: model, dimension, points, created, state, eval scores."""
-    settings = _settings(index)
-    from index.edge_store import IndexLockedError
+def _version_rows(settings: Settings) -> list[dict[str, Any]]:
     from index.from_settings import build_store
     from index.versions import collection_name, versions_of
     from ingest.manifest import Manifest
@@ -495,12 +485,21 @@ def versions(
                     "scores": record.scores if record else {},
                 }
             )
-    except IndexLockedError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from error
+        return rows
     finally:
         manifest.close()
         store.close()
+
+
+@app.command()
+def versions(
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The index's collection versions: model, dimension, points, created, state, eval scores."""
+    settings = _settings(index)
+    with _exit_on("versions", *_index_errors()):
+        rows = _version_rows(settings)
     if as_json:
         out.print_json(json.dumps({"index": settings.index_name, "versions": rows}))
         return
@@ -529,30 +528,16 @@ def rollback(
     to: Annotated[
         int | None, typer.Option(help="Version number to serve (default: the previous one).")
     ] = None,
-    index: Annotated[
-        str | None, typer.Option(help="Index name (default SLUICE_INDEX_NAME).")
-    ] = None,
+    index: IndexOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Point the index back at an older version, caught up with what was ingested since."""
     settings = _settings(index)
     from flows.reembed_flow import rollback as roll_back
-    from index.edge_store import IndexLockedError
-    from index.searcher import IndexNotFoundError
-    from ingest.manifest import IngestAlreadyRunning
 
     console.print("[dim]waiting for any ingest run into the index to finish…[/dim]")
-    try:
+    with _exit_on("rollback", *_index_errors(), OSError, ValueError):
         report = roll_back(settings, to).to_dict()
-    except (
-        IndexNotFoundError,
-        IndexLockedError,
-        IngestAlreadyRunning,
-        OSError,
-        ValueError,
-    ) as error:
-        console.print(f"[red]rollback failed:[/red] {error}")
-        raise typer.Exit(2) from error
     if as_json:
         out.print_json(json.dumps(report))
         return
@@ -584,18 +569,14 @@ def evaluate(
     if not dataset_dir.is_dir():
         console.print(f"[red]{dataset_dir} is not a folder[/red]")
         raise typer.Exit(2)
-    try:
-        with _progress_bars(not as_json):
-            report = evaluate_flow(
-                str(dataset_dir),
-                modes=mode,
-                max_docs=max_docs,
-                out_dir=str(report_dir) if report_dir else None,
-                settings=settings,
-            )
-    except FileNotFoundError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from error
+    with _exit_on("eval", FileNotFoundError), _progress_bars(not as_json):
+        report = evaluate_flow(
+            str(dataset_dir),
+            modes=mode,
+            max_docs=max_docs,
+            out_dir=str(report_dir) if report_dir else None,
+            settings=settings,
+        )
     if as_json:
         out.print_json(json.dumps(report))
         return

@@ -346,6 +346,9 @@ def test_cli_reembed_versions_and_rollback(
     nowhere = runner.invoke(app, ["rollback", "--to", "9"])
     assert nowhere.exit_code == 2 and "no version to roll back to" in nowhere.output
 
+    missing = runner.invoke(app, ["reembed", "--model", str(settings.data_dir / "no-such-model")])
+    assert missing.exit_code == 2 and "re-embed failed" in missing.output, missing.output
+
 
 def test_an_interrupted_reembed_is_resumed_not_restarted(
     indexed: tuple[Settings, Path], models: dict[str, str], monkeypatch: pytest.MonkeyPatch
