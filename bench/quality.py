@@ -4,7 +4,8 @@
 
 For each dataset: `sluice eval`'s harness with the current settings (all modes), then hybrid
 retrieval on the same index with each fusion configuration below. Set SLUICE_DATA_DIR to reuse an
-embedding cache; set SLUICE_RERANKER_MODEL to include hybrid+rerank.
+embedding cache; set SLUICE_RERANKER_MODEL to include hybrid+rerank, and `--blends 1,0.7,0.5` to
+compare rerank-score weights (each query's pairs are scored once and reused across weights).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from flows.beir import load_beir
 from flows.evaluate_flow import run_evaluation
-from flows.evaluation import eval_alias, evaluate_modes
-from index.from_settings import build_embedder, build_store
+from flows.evaluation import EvalMode, eval_alias, evaluate_modes
+from index.from_settings import build_embedder, build_reranker, build_store, fusion_params
 from index.fusion import FusionParams
 from index.searcher import IndexSearcher
 from sluice.runtime import prepare_process
@@ -58,12 +59,68 @@ def bm25_grid(folder: Path, settings: Settings) -> None:
         )
 
 
+class MemoisedScores:
+    """Wraps a CrossEncoder so that a (query, passage) pair is scored once across blend weights."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+        self.scores: dict[tuple[str, str], float] = {}
+
+    def predict(self, pairs: list[tuple[str, str]], **kwargs: object) -> list[float]:
+        missing = [p for p in dict.fromkeys(pairs) if p not in self.scores]
+        if missing:
+            predicted = self.model.predict(missing, **kwargs)  # type: ignore[attr-defined]
+            self.scores.update(zip(missing, (float(s) for s in predicted), strict=True))
+        return [self.scores[p] for p in pairs]
+
+
+def blend_sweep(folder: Path, settings: Settings, blends: list[float]) -> None:
+    """hybrid+rerank at each rerank-score weight `SLUICE_RERANK_BLEND` on the eval index."""
+    dataset = load_beir(folder)
+    embedder, store, reranker = (
+        build_embedder(settings),
+        build_store(settings),
+        build_reranker(settings),
+    )
+    if reranker is None:
+        raise SystemExit("--blends needs SLUICE_RERANKER_MODEL")
+    reranker.warm_up()
+    reranker._model = MemoisedScores(reranker._model)
+    searcher = IndexSearcher(store, lambda spec: embedder, reranker, settings.rerank_candidates)
+    print(f"\n#### Rerank blend on {dataset.name} ({settings.reranker_model})\n")
+    print("| rerank weight | nDCG@10 | Recall@100 | MRR@10 | ms/query | degraded |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    try:
+        for alpha in [None, *blends]:  # None: hybrid alone, the baseline
+            mode: EvalMode = "hybrid" if alpha is None else "hybrid+rerank"
+            reranker.blend_alpha = alpha or 0.0
+            scores = evaluate_modes(
+                dataset,
+                searcher,
+                eval_alias(dataset.name),
+                (mode,),
+                settings.candidate_pool,
+                fusion_params(settings),
+            )[mode]
+            print(
+                f"| {'hybrid' if alpha is None else alpha} | {scores['ndcg@10']:.4f} "
+                f"| {scores['recall@100']:.4f} "
+                f"| {scores['mrr@10']:.4f} | {scores['ms_per_query']:.0f} "
+                f"| {scores['degraded_queries']:.0f} |",
+                flush=True,
+            )
+    finally:
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("datasets", nargs="+", type=Path)
     parser.add_argument("--pool", type=int, default=100, help="candidates per list for fusion")
     parser.add_argument("--skip-modes", action="store_true", help="only the fusion comparison")
     parser.add_argument("--bm25-grid", action="store_true", help="also tune k1, b, stop words")
+    parser.add_argument("--skip-fusion", action="store_true", help="no fusion comparison")
+    parser.add_argument("--blends", help="rerank weights to compare, e.g. 1,0.7,0.5")
     args = parser.parse_args()
     settings = Settings()
     prepare_process(settings.data_dir)
@@ -74,6 +131,10 @@ def main() -> None:
         if not args.skip_modes:
             report = run_evaluation(folder, settings)
             print(report.to_markdown(), "\n", f"seconds: {report.seconds}", flush=True)
+        if args.blends:
+            blend_sweep(folder, settings, [float(b) for b in args.blends.split(",")])
+        if args.skip_fusion:
+            continue
         dataset = load_beir(folder)
         store = build_store(settings)
         searcher = IndexSearcher(store, lambda spec: embedder)

@@ -1,12 +1,17 @@
 """Fine-tune a cross-encoder on a BEIR train split, with hard negatives from our own first stage.
 
-No trained cross-encoder can be downloaded here, so Sluice trains one: initialised from the
-packaged all-MiniLM-L6-v2 weights (a new one-logit head), on (query, chunk) pairs: each judged
-document's best-matching chunk as the positive, and the highest-ranked chunks of unjudged
-documents in our hybrid ranking as negatives. Two losses: `bce` scores each pair on its own
-(binary cross-entropy); `listwise` makes the model pick the positive out of its query's hard
-negatives plus other queries' passages in the batch (multiple-negatives ranking loss), which
-learns ranking from few queries faster.
+No trained cross-encoder can be downloaded here, so Sluice trains one from the packaged
+all-MiniLM-L6-v2 weights, on (query, chunk) pairs: each judged document's best-matching chunk as
+the positive, and the highest-ranked chunks of unjudged documents in our hybrid ranking as
+negatives.
+
+Two heads. `segment` (the default) scores the jointly encoded pair as the cosine of the query's
+and the passage's mean token states (`index.segment_similarity`), so training starts from a
+ranking that already works; `classifier` is the usual new one-logit layer on `[CLS]`, which starts
+at chance and, on two CPU cores, does not get past it in an hour (docs/retrieval-quality.md).
+Two losses: `listwise` makes the model pick the positive out of its query's hard negatives plus
+one other query's passage (multiple-negatives ranking loss); `bce` scores each pair on its own
+and needs the classifier head, whose bias it can learn.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ def mine_pairs(
 
 
 TrainingLoss = Literal["bce", "listwise"]
+RerankerHead = Literal["segment", "classifier"]
 
 
 def listwise_tuples(pairs: list[TrainingPair]) -> dict[str, list[str]]:
@@ -97,35 +103,61 @@ def listwise_tuples(pairs: list[TrainingPair]) -> dict[str, list[str]]:
     return columns
 
 
+POSITIVE_LABEL = 10.0
+
+
+def query_lists(pairs: list[TrainingPair]) -> dict[str, list[Any]]:
+    """(query, passages, labels) columns: one row per query with a positive and a negative."""
+    lists: dict[str, list[TrainingPair]] = defaultdict(list)
+    for pair in pairs:
+        lists[pair.query].append(pair)
+    columns: dict[str, list[Any]] = {"query": [], "docs": [], "labels": []}
+    for query, members in lists.items():
+        labels = {m.label > 0 for m in members}
+        if labels != {True, False}:
+            continue
+        columns["query"].append(query)
+        columns["docs"].append([m.passage for m in members])
+        columns["labels"].append([POSITIVE_LABEL if m.label > 0 else 0.0 for m in members])
+    return columns
+
+
 def train_cross_encoder(
     pairs: list[TrainingPair],
     output_dir: Path,
     base_model: str = "sentence-transformers/all-MiniLM-L6-v2",
-    epochs: int = 1,
-    batch_size: int = 16,
-    max_length: int = 256,
+    epochs: float = 1.5,
+    batch_size: int = 4,
+    max_length: int = 128,
     learning_rate: float = 5e-5,
     seed: int = 13,
-    loss_name: TrainingLoss = "bce",
+    loss_name: TrainingLoss = "listwise",
+    head: RerankerHead = "segment",
 ) -> Path:
-    """Trains and saves a normal sentence-transformers CrossEncoder directory at `output_dir`."""
+    """Trains and saves a sentence-transformers CrossEncoder directory at `output_dir`."""
+    import torch
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
-        CrossEncoder,
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
     )
     from sentence_transformers.cross_encoder.losses import (
         BinaryCrossEntropyLoss,
+        ListNetLoss,
         MultipleNegativesRankingLoss,
     )
 
-    path = resolve_model_path(base_model)
-    model = CrossEncoder(
-        path, num_labels=1, max_length=max_length, local_files_only=Path(path).exists()
-    )
+    if head == "segment" and loss_name != "listwise":
+        raise ValueError("the segment head trains with the listwise loss (it has no bias to fit)")
+    model = new_cross_encoder(base_model, max_length, head)
     loss: Any
-    if loss_name == "listwise":
+    if loss_name == "listwise" and head == "segment":
+        # ListNet's target is the softmax of the labels: positives at POSITIVE_LABEL against
+        # negatives at 0 make it (nearly) one-hot, i.e. the positive's softmax cross-entropy over
+        # its query's list. All of a batch's pairs go through the model in one call.
+        train = Dataset.from_dict(query_lists(pairs))
+        loss = ListNetLoss(model, mini_batch_size=-1)  # -1: every pair in one call
+    elif loss_name == "listwise":
         train = Dataset.from_dict(listwise_tuples(pairs))
         loss = MultipleNegativesRankingLoss(model, num_negatives=min(4, batch_size - 1))
     else:
@@ -138,8 +170,6 @@ def train_cross_encoder(
         )
         positives = sum(p.label for p in pairs)
         pos_weight = (len(pairs) - positives) / max(1.0, positives)
-        import torch
-
         loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight))
     arguments = CrossEncoderTrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
@@ -156,3 +186,29 @@ def train_cross_encoder(
     CrossEncoderTrainer(model=model, args=arguments, train_dataset=train, loss=loss).train()
     model.save(str(output_dir))
     return output_dir
+
+
+def new_cross_encoder(base_model: str, max_length: int, head: RerankerHead) -> Any:
+    """An untrained CrossEncoder on `base_model`'s weights with the given scoring head."""
+    import torch
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from index.segment_similarity import SegmentSimilarity
+
+    path = resolve_model_path(base_model)
+    local = Path(path).exists()
+    if head == "classifier":
+        return CrossEncoder(path, num_labels=1, max_length=max_length, local_files_only=local)
+    transformer = Transformer(
+        path,
+        transformer_task="feature-extraction",
+        max_seq_length=max_length,
+        config_kwargs={"num_labels": 1, "local_files_only": local},
+        model_kwargs={"local_files_only": local},
+        processor_kwargs={"local_files_only": local},
+    )
+    # Identity: a sigmoid would squash cosines x 20 into ties at 1.0 in float32.
+    return CrossEncoder(
+        modules=[transformer, SegmentSimilarity()], activation_fn=torch.nn.Identity()
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,37 @@ def blend(rerank: Sequence[float], first_stage: Sequence[float], alpha: float) -
     ]
 
 
+# Module classes of our own that a saved cross-encoder may name in its modules.json. Loading a
+# class from outside sentence-transformers needs `trust_remote_code`, which we grant only when
+# every such class is one of these, never to code that ships with a model.
+OWN_MODULES = frozenset({"index.segment_similarity.SegmentSimilarity"})
+
+
+def uses_only_known_modules(model_dir: Path) -> bool:
+    """Whether the model's modules.json names only sentence-transformers and Sluice classes."""
+    listing = model_dir / "modules.json"
+    if not listing.is_file():
+        return False
+    types = {str(module.get("type", "")) for module in json.loads(listing.read_text())}
+    custom = {t for t in types if not t.startswith("sentence_transformers.")}
+    return bool(custom) and custom <= OWN_MODULES
+
+
+def load_cross_encoder(model: str, device: str = "auto", max_length: int = 256) -> Any:
+    """A sentence-transformers `CrossEncoder` from a model id or a local directory."""
+    from sentence_transformers import CrossEncoder
+
+    path = resolve_model_path(model)
+    local = Path(path).exists()
+    return CrossEncoder(
+        path,
+        device=pick_device(device),
+        max_length=max_length,
+        local_files_only=local,
+        trust_remote_code=local and uses_only_known_modules(Path(path)),
+    )
+
+
 class CrossEncoderReranker:
     """Scores (query, chunk text) pairs with a sentence-transformers `CrossEncoder`.
 
@@ -73,15 +105,7 @@ class CrossEncoderReranker:
     def warm_up(self) -> None:
         if self._model is not None:
             return
-        from sentence_transformers import CrossEncoder
-
-        path = resolve_model_path(self.model_id)
-        self._model = CrossEncoder(
-            path,
-            device=pick_device(self.requested_device),
-            max_length=self.max_length,
-            local_files_only=Path(path).exists(),
-        )
+        self._model = load_cross_encoder(self.model_id, self.requested_device, self.max_length)
         self._model.predict([("warm", "up")], show_progress_bar=False)
 
     def rerank(self, query: str, candidates: Sequence[ScoredPoint]) -> list[RerankedPoint]:

@@ -606,12 +606,17 @@ def train_reranker(
     output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
         "models/reranker"
     ),
-    epochs: Annotated[int, typer.Option(help="Passes over the training pairs.")] = 1,
-    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 4,
-    max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 256,
+    epochs: Annotated[float, typer.Option(help="Passes over the training pairs.")] = 1.5,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 12,
+    max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 128,
     max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
-    loss: Annotated[str, typer.Option(help="bce (pointwise) or listwise.")] = "bce",
-    batch_size: Annotated[int, typer.Option(help="Pairs (bce) or query tuples per step.")] = 16,
+    loss: Annotated[str, typer.Option(help="listwise or bce (pointwise).")] = "listwise",
+    head: Annotated[
+        str, typer.Option(help="segment (starts from the bi-encoder's ranking) or classifier.")
+    ] = "segment",
+    batch_size: Annotated[
+        int, typer.Option(help="Positives with their negatives (listwise) or pairs (bce) per step.")
+    ] = 4,
     pairs_file: Annotated[
         Path | None,
         typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
@@ -627,8 +632,11 @@ def train_reranker(
     settings = _settings()
     from flows.reranker_training import TrainingPair, mine_pairs, train_cross_encoder
 
-    if loss not in ("bce", "listwise"):
-        console.print("[red]--loss must be bce or listwise[/red]")
+    if loss not in ("bce", "listwise") or head not in ("segment", "classifier"):
+        console.print("[red]--loss must be listwise or bce, --head segment or classifier[/red]")
+        raise typer.Exit(2)
+    if head == "segment" and loss == "bce":
+        console.print("[red]the segment head trains with --loss listwise[/red]")
         raise typer.Exit(2)
     started = time.perf_counter()
     if pairs_file is not None:
@@ -669,6 +677,7 @@ def train_reranker(
         batch_size=batch_size,
         max_length=max_length,
         loss_name="listwise" if loss == "listwise" else "bce",
+        head="segment" if head == "segment" else "classifier",
     )
     out.print(
         f"saved {output} after {time.perf_counter() - mined:.0f} s of training; use it with "

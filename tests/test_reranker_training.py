@@ -8,13 +8,22 @@ from pathlib import Path
 from flows.beir import load_beir
 from flows.components import build_chunker
 from flows.evaluation import build_eval_index
-from flows.reranker_training import TrainingPair, listwise_tuples, mine_pairs, train_cross_encoder
+from flows.reranker_training import (
+    POSITIVE_LABEL,
+    TrainingPair,
+    listwise_tuples,
+    mine_pairs,
+    new_cross_encoder,
+    query_lists,
+    train_cross_encoder,
+)
 from index.from_settings import bm25_params, build_store
-from index.reranker import CrossEncoderReranker
+from index.reranker import CrossEncoderReranker, uses_only_known_modules
 from index.searcher import IndexSearcher
 from index.types import ScoredPoint
 from sluice.settings import Settings
 
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DOCS = {
     "pump": ("Pumps", "A centrifugal pump moves water with an impeller."),
     "solar": ("Solar", "Solar panels charge batteries during the day."),
@@ -58,20 +67,48 @@ def test_mined_pairs_and_a_trained_model_that_reranks(tmp_path: Path, embedder) 
     assert len(positives) == 3 and len(pairs) == 9
     assert {p.passage.split("\n")[0] for p in positives} == {"Pumps", "Solar", "Pipes"}
 
-    model_dir = train_cross_encoder(
-        pairs, tmp_path / "model", epochs=1, batch_size=4, max_length=64
+    classifier_dir = train_cross_encoder(
+        pairs, tmp_path / "bce", batch_size=4, max_length=64, loss_name="bce", head="classifier"
     )
-    assert (model_dir / "config.json").is_file()
-    listwise_dir = train_cross_encoder(
-        pairs, tmp_path / "listwise", batch_size=2, max_length=64, loss_name="listwise"
+    assert (classifier_dir / "config.json").is_file()
+    model_dir = train_cross_encoder(pairs, tmp_path / "segment", batch_size=2, max_length=64)
+    assert (model_dir / "model.safetensors").is_file()
+    assert uses_only_known_modules(model_dir) and not uses_only_known_modules(classifier_dir)
+    for saved in (model_dir, classifier_dir):
+        reranker = CrossEncoderReranker(str(saved), device="cpu")
+        reranked = reranker.rerank(
+            "what moves water in a pump",
+            [ScoredPoint("a", 1.0, {"text": "Pumps"}), ScoredPoint("b", 0.5, {"text": "Wind"})],
+        )
+        assert len(reranked) == 2
+
+
+def test_the_segment_head_ranks_before_any_training() -> None:
+    model = new_cross_encoder(MINILM, 128, "segment")
+    on_topic, off_topic = model.predict(
+        [
+            ("why do frozen pipes burst", "Water expands as it freezes and splits the pipe."),
+            ("why do frozen pipes burst", "Solar panels charge batteries during the day."),
+        ]
     )
-    assert (listwise_dir / "model.safetensors").is_file()
-    reranker = CrossEncoderReranker(str(model_dir), device="cpu")
-    reranked = reranker.rerank(
-        "what moves water in a pump",
-        [ScoredPoint("a", 1.0, {"text": "Pumps"}), ScoredPoint("b", 0.5, {"text": "Wind"})],
+    assert on_topic > off_topic  # raw scaled cosines: no sigmoid squashing them into ties
+    assert 0 < on_topic - off_topic < 40
+
+
+def test_only_sluice_module_classes_are_trusted(tmp_path: Path) -> None:
+    (tmp_path / "modules.json").write_text(
+        json.dumps([{"idx": 0, "name": "0", "path": "", "type": "evil.Module"}])
     )
-    assert len(reranked) == 2
+    assert not uses_only_known_modules(tmp_path)
+    (tmp_path / "modules.json").write_text(
+        json.dumps(
+            [
+                {"type": "sentence_transformers.base.modules.Transformer"},
+                {"type": "index.segment_similarity.SegmentSimilarity"},
+            ]
+        )
+    )
+    assert uses_only_known_modules(tmp_path)
 
 
 def test_listwise_tuples_give_each_positive_its_querys_negatives() -> None:
@@ -88,4 +125,18 @@ def test_listwise_tuples_give_each_positive_its_querys_negatives() -> None:
         "positive": ["p1", "p2"],
         "negative_1": ["n1", "m1"],
         "negative_2": ["n2", "m1"],
+    }
+
+
+def test_query_lists_hold_each_querys_passages_with_near_one_hot_labels() -> None:
+    pairs = [
+        TrainingPair("q1", "p1", 1.0),
+        TrainingPair("q1", "n1", 0.0),
+        TrainingPair("q2", "p2", 1.0),  # no negative: nothing to rank against
+        TrainingPair("q3", "n3", 0.0),  # no positive
+    ]
+    assert query_lists(pairs) == {
+        "query": ["q1"],
+        "docs": [["p1", "n1"]],
+        "labels": [[POSITIVE_LABEL, 0.0]],
     }
