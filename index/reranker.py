@@ -58,7 +58,7 @@ def uses_only_known_modules(model_dir: Path) -> bool:
     return bool(custom) and custom <= OWN_MODULES
 
 
-def load_cross_encoder(model: str, device: str = "auto", max_length: int = 256) -> Any:
+def load_cross_encoder(model: str, device: str = "auto", max_length: int | None = None) -> Any:
     """A sentence-transformers `CrossEncoder` from a model id or a local directory."""
     from sentence_transformers import CrossEncoder
 
@@ -89,7 +89,7 @@ class CrossEncoderReranker:
         model: str,
         device: str = "auto",
         batch_size: int = 32,
-        max_length: int = 256,
+        max_length: int | None = None,
         budget_ms: float = 1000.0,
         blend_alpha: float = 1.0,
     ) -> None:

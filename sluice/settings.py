@@ -133,9 +133,11 @@ class Settings(BaseSettings):
     rerank_candidates: int = Field(default=30, ge=1, le=500)
     rerank_budget_ms: float = Field(default=2000.0, gt=0)
     rerank_blend: float = Field(
-        default=1.0, ge=0, le=1, description="Weight of the rerank score against the first stage."
+        default=0.7, ge=0, le=1, description="Weight of the rerank score against the first stage."
     )
-    rerank_max_length: int = Field(default=256, ge=16, le=4096)
+    rerank_max_length: int | None = Field(
+        default=None, ge=16, le=4096, description="Tokens per pair; unset: the model's own."
+    )
 
     @property
     def qdrant_path(self) -> Path:
