@@ -17,6 +17,7 @@ from pathlib import Path
 from flows.beir import load_beir
 from flows.evaluate_flow import run_evaluation
 from flows.evaluation import EvalMode, eval_alias, evaluate_modes
+from index.embedder import SentenceTransformerEmbedder
 from index.from_settings import build_embedder, build_reranker, build_store, fusion_params
 from index.fusion import FusionParams
 from index.searcher import IndexSearcher
@@ -74,7 +75,9 @@ class MemoisedScores:
         return [self.scores[p] for p in pairs]
 
 
-def blend_sweep(folder: Path, settings: Settings, blends: list[float]) -> None:
+def blend_sweep(
+    folder: Path, settings: Settings, embedder: SentenceTransformerEmbedder, blends: list[float]
+) -> None:
     """hybrid+rerank at each rerank-score weight `SLUICE_RERANK_BLEND` on the eval index."""
     dataset = load_beir(folder)
     embedder, store, reranker = (
@@ -132,7 +135,7 @@ def main() -> None:
             report = run_evaluation(folder, settings)
             print(report.to_markdown(), "\n", f"seconds: {report.seconds}", flush=True)
         if args.blends:
-            blend_sweep(folder, settings, [float(b) for b in args.blends.split(",")])
+            blend_sweep(folder, settings, embedder, [float(b) for b in args.blends.split(",")])
         if args.skip_fusion:
             continue
         dataset = load_beir(folder)
