@@ -20,7 +20,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from flows.beir import BeirDataset, document_uri
 from index.embedder import resolve_model_path
@@ -79,6 +79,15 @@ def mine_pairs(
 
 TrainingLoss = Literal["bce", "listwise"]
 RerankerHead = Literal["segment", "classifier"]
+
+
+def check_recipe(loss_name: str, head: str) -> tuple[TrainingLoss, RerankerHead]:
+    """The names as their types, or ValueError for an unknown name or a pair that cannot train."""
+    if loss_name not in ("listwise", "bce") or head not in ("segment", "classifier"):
+        raise ValueError("the loss is listwise or bce, the head segment or classifier")
+    if head == "segment" and loss_name != "listwise":
+        raise ValueError("the segment head trains with the listwise loss (it has no bias to fit)")
+    return cast(TrainingLoss, loss_name), cast(RerankerHead, head)
 
 
 def listwise_tuples(pairs: list[TrainingPair]) -> dict[str, list[str]]:
@@ -147,8 +156,7 @@ def train_cross_encoder(
         MultipleNegativesRankingLoss,
     )
 
-    if head == "segment" and loss_name != "listwise":
-        raise ValueError("the segment head trains with the listwise loss (it has no bias to fit)")
+    check_recipe(loss_name, head)
     model = new_cross_encoder(base_model, max_length, head)
     loss: Any
     if loss_name == "listwise" and head == "segment":

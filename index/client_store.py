@@ -12,8 +12,8 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from index.bm25 import SparseVector
 from index.qdrant_filters import to_client_filter
+from index.qdrant_records import ids_and_payloads, scored_points, stored_points
 from index.types import (
     DENSE_VECTOR,
     INTEGER_FIELDS,
@@ -22,7 +22,6 @@ from index.types import (
     CollectionSpec,
     IndexedPoint,
     PayloadFilter,
-    ScoredPoint,
     SearchRequest,
     SearchResult,
     StoredPoint,
@@ -153,24 +152,11 @@ class QdrantClientStore:
     def scroll(
         self, collection: str, fields: Sequence[str], page_size: int = 1024
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        for records in self._pages(collection, page_size, list(fields), False):
-            for record in records:
-                yield str(record.id), dict(record.payload or {})
+        return ids_and_payloads(self._pages(collection, page_size, list(fields), False))
 
     def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
         for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
-            page = []
-            for record in records:
-                vectors: Any = record.vector or {}
-                sparse = vectors[SPARSE_VECTOR]
-                page.append(
-                    StoredPoint(
-                        id=str(record.id),
-                        sparse=SparseVector(list(sparse.indices), list(sparse.values)),
-                        payload=dict(record.payload or {}),
-                    )
-                )
-            yield page
+            yield stored_points(records)
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         query_filter = to_client_filter(request.filter)
@@ -197,7 +183,7 @@ class QdrantClientStore:
                 query_filter=query_filter,
                 with_payload=True,
             )
-            return SearchResult(hits=_points(response.points))
+            return SearchResult(hits=scored_points(response.points))
         singles = [
             models.QueryRequest(
                 query=q,
@@ -209,17 +195,10 @@ class QdrantClientStore:
             for q, u in inputs
         ]
         answers = self.client.query_batch_points(collection, requests=singles)
-        by_name = {u: _points(a.points) for (_, u), a in zip(inputs, answers, strict=True)}
+        by_name = {u: scored_points(a.points) for (_, u), a in zip(inputs, answers, strict=True)}
         return SearchResult(
             hits=[], dense=by_name.get(DENSE_VECTOR, []), sparse=by_name.get(SPARSE_VECTOR, [])
         )
 
     def close(self) -> None:
         self.client.close()
-
-
-def _points(scored: Sequence[Any]) -> list[ScoredPoint]:
-    return [
-        ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
-        for p in scored
-    ]

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from index.bm25 import SparseVector
 from index.qdrant_filters import to_edge_filter
+from index.qdrant_records import ids_and_payloads, scored_points, stored_points
 from index.types import (
     DENSE_VECTOR,
     INTEGER_FIELDS,
@@ -27,7 +27,6 @@ from index.types import (
     CollectionSpec,
     IndexedPoint,
     PayloadFilter,
-    ScoredPoint,
     SearchRequest,
     SearchResult,
     StoredPoint,
@@ -213,13 +212,11 @@ class EdgeVectorStore:
     def scroll(
         self, collection: str, fields: Sequence[str], page_size: int = 1024
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        for records in self._pages(collection, page_size, list(fields), False):
-            for record in records:
-                yield str(record.id), dict(record.payload or {})
+        return ids_and_payloads(self._pages(collection, page_size, list(fields), False))
 
     def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
         for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
-            yield [_stored(r.id, r.payload, r.vector[SPARSE_VECTOR]) for r in records]
+            yield stored_points(records)
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         edge = self._edge
@@ -254,15 +251,19 @@ class EdgeVectorStore:
             if request.mode == "dense":
                 if dense_query is None:
                     return SearchResult(hits=[])
-                return SearchResult(hits=_points(shard.query(single(dense_query, request.limit))))
+                return SearchResult(
+                    hits=scored_points(shard.query(single(dense_query, request.limit)))
+                )
             if request.mode == "bm25":
                 if sparse_query is None:
                     return SearchResult(hits=[])
-                return SearchResult(hits=_points(shard.query(single(sparse_query, request.limit))))
+                return SearchResult(
+                    hits=scored_points(shard.query(single(sparse_query, request.limit)))
+                )
             batch = [single(q, request.candidate_pool) for q in (dense_query, sparse_query) if q]
             answers = shard.query_batch(edge.QueryBatchRequest(batch)) if batch else []
-        dense = _points(answers[0]) if dense_query is not None else []
-        sparse = _points(answers[-1]) if sparse_query is not None else []
+        dense = scored_points(answers[0]) if dense_query is not None else []
+        sparse = scored_points(answers[-1]) if sparse_query is not None else []
         return SearchResult(hits=[], dense=dense, sparse=sparse)
 
     def flush(self) -> None:
@@ -276,18 +277,3 @@ class EdgeVectorStore:
                 shard.flush()
                 shard.close()
             self._shards.clear()
-
-
-def _stored(point_id: Any, payload: Any, sparse: Any) -> StoredPoint:
-    return StoredPoint(
-        id=str(point_id),
-        sparse=SparseVector(list(sparse.indices), list(sparse.values)),
-        payload=dict(payload or {}),
-    )
-
-
-def _points(scored: list[Any]) -> list[ScoredPoint]:
-    return [
-        ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
-        for p in scored
-    ]

@@ -630,14 +630,15 @@ def train_reranker(
     import time
 
     settings = _settings()
-    from flows.reranker_training import TrainingPair, mine_pairs, train_cross_encoder
+    from flows.reranker_training import (
+        TrainingPair,
+        check_recipe,
+        mine_pairs,
+        train_cross_encoder,
+    )
 
-    if loss not in ("bce", "listwise") or head not in ("segment", "classifier"):
-        console.print("[red]--loss must be listwise or bce, --head segment or classifier[/red]")
-        raise typer.Exit(2)
-    if head == "segment" and loss == "bce":
-        console.print("[red]the segment head trains with --loss listwise[/red]")
-        raise typer.Exit(2)
+    with _exit_on("train-reranker", ValueError):
+        loss_name, head_name = check_recipe(loss, head)
     started = time.perf_counter()
     if pairs_file is not None:
         pairs = [TrainingPair(**json.loads(line)) for line in pairs_file.read_text().splitlines()]
@@ -676,8 +677,8 @@ def train_reranker(
         epochs=epochs,
         batch_size=batch_size,
         max_length=max_length,
-        loss_name="listwise" if loss == "listwise" else "bce",
-        head="segment" if head == "segment" else "classifier",
+        loss_name=loss_name,
+        head=head_name,
     )
     out.print(
         f"saved {output} after {time.perf_counter() - mined:.0f} s of training; use it with "

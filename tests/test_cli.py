@@ -58,3 +58,11 @@ def test_ingest_status_and_query(
 def test_ingest_of_a_missing_path_fails_cleanly(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", str(tmp_path / "missing")])
     assert result.exit_code == 2
+
+
+def test_train_reranker_refuses_a_recipe_that_cannot_train_before_mining(tmp_path: Path) -> None:
+    # The dataset folder does not exist: the recipe is refused before anything reads it.
+    for recipe in (["--loss", "bce"], ["--head", "pooled"]):
+        result = CliRunner().invoke(app, ["train-reranker", str(tmp_path / "none"), *recipe])
+        assert result.exit_code == 2
+        assert "train-reranker failed" in result.stderr

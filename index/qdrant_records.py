@@ -1,0 +1,38 @@
+"""Turn either backend's records into Sluice's types: qdrant-client's and qdrant-edge's records
+both carry `id`, `payload`, `vector` and (when scored) `score`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from index.bm25 import SparseVector
+from index.types import SPARSE_VECTOR, ScoredPoint, StoredPoint
+
+
+def scored_points(scored: Sequence[Any]) -> list[ScoredPoint]:
+    return [
+        ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
+        for p in scored
+    ]
+
+
+def stored_points(records: Sequence[Any]) -> list[StoredPoint]:
+    """Records scrolled with their payload and the BM25 sparse vector."""
+    points = []
+    for record in records:
+        sparse = (record.vector or {})[SPARSE_VECTOR]
+        points.append(
+            StoredPoint(
+                id=str(record.id),
+                sparse=SparseVector(list(sparse.indices), list(sparse.values)),
+                payload=dict(record.payload or {}),
+            )
+        )
+    return points
+
+
+def ids_and_payloads(pages: Iterable[Sequence[Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for records in pages:
+        for record in records:
+            yield str(record.id), dict(record.payload or {})
