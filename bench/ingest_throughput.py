@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from flows.ingest_flow import folder_source, run_sync
-from index.from_settings import build_embedder, build_store
-from sluice.runtime import prepare_process
-from sluice.settings import Settings
+from composition.components import Components
+from config.runtime import prepare_process
+from config.settings import Settings
+from flows.ingest_flow import run_sync
 
 
 def beir_as_files(folder: Path, limit: int, into: Path) -> Path:
@@ -43,7 +43,7 @@ def beir_as_files(folder: Path, limit: int, into: Path) -> Path:
 
 def bare_encode_seconds(settings: Settings, texts: list[str], repeats: int) -> float:
     """Median seconds of one `model.encode` call over all the texts (same batch size)."""
-    model = build_embedder(settings).model
+    model = Components(settings).embedder().model
     model.encode(texts[:64], batch_size=settings.embedding_batch_size)
     timings = []
     for _ in range(repeats):
@@ -61,7 +61,7 @@ def bare_encode_seconds(settings: Settings, texts: list[str], repeats: int) -> f
 def indexed_texts(settings: Settings) -> list[str]:
     from chunking.types import indexed_text
 
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         collection = store.resolve_alias(settings.index_name)
         assert collection
@@ -76,7 +76,7 @@ def indexed_texts(settings: Settings) -> list[str]:
 def bench(name: str, folder: Path, workers: int, repeats: int) -> dict[str, float | int | str]:
     data_dir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     settings = Settings(data_dir=data_dir, parse_workers=workers, exclude=["**/.*", "MANIFEST.tsv"])
-    config = folder_source(settings, folder)
+    config = Components(settings).folder_source(folder)
     started = time.perf_counter()
     first = run_sync(settings, config)
     first_seconds = time.perf_counter() - started

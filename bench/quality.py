@@ -14,15 +14,15 @@ import argparse
 import os
 from pathlib import Path
 
-from flows.beir import load_beir
+from composition.components import Components
+from config.runtime import prepare_process
+from config.settings import Settings
 from flows.evaluate_flow import run_evaluation
-from flows.evaluation import EvalMode, eval_alias, evaluate_modes
 from index.embedder import SentenceTransformerEmbedder
-from index.from_settings import build_embedder, build_reranker, build_store, fusion_params
 from index.fusion import FusionParams
 from index.searcher import IndexSearcher
-from sluice.runtime import prepare_process
-from sluice.settings import Settings
+from pipelines.beir import load_beir
+from pipelines.evaluation import EvalMode, eval_alias, evaluate_modes
 
 FUSIONS = [
     FusionParams("rrf", 60, (1.0, 1.0)),
@@ -81,9 +81,9 @@ def blend_sweep(
     """hybrid+rerank at each rerank-score weight `SLUICE_RERANK_BLEND` on the eval index."""
     dataset = load_beir(folder)
     embedder, store, reranker = (
-        build_embedder(settings),
-        build_store(settings),
-        build_reranker(settings),
+        Components(settings).embedder(),
+        Components(settings).store(),
+        Components(settings).reranker(),
     )
     if reranker is None:
         raise SystemExit("--blends needs SLUICE_RERANKER_MODEL")
@@ -103,7 +103,7 @@ def blend_sweep(
                 eval_alias(dataset.name),
                 (mode,),
                 settings.candidate_pool,
-                fusion_params(settings),
+                Components(settings).fusion(),
             )[mode]
             print(
                 f"| {'hybrid' if alpha is None else alpha} | {scores['ndcg@10']:.4f} "
@@ -127,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     prepare_process(settings.data_dir)
-    embedder = build_embedder(settings)
+    embedder = Components(settings).embedder()
     for folder in args.datasets:
         if args.bm25_grid:
             bm25_grid(folder, settings)
@@ -139,7 +139,7 @@ def main() -> None:
         if args.skip_fusion:
             continue
         dataset = load_beir(folder)
-        store = build_store(settings)
+        store = Components(settings).store()
         searcher = IndexSearcher(store, lambda spec: embedder)
         print(f"\n#### Fusion on {dataset.name} (pool {args.pool})\n")
         print("| fusion | k | weights (dense, bm25) | nDCG@10 | Recall@100 | MRR@10 |")

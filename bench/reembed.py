@@ -25,14 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.beir import BeirDataset, load_beir
+from composition.components import Components
+from config.runtime import prepare_process
+from config.settings import Settings
 from flows.evaluate_flow import index_dataset
-from flows.evaluation import eval_alias
-from flows.reembed_flow import reembed
+from flows.reembed_flow import run_reembed
 from index.embedder import resolve_model_path
-from index.from_settings import build_embedder, build_store
-from sluice.runtime import prepare_process
-from sluice.settings import Settings
+from pipelines.beir import BeirDataset, load_beir
+from pipelines.evaluation import eval_alias
 from tests.derived_models import weakened
 
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -91,7 +91,7 @@ def golden_file(dataset: BeirDataset, path: Path) -> Path:
 
 
 def bare_encode_per_s(model: str, texts: list[str], batch_size: int, repeats: int) -> float:
-    embedder = build_embedder(Settings(embedding_batch_size=batch_size), model)
+    embedder = Components(Settings(embedding_batch_size=batch_size)).embedder(model)
     embedder.embed_documents(texts[:64])
     timings = []
     for _ in range(repeats):
@@ -134,10 +134,10 @@ def main() -> None:
         index_name=eval_alias(dataset.name),
         golden_set=golden_file(dataset, data_dir / "golden.jsonl"),
     )
-    embedder, store = build_embedder(settings), build_store(settings)
+    embedder, store = Components(settings).embedder(), Components(settings).store()
     try:
         started = time.perf_counter()
-        alias, _, chunks = index_dataset(dataset, settings, embedder, store)
+        alias, _, chunks = index_dataset(dataset, Components(settings), embedder, store)
         print(
             f"indexed {len(dataset.corpus)} documents, {chunks} chunks in "
             f"{time.perf_counter() - started:.0f} s",
@@ -152,7 +152,7 @@ def main() -> None:
 
     rows = []
     for model in (str(tuned), str(weak)):
-        report = reembed(settings, model)
+        report = run_reembed(settings, model)
         build_rate = report.points / report.seconds["build"]
         embed_rate = report.embedded / report.embed_seconds
         # Throughput is compared once, on the first model (the second is the same architecture).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.settings import Settings
 from flows.ingest_flow import ingest_flow
-from sluice.settings import Settings
 
 
 def source_deployments(settings: Settings) -> list[Any]:

@@ -9,46 +9,36 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.beir import BeirDataset, load_beir
-from flows.components import build_chunker
-from flows.evaluation import (
+from composition.components import Components
+from config.settings import Settings
+from index.types import Embedder, VectorStore
+from pipelines.beir import BeirDataset, load_beir
+from pipelines.evaluation import (
     MODES,
     EvalMode,
     EvalReport,
+    IndexingResult,
     build_eval_index,
     evaluate_modes,
     write_reports,
 )
-from flows.pipeline import IndexingResult
-from flows.progress import report_progress
-from index.embedder import SentenceTransformerEmbedder
-from index.from_settings import (
-    bm25_params,
-    build_cache,
-    build_embedder,
-    build_reranker,
-    build_store,
-    fusion_params,
-)
-from index.searcher import IndexSearcher
-from index.types import VectorStore
-from sluice.settings import Settings
+from pipelines.progress import report_progress
 
 
 def index_dataset(
     dataset: BeirDataset,
-    settings: Settings,
-    embedder: SentenceTransformerEmbedder,
+    parts: Components,
+    embedder: Embedder,
     store: VectorStore,
 ) -> tuple[str, IndexingResult, int]:
     """A fresh `eval-<name>` index of the dataset's corpus with the configured parts."""
     return build_eval_index(
         dataset,
-        build_chunker(settings, embedder),
+        parts.chunker(embedder),
         embedder,
         store,
-        bm25_params(settings),
-        build_cache(settings, embedder),
+        parts.bm25_params(),
+        parts.embedding_cache(embedder),
         report_progress,
     )
 
@@ -65,21 +55,19 @@ def run_evaluation(
     if modes is None:
         modes = MODES if settings.reranker_model else MODES[:3]
     dataset = load_beir(dataset_dir, max_docs=max_docs)
-    embedder = build_embedder(settings)
-    store = build_store(settings)
+    parts = Components(settings)
+    embedder = parts.embedder()
+    store = parts.store()
     try:
-        alias, indexed, chunks = index_dataset(dataset, settings, embedder, store)
+        alias, indexed, chunks = index_dataset(dataset, parts, embedder, store)
         index_seconds = time.perf_counter() - started
-        searcher = IndexSearcher(
-            store, lambda spec: embedder, build_reranker(settings), settings.rerank_candidates
-        )
         scores = evaluate_modes(
             dataset,
-            searcher,
+            parts.searcher(store, embedder),
             alias,
             modes,
             settings.candidate_pool,
-            fusion_params(settings),
+            parts.fusion(),
             report_progress,
         )
     finally:

@@ -8,9 +8,11 @@ with the embedded engine.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from index.qdrant_filters import to_client_filter
 from index.qdrant_records import ids_and_payloads, scored_points, stored_points
@@ -19,6 +21,7 @@ from index.types import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE_VECTOR,
+    CollectionNotFoundError,
     CollectionSpec,
     IndexedPoint,
     PayloadFilter,
@@ -28,6 +31,22 @@ from index.types import (
 )
 
 _SPEC_KEY = "sluice"
+
+
+@contextmanager
+def _contract_errors(collection: str) -> Iterator[None]:
+    """A missing collection is the contract's `CollectionNotFoundError` on both backends (the
+    server answers 404; qdrant-client's local mode raises a ValueError)."""
+    try:
+        yield
+    except UnexpectedResponse as error:
+        if error.status_code == 404:
+            raise CollectionNotFoundError(f"collection {collection} does not exist") from error
+        raise
+    except ValueError as error:
+        if "not found" in str(error):
+            raise CollectionNotFoundError(f"collection {collection} does not exist") from error
+        raise
 
 
 class QdrantClientStore:
@@ -78,17 +97,18 @@ class QdrantClientStore:
 
     def set_alias(self, alias: str, collection: str) -> None:
         """Moves the alias atomically: delete and create in one request."""
-        operations: list[Any] = []
-        if self.resolve_alias(alias) is not None:
+        with _contract_errors(collection):
+            operations: list[Any] = []
+            if self.resolve_alias(alias) is not None:
+                operations.append(
+                    models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+                )
             operations.append(
-                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+                )
             )
-        operations.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
-            )
-        )
-        self.client.update_collection_aliases(change_aliases_operations=operations)
+            self.client.update_collection_aliases(change_aliases_operations=operations)
 
     def list_aliases(self) -> dict[str, str]:
         return {
@@ -97,54 +117,61 @@ class QdrantClientStore:
         }
 
     def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
-        if not points:
-            return
-        self.client.upsert(
-            collection,
-            points=[
-                models.PointStruct(
-                    id=point.id,
-                    vector={
-                        DENSE_VECTOR: point.dense.tolist(),
-                        SPARSE_VECTOR: models.SparseVector(
-                            indices=point.sparse.indices, values=point.sparse.values
-                        ),
-                    },
-                    payload=point.payload,
-                )
-                for point in points
-            ],
-            wait=True,
-        )
+        with _contract_errors(collection):
+            if not points:
+                return
+            self.client.upsert(
+                collection,
+                points=[
+                    models.PointStruct(
+                        id=point.id,
+                        vector={
+                            DENSE_VECTOR: point.dense.tolist(),
+                            SPARSE_VECTOR: models.SparseVector(
+                                indices=point.sparse.indices, values=point.sparse.values
+                            ),
+                        },
+                        payload=point.payload,
+                    )
+                    for point in points
+                ],
+                wait=True,
+            )
 
     def delete(self, collection: str, filter: PayloadFilter) -> None:
-        if not filter:
-            raise ValueError("refusing to delete with an empty filter")
-        client_filter = to_client_filter(filter)
-        assert client_filter is not None
-        selector = models.FilterSelector(filter=client_filter)
-        self.client.delete(collection, points_selector=selector, wait=True)
+        with _contract_errors(collection):
+            if not filter:
+                raise ValueError("refusing to delete with an empty filter")
+            client_filter = to_client_filter(filter)
+            assert client_filter is not None
+            selector = models.FilterSelector(filter=client_filter)
+            self.client.delete(collection, points_selector=selector, wait=True)
 
     def count(self, collection: str, filter: PayloadFilter | None = None) -> int:
-        return int(
-            self.client.count(collection, count_filter=to_client_filter(filter), exact=True).count
-        )
+        with _contract_errors(collection):
+            return int(
+                self.client.count(
+                    collection, count_filter=to_client_filter(filter), exact=True
+                ).count
+            )
 
     def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
-        return len(self.client.facet(collection, key=key, limit=limit, exact=True).hits)
+        with _contract_errors(collection):
+            return len(self.client.facet(collection, key=key, limit=limit, exact=True).hits)
 
     def _pages(
         self, collection: str, page_size: int, with_payload: Any, with_vectors: Any
     ) -> Iterator[list[Any]]:
         offset = None
         while True:
-            records, offset = self.client.scroll(
-                collection,
-                limit=page_size,
-                offset=offset,
-                with_payload=with_payload,
-                with_vectors=with_vectors,
-            )
+            with _contract_errors(collection):
+                records, offset = self.client.scroll(
+                    collection,
+                    limit=page_size,
+                    offset=offset,
+                    with_payload=with_payload,
+                    with_vectors=with_vectors,
+                )
             yield records
             if offset is None:
                 return
@@ -159,46 +186,49 @@ class QdrantClientStore:
             yield stored_points(records)
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
-        query_filter = to_client_filter(request.filter)
-        dense = request.dense.tolist() if request.dense is not None else None
-        sparse = (
-            models.SparseVector(indices=request.sparse.indices, values=request.sparse.values)
-            if request.sparse is not None and request.sparse.indices
-            else None
-        )
-        inputs: list[tuple[Any, str]] = []
-        if dense is not None and request.mode in ("dense", "hybrid"):
-            inputs.append((dense, DENSE_VECTOR))
-        if sparse is not None and request.mode in ("bm25", "hybrid"):
-            inputs.append((sparse, SPARSE_VECTOR))
-        if not inputs:
-            return SearchResult(hits=[])
-        if request.mode != "hybrid":
-            query, using = inputs[0]
-            response = self.client.query_points(
-                collection,
-                query=query,
-                using=using,
-                limit=request.limit,
-                query_filter=query_filter,
-                with_payload=True,
+        with _contract_errors(collection):
+            query_filter = to_client_filter(request.filter)
+            dense = request.dense.tolist() if request.dense is not None else None
+            sparse = (
+                models.SparseVector(indices=request.sparse.indices, values=request.sparse.values)
+                if request.sparse is not None and request.sparse.indices
+                else None
             )
-            return SearchResult(hits=scored_points(response.points))
-        singles = [
-            models.QueryRequest(
-                query=q,
-                using=u,
-                limit=request.candidate_pool,
-                filter=query_filter,
-                with_payload=True,
+            inputs: list[tuple[Any, str]] = []
+            if dense is not None and request.mode in ("dense", "hybrid"):
+                inputs.append((dense, DENSE_VECTOR))
+            if sparse is not None and request.mode in ("bm25", "hybrid"):
+                inputs.append((sparse, SPARSE_VECTOR))
+            if not inputs:
+                return SearchResult(hits=[])
+            if request.mode != "hybrid":
+                query, using = inputs[0]
+                response = self.client.query_points(
+                    collection,
+                    query=query,
+                    using=using,
+                    limit=request.limit,
+                    query_filter=query_filter,
+                    with_payload=True,
+                )
+                return SearchResult(hits=scored_points(response.points))
+            singles = [
+                models.QueryRequest(
+                    query=q,
+                    using=u,
+                    limit=request.candidate_pool,
+                    filter=query_filter,
+                    with_payload=True,
+                )
+                for q, u in inputs
+            ]
+            answers = self.client.query_batch_points(collection, requests=singles)
+            by_name = {
+                u: scored_points(a.points) for (_, u), a in zip(inputs, answers, strict=True)
+            }
+            return SearchResult(
+                hits=[], dense=by_name.get(DENSE_VECTOR, []), sparse=by_name.get(SPARSE_VECTOR, [])
             )
-            for q, u in inputs
-        ]
-        answers = self.client.query_batch_points(collection, requests=singles)
-        by_name = {u: scored_points(a.points) for (_, u), a in zip(inputs, answers, strict=True)}
-        return SearchResult(
-            hits=[], dense=by_name.get(DENSE_VECTOR, []), sparse=by_name.get(SPARSE_VECTOR, [])
-        )
 
     def close(self) -> None:
         self.client.close()

@@ -24,17 +24,15 @@ from index.types import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE_VECTOR,
+    CollectionNotFoundError,
     CollectionSpec,
     IndexedPoint,
+    IndexLockedError,
     PayloadFilter,
     SearchRequest,
     SearchResult,
     StoredPoint,
 )
-
-
-class IndexLockedError(RuntimeError):
-    """Another process holds the embedded shard (its write-ahead log is locked)."""
 
 
 class EdgeVectorStore:
@@ -77,7 +75,7 @@ class EdgeVectorStore:
         with self._lock:
             if name not in self._shards:
                 if name not in self._read_catalog()["collections"]:
-                    raise KeyError(f"collection {name} does not exist")
+                    raise CollectionNotFoundError(f"collection {name} does not exist")
                 self._shards[name] = self._open(self._edge.EdgeShard.load, self._shard_dir(name))
             return self._shards[name]
 
@@ -149,7 +147,7 @@ class EdgeVectorStore:
         with self._lock:
             catalog = self._read_catalog()
             if collection not in catalog["collections"]:
-                raise KeyError(f"collection {collection} does not exist")
+                raise CollectionNotFoundError(f"collection {collection} does not exist")
             catalog["aliases"][alias] = collection
             self._write_catalog(catalog)
 

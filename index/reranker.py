@@ -5,24 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chunking.types import indexed_text
 from index.embedder import pick_device, resolve_model_path
-from index.types import ScoredPoint
-
-
-class RerankSkipped(Exception):
-    """Reranking did not run or did not finish; the message is the `degraded` reason."""
-
-
-@dataclass(frozen=True)
-class RerankedPoint:
-    point: ScoredPoint
-    rerank_score: float
-    final_score: float
+from index.types import RerankedPoint, RerankSkipped, ScoredPoint
 
 
 def passage_text(payload: Mapping[str, object]) -> str:

@@ -8,22 +8,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from index.bm25 import Bm25Encoder
-from index.embedder import SentenceTransformerEmbedder
 from index.fusion import FusionParams, fuse
-from index.reranker import CrossEncoderReranker, RerankSkipped
 from index.types import (
     CollectionSpec,
+    Embedder,
+    IndexNotFoundError,
     PayloadFilter,
+    Reranker,
+    RerankSkipped,
     ScoredPoint,
     SearchMode,
     SearchRequest,
     SearchResult,
+    SparseEncoder,
     VectorStore,
 )
-
-
-class IndexNotFoundError(LookupError):
-    """The alias names no collection yet (nothing was ingested)."""
 
 
 @dataclass
@@ -48,18 +47,18 @@ class IndexSearcher:
     def __init__(
         self,
         store: VectorStore,
-        embedder_for: Callable[[CollectionSpec], SentenceTransformerEmbedder],
-        reranker: CrossEncoderReranker | None = None,
+        embedder_for: Callable[[CollectionSpec], Embedder],
+        reranker: Reranker | None = None,
         rerank_candidates: int = 30,
     ) -> None:
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self.store = store
         self.embedder_for = embedder_for
-        self._encoders: dict[str, Bm25Encoder] = {}
+        self._encoders: dict[str, SparseEncoder] = {}
         self._lock = threading.Lock()
 
-    def _bm25(self, spec: CollectionSpec) -> Bm25Encoder:
+    def _bm25(self, spec: CollectionSpec) -> SparseEncoder:
         with self._lock:
             if spec.name not in self._encoders:
                 self._encoders[spec.name] = Bm25Encoder(spec.bm25)

@@ -1,4 +1,8 @@
-"""The vector-store contract and the plain types that cross it."""
+"""The index's contracts (`VectorStore`, `Embedder`, `SparseEncoder`, `Reranker`), their errors,
+and the plain types that cross them.
+
+Searcher, writer, pipelines and the API depend on these Protocols, never on a backend or a model
+class: the composition root picks the implementations."""
 
 from __future__ import annotations
 
@@ -9,11 +13,29 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from chunking.types import Tokenizer
 from index.bm25 import Bm25Params, SparseVector
 
 DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "bm25"
 SearchMode = Literal["hybrid", "dense", "bm25"]
+
+
+class StoreError(RuntimeError):
+    """A vector-store failure a caller acts on; both backends raise these, never their own."""
+
+
+class IndexLockedError(StoreError):
+    """Another process holds the index (the embedded engine's shard is open there)."""
+
+
+class CollectionNotFoundError(StoreError, LookupError):
+    """The collection does not exist (never created, or dropped by retention)."""
+
+
+class IndexNotFoundError(LookupError):
+    """The alias names no collection yet (nothing was ingested)."""
+
 
 # Payload fields with an index: every filter the API offers is on one of these.
 KEYWORD_FIELDS = ("doc_id", "doc_version", "source", "uri", "filetype", "element_types")
@@ -162,3 +184,66 @@ class VectorStore(Protocol):
     def search(self, collection: str, request: SearchRequest) -> SearchResult: ...
 
     def close(self) -> None: ...
+
+
+class Embedder(Tokenizer, Protocol):
+    """Dense embeddings for one model and its query/passage prefixes; also the tokenizer
+    chunking bounds chunks with. `SentenceTransformerEmbedder` is the implementation."""
+
+    model_id: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def query_prefix(self) -> str: ...
+
+    @property
+    def passage_prefix(self) -> str: ...
+
+    @property
+    def cache_key(self) -> str:
+        """What an embedding depends on besides the text (model, its files, passage prefix)."""
+        ...
+
+    def warm_up(self) -> None:
+        """Loads the model; a model that cannot load fails here."""
+        ...
+
+    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]: ...
+
+
+class SparseEncoder(Protocol):
+    """Sparse (BM25) vectors of a collection's parameters. `Bm25Encoder` is the implementation."""
+
+    params: Bm25Params
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+    def encode_query(self, text: str) -> SparseVector: ...
+
+
+class RerankSkipped(Exception):
+    """Reranking did not run or did not finish; the message is the `degraded` reason."""
+
+
+@dataclass(frozen=True)
+class RerankedPoint:
+    point: ScoredPoint
+    rerank_score: float
+    final_score: float
+
+
+class Reranker(Protocol):
+    """Reorders first-stage candidates; raises `RerankSkipped` rather than run over its budget.
+    `CrossEncoderReranker` is the implementation."""
+
+    model_id: str
+
+    def warm_up(self) -> None: ...
+
+    def rerank(self, query: str, candidates: Sequence[ScoredPoint]) -> list[RerankedPoint]: ...

@@ -15,9 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chunking.types import indexed_text, text_hash
-from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
-from index.types import IndexedPoint, MatchAny, PayloadFilter, StoredPoint, VectorStore
+from index.types import (
+    Embedder,
+    IndexedPoint,
+    MatchAny,
+    PayloadFilter,
+    StoredPoint,
+    VectorStore,
+)
 from index.writer import WriteStats, embed_cached
 
 PAGE_SIZE = 1024
@@ -36,7 +42,7 @@ def sync_version(
     store: VectorStore,
     source: str,
     target: str,
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     cache: EmbeddingCache | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SyncStats:
@@ -76,7 +82,7 @@ def _write(
     store: VectorStore,
     target: str,
     points: list[StoredPoint],
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     cache: EmbeddingCache | None,
     stats: SyncStats,
 ) -> None:

@@ -6,8 +6,7 @@ import re
 from datetime import UTC, datetime
 
 from index.bm25 import Bm25Params
-from index.embedder import SentenceTransformerEmbedder
-from index.types import CollectionSpec, VectorStore
+from index.types import CollectionSpec, Embedder, VectorStore
 
 
 def collection_name(alias: str, version: int) -> str:
@@ -26,7 +25,7 @@ def version_number(collection: str) -> int:
 
 
 def create_next_version(
-    store: VectorStore, alias: str, embedder: SentenceTransformerEmbedder, bm25: Bm25Params
+    store: VectorStore, alias: str, embedder: Embedder, bm25: Bm25Params
 ) -> CollectionSpec:
     """Creates the next collection version of `alias` (the alias is not moved), recording how
     its vectors are made so that queries are embedded the same way."""

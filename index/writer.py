@@ -9,10 +9,16 @@ import numpy as np
 import numpy.typing as npt
 
 from chunking.types import Chunk
-from index.bm25 import Bm25Encoder
-from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
-from index.types import IndexedPoint, MatchAny, PayloadFilter, Range, VectorStore
+from index.types import (
+    Embedder,
+    IndexedPoint,
+    MatchAny,
+    PayloadFilter,
+    Range,
+    SparseEncoder,
+    VectorStore,
+)
 
 
 @dataclass
@@ -25,7 +31,7 @@ class WriteStats:
 
 
 def embed_cached(
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     cache: EmbeddingCache | None,
     hashes: Sequence[str],
     texts: Sequence[str],
@@ -57,8 +63,8 @@ class IndexWriter:
         self,
         store: VectorStore,
         collection: str,
-        embedder: SentenceTransformerEmbedder,
-        bm25: Bm25Encoder,
+        embedder: Embedder,
+        bm25: SparseEncoder,
         cache: EmbeddingCache | None = None,
     ) -> None:
         self.cache = cache

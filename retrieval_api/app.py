@@ -5,20 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.edge_store import IndexLockedError
-from index.from_settings import build_store
-from index.types import VectorStore
+from composition.components import Components
+from config.settings import Settings
+from index.types import IndexLockedError, VectorStore
 from index.versions import active_spec
 from retrieval_api.deps import ServiceState
 from retrieval_api.routes import health, retrieve
-from sluice import __version__
-from sluice.settings import Settings
 
 logger = logging.getLogger("sluice.api")
 
@@ -37,7 +36,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        serving_store = store or build_store(settings)
+        serving_store = store or Components(settings).store()
         state = ServiceState(settings=settings, store=serving_store)
         spec = active_spec(serving_store, settings.index_name)
         if spec is not None:
@@ -51,7 +50,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Sluice retrieval API",
-        version=__version__,
+        version=version("sluice-rag"),
         description="Hybrid BM25 + dense retrieval over Sluice indexes.",
         lifespan=lifespan,
     )

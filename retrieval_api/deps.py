@@ -8,11 +8,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from index.embedder import SentenceTransformerEmbedder
-from index.from_settings import build_reranker, embedder_for_spec
+from composition.components import Components
+from config.settings import Settings
 from index.searcher import IndexSearcher
-from index.types import CollectionSpec, VectorStore
-from sluice.settings import Settings
+from index.types import CollectionSpec, Embedder, VectorStore
 
 
 @dataclass
@@ -21,7 +20,7 @@ class ServiceState:
 
     settings: Settings
     store: VectorStore
-    embedders: dict[tuple[str, str, str], SentenceTransformerEmbedder] = field(default_factory=dict)
+    embedders: dict[tuple[str, str, str], Embedder] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @staticmethod
@@ -31,7 +30,7 @@ class ServiceState:
     def has_embedder_for(self, spec: CollectionSpec) -> bool:
         return self._key(spec) in self.embedders
 
-    def embedder_for(self, spec: CollectionSpec) -> SentenceTransformerEmbedder:
+    def embedder_for(self, spec: CollectionSpec) -> Embedder:
         """One loaded model per (model, prefixes): a collection answers with the model it was
         built with, so a moved alias switches models with the next request. Requests for a
         loaded model never wait for another one to load."""
@@ -40,7 +39,7 @@ class ServiceState:
             return loaded
         with self.lock:
             if key not in self.embedders:
-                embedder = embedder_for_spec(self.settings, spec)
+                embedder = Components(self.settings).embedder_for(spec)
                 embedder.warm_up()
                 self.embedders[key] = embedder
             return self.embedders[key]
@@ -51,11 +50,9 @@ class ServiceState:
     searcher: IndexSearcher = field(init=False)
 
     def __post_init__(self) -> None:
+        parts = Components(self.settings)
         self.searcher = IndexSearcher(
-            self.store,
-            self.embedder_for,
-            build_reranker(self.settings),
-            self.settings.rerank_candidates,
+            self.store, self.embedder_for, parts.reranker(), self.settings.rerank_candidates
         )
 
 

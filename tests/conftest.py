@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.runtime import prepare_process
+from config.runtime import prepare_process
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DOCS = SHARED / "data" / "docs"
@@ -58,20 +58,20 @@ def sync(  # type: ignore[no-untyped-def]
 ):
     """`sync_source` with the session's embedder and in-process parsing; returns the report.
     `store`: one the caller holds open (and closes)."""
-    from flows.components import build_chunker, build_parser, fingerprint_for
-    from flows.pipeline import IndexTarget, IngestParts, SyncOptions, sync_source
-    from index.from_settings import bm25_params, build_store
-    from ingest.manifest import Manifest
+    from composition.components import Components
+    from index.target import IndexTarget
+    from pipelines.ingest_sync import IngestParts, SyncOptions, sync_source
 
+    parts = Components(settings)
     own_store = store is None
-    store = store or build_store(settings)
-    manifest = Manifest(settings.manifest_path())
+    store = store or parts.store()
+    manifest = parts.manifest()
     try:
-        parts = IngestParts(
-            build_parser(settings),
-            build_chunker(settings, embedder),
-            IndexTarget(store, settings.index_name, embedder, bm25_params(settings), cache),
-            fingerprint_for(settings),
+        ingest_parts = IngestParts(
+            parts.parser(),
+            parts.chunker(embedder),
+            IndexTarget(store, settings.index_name, embedder, parts.bm25_params(), cache),
+            parts.config_fingerprint,
         )
         options = SyncOptions(
             dry_run=dry_run,
@@ -80,7 +80,7 @@ def sync(  # type: ignore[no-untyped-def]
             attempts=settings.ingest_attempts,
             backoff_s=0.0,
         )
-        return sync_source(source, source_name, parts, manifest, options)
+        return sync_source(source, source_name, ingest_parts, manifest, options)
     finally:
         manifest.close()
         if own_store:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sluice.cli import app
+from sluice.cli.main import app
 
 
 @pytest.fixture

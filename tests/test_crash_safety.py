@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from index.from_settings import build_store
-from sluice.settings import Settings
+from composition.components import Components
+from config.settings import Settings
 
 RUN = """
 import sys
 from pathlib import Path
-from flows.ingest_flow import folder_source, run_sync
-from sluice.settings import Settings
+from flows.ingest_flow import run_sync
+from config.settings import Settings
 settings = Settings()
-report = run_sync(settings, folder_source(settings, Path(sys.argv[1])))
+report = run_sync(settings, Components(settings).folder_source(Path(sys.argv[1])))
 print(report.points_in_index)
 """
 
@@ -63,7 +63,7 @@ def _indexed_rows(data_dir: Path) -> int:
 
 def _index_state(data_dir: Path) -> tuple[list[str], dict[str, set[str]], list[str]]:
     """(sorted point ids, doc_id -> versions present, collections)."""
-    store = build_store(Settings(data_dir=data_dir))
+    store = Components(Settings(data_dir=data_dir)).store()
     try:
         collection = store.resolve_alias("docs")
         assert collection is not None

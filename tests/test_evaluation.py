@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.beir import as_parsed_documents, doc_id_from_uri, document_uri, load_beir
-from flows.evaluation import score_run
+from composition.components import Components
+from pipelines.beir import as_parsed_documents, doc_id_from_uri, document_uri, load_beir
+from pipelines.evaluation import score_run
 from tests.conftest import SHARED
 
 SCIFACT = SHARED / "data" / "beir" / "scifact"
@@ -54,10 +55,10 @@ def test_scores_match_hand_computed_values() -> None:
 @needs_scifact
 @pytest.mark.slow
 def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> None:
+    from config.settings import Settings
     from flows.evaluate_flow import run_evaluation
-    from flows.evaluation import retrieve_run
     from index.fusion import FusionParams
-    from sluice.settings import Settings
+    from pipelines.evaluation import retrieve_run
 
     settings = Settings(data_dir=tmp_path / "data")
     report = run_evaluation(SCIFACT, settings, max_docs=250, out_dir=tmp_path / "reports")
@@ -66,13 +67,11 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
         assert 0.3 < scores["ndcg@10"] <= 1 and 0 < scores["mrr@10"] <= 1
     assert {p.suffix for p in (tmp_path / "reports").iterdir()} == {".json", ".md", ".png"}
 
-    from index.from_settings import build_embedder, build_store
-    from index.searcher import IndexSearcher
-
-    embedder, store = build_embedder(settings), build_store(settings)
+    parts = Components(settings)
+    embedder, store = parts.embedder(), parts.store()
     try:
         dataset = load_beir(SCIFACT, max_docs=250)
-        searcher = IndexSearcher(store, lambda spec: embedder)
+        searcher = parts.searcher(store, embedder)
         run = retrieve_run(searcher, "eval-scifact", dataset.queries, "hybrid", 50, FusionParams())
     finally:
         store.close()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.report import IngestReport
-from index.from_settings import build_store
+from composition.components import Components
+from config.settings import Settings
 from index.types import MatchAny, PayloadFilter
 from ingest.manifest import IngestAlreadyRunning, Manifest, RunLock
-from sluice.settings import Settings
+from pipelines.report import IngestReport
 from tests.conftest import ingest_folder
 
 
@@ -33,7 +33,7 @@ def _sync(settings: Settings, folder: Path, embedder, **kwargs) -> IngestReport:
 
 
 def _count(settings: Settings, doc_id: str | None = None) -> int:
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         collection = store.resolve_alias(settings.index_name)
         assert collection is not None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.report import IngestReport
-from index.from_settings import build_store
-from sluice.settings import Settings
+from composition.components import Components
+from config.settings import Settings
+from pipelines.report import IngestReport
 from tests.conftest import ingest_folder
 
 
@@ -16,7 +16,7 @@ def _ingest(settings: Settings, folder: Path, embedder) -> IngestReport:  # type
 
 
 def _point_ids(settings: Settings) -> set[str]:
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         ids = set()
         for token in ("alpha", "beta", "gamma", "delta"):
@@ -88,11 +88,11 @@ def test_known_chunk_texts_take_their_embedding_from_the_cache(tmp_path: Path, e
 
 
 def test_a_first_version_left_without_its_alias_is_adopted(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
-    from flows.pipeline import ensure_collection
     from index.bm25 import Bm25Params
+    from index.target import ensure_collection
     from index.versions import create_next_version
 
-    store = build_store(Settings(data_dir=tmp_path / "data"))
+    store = Components(Settings(data_dir=tmp_path / "data")).store()
     try:
         create_next_version(store, "docs", embedder, Bm25Params())
         assert store.resolve_alias("docs") is None, "as a crash before set_alias leaves it"
@@ -107,8 +107,7 @@ def test_rewriting_a_version_with_fewer_chunks_leaves_no_surplus(tmp_path: Path,
     """The same document version chunked into fewer chunks (a retried document after a model
     switch changed the tokenizer) keeps none of the earlier attempt's extra ordinals."""
     from chunking.types import Chunk
-    from flows.pipeline import IndexTarget, write_documents
-    from index.from_settings import bm25_params
+    from index.target import IndexTarget, write_documents
 
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -116,7 +115,7 @@ def test_rewriting_a_version_with_fewer_chunks_leaves_no_surplus(tmp_path: Path,
     (folder / "a.md").write_text("# Alpha\n\n" + long_text)
     settings = Settings(data_dir=tmp_path / "data")
     assert _ingest(settings, folder, embedder).points_in_index > 1
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         collection = store.resolve_alias("docs") or ""
         payload = next(
@@ -126,7 +125,7 @@ def test_rewriting_a_version_with_fewer_chunks_leaves_no_surplus(tmp_path: Path,
             if p.payload["ordinal"] == 0
         )
         first = Chunk(**{k: v for k, v in payload.items() if k != "text_hash"})
-        target = IndexTarget(store, "docs", embedder, bm25_params(settings))
+        target = IndexTarget(store, "docs", embedder, Components(settings).bm25_params())
         write_documents(target, [(first.doc_id, [first])])
         assert store.count(collection) == 1
     finally:

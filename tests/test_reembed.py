@@ -15,11 +15,12 @@ import httpx
 import numpy as np
 import pytest
 
-from flows.reembed_flow import GateUnavailable, reembed, rollback
-from index.from_settings import build_cache, build_store, embedder_for_spec
+from composition.components import Components
+from config.settings import Settings
+from flows.reembed_flow import run_reembed, run_rollback
 from index.versions import active_spec
 from ingest.manifest import Manifest
-from sluice.settings import Settings
+from pipelines.gate import GateUnavailable
 from tests.conftest import ingest_folder
 from tests.derived_models import weakened, widened
 
@@ -76,13 +77,15 @@ def indexed(tmp_path: Path, embedder) -> Iterator[tuple[Settings, Path]]:  # typ
         "".join(json.dumps({"query": q, "relevant": [n]}) + "\n" for n, q in QUESTIONS.items())
     )
     settings = Settings(data_dir=tmp_path / "data", golden_set=golden, gate_mode="dense")
-    report = ingest_folder(settings, corpus, embedder, cache=build_cache(settings, embedder))
+    report = ingest_folder(
+        settings, corpus, embedder, cache=Components(settings).embedding_cache(embedder)
+    )
     assert len(report.new) == len(TOPICS)
     yield settings, corpus
 
 
 def _point_ids(settings: Settings, collection: str) -> set[str]:
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         return {point_id for point_id, _ in store.scroll(collection, [])}
     finally:
@@ -95,19 +98,19 @@ def test_reembed_to_another_dimension_and_back_switches_through_the_gate(
     settings, _ = indexed
     before = _point_ids(settings, "docs__v1")
 
-    wide = reembed(settings, models["wide"])
+    wide = run_reembed(settings, models["wide"])
     assert wide.outcome == "switched" and wide.built == "docs__v2" and wide.dimension == 768
     assert wide.gate is not None and wide.gate["passed"] and wide.gate["queries"] == 12
     assert wide.gate["new"] == pytest.approx(wide.gate["old"], abs=1e-6)  # same geometry
     assert wide.embedded == len(before) and wide.from_cache == 0
     assert _point_ids(settings, "docs__v2") == before
 
-    back = reembed(settings, "sentence-transformers/all-MiniLM-L6-v2")
+    back = run_reembed(settings, "sentence-transformers/all-MiniLM-L6-v2")
     assert back.outcome == "switched" and back.built == "docs__v3" and back.dimension == 384
     assert back.embedded == 0 and back.from_cache == len(before), "the cache had every vector"
     assert back.dropped == ["docs__v1"], "retention keeps the serving version and one more"
 
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         spec = active_spec(store, "docs")
         assert spec is not None and spec.name == "docs__v3" and spec.dimension == 384
@@ -122,7 +125,7 @@ def test_reembed_to_another_dimension_and_back_switches_through_the_gate(
     assert states == {"docs__v1": "dropped", "docs__v2": "retired", "docs__v3": "serving"}
     assert set(scores) == {"dense"} and 0 < scores["dense"]["ndcg@10"] <= 1
 
-    rolled = rollback(settings)
+    rolled = run_rollback(settings)
     assert (rolled.previous, rolled.serving, rolled.points) == ("docs__v3", "docs__v2", len(before))
     assert rolled.caught_up == {"points": 0, "stale_versions": 0, "embedded": 0}
 
@@ -131,19 +134,19 @@ def test_gate_rejects_a_weakened_model_and_the_old_version_keeps_serving(
     indexed: tuple[Settings, Path], models: dict[str, str]
 ) -> None:
     settings, _ = indexed
-    report = reembed(settings, models["weak"])
+    report = run_reembed(settings, models["weak"])
     assert report.outcome == "rejected"
     assert report.gate is not None and not report.gate["passed"]
     assert report.gate["new"] < report.gate["old"] - 0.2, report.gate
     assert set(report.scores) == {"docs__v1", "docs__v2"}
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         assert store.resolve_alias("docs") == "docs__v1"
         assert store.list_collections() == ["docs__v1"], "the rejected build is dropped"
     finally:
         store.close()
 
-    forced = reembed(settings, models["weak"], force=True)
+    forced = run_reembed(settings, models["weak"], force=True)
     assert forced.outcome == "switched" and forced.embedded == 0, "its vectors were cached"
 
 
@@ -153,8 +156,8 @@ def test_a_switch_needs_a_golden_set_or_force(
     settings, _ = indexed
     bare = settings.model_copy(update={"golden_set": None})
     with pytest.raises(GateUnavailable, match="golden set"):
-        reembed(bare, models["wide"])
-    assert reembed(bare, models["wide"], force=True).gate is None
+        run_reembed(bare, models["wide"])
+    assert run_reembed(bare, models["wide"], force=True).gate is None
 
 
 def test_ingest_during_a_reembed_lands_in_the_new_version(
@@ -162,10 +165,10 @@ def test_ingest_during_a_reembed_lands_in_the_new_version(
 ) -> None:  # type: ignore[no-untyped-def]
     """An ingest run (one document edited, one deleted, one added) between the build and the
     switch: the catch-up under the run lock makes the new version equal a clean ingest."""
-    from flows.progress import set_progress_listener
+    from pipelines.progress import set_progress_listener
 
     settings, corpus = indexed
-    store = build_store(settings)
+    store = Components(settings).store()
     ingested: list[object] = []
 
     def ingest_meanwhile(stage: str, done: int, total: int) -> None:
@@ -177,7 +180,7 @@ def test_ingest_during_a_reembed_lands_in_the_new_version(
 
     set_progress_listener(ingest_meanwhile)
     try:
-        report = reembed(settings, models["wide"], store=store)
+        report = run_reembed(settings, models["wide"], store=store)
     finally:
         set_progress_listener(None)
         store.close()
@@ -186,7 +189,7 @@ def test_ingest_during_a_reembed_lands_in_the_new_version(
     assert report.caught_up["points"] >= 2 and report.caught_up["stale_versions"] == 2
     assert _point_ids(settings, "docs__v2") == _point_ids(settings, "docs__v1")
 
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         uris = {p["uri"].rsplit("/", 1)[-1] for _, p in store.scroll("docs__v2", ["uri"])}
         texts = " ".join(p["text"] for _, p in store.scroll("docs__v2", ["text"]))
@@ -205,18 +208,18 @@ def test_prefixes_are_recorded_and_used_for_passages_and_queries(
         data_dir=settings.data_dir,
         embedding_prompts={model: {"query": "query: ", "passage": "passage: "}},
     )
-    report = reembed(prefixed, model, force=True)
+    report = run_reembed(prefixed, model, force=True)
     assert report.outcome == "switched" and report.embedded > 0, (
         "prefixed texts are new to the cache"
     )
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         spec = active_spec(store, "docs")
         assert spec is not None and (spec.query_prefix, spec.passage_prefix) == (
             "query: ",
             "passage: ",
         )
-        query = embedder_for_spec(settings, spec).embed_query("volcano")
+        query = Components(settings).embedder_for(spec).embed_query("volcano")
         expected = embedder.model.encode("query: volcano", normalize_embeddings=True)
         assert np.allclose(query, expected, atol=1e-5)
 
@@ -258,7 +261,7 @@ def test_a_running_api_follows_the_switch_with_no_failed_request(
     from retrieval_api.app import create_app
 
     settings, _ = indexed
-    store = build_store(settings)
+    store = Components(settings).store()
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -287,7 +290,7 @@ def test_a_running_api_follows_the_switch_with_no_failed_request(
         client_thread = threading.Thread(target=query_in_a_loop)
         client_thread.start()
         _wait_for(lambda: len(answers) >= 5)
-        report = reembed(settings, models["wide"], store=store)
+        report = run_reembed(settings, models["wide"], store=store)
         settled = len(answers)
         _wait_for(lambda: len(answers) >= settled + 5)
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=30)
@@ -316,7 +319,7 @@ def test_cli_reembed_versions_and_rollback(
 ) -> None:
     from typer.testing import CliRunner
 
-    from sluice.cli import app
+    from sluice.cli.main import app
 
     settings, _ = indexed
     monkeypatch.setenv("SLUICE_DATA_DIR", str(settings.data_dir))
@@ -354,7 +357,7 @@ def test_an_interrupted_reembed_is_resumed_not_restarted(
     indexed: tuple[Settings, Path], models: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import index.version_sync
-    from flows.progress import set_progress_listener
+    from pipelines.progress import set_progress_listener
 
     settings, _ = indexed
     monkeypatch.setattr(index.version_sync, "PAGE_SIZE", 5)
@@ -365,10 +368,10 @@ def test_an_interrupted_reembed_is_resumed_not_restarted(
     set_progress_listener(crash)
     try:
         with pytest.raises(KeyboardInterrupt):
-            reembed(settings, models["wide"])
+            run_reembed(settings, models["wide"])
     finally:
         set_progress_listener(None)
-    store = build_store(settings)
+    store = Components(settings).store()
     try:
         assert store.list_collections() == ["docs__v1", "docs__v2"]
         assert store.resolve_alias("docs") == "docs__v1", "a half-built version never serves"
@@ -376,7 +379,7 @@ def test_an_interrupted_reembed_is_resumed_not_restarted(
     finally:
         store.close()
 
-    resumed = reembed(settings, models["wide"])
+    resumed = run_reembed(settings, models["wide"])
     assert resumed.resumed and resumed.built == "docs__v2" and resumed.outcome == "switched"
     assert (resumed.embedded, resumed.from_cache) == (len(TOPICS) - 5, 0), "only the rest"
     assert resumed.points == len(TOPICS)
@@ -386,12 +389,12 @@ def test_rollback_catches_the_older_version_up_with_its_own_model(
     indexed: tuple[Settings, Path], models: dict[str, str]
 ) -> None:
     settings, corpus = indexed
-    assert reembed(settings, models["wide"]).outcome == "switched"
-    store = build_store(settings)
+    assert run_reembed(settings, models["wide"]).outcome == "switched"
+    store = Components(settings).store()
     try:
         spec = active_spec(store, "docs")
         assert spec is not None and spec.dimension == 768
-        wide = embedder_for_spec(settings, spec)
+        wide = Components(settings).embedder_for(spec)
         (corpus / "bees.md").unlink()
         (corpus / "owls.md").write_text("# Owls\n\nOwls hunt mice at night by sound.\n")
         report = ingest_folder(settings, corpus, wide, store=store)
@@ -399,12 +402,12 @@ def test_rollback_catches_the_older_version_up_with_its_own_model(
     finally:
         store.close()
 
-    rolled = rollback(settings)
+    rolled = run_rollback(settings)
     assert (rolled.serving, rolled.embedding_model) == ("docs__v1", EMBEDDING_MODEL)
     assert rolled.caught_up == {"points": 1, "stale_versions": 1, "embedded": 1}
     assert _point_ids(settings, "docs__v1") == _point_ids(settings, "docs__v2")
     with pytest.raises(ValueError, match="no version to roll back to"):
-        rollback(settings, to=3)
+        run_rollback(settings, to=3)
 
 
 def test_prefixes_come_from_the_model_or_its_family(tmp_path: Path) -> None:

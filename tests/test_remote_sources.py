@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from flows.report import IngestReport
-from ingest.sources import HttpConfig, S3Config, build_source
-from sluice.settings import Settings
+from composition.components import build_source
+from config.settings import Settings
+from config.sources import HttpConfig, S3Config
+from pipelines.report import IngestReport
 from tests.conftest import sync
 
 

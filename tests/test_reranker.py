@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from index.reranker import CrossEncoderReranker, RerankSkipped, blend
-from index.types import ScoredPoint
+from index.reranker import CrossEncoderReranker, blend
+from index.types import RerankSkipped, ScoredPoint
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

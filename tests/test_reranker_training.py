@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flows.beir import load_beir
-from flows.components import build_chunker
-from flows.evaluation import build_eval_index
-from flows.reranker_training import (
+from composition.components import Components
+from config.settings import Settings
+from index.reranker import CrossEncoderReranker, uses_only_known_modules
+from index.searcher import IndexSearcher
+from index.types import ScoredPoint
+from pipelines.beir import load_beir
+from pipelines.evaluation import build_eval_index
+from pipelines.reranker_training import (
     POSITIVE_LABEL,
     TrainingPair,
     listwise_tuples,
@@ -17,11 +21,6 @@ from flows.reranker_training import (
     query_lists,
     train_cross_encoder,
 )
-from index.from_settings import bm25_params, build_store
-from index.reranker import CrossEncoderReranker, uses_only_known_modules
-from index.searcher import IndexSearcher
-from index.types import ScoredPoint
-from sluice.settings import Settings
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DOCS = {
@@ -55,10 +54,16 @@ def _beir(folder: Path) -> Path:
 def test_mined_pairs_and_a_trained_model_that_reranks(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     dataset = load_beir(_beir(tmp_path / "tiny"), split="train")
     settings = Settings(data_dir=tmp_path / "data")
-    store = build_store(settings)
+    parts = Components(settings)
+    store = parts.store()
     try:
         alias, _, _ = build_eval_index(
-            dataset, build_chunker(settings, embedder), embedder, store, bm25_params(settings), None
+            dataset,
+            Components(settings).chunker(embedder),
+            embedder,
+            store,
+            Components(settings).bm25_params(),
+            None,
         )
         pairs = mine_pairs(dataset, IndexSearcher(store, lambda m: embedder), alias, 2, depth=6)
     finally:

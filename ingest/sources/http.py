@@ -5,26 +5,16 @@ from __future__ import annotations
 import mimetypes
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field
-
+from config.sources import HttpConfig
 from ingest.types import SourceFile, SourceItem, SourceUnavailable
 
 if TYPE_CHECKING:
     import httpx
 
 _SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
-
-
-class HttpConfig(BaseModel):
-    type: Literal["http"] = "http"
-    name: str
-    urls: list[str] = Field(default_factory=list)
-    sitemap: str | None = Field(default=None, description="sitemap.xml URL; its <loc>s are added.")
-    timeout_s: float = Field(default=30.0, gt=0)
-    schedule: str | None = None
 
 
 class HttpSource:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, Field
-
+from config.sources import LocalFolderConfig
 from ingest.types import SourceFile, SourceItem
 
 
@@ -22,18 +20,6 @@ def selected(relative_path: str, include: list[str], exclude: list[str]) -> bool
     return any(glob_matches(relative_path, p) for p in include) and not any(
         glob_matches(relative_path, p) for p in exclude
     )
-
-
-DEFAULT_EXCLUDE = ["**/.*", "**/.*/**"]
-
-
-class LocalFolderConfig(BaseModel):
-    type: Literal["local"] = "local"
-    name: str
-    path: Path
-    include: list[str] = Field(default_factory=lambda: ["**/*"])
-    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
-    schedule: str | None = Field(default=None, description="cron expression for `sluice deploy`")
 
 
 class LocalFolderSource:

@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
-
-from ingest.sources.local_folder import DEFAULT_EXCLUDE, selected
+from config.sources import S3Config
+from ingest.sources.local_folder import selected
 from ingest.types import SourceFile, SourceItem, SourceUnavailable
-
-
-class S3Config(BaseModel):
-    type: Literal["s3"] = "s3"
-    name: str
-    bucket: str
-    prefix: str = ""
-    endpoint_url: str | None = Field(
-        default=None, description="S3-compatible endpoint; unset means AWS."
-    )
-    region: str | None = None
-    access_key_id: str | None = Field(
-        default=None, description="Unset means boto3's own chain (environment, profile, role)."
-    )
-    secret_access_key: SecretStr | None = None
-    include: list[str] = Field(default_factory=lambda: ["**/*"])
-    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
-    schedule: str | None = None
 
 
 class S3Source:

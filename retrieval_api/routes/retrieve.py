@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from index.fusion import FusionParams
-from index.searcher import IndexNotFoundError
+from index.types import IndexNotFoundError
 from retrieval_api.deps import State
 from retrieval_api.hits import build_hits, to_payload_filter
 from retrieval_api.schemas import ErrorResponse, IndexInfo, RetrieveRequest, RetrieveResponse

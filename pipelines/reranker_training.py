@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from flows.beir import BeirDataset, document_uri
 from index.embedder import resolve_model_path
 from index.reranker import passage_text
 from index.searcher import IndexSearcher
 from index.types import MatchAny, PayloadFilter
+from pipelines.beir import BeirDataset, document_uri
 
 
 @dataclass(frozen=True)

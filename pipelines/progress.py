@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-_listener: Callable[[str, int, int], None] | None = None
+ProgressCallback = Callable[[str, int, int], None]
+"""(stage, done, total)"""
+
+_listener: ProgressCallback | None = None
 
 
-def set_progress_listener(listener: Callable[[str, int, int], None] | None) -> None:
+def no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def set_progress_listener(listener: ProgressCallback | None) -> None:
     global _listener
     _listener = listener
 

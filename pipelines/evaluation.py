@@ -14,16 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from chunking.types import Chunker
-from flows.beir import BeirDataset, as_parsed_documents, doc_id_from_uri, load_beir
-from flows.pipeline import IndexingResult, ProgressCallback, _no_progress, index_chunks
+from chunking.types import Chunk, Chunker
 from index.bm25 import Bm25Params
-from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
 from index.fusion import FusionParams
 from index.searcher import IndexSearcher
-from index.types import SearchMode, VectorStore
+from index.target import IndexTarget, write_documents
+from index.types import Embedder, SearchMode, VectorStore
 from index.versions import collection_name, versions_of
+from pipelines.beir import BeirDataset, as_parsed_documents, doc_id_from_uri, load_beir
+from pipelines.progress import ProgressCallback, no_progress
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 EvalMode = Literal["bm25", "dense", "hybrid", "hybrid+rerank"]
@@ -68,6 +68,49 @@ class EvalReport:
         return "\n".join(lines)
 
 
+@dataclass
+class IndexingResult:
+    collection: str
+    points_in_index: int
+    stage_seconds: dict[str, float]
+    embedded: int
+    from_cache: int
+
+
+def index_chunks(
+    chunks_by_doc: dict[str, list[Chunk]],
+    embedder: Embedder,
+    store: VectorStore,
+    alias: str,
+    bm25: Bm25Params,
+    cache: EmbeddingCache | None = None,
+    progress: ProgressCallback = no_progress,
+) -> IndexingResult:
+    """Write already chunked documents into the index behind `alias` (evaluation indexes)."""
+    target = IndexTarget(store, alias, embedder, bm25, cache)
+    # BM25's average length is measured on the whole corpus here, not only a first batch.
+    target.writer([c for chunks in chunks_by_doc.values() for c in chunks])
+    done = 0
+
+    def advance(doc_ids: list[str]) -> None:
+        nonlocal done
+        done += len(doc_ids)
+        progress("embed", done, len(chunks_by_doc))
+
+    write_documents(target, chunks_by_doc.items(), after_write=advance)
+    writer = target.writer([])
+    return IndexingResult(
+        collection=writer.collection,
+        points_in_index=store.count(writer.collection),
+        stage_seconds={
+            "embed": round(writer.stats.embed_seconds, 3),
+            "upsert": round(writer.stats.upsert_seconds, 3),
+        },
+        embedded=writer.stats.embedded,
+        from_cache=writer.stats.from_cache,
+    )
+
+
 def eval_alias(dataset: str) -> str:
     return "eval-" + re.sub(r"[^a-z0-9_-]+", "-", dataset.lower())[:50]
 
@@ -75,11 +118,11 @@ def eval_alias(dataset: str) -> str:
 def build_eval_index(
     dataset: BeirDataset,
     chunker: Chunker,
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     store: VectorStore,
     bm25: Bm25Params,
     cache: EmbeddingCache | None,
-    progress: ProgressCallback = _no_progress,
+    progress: ProgressCallback = no_progress,
 ) -> tuple[str, IndexingResult, int]:
     """A fresh index of the corpus (dense vectors come from the cache when known)."""
     alias = eval_alias(dataset.name)
@@ -174,7 +217,7 @@ def evaluate_modes(
     modes: Sequence[EvalMode],
     candidate_pool: int,
     fusion: FusionParams,
-    progress: ProgressCallback = _no_progress,
+    progress: ProgressCallback = no_progress,
 ) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     for done, mode in enumerate(modes, start=1):

@@ -1,0 +1,1 @@
+"""The composition root: `Components(settings)` builds every part of Sluice."""

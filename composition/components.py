@@ -1,0 +1,264 @@
+"""The composition root: the one place that turns `Settings` into Sluice's parts.
+
+Everything below it (`ingest/`, `chunking/`, `index/`, `pipelines/`) takes plain values and
+Protocols and never sees `Settings`; the flows, the API, the CLI, benches and tests build what
+they need here, so a component is wired the same way wherever it runs.
+
+>>> parts = Components(Settings())
+>>> store = parts.store()  # doctest: +SKIP
+>>> searcher = parts.searcher(store)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from chunking.document_chunker import DocumentChunker
+from chunking.title_chunker import TitleChunker
+from chunking.types import Chunker
+from config.settings import Settings
+from config.sources import HttpConfig, LocalFolderConfig, S3Config, SourceConfig
+from index.bm25 import Bm25Params
+from index.embedder import SentenceTransformerEmbedder
+from index.embedding_cache import EmbeddingCache
+from index.fusion import FusionParams
+from index.reranker import CrossEncoderReranker
+from index.searcher import IndexSearcher
+from index.store_factory import open_vector_store
+from index.target import IndexTarget
+from index.types import CollectionSpec, Embedder, Reranker, VectorStore
+from ingest.manifest import Manifest, RunLock
+from ingest.sources.http import HttpSource
+from ingest.sources.local_folder import LocalFolderSource
+from ingest.sources.s3 import S3Source
+from ingest.types import DocumentSource, SourceItem
+from ingest.unstructured_parser import UnstructuredParser
+from pipelines.gate import GatePolicy
+from pipelines.ingest_sync import IngestParts, SyncOptions
+from pipelines.versioned_index import VersionedIndex
+
+_LAYOUT_PARSED = frozenset({"pdf", "png", "jpg", "jpeg", "tif", "tiff", "bmp", "heic"})
+"""File types whose parsing depends on the parse strategy (text layer, OCR, layout model)."""
+
+
+def config_fingerprint(settings: Settings, filetype: str = "pdf") -> str:
+    """Changes when a setting that shapes this file type's chunks changes, so a settings change
+    re-processes exactly the documents it affects (the parse strategy only PDFs and images).
+
+    The embedding model is not part of it: it belongs to the collection version, and a model
+    change is a re-embed of the same chunks (`pipelines/reembed.py`), not a re-parse."""
+    shaping = {
+        "parse_strategy": settings.parse_strategy if filetype in _LAYOUT_PARSED else None,
+        "chunker": settings.chunker,
+        "chunk_context": settings.chunk_context,
+        "chunk_max_tokens": settings.chunk_max_tokens,
+        "chunk_overlap_tokens": settings.chunk_overlap_tokens,
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_source(config: SourceConfig) -> DocumentSource:
+    """The connector for a `[[sources]]` entry."""
+    if isinstance(config, LocalFolderConfig):
+        return LocalFolderSource(config.path, config.include, config.exclude)
+    if isinstance(config, S3Config):
+        return S3Source(config)
+    if isinstance(config, HttpConfig):
+        return HttpSource(config)
+    raise TypeError(f"unknown source config {type(config).__name__}")
+
+
+class Components:
+    """Builds each part from one `Settings`; cheap to create, holds no open resources."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def index_name(self) -> str:
+        return self.settings.index_name
+
+    # -- storage ---------------------------------------------------------------------------
+    def store(self) -> VectorStore:
+        """A Qdrant server when `qdrant_url` is set, else the embedded engine in the data dir."""
+        key = self.settings.qdrant_api_key
+        return open_vector_store(
+            self.settings.qdrant_path,
+            self.settings.qdrant_url,
+            key.get_secret_value() if key else None,
+        )
+
+    def manifest(self, index: str | None = None) -> Manifest:
+        return Manifest(self.settings.manifest_path(index))
+
+    def run_lock(self, wait_s: float = 0.0) -> RunLock:
+        """The index's run lock: one ingest run or version switch at a time."""
+        return RunLock(self.settings.run_lock_path(), self.index_name, wait_s)
+
+    def reembed_lock(self) -> RunLock:
+        """One re-embed per index at a time (ingest runs go on; they take the run lock)."""
+        return RunLock(
+            self.settings.run_lock_path().with_suffix(".reembed.lock"),
+            self.index_name,
+            activity="re-embed of",
+        )
+
+    @contextmanager
+    def versioned_index(self, store: VectorStore | None = None) -> Iterator[VersionedIndex]:
+        """The index's versions with what re-embed and rollback need; `store`: one the caller
+        holds open (a serving process), else one opened and closed here."""
+        own_store = store is None
+        opened = store or self.store()
+        manifest = self.manifest()
+        try:
+            yield VersionedIndex(
+                store=opened,
+                manifest=manifest,
+                alias=self.index_name,
+                run_lock=self.run_lock,
+                embedder_for=self.embedder_for,
+                cache_for=self.embedding_cache,
+            )
+        finally:
+            manifest.close()
+            if own_store:
+                opened.close()
+
+    # -- models ----------------------------------------------------------------------------
+    def embedder(self, model: str | None = None) -> Embedder:
+        """An embedder for a new collection: the model's prefixes from settings, else its own."""
+        model_id = model or self.settings.embedding_model
+        prompts = self.settings.embedding_prompts.get(model_id)
+        return SentenceTransformerEmbedder(
+            model_id,
+            self.settings.embedding_device,
+            self.settings.embedding_batch_size,
+            query_prefix=prompts.query if prompts else None,
+            passage_prefix=prompts.passage if prompts else None,
+        )
+
+    def embedder_for(self, spec: CollectionSpec) -> Embedder:
+        """An embedder that makes vectors the way an existing collection's were made."""
+        return SentenceTransformerEmbedder(
+            spec.embedding_model,
+            self.settings.embedding_device,
+            self.settings.embedding_batch_size,
+            query_prefix=spec.query_prefix,
+            passage_prefix=spec.passage_prefix,
+        )
+
+    def index_embedder(self, store: VectorStore) -> Embedder:
+        """What writes into the index embed with: the model of the collection it serves (a
+        re-embed changes it), or the configured model when the index is new."""
+        name = store.resolve_alias(self.index_name)
+        spec = store.collection_spec(name) if name else None
+        return self.embedder_for(spec) if spec else self.embedder()
+
+    def embedding_cache(self, embedder: Embedder) -> EmbeddingCache:
+        return EmbeddingCache(self.settings.embedding_cache_dir, embedder.cache_key)
+
+    def bm25_params(self) -> Bm25Params:
+        return Bm25Params(
+            k1=self.settings.bm25_k1,
+            b=self.settings.bm25_b,
+            language=self.settings.bm25_language,
+            stopwords=self.settings.bm25_stopwords,
+        )
+
+    def reranker(self) -> Reranker | None:
+        if not self.settings.reranker_model:
+            return None
+        return CrossEncoderReranker(
+            self.settings.reranker_model,
+            self.settings.embedding_device,
+            max_length=self.settings.rerank_max_length,
+            budget_ms=self.settings.rerank_budget_ms,
+            blend_alpha=self.settings.rerank_blend,
+        )
+
+    def fusion(self) -> FusionParams:
+        s = self.settings
+        return FusionParams(s.fusion_method, s.rrf_k, s.fusion_weights)
+
+    def searcher(self, store: VectorStore, embedder: Embedder | None = None) -> IndexSearcher:
+        """A searcher with the configured reranker; `embedder`: one already loaded to answer
+        every collection with (evaluation), else each collection's own model, loaded per call."""
+        return IndexSearcher(
+            store,
+            (lambda spec: embedder) if embedder is not None else self.embedder_for,
+            self.reranker(),
+            self.settings.rerank_candidates,
+        )
+
+    def gate_policy(self) -> GatePolicy:
+        s = self.settings
+        return GatePolicy(
+            s.gate_mode, s.gate_metric, s.gate_tolerance, s.candidate_pool, self.fusion()
+        )
+
+    # -- ingest ----------------------------------------------------------------------------
+    def source(self, config: SourceConfig) -> DocumentSource:
+        return build_source(config)
+
+    def folder_source(self, path: Path) -> LocalFolderConfig:
+        """An ad-hoc folder source, named by its location, with the global include/exclude."""
+        return LocalFolderConfig(
+            name=path.resolve().as_uri(),
+            path=path,
+            include=self.settings.include,
+            exclude=self.settings.exclude,
+        )
+
+    def parser(self) -> UnstructuredParser:
+        return UnstructuredParser(strategy=self.settings.parse_strategy)
+
+    def chunker(self, embedder: Embedder) -> Chunker:
+        if self.settings.chunker == "document":
+            return DocumentChunker(embedder)
+        return TitleChunker(
+            embedder,
+            max_tokens=self.settings.chunk_max_tokens,
+            overlap_tokens=self.settings.chunk_overlap_tokens,
+            context=self.settings.chunk_context,
+        )
+
+    def config_fingerprint(self, item: SourceItem) -> str:
+        return config_fingerprint(
+            self.settings, PurePosixPath(item.name).suffix.lower().lstrip(".")
+        )
+
+    def index_target(
+        self, store: VectorStore, embedder: Embedder, cache: EmbeddingCache | None
+    ) -> IndexTarget:
+        """Where ingest writes: the configured index, created with the configured BM25
+        parameters on its first write."""
+        return IndexTarget(store, self.index_name, embedder, self.bm25_params(), cache)
+
+    def ingest_parts(
+        self, store: VectorStore, embedder: Embedder | None = None, dry_run: bool = False
+    ) -> IngestParts:
+        """Parser, chunker and target of an ingest run; a dry run gets no embedding cache."""
+        embedder = embedder or self.index_embedder(store)
+        return IngestParts(
+            parser=self.parser(),
+            chunker=self.chunker(embedder),
+            target=self.index_target(
+                store, embedder, None if dry_run else self.embedding_cache(embedder)
+            ),
+            config_fingerprint=self.config_fingerprint,
+        )
+
+    def sync_options(self, dry_run: bool = False) -> SyncOptions:
+        s = self.settings
+        return SyncOptions(
+            dry_run=dry_run,
+            max_deleted_fraction=s.max_deleted_fraction,
+            parse_workers=s.parse_workers,
+            attempts=s.ingest_attempts,
+            backoff_s=s.ingest_backoff_s,
+            batch_size=s.ingest_batch_size,
+        )

@@ -1,0 +1,133 @@
+"""Where chunks go: the index behind an alias, its first collection version created on demand.
+
+`write_documents` streams documents' chunks into it in batches across documents and retires a
+document's older versions only once all of its new chunks are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from chunking.types import Chunk
+from index.bm25 import Bm25Encoder, Bm25Params, average_length
+from index.embedding_cache import EmbeddingCache
+from index.types import CollectionSpec, Embedder, VectorStore
+from index.versions import active_spec, collection_name, create_next_version, versions_of
+from index.writer import IndexWriter, WriteStats
+
+
+def ensure_collection(
+    store: VectorStore,
+    alias: str,
+    embedder: Embedder,
+    bm25: Bm25Params,
+    sample_texts: Sequence[str],
+) -> CollectionSpec:
+    """The collection the alias serves; the first ingest creates `alias__v1`, with BM25's average
+    chunk length measured on the chunks it brings. A first version left unaliased by a crash is
+    adopted rather than joined by a second."""
+    spec = active_spec(store, alias)
+    if spec is None and (existing := versions_of(store, alias)):
+        orphan = store.collection_spec(collection_name(alias, existing[-1]))
+        if orphan is not None and orphan.embedding_model == embedder.model_id:
+            store.set_alias(alias, orphan.name)
+            spec = orphan
+    if spec is not None:
+        if spec.embedding_model != embedder.model_id:
+            raise ValueError(
+                f"index '{alias}' is embedded with {spec.embedding_model}, "
+                f"not {embedder.model_id}; "
+                "re-embed the index to change its model"
+            )
+        return spec
+    measured = Bm25Params(
+        k1=bm25.k1,
+        b=bm25.b,
+        language=bm25.language,
+        stopwords=bm25.stopwords,
+        avg_doc_length=average_length(Bm25Encoder(bm25), sample_texts),
+    )
+    spec = create_next_version(store, alias, embedder, measured)
+    store.set_alias(alias, spec.name)
+    return spec
+
+
+@dataclass
+class IndexTarget:
+    """Where chunks go: the index behind `alias`, its collection created on the first write."""
+
+    store: VectorStore
+    alias: str
+    embedder: Embedder
+    bm25: Bm25Params
+    cache: EmbeddingCache | None = None
+    _writer: IndexWriter | None = None
+
+    def writer(self, first_batch: Sequence[Chunk]) -> IndexWriter:
+        if self._writer is None:
+            texts = [c.indexed_text for c in first_batch]
+            spec = ensure_collection(self.store, self.alias, self.embedder, self.bm25, texts)
+            self._writer = IndexWriter(
+                self.store, spec.name, self.embedder, Bm25Encoder(spec.bm25), self.cache
+            )
+        return self._writer
+
+    @property
+    def collection(self) -> str:
+        return (
+            self._writer.collection
+            if self._writer
+            else (self.store.resolve_alias(self.alias) or "")
+        )
+
+    @property
+    def stats(self) -> WriteStats | None:
+        """What this target's writer embedded and wrote; None before the first write."""
+        return self._writer.stats if self._writer else None
+
+
+def write_documents(
+    target: IndexTarget,
+    documents: Iterable[tuple[str, list[Chunk]]],
+    batch_size: int = 256,
+    before_write: Callable[[list[str]], None] | None = None,
+    after_write: Callable[[list[str]], None] | None = None,
+) -> int:
+    """Embeds and upserts in batches across documents, as `documents` yields them.
+
+    A document's older versions are retired only after all of its new chunks are written; then
+    `after_write` gets its id. `before_write` gets the ids of documents whose first chunks are
+    about to be written (the manifest marks them pending).
+    """
+    pending: list[Chunk] = []
+    complete: list[tuple[str, str, int]] = []
+    started: set[str] = set()
+    written = 0
+
+    def flush() -> None:
+        nonlocal written
+        if pending:
+            fresh = list(dict.fromkeys(c.doc_id for c in pending if c.doc_id not in started))
+            if before_write and fresh:
+                before_write(fresh)
+            started.update(fresh)
+            target.writer(pending).write_chunks(pending)
+            written += len(pending)
+            pending.clear()
+        if complete:
+            writer = target.writer([])
+            for doc_id, version, count in complete:
+                writer.retire_other_versions(doc_id, version, count)
+            if after_write:
+                after_write([doc_id for doc_id, _, _ in complete])
+            complete.clear()
+
+    for doc_id, chunks in documents:
+        for chunk in chunks:
+            pending.append(chunk)
+            if len(pending) >= batch_size:
+                flush()
+        complete.append((doc_id, chunks[0].doc_version, len(chunks)))
+    flush()
+    return written

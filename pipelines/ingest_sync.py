@@ -1,0 +1,221 @@
+"""One source synced into one index, doing only the work that changed: plan, read, chunk,
+embed, write, record.
+
+The Prefect ingest flow runs `sync_source`; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+from chunking.types import Chunk, Chunker
+from index.target import IndexTarget, write_documents
+from ingest.changes import ChangePlan, plan_changes
+from ingest.manifest import DocumentRecord, Manifest
+from ingest.reader import DocumentReader, ReadResult
+from ingest.types import DocumentParser, DocumentSource, SourceItem
+from pipelines.document_stream import read_documents
+from pipelines.progress import ProgressCallback, no_progress
+from pipelines.report import DocumentOutcome, IngestReport
+
+
+@dataclass
+class SyncOptions:
+    dry_run: bool = False
+    max_deleted_fraction: float = 0.2
+    parse_workers: int = 1
+    """Processes that fetch and parse beside the embedding; 1 parses in this process."""
+    attempts: int = 3
+    backoff_s: float = 1.0
+    batch_size: int = 256
+
+
+@dataclass
+class IngestParts:
+    """Everything a sync needs besides the source; built from settings by the flows."""
+
+    parser: DocumentParser
+    chunker: Chunker
+    target: IndexTarget
+    config_fingerprint: Callable[[SourceItem], str]
+
+
+@dataclass
+class _Run:
+    """The bookkeeping of one sync while it streams."""
+
+    source_name: str
+    manifest: Manifest | None
+    report: IngestReport
+    versions: dict[str, tuple[ReadResult, list[Chunk]]] = field(default_factory=dict)
+
+    def record(self, result: ReadResult, chunks: list[Chunk], status: str) -> DocumentRecord:
+        item = result.candidate.item
+        return DocumentRecord(
+            doc_id=item.uri,
+            source=self.source_name,
+            fingerprint=item.fingerprint,
+            content_hash=result.content_hash,
+            config_fingerprint=result.candidate.config_fingerprint,
+            doc_version=chunks[0].doc_version if chunks else "",
+            chunks=len(chunks),
+            status=status,  # type: ignore[arg-type]
+            attempts=result.attempts,
+            last_error=result.error,
+        )
+
+    def mark_pending(self, doc_ids: list[str]) -> None:
+        if self.manifest:
+            self.manifest.put_many(
+                [self.record(*self.versions[d], status="pending") for d in doc_ids]
+            )
+
+    def mark_indexed(self, doc_ids: list[str]) -> None:
+        if self.manifest:
+            self.manifest.put_many(
+                [self.record(*self.versions[d], status="indexed") for d in doc_ids]
+            )
+        for doc_id in doc_ids:
+            self.report_written(*self.versions.pop(doc_id))
+
+    def report_written(self, result: ReadResult, chunks: list[Chunk]) -> None:
+        """A new or changed document, written (or, in a dry run, that would be)."""
+        bucket = self.report.new if result.candidate.reason == "new" else self.report.changed
+        bucket.append(
+            DocumentOutcome(result.candidate.item.uri, result.candidate.reason, len(chunks))
+        )
+
+
+def sync_source(
+    source: DocumentSource,
+    source_name: str,
+    parts: IngestParts,
+    manifest: Manifest,
+    options: SyncOptions | None = None,
+    progress: ProgressCallback = no_progress,
+) -> IngestReport:
+    """Bring the index up to date with one source, doing only the work that changed.
+
+    Unchanged documents (same cheap fingerprint and config) are not read; documents whose content
+    hash proves them unchanged are not parsed; only chunks whose text is new are embedded (the
+    embedding cache). The manifest row of a document moves to `indexed` only after its points are
+    written and its older versions retired, so a crash at any point is repaired by the next run.
+    """
+    options = options or SyncOptions()
+    started = time.perf_counter()
+    report = IngestReport(index=parts.target.alias, source=source_name, dry_run=options.dry_run)
+    items = source.list_items()
+    known = manifest.documents(source_name)
+    plan = plan_changes(items, known, parts.config_fingerprint, options.max_deleted_fraction)
+    report.files_seen = len(items)
+    report.stage_seconds["list"] = round(time.perf_counter() - started, 3)
+    run_id = None if options.dry_run else manifest.start_run(source_name)
+    run = _Run(source_name, None if options.dry_run else manifest, report)
+    report.unchanged = len(plan.unchanged)
+    report.quarantined = [i.uri for i in plan.quarantined]
+
+    reader = DocumentReader(
+        source, parts.parser, options.attempts, options.backoff_s, parse=not options.dry_run
+    )
+    read_seconds = 0.0
+    touched: list[tuple[str, str]] = []
+
+    def chunked_documents() -> Iterator[tuple[str, list[Chunk]]]:
+        nonlocal read_seconds
+        done = 0
+        for result in read_documents(reader, plan.candidates, options.parse_workers):
+            done += 1
+            progress("read", done, len(plan.candidates))
+            read_seconds += result.seconds
+            uri = result.candidate.item.uri
+            if result.unchanged:
+                report.unchanged += 1
+                touched.append((uri, result.candidate.item.fingerprint))
+                continue
+            if options.dry_run and not result.error:
+                run.report_written(result, [])
+                continue
+            chunks = _chunks_of(result, parts.chunker, source_name)
+            if result.error:
+                _fail(run, result)
+                continue
+            run.versions[uri] = (result, chunks)
+            report.chunks += len(chunks)
+            yield uri, chunks
+
+    write_documents(
+        parts.target,
+        chunked_documents(),
+        options.batch_size,
+        before_write=run.mark_pending,
+        after_write=run.mark_indexed,
+    )
+    if run.manifest and touched:
+        run.manifest.update_fingerprints(touched)
+    report.stage_seconds["read_parse"] = round(read_seconds, 3)
+    _apply_deletions(plan, parts.target, run, options.dry_run)
+    stats = parts.target.stats
+    if stats is not None:
+        report.embedded = stats.embedded
+        report.from_cache = stats.from_cache
+        report.stage_seconds["embed"] = round(stats.embed_seconds, 3)
+        report.stage_seconds["upsert"] = round(stats.upsert_seconds, 3)
+    report.collection = parts.target.collection
+    if report.collection:
+        report.points_in_index = parts.target.store.count(report.collection)
+    report.seconds = round(time.perf_counter() - started, 3)
+    if run_id is not None:
+        manifest.finish_run(run_id, report.to_dict())
+    return report
+
+
+def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str) -> list[Chunk]:
+    if result.document is None:
+        return []
+    try:
+        chunks = chunker.run(result.document, result.candidate.config_fingerprint)
+    except Exception as error:  # a chunker bug is this document's failure, not the run's
+        result.error = f"chunking failed: {type(error).__name__}: {error}"
+        return []
+    if not chunks:
+        result.error = "no text left after chunking"
+    for chunk in chunks:
+        chunk.source = source_name
+    return chunks
+
+
+def _fail(run: _Run, result: ReadResult) -> None:
+    """A document that could not be read is quarantined; its older indexed version stays."""
+    run.report.failed.append(DocumentOutcome(result.candidate.item.uri, result.error, 0))
+    if run.manifest is None:
+        return
+    before = result.candidate.record
+    run.manifest.put_many(
+        [
+            replace(
+                before or run.record(result, [], "quarantined"),
+                fingerprint=result.candidate.item.fingerprint,
+                status="quarantined",
+                attempts=(before.attempts if before else 0) + result.attempts,
+                last_error=result.error,
+                updated_at=0.0,
+            )
+        ]
+    )
+
+
+def _apply_deletions(plan: ChangePlan, target: IndexTarget, run: _Run, dry_run: bool) -> None:
+    run.report.deletions_held = plan.deletions_held
+    if plan.deletions_held or not plan.deleted:
+        return
+    run.report.deleted = list(plan.deleted)
+    if dry_run:
+        return
+    started = time.perf_counter()
+    if target.collection:
+        target.writer([]).delete_documents(plan.deleted)
+    if run.manifest:
+        run.manifest.remove(plan.deleted)
+    run.report.stage_seconds["delete"] = round(time.perf_counter() - started, 3)

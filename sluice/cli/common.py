@@ -1,0 +1,92 @@
+"""What every command shares: settings loading, consoles, expected-error exits, progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from config.runtime import prepare_process
+from config.settings import Settings
+
+console = Console(stderr=True)
+out = Console()
+
+REPO_DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def load_settings(index: str | None = None) -> Settings:
+    try:
+        settings = Settings(index_name=index) if index else Settings()
+    except Exception as error:
+        console.print(f"[red]invalid configuration:[/red] {error}")
+        raise typer.Exit(2) from error
+    from index.embedder import resolve_model_path
+
+    local_model = Path(resolve_model_path(settings.embedding_model)).exists()
+    prepare_process(settings.data_dir, hub_offline=local_model)
+    return settings
+
+
+IndexOption = Annotated[
+    str | None, typer.Option("--index", help="Index name (default SLUICE_INDEX_NAME).")
+]
+
+
+def index_errors() -> tuple[type[Exception], ...]:
+    """Failures of a command on an index that a user acts on: it is busy, held, or missing."""
+    from index.types import IndexLockedError, IndexNotFoundError
+    from ingest.manifest import IngestAlreadyRunning
+
+    return (IndexLockedError, IndexNotFoundError, IngestAlreadyRunning)
+
+
+@contextmanager
+def exit_on(what: str, *errors: type[BaseException]) -> Iterator[None]:
+    """Expected failures print one line and exit with code 2, never a traceback."""
+    try:
+        yield
+    except errors as error:
+        console.print(f"[red]{what} failed:[/red] {error}")
+        raise typer.Exit(2) from error
+
+
+@contextmanager
+def progress_bars(show: bool) -> Iterator[None]:
+    """Draws a bar per pipeline stage while a flow reports progress in this process."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from pipelines.progress import set_progress_listener
+
+    columns = (
+        TextColumn("[bold]{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not show) as progress:
+        tasks: dict[str, Any] = {}
+
+        def listener(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        set_progress_listener(listener)
+        try:
+            yield
+        finally:
+            set_progress_listener(None)

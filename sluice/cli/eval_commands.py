@@ -1,0 +1,155 @@
+"""`sluice eval` and `train-reranker`: measuring retrieval quality and training a reranker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sluice.cli.common import (
+    console,
+    exit_on,
+    load_settings,
+    out,
+    progress_bars,
+)
+
+
+def evaluate(
+    dataset_dir: Annotated[
+        Path, typer.Argument(help="BEIR-format folder (corpus, queries, qrels).")
+    ],
+    mode: Annotated[
+        list[str] | None, typer.Option(help="bm25, dense, hybrid (repeatable; default all).")
+    ] = None,
+    max_docs: Annotated[int | None, typer.Option(help="Evaluate on a slice of the corpus.")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (JSON, Markdown, PNG).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Score each retrieval mode on a BEIR dataset: nDCG@10, Recall@100, MRR@10."""
+    settings = load_settings()
+    from flows.evaluate_flow import evaluate_flow
+
+    if not dataset_dir.is_dir():
+        console.print(f"[red]{dataset_dir} is not a folder[/red]")
+        raise typer.Exit(2)
+    with exit_on("eval", FileNotFoundError), progress_bars(not as_json):
+        report = evaluate_flow(
+            str(dataset_dir),
+            modes=mode,
+            max_docs=max_docs,
+            out_dir=str(report_dir) if report_dir else None,
+            settings=settings,
+        )
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    table = Table(
+        title=f"{report['dataset']}: {report['queries']} queries, {report['documents']} documents"
+    )
+    for column in ("mode", "nDCG@10", "Recall@100", "MRR@10", "ms/query"):
+        table.add_column(column, justify="right")
+    for name, scores in report["modes"].items():
+        table.add_row(
+            name,
+            f"{scores['ndcg@10']:.4f}",
+            f"{scores['recall@100']:.4f}",
+            f"{scores['mrr@10']:.4f}",
+            f"{scores['ms_per_query']:.1f}",
+        )
+    out.print(table)
+    console.print(
+        f"indexed in {report['seconds']['index']:.1f} s ({report['embedded']} embedded, "
+        f"{report['from_cache']} from cache); total {report['seconds']['total']:.1f} s"
+    )
+
+
+def train_reranker(
+    dataset_dir: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv.")],
+    output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
+        "models/reranker"
+    ),
+    epochs: Annotated[float, typer.Option(help="Passes over the training pairs.")] = 1.5,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 12,
+    max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 128,
+    max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
+    loss: Annotated[str, typer.Option(help="listwise or bce (pointwise).")] = "listwise",
+    head: Annotated[
+        str, typer.Option(help="segment (starts from the bi-encoder's ranking) or classifier.")
+    ] = "segment",
+    batch_size: Annotated[
+        int, typer.Option(help="Positives with their negatives (listwise) or pairs (bce) per step.")
+    ] = 4,
+    pairs_file: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
+    ] = None,
+) -> None:
+    """Fine-tune a cross-encoder from the packaged MiniLM on a BEIR train split.
+
+    The mined pairs are saved as OUT/training-pairs.jsonl for `--pairs` next time.
+    """
+    import dataclasses
+    import time
+
+    settings = load_settings()
+    from pipelines.reranker_training import (
+        TrainingPair,
+        check_recipe,
+        mine_pairs,
+        train_cross_encoder,
+    )
+
+    with exit_on("train-reranker", ValueError):
+        loss_name, head_name = check_recipe(loss, head)
+    started = time.perf_counter()
+    if pairs_file is not None:
+        pairs = [TrainingPair(**json.loads(line)) for line in pairs_file.read_text().splitlines()]
+        queries = len({p.query for p in pairs})
+    else:
+        from composition.components import Components
+        from flows.evaluate_flow import index_dataset
+        from index.searcher import IndexSearcher
+        from pipelines.beir import load_beir
+
+        dataset = load_beir(dataset_dir, split="train")
+        if max_queries:
+            kept = sorted(dataset.queries)[:max_queries]
+            dataset.queries = {q: dataset.queries[q] for q in kept}
+        parts = Components(settings)
+        embedder, store = parts.embedder(), parts.store()
+        try:
+            with progress_bars(True):
+                alias, _, _ = index_dataset(dataset, parts, embedder, store)
+            pairs = mine_pairs(
+                dataset, IndexSearcher(store, lambda spec: embedder), alias, negatives
+            )
+        finally:
+            store.close()
+        queries = len(dataset.queries)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "training-pairs.jsonl").write_text(
+            "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs)
+        )
+    mined = time.perf_counter()
+    console.print(
+        f"{len(pairs)} pairs from {queries} queries in {mined - started:.0f} s; training…"
+    )
+    train_cross_encoder(
+        pairs,
+        output,
+        epochs=epochs,
+        batch_size=batch_size,
+        max_length=max_length,
+        loss_name=loss_name,
+        head=head_name,
+    )
+    out.print(
+        f"saved {output} after {time.perf_counter() - mined:.0f} s of training; use it with "
+        f"SLUICE_RERANKER_MODEL={output}"
+    )

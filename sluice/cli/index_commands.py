@@ -1,0 +1,211 @@
+"""`sluice status`, `reembed`, `versions` and `rollback`: an operator's view of an index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from config.settings import Settings
+from sluice.cli.common import (
+    IndexOption,
+    console,
+    exit_on,
+    index_errors,
+    load_settings,
+    out,
+    progress_bars,
+)
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Each index: alias, collection version, embedding model, point and document counts."""
+    settings = load_settings()
+    from composition.components import Components
+
+    store = Components(settings).store()
+    try:
+        indexes: dict[str, dict[str, Any]] = {}
+        for alias, collection in store.list_aliases().items():
+            spec = store.collection_spec(collection)
+            indexes[alias] = {
+                "collection": collection,
+                "embedding_model": spec.embedding_model if spec else None,
+                "dimension": spec.dimension if spec else None,
+                "points": store.count(collection),
+                "documents": store.distinct_values(collection, "doc_id"),
+                "created_at": spec.created_at if spec else None,
+                **_manifest_summary(settings, alias),
+            }
+    finally:
+        store.close()
+    deployment = settings.qdrant_url or f"embedded ({settings.qdrant_path})"
+    if as_json:
+        out.print_json(json.dumps({"qdrant": deployment, "indexes": indexes}))
+        return
+    table = Table(title=f"Sluice indexes on {deployment}")
+    for column in ("index", "collection", "embedding model", "points", "documents"):
+        table.add_column(column)
+    for alias, info in indexes.items():
+        table.add_row(
+            alias,
+            info["collection"],
+            str(info["embedding_model"]),
+            str(info["points"]),
+            str(info["documents"]),
+        )
+    out.print(table)
+
+
+def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:
+    """Documents by status and the last runs, from the index's manifest (if it has one)."""
+    path = settings.manifest_path(index)
+    if not path.exists():
+        return {}
+    from collections import Counter
+
+    from ingest.manifest import Manifest
+
+    manifest = Manifest(path)
+    try:
+        by_status = Counter(r.status for r in manifest.documents().values())
+        runs = [
+            {
+                "source": run.source,
+                "finished": run.finished_at is not None,
+                **{
+                    k: (run.report or {}).get(k)
+                    for k in ("new", "changed", "unchanged", "deleted", "failed", "seconds")
+                },
+            }
+            for run in manifest.runs(limit=5)
+        ]
+    finally:
+        manifest.close()
+    return {"manifest": dict(by_status), "last_runs": runs}
+
+
+def reembed(
+    model: Annotated[str, typer.Option(help="sentence-transformers model id or local path.")],
+    force: Annotated[
+        bool, typer.Option(help="Switch even if the gate fails, or with no golden set.")
+    ] = False,
+    golden: Annotated[
+        Path | None,
+        typer.Option(help="Golden set (default SLUICE_GOLDEN_SET): BEIR folder or JSONL."),
+    ] = None,
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Build a new version of the index with another embedding model from its stored chunks,
+    compare both on the golden set, and switch only if the new one is no worse."""
+    settings = load_settings(index)
+    from flows.reembed_flow import reembed_flow
+
+    # OSError: a model that cannot be found or loaded (hub errors are OSErrors too);
+    # ValueError covers a missing or unusable golden set.
+    errors = (*index_errors(), OSError, RuntimeError, ValueError)
+    with exit_on("re-embed", *errors), progress_bars(not as_json):
+        report = reembed_flow(model, force, str(golden) if golden else None, settings=settings)
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        from pipelines.reembed_report import ReembedReport
+
+        out.print(ReembedReport(**report).to_markdown())
+    if report["outcome"] == "rejected":
+        raise typer.Exit(3)
+
+
+def _version_rows(settings: Settings) -> list[dict[str, Any]]:
+    from composition.components import Components
+    from index.versions import collection_name, versions_of
+    from ingest.manifest import Manifest
+
+    store = Components(settings).store()
+    manifest = Manifest(settings.manifest_path())
+    try:
+        serving = store.resolve_alias(settings.index_name)
+        records = manifest.versions()
+        rows: list[dict[str, Any]] = []
+        for number in versions_of(store, settings.index_name):
+            name = collection_name(settings.index_name, number)
+            spec = store.collection_spec(name)
+            record = records.get(name)
+            rows.append(
+                {
+                    "version": number,
+                    "collection": name,
+                    "serving": name == serving,
+                    "state": "serving" if name == serving else (record.state if record else "kept"),
+                    "embedding_model": spec.embedding_model if spec else None,
+                    "dimension": spec.dimension if spec else None,
+                    "points": store.count(name),
+                    "created_at": spec.created_at if spec else None,
+                    "scores": record.scores if record else {},
+                }
+            )
+        return rows
+    finally:
+        manifest.close()
+        store.close()
+
+
+def versions(
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The index's collection versions: model, dimension, points, created, state, eval scores."""
+    settings = load_settings(index)
+    with exit_on("versions", *index_errors()):
+        rows = _version_rows(settings)
+    if as_json:
+        out.print_json(json.dumps({"index": settings.index_name, "versions": rows}))
+        return
+    table = Table(title=f"Versions of '{settings.index_name}'")
+    for column in ("version", "state", "embedding model", "dim", "points", "created", "scores"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        scores = "; ".join(
+            f"{mode} " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k)
+            for mode, metrics in row["scores"].items()
+        )
+        table.add_row(
+            str(row["version"]),
+            row["state"],
+            str(row["embedding_model"]),
+            str(row["dimension"]),
+            str(row["points"]),
+            str(row["created_at"]),
+            scores,
+        )
+    out.print(table)
+
+
+def rollback(
+    to: Annotated[
+        int | None, typer.Option(help="Version number to serve (default: the previous one).")
+    ] = None,
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Point the index back at an older version, caught up with what was ingested since."""
+    settings = load_settings(index)
+    from flows.reembed_flow import run_rollback
+
+    console.print("[dim]waiting for any ingest run into the index to finish…[/dim]")
+    with exit_on("rollback", *index_errors(), OSError, ValueError):
+        report = run_rollback(settings, to).to_dict()
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    out.print(
+        f"'{report['index']}' now serves {report['serving']} ({report['embedding_model']}, "
+        f"{report['points']} points; was {report['previous']}); caught up "
+        f"{report['caught_up']['points']} points in {report['seconds']:.1f} s"
+    )

@@ -1,0 +1,193 @@
+"""`sluice ingest`, `retry-failed` and `deploy`: bringing an index up to date with its sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from config.settings import Settings
+from sluice.cli.common import (
+    console,
+    exit_on,
+    index_errors,
+    load_settings,
+    out,
+    progress_bars,
+)
+
+
+def run_ingest(
+    settings: Settings,
+    source: str | None,
+    path: Path | None,
+    dry_run: bool,
+    show_progress: bool,
+) -> dict[str, Any]:
+    from flows.ingest_flow import ingest_flow
+
+    console.print("[dim]starting Prefect (a local server on first use can take ~30 s)…[/dim]")
+    with progress_bars(show_progress):
+        report: dict[str, Any] = ingest_flow(
+            source=source,
+            path=str(path) if path else None,
+            dry_run=dry_run,
+            settings=settings,
+        )
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    title = "Plan (dry run, nothing written)" if report["dry_run"] else "Ingest"
+    table = Table(title=f"{title}: {report['source']} into '{report['index']}'")
+    columns = ("new", "changed", "unchanged", "deleted", "failed", "chunks", "embedded")
+    for column in (*columns, "from cache", "points", "seconds"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(str(report[c]) for c in columns),
+        str(report["from_cache"]),
+        str(report["points_in_index"]),
+        f"{report['seconds']:.1f}",
+    )
+    out.print(table)
+    if report["deletions_held"]:
+        out.print(f"[yellow]deletions held:[/yellow] {report['deletions_held']}")
+    documents = report["documents"]
+    rows = [(d["uri"], "new", d["reason"]) for d in documents["new"]]
+    rows += [(d["uri"], "changed", d["reason"]) for d in documents["changed"]]
+    rows += [(uri, "deleted", "gone from the source") for uri in documents["deleted"]]
+    rows += [(d["uri"], "failed", d["reason"]) for d in documents["failed"]]
+    rows += [
+        (uri, "quarantined", "skipped; sluice retry-failed") for uri in documents["quarantined"]
+    ]
+    if rows:
+        details = Table(title="Documents")
+        details.add_column("document", overflow="fold")  # long URIs wrap, never lose their end
+        details.add_column("outcome")
+        details.add_column("reason", overflow="fold")
+        for row in rows[:200]:
+            details.add_row(*row)
+        out.print(details)
+        if len(rows) > 200:
+            out.print(f"… and {len(rows) - 200} more (--json lists them all)")
+
+
+def _ingest_runs(
+    settings: Settings,
+    path: Path | None,
+    source: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """One run per source: PATH, --source, or every configured source."""
+    from ingest.types import SourceUnavailable
+
+    if path is not None:
+        runs: list[tuple[str | None, Path | None]] = [(None, path)]
+    elif source is not None:
+        runs = [(source, None)]
+    else:
+        runs = [(s.name, None) for s in settings.sources]
+    if not runs:
+        console.print("[red]nothing to ingest:[/red] give a PATH, or configure [[sources]]")
+        raise typer.Exit(2)
+    reports = []
+    for name, folder in runs:
+        with exit_on("ingest", *index_errors(), SourceUnavailable, KeyError, ValueError):
+            reports.append(run_ingest(settings, name, folder, dry_run, not as_json))
+    if as_json:
+        out.print_json(json.dumps(reports[0] if len(reports) == 1 else reports))
+        return
+    for report in reports:
+        print_report(report)
+
+
+def ingest(
+    path: Annotated[
+        Path | None, typer.Argument(help="Folder or file; omit to run configured sources.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="A configured source, by name.")] = None,
+    include: Annotated[list[str] | None, typer.Option(help="Glob to include (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Glob to exclude (repeatable).")] = None,
+    index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Bring the index up to date with PATH, one --source, or every configured source.
+
+    Only what changed is read, parsed and embedded; documents gone from a source are deleted.
+    """
+    settings = load_settings(index)
+    if include or exclude:
+        settings = settings.model_copy(
+            update={"include": include or settings.include, "exclude": exclude or settings.exclude}
+        )
+    if path is not None and not path.exists():
+        console.print(f"[red]{path} does not exist[/red]")
+        raise typer.Exit(2)
+    _ingest_runs(settings, path, source, dry_run, as_json)
+
+
+def retry_failed(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Give quarantined documents a fresh set of attempts, then run their sources again."""
+    settings = load_settings(index)
+    from ingest.manifest import Manifest
+
+    manifest = Manifest(settings.manifest_path())
+    try:
+        by_source = {r.source for r in manifest.documents(source).values() if r.status != "indexed"}
+        released = manifest.release_quarantine(source)
+    finally:
+        manifest.close()
+    console.print(f"released {len(released)} document(s) from quarantine")
+    configured = {s.name for s in settings.sources}
+    for name in sorted(by_source):
+        if name in configured:
+            _ingest_runs(settings, None, name, False, as_json)
+        elif name.startswith("file://"):
+            from urllib.parse import unquote, urlparse
+
+            _ingest_runs(settings, Path(unquote(urlparse(name).path)), None, False, as_json)
+
+
+def deploy(
+    index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+) -> None:
+    """Serve every configured source as a Prefect deployment on its cron schedule.
+
+    Runs against the Prefect API in PREFECT_API_URL (start one with `prefect server start`);
+    keeps running, starting each scheduled run, until interrupted.
+    """
+    settings = load_settings(index)
+    if not settings.sources:
+        console.print("[red]no sources configured:[/red] add [[sources]] to the config file")
+        raise typer.Exit(2)
+    import os
+
+    from prefect import serve
+
+    from flows.deployments import source_deployments
+
+    table = Table(title=f"Deployments for index '{settings.index_name}'")
+    for column in ("deployment", "type", "schedule"):
+        table.add_column(column)
+    for source in settings.sources:
+        table.add_row(f"ingest/{source.name}", source.type, source.schedule or "manual only")
+    out.print(table)
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        console.print(
+            "[yellow]PREFECT_API_URL is not set:[/yellow] runs go to a temporary local server "
+            "with no UI. Start `prefect server start` and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api to see them in Prefect's UI."
+        )
+    serve(*source_deployments(settings), print_starting_message=bool(api))

@@ -1,0 +1,120 @@
+"""`sluice serve`, `query` and `demo`: the retrieval API and asking it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from config.settings import Settings
+from sluice.cli.common import (
+    REPO_DOCS,
+    console,
+    load_settings,
+    out,
+)
+from sluice.cli.ingest_commands import print_report, run_ingest
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Serve POST /retrieve, /health, /ready and the OpenAPI docs at /docs."""
+    settings = load_settings()
+    import uvicorn
+
+    from retrieval_api.app import create_app
+
+    uvicorn.run(
+        create_app(settings), host=host or settings.api_host, port=port or settings.api_port
+    )
+
+
+def _api_url(settings: Settings) -> str | None:
+    import httpx
+
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        httpx.get(f"{url}/health", timeout=0.5).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return url
+
+
+def query(
+    text: Annotated[str, typer.Argument(help="The query.")],
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25.")] = "hybrid",
+    top_k: Annotated[int, typer.Option(help="Number of hits.")] = 5,
+    index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw response.")] = False,
+) -> None:
+    """Print ranked results, through a running `sluice serve` if there is one, else in-process."""
+    settings = load_settings(index)
+    body = {"query": text, "mode": mode, "top_k": top_k}
+    url = _api_url(settings)
+    if url:
+        import httpx
+
+        http_answer = httpx.post(f"{url}/retrieve", json=body, timeout=60)
+        response = http_answer.json()
+        if http_answer.status_code != 200:
+            console.print(f"[red]{response.get('error', {}).get('message', '')}[/red]")
+            raise typer.Exit(2)
+    else:
+        from fastapi.testclient import TestClient
+
+        from retrieval_api.app import create_app
+
+        with TestClient(create_app(settings)) as client:
+            answer = client.post("/retrieve", json=body)
+            response = answer.json()
+        if answer.status_code != 200:
+            console.print(f"[red]{response.get('error', {}).get('message', answer.text)}[/red]")
+            raise typer.Exit(2)
+    if as_json:
+        out.print_json(json.dumps(response))
+        return
+    if not response["hits"]:
+        out.print("no hits (is the index empty?)")
+        return
+    table = Table(title=f"{mode}: {text}")
+    for column in ("#", "score", "document", "pages", "text"):
+        table.add_column(column)
+    for hit in response["hits"]:
+        snippet = " ".join(hit["text"].split())[:160]
+        where = hit["title"] or hit["uri"]
+        table.add_row(
+            str(hit["rank"]),
+            f"{hit['score']:.4f}",
+            where,
+            ",".join(map(str, hit["pages"])),
+            snippet,
+        )
+    out.print(table)
+
+
+def demo(
+    path: Annotated[Path, typer.Option(help="Corpus to ingest.")] = REPO_DOCS,
+    port: Annotated[int | None, typer.Option(help="Port to serve on.")] = None,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Ingest the project's own documentation, then serve /retrieve on 127.0.0.1."""
+    settings = load_settings()
+    report = run_ingest(settings, None, path, False, show_progress=sys.stderr.isatty())
+    print_report(report)
+    port = port or settings.api_port
+    out.print(
+        "\n[bold]Query it[/bold] (in another terminal):\n"
+        f"  curl -s http://127.0.0.1:{port}/retrieve -H 'content-type: application/json' "
+        '-d \'{"query": "How does Sluice keep re-ingestion free of duplicates?", "top_k": 3}\'\n'
+        f'  .venv/bin/sluice query "which embedded Qdrant engine does Sluice use?"\n'
+        f"  API docs: http://127.0.0.1:{port}/docs\n",
+        soft_wrap=True,
+    )
+    if serve_api:
+        serve(host="127.0.0.1", port=port)
