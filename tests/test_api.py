@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from config.settings import Settings
 from retrieval_api.app import create_app
-from sluice.settings import Settings
 from tests.conftest import ingest_folder
 
 DOCS = {

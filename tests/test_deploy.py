@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from ingest.manifest import Manifest
-from sluice.settings import Settings
 
 
 @pytest.mark.slow

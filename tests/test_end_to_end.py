@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sluice.settings import Settings
+from config.settings import Settings
 from tests.conftest import SHARED_DOCS, needs_shared_docs
 
 pytestmark = [needs_shared_docs, pytest.mark.slow]

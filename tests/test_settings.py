@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sluice.settings import Settings
+from config.settings import Settings
 
 
 def test_environment_overrides_the_config_file(
