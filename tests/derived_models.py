@@ -20,7 +20,7 @@ def widened(into: Path) -> Path:
     """768 dimensions: each 384-dimension vector written twice (scaled), so every cosine, and
     so every ranking, is the packaged model's: a model change that must pass any gate."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer, models  # type: ignore[attr-defined]
 
     base = _packaged()
     eye = torch.eye(384)

@@ -67,7 +67,8 @@ def _index_state(data_dir: Path) -> tuple[list[str], dict[str, set[str]], list[s
     try:
         collection = store.resolve_alias("docs")
         assert collection is not None
-        ids, versions = [], {}
+        ids: list[str] = []
+        versions: dict[str, set[str]] = {}
         for point_id, payload in store.scroll(collection, ["doc_id", "doc_version"]):
             ids.append(point_id)
             versions.setdefault(payload["doc_id"], set()).add(payload["doc_version"])

@@ -25,6 +25,7 @@ def test_deploy_serves_each_source_on_its_schedule_and_runs_it(
         FlowRunFilter,
         FlowRunFilterId,
     )
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.settings import get_current_settings
 
@@ -76,6 +77,7 @@ urls = ["http://127.0.0.1:9/never-fetched"]
             assert deployment.parameters == {"source": "plant-docs", "wait_for_lock_s": 3600}
 
         flow_run = run_deployment("ingest/plant-docs", timeout=600)
+        assert isinstance(flow_run, FlowRun)
         assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(

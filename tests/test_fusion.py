@@ -93,7 +93,7 @@ def test_our_rrf_matches_qdrants_native_rrf(tmp_path: Path) -> None:
                         ),
                     ),
                 ],
-                query=edge.Fusion.Rrf(k=60),
+                query=edge.Fusion.Rrf(k=60),  # type: ignore[arg-type]  # the stub lacks Rrf
             )
         )
         assert [round(p.score, 5) for p in ours] == [round(float(p.score), 5) for p in native]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from composition.components import Components
-from config.settings import Settings
+from config.settings import EmbeddingPrompts, Settings
 from flows.reembed_flow import run_reembed, run_rollback
 from index.versions import active_spec
 from ingest.manifest import Manifest
@@ -206,7 +206,7 @@ def test_prefixes_are_recorded_and_used_for_passages_and_queries(
     model = "sentence-transformers/all-MiniLM-L6-v2"
     prefixed = Settings(
         data_dir=settings.data_dir,
-        embedding_prompts={model: {"query": "query: ", "passage": "passage: "}},
+        embedding_prompts={model: EmbeddingPrompts(query="query: ", passage="passage: ")},
     )
     report = run_reembed(prefixed, model, force=True)
     assert report.outcome == "switched" and report.embedded > 0, (
