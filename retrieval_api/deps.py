@@ -62,3 +62,11 @@ def get_state(request: Request) -> ServiceState:
 
 
 State = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_searcher(state: State) -> IndexSearcher:
+    """The searcher a request runs on; tests swap it through `app.dependency_overrides`."""
+    return state.searcher
+
+
+Searcher = Annotated[IndexSearcher, Depends(get_searcher)]

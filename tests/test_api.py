@@ -86,11 +86,14 @@ def test_filters_restrict_every_mode(client: TestClient) -> None:
         if h["uri"].endswith("garden.txt")
     )
     for mode in ("hybrid", "dense", "bm25"):
-        body = {"query": "impeller", "mode": mode, "filters": {"doc_ids": [garden]}}
+        unfiltered = client.post("/retrieve", json={"query": "water", "mode": mode}).json()
+        assert {h["doc_id"] for h in unfiltered["hits"]} - {garden}, "other documents match too"
+        body = {"query": "water", "mode": mode, "filters": {"doc_ids": [garden]}}
         hits = client.post("/retrieve", json=body).json()["hits"]
-        assert {h["doc_id"] for h in hits} <= {garden}
+        assert hits and {h["doc_id"] for h in hits} == {garden}
     by_type = {"query": "water", "filters": {"metadata": {"filetype": ["txt"]}}}
-    assert {h["uri"][-3:] for h in client.post("/retrieve", json=by_type).json()["hits"]} == {"txt"}
+    typed = client.post("/retrieve", json=by_type).json()["hits"]
+    assert typed and {h["uri"][-3:] for h in typed} == {"txt"}
     by_source = {"query": "water", "filters": {"sources": ["elsewhere"]}}
     assert client.post("/retrieve", json=by_source).json()["hits"] == []
 
@@ -166,25 +169,44 @@ def test_rerank_without_a_model_degrades_to_the_fused_ranking(client: TestClient
 
 @pytest.mark.parametrize(("budget_ms", "reranked"), [(60_000.0, True), (0.001, False)])
 def test_rerank_stage_scores_or_budget_degradation(
-    client: TestClient, budget_ms: float, reranked: bool
+    client: TestClient, indexed: Settings, budget_ms: float, reranked: bool
 ) -> None:
-    from index.reranker import CrossEncoderReranker
+    """The reranker as production builds it (the composition root, the default blend weight),
+    swapped in through the searcher dependency."""
+    from composition.components import Components
+    from index.reranker import blend
+    from retrieval_api.deps import ServiceState, get_searcher
 
-    searcher = client.app.state.service.searcher  # type: ignore[attr-defined]
-    searcher.reranker = CrossEncoderReranker(
-        "sentence-transformers/all-MiniLM-L6-v2", device="cpu", budget_ms=budget_ms
+    configured = indexed.model_copy(
+        update={
+            "reranker_model": "sentence-transformers/all-MiniLM-L6-v2",
+            "embedding_device": "cpu",
+            "rerank_budget_ms": budget_ms,
+        }
     )
+    state: ServiceState = client.app.state.service  # type: ignore[attr-defined]
+    parts = Components(configured)
+    searcher = parts.searcher(state.store)
+    searcher.embedder_for = state.embedder_for
+    assert getattr(searcher.reranker, "blend_alpha", None) == Settings().rerank_blend == 0.7
+    app = client.app
+    app.dependency_overrides[get_searcher] = lambda: searcher  # type: ignore[attr-defined]
     try:
         first = client.post("/retrieve", json={"query": "water", "rerank": True}).json()
         body = client.post("/retrieve", json={"query": "water", "rerank": True}).json()
     finally:
-        searcher.reranker = None
+        app.dependency_overrides.clear()  # type: ignore[attr-defined]
     hits = body["hits"]
     assert hits and "rerank_ms" in body["timings_ms"]
     if reranked:
         assert body["degraded"] == [] and first["degraded"] == []
         assert all(h["scores"]["rerank"] is not None for h in hits)
-        assert [h["scores"]["rerank_rank"] for h in hits] == list(range(1, len(hits) + 1))
+        # Each final score is the production blend of the rerank and fused scores.
+        rerank = [h["scores"]["rerank"] for h in hits]
+        fused = [h["scores"]["fused"] for h in hits]
+        expected = blend(rerank, fused, 0.7)
+        assert [h["score"] for h in hits] == pytest.approx(expected)
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     else:
         assert body["degraded"][0].startswith("rerank_budget")
         assert [h["scores"]["fused_rank"] for h in hits] == list(range(1, len(hits) + 1))

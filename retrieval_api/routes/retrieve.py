@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from index.fusion import FusionParams
 from index.types import IndexNotFoundError
-from retrieval_api.deps import State
+from retrieval_api.deps import Searcher, State
 from retrieval_api.hits import build_hits, to_payload_filter
 from retrieval_api.schemas import ErrorResponse, IndexInfo, RetrieveRequest, RetrieveResponse
 
@@ -22,12 +22,12 @@ router = APIRouter()
     responses={422: {"model": ErrorResponse}, 500: {"model": ErrorResponse}},
     summary="Ranked chunks for a query (hybrid BM25 + dense, dense, or BM25)",
 )
-async def retrieve(body: RetrieveRequest, state: State) -> RetrieveResponse:
+async def retrieve(body: RetrieveRequest, state: State, searcher: Searcher) -> RetrieveResponse:
     settings = state.settings
     started = time.perf_counter()
     try:
         outcome = await run_in_threadpool(
-            state.searcher.search,
+            searcher.search,
             settings.index_name,
             body.query,
             body.mode,
