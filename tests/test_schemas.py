@@ -1,0 +1,356 @@
+"""What the API accepts and answers: request validation and the response model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from retrieval_api.schemas import (
+    Filters,
+    FusionRequest,
+    Hit,
+    IndexInfo,
+    RangeFilter,
+    RetrieveRequest,
+    RetrieveResponse,
+    StageScores,
+)
+
+
+def _valid(**fields: Any) -> RetrieveRequest:
+    return RetrieveRequest.model_validate({"query": "how do pumps work?", **fields})
+
+
+def _rejected(**fields: Any) -> ValidationError:
+    with pytest.raises(ValidationError) as error:
+        RetrieveRequest.model_validate({"query": "how do pumps work?", **fields})
+    return error.value
+
+
+# -- defaults --------------------------------------------------------------------------------
+
+
+def test_a_query_alone_is_a_hybrid_request_with_every_other_choice_left_to_the_server() -> None:
+    request = RetrieveRequest(query="pumps")
+
+    assert request.mode == "hybrid"
+    assert request.top_k is None and request.candidate_pool is None and request.rerank is None
+    assert request.filters == Filters()
+    assert request.filters.metadata == {}
+    assert request.fusion == FusionRequest()
+    assert (request.fusion.method, request.fusion.rrf_k, request.fusion.weights) == (
+        None,
+        None,
+        None,
+    )
+
+
+# -- query -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", ["", " ", "\t\n  "])
+def test_an_empty_or_blank_query_is_rejected(query: str) -> None:
+    with pytest.raises(ValidationError):
+        RetrieveRequest(query=query)
+
+
+def test_a_query_may_be_up_to_4000_characters() -> None:
+    assert RetrieveRequest(query="x" * 4000).query == "x" * 4000
+    with pytest.raises(ValidationError):
+        RetrieveRequest(query="x" * 4001)
+
+
+def test_a_query_keeps_its_surrounding_whitespace() -> None:
+    assert RetrieveRequest(query="  pumps ").query == "  pumps "
+
+
+# -- bounds ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "low", "high"),
+    [("top_k", 1, 200), ("candidate_pool", 1, 1000)],
+)
+def test_numeric_request_fields_accept_their_bounds_and_reject_beyond(
+    field: str, low: int, high: int
+) -> None:
+    assert getattr(_valid(**{field: low}), field) == low
+    assert getattr(_valid(**{field: high}), field) == high
+    _rejected(**{field: low - 1})
+    _rejected(**{field: high + 1})
+
+
+@given(st.integers().filter(lambda k: not 1 <= k <= 200))
+def test_top_k_out_of_range_is_always_rejected(top_k: int) -> None:
+    error = _rejected(top_k=top_k)
+
+    assert [e["loc"] for e in error.errors()] == [("top_k",)]
+
+
+@given(st.integers(min_value=1, max_value=200))
+def test_top_k_in_range_is_always_accepted(top_k: int) -> None:
+    assert _valid(top_k=top_k).top_k == top_k
+
+
+def test_rrf_k_is_between_1_and_1000() -> None:
+    assert FusionRequest(rrf_k=1).rrf_k == 1
+    assert FusionRequest(rrf_k=1000).rrf_k == 1000
+    for rrf_k in (0, 1001):
+        with pytest.raises(ValidationError):
+            FusionRequest(rrf_k=rrf_k)
+
+
+# -- mode, fusion, weights -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_each_search_mode_is_accepted(mode: str) -> None:
+    assert _valid(mode=mode).mode == mode
+
+
+@pytest.mark.parametrize("mode", ["fuzzy", "HYBRID", "", "sparse"])
+def test_an_unknown_mode_is_rejected(mode: str) -> None:
+    _rejected(mode=mode)
+
+
+@pytest.mark.parametrize("method", ["rrf", "dbsf", "minmax"])
+def test_each_fusion_method_is_accepted(method: str) -> None:
+    assert _valid(fusion={"method": method}).fusion.method == method
+
+
+def test_an_unknown_fusion_method_is_rejected() -> None:
+    _rejected(fusion={"method": "borda"})
+
+
+def test_fusion_settings_are_accepted_with_any_mode() -> None:
+    request = _valid(mode="dense", fusion={"method": "dbsf", "weights": [1, 2]})
+
+    assert request.fusion.method == "dbsf" and request.fusion.weights == (1.0, 2.0)
+
+
+@given(
+    st.tuples(st.floats(min_value=0, max_value=10), st.floats(min_value=0, max_value=10)).filter(
+        lambda w: sum(w) > 0
+    )
+)
+def test_weights_between_0_and_10_not_both_0_are_accepted(weights: tuple[float, float]) -> None:
+    assert FusionRequest(weights=weights).weights == weights
+
+
+@given(
+    st.one_of(
+        st.tuples(
+            st.floats(allow_nan=True).filter(lambda w: not 0 <= w <= 10),
+            st.floats(min_value=0, max_value=10),
+        ),
+        st.tuples(
+            st.floats(min_value=0, max_value=10),
+            st.floats(allow_nan=True).filter(lambda w: not 0 <= w <= 10),
+        ),
+        st.just((0.0, 0.0)),
+    )
+)
+def test_weights_outside_0_to_10_or_both_0_are_rejected(weights: tuple[float, float]) -> None:
+    with pytest.raises(ValidationError):
+        FusionRequest(weights=weights)
+
+
+@pytest.mark.parametrize("weights", [[1], [1, 2, 3], []])
+def test_weights_are_exactly_a_dense_and_a_bm25_weight(weights: list[float]) -> None:
+    _rejected(fusion={"weights": weights})
+
+
+# -- filters ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"filetype": "pdf"}, {"filetype": "pdf"}),
+        ({"ordinal": 3}, {"ordinal": 3}),
+        ({"filetype": ["pdf", "md"]}, {"filetype": ["pdf", "md"]}),
+        ({"pages": {"gte": 3}}, {"pages": RangeFilter(gte=3)}),
+        ({"pages": {"gt": 1, "lt": 9}}, {"pages": RangeFilter(gt=1, lt=9)}),
+        ({"headings.level_2": "Setup"}, {"headings.level_2": "Setup"}),
+        ({"_private": "x"}, {"_private": "x"}),
+    ],
+)
+def test_metadata_filter_shapes_accepted(metadata: dict[str, Any], expected: object) -> None:
+    assert _valid(filters={"metadata": metadata}).filters.metadata == expected
+
+
+def test_a_metadata_range_value_is_a_range_not_a_scalar() -> None:
+    condition = _valid(filters={"metadata": {"pages": {"lte": 4}}}).filters.metadata["pages"]
+
+    assert isinstance(condition, RangeFilter) and condition.lte == 4
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"text": "secret"},
+        {"pages": {"near": 3}},
+        {"pages": {"gte": "three"}},
+        {"filetype": []},
+        {"1st": "x"},
+        {"file type": "pdf"},
+        {"a" * 65: "x"},
+        {"": "x"},
+        {"filetype": {"pdf": True}},
+        {"filetype": [["pdf"]]},
+        {"filetype": None},
+    ],
+)
+def test_metadata_filter_shapes_rejected(metadata: dict[str, Any]) -> None:
+    _rejected(filters={"metadata": metadata})
+
+
+def test_a_field_name_of_64_characters_is_the_longest_accepted() -> None:
+    name = "a" * 64
+
+    assert name in _valid(filters={"metadata": {name: "x"}}).filters.metadata
+
+
+def test_doc_ids_and_sources_are_lists_of_bounded_length() -> None:
+    assert _valid(filters={"doc_ids": ["d"] * 1000}).filters.doc_ids == ["d"] * 1000
+    assert _valid(filters={"sources": ["s"] * 100}).filters.sources == ["s"] * 100
+    _rejected(filters={"doc_ids": ["d"] * 1001})
+    _rejected(filters={"sources": ["s"] * 101})
+    _rejected(filters={"doc_ids": "just-one"})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"unknown": 1},
+        {"filters": {"tags": ["x"]}},
+        {"fusion": {"alpha": 0.5}},
+        {"filters": {"metadata": {"pages": {"gte": 1, "step": 2}}}},
+    ],
+)
+def test_unknown_fields_are_rejected_at_every_level(fields: dict[str, Any]) -> None:
+    _rejected(**fields)
+
+
+# -- any valid request round-trips -----------------------------------------------------------
+
+_field_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,20}", fullmatch=True).filter(
+    lambda name: name != "text"
+)
+_scalars = st.one_of(
+    st.text(max_size=10),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+)
+_bounds = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+_ranges = st.builds(RangeFilter, gte=_bounds, gt=_bounds, lte=_bounds, lt=_bounds)
+_conditions = st.one_of(_scalars, st.lists(_scalars, min_size=1, max_size=4), _ranges)
+_weights = st.floats(min_value=0, max_value=10)
+
+_requests = st.builds(
+    RetrieveRequest,
+    query=st.text(min_size=1, max_size=50).filter(str.strip),
+    top_k=st.none() | st.integers(min_value=1, max_value=200),
+    mode=st.sampled_from(["hybrid", "dense", "bm25"]),
+    filters=st.builds(
+        Filters,
+        doc_ids=st.none() | st.lists(st.text(max_size=10), max_size=5),
+        sources=st.none() | st.lists(st.text(max_size=10), max_size=5),
+        metadata=st.dictionaries(_field_names, _conditions, max_size=4),
+    ),
+    candidate_pool=st.none() | st.integers(min_value=1, max_value=1000),
+    fusion=st.builds(
+        FusionRequest,
+        method=st.none() | st.sampled_from(["rrf", "dbsf", "minmax"]),
+        rrf_k=st.none() | st.integers(min_value=1, max_value=1000),
+        weights=st.none() | st.tuples(_weights, _weights).filter(lambda w: sum(w) > 0),
+    ),
+    rerank=st.none() | st.booleans(),
+)
+
+
+@settings(max_examples=200)
+@given(_requests)
+def test_any_valid_request_round_trips_through_json(request: RetrieveRequest) -> None:
+    assert RetrieveRequest.model_validate_json(request.model_dump_json()) == request
+
+
+@given(_requests)
+def test_any_valid_request_round_trips_through_a_dict(request: RetrieveRequest) -> None:
+    assert RetrieveRequest.model_validate(request.model_dump()) == request
+
+
+# -- response model --------------------------------------------------------------------------
+
+
+def _hit(**scores: Any) -> Hit:
+    return Hit(
+        chunk_id="3f2a",
+        doc_id="file:///docs/a.md",
+        uri="file:///docs/a.md",
+        title="Pumps",
+        text="A pump moves water.",
+        headings=["Pumps"],
+        pages=[1],
+        element_types=["NarrativeText"],
+        char_start=0,
+        char_end=19,
+        rank=1,
+        score=0.8,
+        scores=StageScores(**scores),
+    )
+
+
+def test_stage_scores_are_all_absent_unless_given() -> None:
+    assert all(value is None for value in StageScores().model_dump().values())
+
+
+def test_a_response_serialises_every_hit_field_and_round_trips() -> None:
+    response = RetrieveResponse(
+        query="pumps",
+        mode="hybrid",
+        hits=[_hit(dense=0.8, dense_rank=1, fused=0.03, fused_rank=1)],
+        index=IndexInfo(alias="docs", collection="docs__v1", embedding_model="stub"),
+        timings_ms={"search_ms": 1.5},
+    )
+
+    body = response.model_dump(mode="json")
+
+    assert body["degraded"] == []
+    assert set(body["hits"][0]) == {
+        "chunk_id",
+        "doc_id",
+        "uri",
+        "title",
+        "text",
+        "headings",
+        "pages",
+        "element_types",
+        "char_start",
+        "char_end",
+        "rank",
+        "score",
+        "scores",
+    }
+    assert body["hits"][0]["scores"]["dense_rank"] == 1
+    assert body["hits"][0]["scores"]["bm25"] is None
+    assert body["index"]["collection"] == "docs__v1"
+    assert RetrieveResponse.model_validate_json(response.model_dump_json()) == response
+
+
+def test_a_response_without_an_index_says_so() -> None:
+    response = RetrieveResponse(query="q", mode="dense", hits=[], index=None, timings_ms={})
+
+    assert response.model_dump()["index"] is None
+
+
+def test_a_response_requires_an_explicit_index_entry() -> None:
+    with pytest.raises(ValidationError):
+        RetrieveResponse.model_validate(
+            {"query": "q", "mode": "dense", "hits": [], "timings_ms": {}}
+        )
