@@ -20,7 +20,6 @@ from config.settings import Settings
 from flows.evaluate_flow import run_evaluation
 from index.embedder import SentenceTransformerEmbedder
 from index.fusion import FusionParams
-from index.searcher import IndexSearcher
 from pipelines.beir import load_beir
 from pipelines.evaluation import EvalMode, eval_alias, evaluate_modes
 
@@ -89,7 +88,7 @@ def blend_sweep(
         raise SystemExit("--blends needs SLUICE_RERANKER_MODEL")
     reranker.warm_up()
     reranker._model = MemoisedScores(reranker._model)
-    searcher = IndexSearcher(store, lambda spec: embedder, reranker, settings.rerank_candidates)
+    searcher = Components(settings).searcher(store, lambda spec: embedder, reranker)
     print(f"\n#### Rerank blend on {dataset.name} ({settings.reranker_model})\n")
     print("| rerank weight | nDCG@10 | Recall@100 | MRR@10 | ms/query | degraded |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -140,7 +139,7 @@ def main() -> None:
             continue
         dataset = load_beir(folder)
         store = Components(settings).store()
-        searcher = IndexSearcher(store, lambda spec: embedder)
+        searcher = Components(settings).searcher(store, lambda spec: embedder)
         print(f"\n#### Fusion on {dataset.name} (pool {args.pool})\n")
         print("| fusion | k | weights (dense, bm25) | nDCG@10 | Recall@100 | MRR@10 |")
         print("|---|---:|---|---:|---:|---:|")

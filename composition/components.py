@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -184,13 +184,19 @@ class Components:
         s = self.settings
         return FusionParams(s.fusion_method, s.rrf_k, s.fusion_weights)
 
-    def searcher(self, store: VectorStore, embedder: Embedder | None = None) -> IndexSearcher:
-        """A searcher with the configured reranker; `embedder`: one already loaded to answer
-        every collection with (evaluation), else each collection's own model, loaded per call."""
+    def searcher(
+        self,
+        store: VectorStore,
+        embedder_for: Callable[[CollectionSpec], Embedder] | None = None,
+        reranker: Reranker | None = None,
+    ) -> IndexSearcher:
+        """A searcher with the configured reranker (or `reranker`); `embedder_for`: how a
+        collection's queries are embedded (the API keeps its loaded models), by default a new
+        embedder of the collection's own model."""
         return IndexSearcher(
             store,
-            (lambda spec: embedder) if embedder is not None else self.embedder_for,
-            self.reranker(),
+            embedder_for or self.embedder_for,
+            reranker or self.reranker(),
             self.settings.rerank_candidates,
         )
 

@@ -63,7 +63,7 @@ def run_evaluation(
         index_seconds = time.perf_counter() - started
         scores = evaluate_modes(
             dataset,
-            parts.searcher(store, embedder),
+            parts.searcher(store, lambda _: embedder),
             alias,
             modes,
             settings.candidate_pool,

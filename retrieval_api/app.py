@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from composition.components import Components
 from config.settings import Settings
-from index.types import IndexLockedError, VectorStore
+from index.types import StoreError, VectorStore
 from index.versions import active_spec
 from retrieval_api.deps import ServiceState
 from retrieval_api.routes import health, retrieve
@@ -71,8 +71,10 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, "http_error", str(exc.detail))
 
-    @app.exception_handler(IndexLockedError)
-    async def index_locked(request: Request, exc: IndexLockedError) -> JSONResponse:
+    @app.exception_handler(StoreError)
+    async def index_unavailable(request: Request, exc: StoreError) -> JSONResponse:
+        """Either backend: the index is held elsewhere, or its collection went away (a
+        version dropped between resolving the alias and searching); a retry may succeed."""
         return _error(503, "index_unavailable", str(exc))
 
     @app.exception_handler(Exception)

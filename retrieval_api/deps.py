@@ -50,10 +50,7 @@ class ServiceState:
     searcher: IndexSearcher = field(init=False)
 
     def __post_init__(self) -> None:
-        parts = Components(self.settings)
-        self.searcher = IndexSearcher(
-            self.store, self.embedder_for, parts.reranker(), self.settings.rerank_candidates
-        )
+        self.searcher = Components(self.settings).searcher(self.store, self.embedder_for)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -186,8 +186,7 @@ def test_rerank_stage_scores_or_budget_degradation(
     )
     state: ServiceState = client.app.state.service  # type: ignore[attr-defined]
     parts = Components(configured)
-    searcher = parts.searcher(state.store)
-    searcher.embedder_for = state.embedder_for
+    searcher = parts.searcher(state.store, state.embedder_for)
     assert getattr(searcher.reranker, "blend_alpha", None) == Settings().rerank_blend == 0.7
     app = client.app
     app.dependency_overrides[get_searcher] = lambda: searcher  # type: ignore[attr-defined]

@@ -71,7 +71,7 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
     embedder, store = parts.embedder(), parts.store()
     try:
         dataset = load_beir(SCIFACT, max_docs=250)
-        searcher = parts.searcher(store, embedder)
+        searcher = parts.searcher(store, lambda _: embedder)
         run = retrieve_run(searcher, "eval-scifact", dataset.queries, "hybrid", 50, FusionParams())
     finally:
         store.close()

@@ -114,7 +114,6 @@ def train_reranker(
     else:
         from composition.components import Components
         from flows.evaluate_flow import index_dataset
-        from index.searcher import IndexSearcher
         from pipelines.beir import load_beir
 
         dataset = load_beir(dataset_dir, split="train")
@@ -126,9 +125,8 @@ def train_reranker(
         try:
             with progress_bars(True):
                 alias, _, _ = index_dataset(dataset, parts, embedder, store)
-            pairs = mine_pairs(
-                dataset, IndexSearcher(store, lambda spec: embedder), alias, negatives
-            )
+            searcher = parts.searcher(store, lambda spec: embedder)
+            pairs = mine_pairs(dataset, searcher, alias, negatives)
         finally:
             store.close()
         queries = len(dataset.queries)

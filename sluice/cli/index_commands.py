@@ -69,9 +69,9 @@ def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:
         return {}
     from collections import Counter
 
-    from ingest.manifest import Manifest
+    from composition.components import Components
 
-    manifest = Manifest(path)
+    manifest = Components(settings).manifest(index)
     try:
         by_status = Counter(r.status for r in manifest.documents().values())
         runs = [
@@ -125,10 +125,10 @@ def reembed(
 def _version_rows(settings: Settings) -> list[dict[str, Any]]:
     from composition.components import Components
     from index.versions import collection_name, versions_of
-    from ingest.manifest import Manifest
 
-    store = Components(settings).store()
-    manifest = Manifest(settings.manifest_path())
+    parts = Components(settings)
+    store = parts.store()
+    manifest = parts.manifest()
     try:
         serving = store.resolve_alias(settings.index_name)
         records = manifest.versions()

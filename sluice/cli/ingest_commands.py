@@ -140,9 +140,9 @@ def retry_failed(
 ) -> None:
     """Give quarantined documents a fresh set of attempts, then run their sources again."""
     settings = load_settings(index)
-    from ingest.manifest import Manifest
+    from composition.components import Components
 
-    manifest = Manifest(settings.manifest_path())
+    manifest = Components(settings).manifest()
     try:
         by_source = {r.source for r in manifest.documents(source).values() if r.status != "indexed"}
         released = manifest.release_quarantine(source)
