@@ -225,7 +225,7 @@ def run_edge(
                     query=qe.Query.Nearest(qe.SparseVector(indices=idx, values=val), using="bm25"),
                 ),
             ],
-            query=qe.Fusion.Rrf(k=2),
+            query=qe.Fusion.Rrf(k=2),  # type: ignore[arg-type]  # the stub lacks Rrf
             filter=flt,
             with_payload=False,
         )

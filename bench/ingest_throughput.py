@@ -26,6 +26,7 @@ from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
 from flows.ingest_flow import run_sync
+from index.embedder import SentenceTransformerEmbedder
 
 
 def beir_as_files(folder: Path, limit: int, into: Path) -> Path:
@@ -43,7 +44,9 @@ def beir_as_files(folder: Path, limit: int, into: Path) -> Path:
 
 def bare_encode_seconds(settings: Settings, texts: list[str], repeats: int) -> float:
     """Median seconds of one `model.encode` call over all the texts (same batch size)."""
-    model = Components(settings).embedder().model
+    embedder = Components(settings).embedder()
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    model = embedder.model
     model.encode(texts[:64], batch_size=settings.embedding_batch_size)
     timings = []
     for _ in range(repeats):

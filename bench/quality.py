@@ -18,8 +18,9 @@ from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
 from flows.evaluate_flow import run_evaluation
-from index.embedder import SentenceTransformerEmbedder
 from index.fusion import FusionParams
+from index.reranker import CrossEncoderReranker
+from index.types import Embedder
 from pipelines.beir import load_beir
 from pipelines.evaluation import EvalMode, eval_alias, evaluate_modes
 
@@ -74,21 +75,16 @@ class MemoisedScores:
         return [self.scores[p] for p in pairs]
 
 
-def blend_sweep(
-    folder: Path, settings: Settings, embedder: SentenceTransformerEmbedder, blends: list[float]
-) -> None:
+def blend_sweep(folder: Path, settings: Settings, embedder: Embedder, blends: list[float]) -> None:
     """hybrid+rerank at each rerank-score weight `SLUICE_RERANK_BLEND` on the eval index."""
     dataset = load_beir(folder)
-    embedder, store, reranker = (
-        Components(settings).embedder(),
-        Components(settings).store(),
-        Components(settings).reranker(),
-    )
-    if reranker is None:
+    parts = Components(settings)
+    store, reranker = parts.store(), parts.reranker()
+    if not isinstance(reranker, CrossEncoderReranker):
         raise SystemExit("--blends needs SLUICE_RERANKER_MODEL")
     reranker.warm_up()
     reranker._model = MemoisedScores(reranker._model)
-    searcher = Components(settings).searcher(store, lambda spec: embedder, reranker)
+    searcher = parts.searcher(store, lambda spec: embedder, reranker)
     print(f"\n#### Rerank blend on {dataset.name} ({settings.reranker_model})\n")
     print("| rerank weight | nDCG@10 | Recall@100 | MRR@10 | ms/query | degraded |")
     print("|---:|---:|---:|---:|---:|---:|")

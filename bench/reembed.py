@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,7 +31,7 @@ from config.runtime import prepare_process
 from config.settings import Settings
 from flows.evaluate_flow import index_dataset
 from flows.reembed_flow import run_reembed
-from index.embedder import resolve_model_path
+from index.embedder import SentenceTransformerEmbedder, resolve_model_path
 from pipelines.beir import BeirDataset, load_beir
 from pipelines.evaluation import eval_alias
 from tests.derived_models import weakened
@@ -41,7 +42,7 @@ BASE = "sentence-transformers/all-MiniLM-L6-v2"
 def finetune(dataset: BeirDataset, into: Path, epochs: int, batch_size: int) -> float:
     """Seconds to fine-tune the packaged model on (query, judged document) pairs."""
     from datasets import Dataset
-    from sentence_transformers import (
+    from sentence_transformers import (  # type: ignore[attr-defined]
         SentenceTransformer,
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
@@ -92,6 +93,7 @@ def golden_file(dataset: BeirDataset, path: Path) -> Path:
 
 def bare_encode_per_s(model: str, texts: list[str], batch_size: int, repeats: int) -> float:
     embedder = Components(Settings(embedding_batch_size=batch_size)).embedder(model)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
     embedder.embed_documents(texts[:64])
     timings = []
     for _ in range(repeats):
@@ -150,7 +152,7 @@ def main() -> None:
     finally:
         store.close()
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for model in (str(tuned), str(weak)):
         report = run_reembed(settings, model)
         build_rate = report.points / report.seconds["build"]
@@ -185,7 +187,7 @@ def main() -> None:
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        gate = row["gate"] or {}
+        gate: Any = row["gate"] or {}
         print(
             f"| {row['model']} | {row['outcome']} | {gate.get('old', 0):.4f} | "
             f"{gate.get('new', 0):.4f} | {row['points']} | {row['build_s']} | "
