@@ -194,6 +194,13 @@ class QdrantClientStore:
                 if request.sparse is not None and request.sparse.indices
                 else None
             )
+            # The same search params as the embedded engine: ACORN on every filtered search keeps
+            # filtered HNSW search exact enough on an optimised collection (edge_store.search).
+            params = (
+                models.SearchParams(acorn=models.AcornSearchParams(enable=True))
+                if query_filter
+                else None
+            )
             inputs: list[tuple[Any, str]] = []
             if dense is not None and request.mode in ("dense", "hybrid"):
                 inputs.append((dense, DENSE_VECTOR))
@@ -209,6 +216,7 @@ class QdrantClientStore:
                     using=using,
                     limit=request.limit,
                     query_filter=query_filter,
+                    search_params=params,
                     with_payload=True,
                 )
                 return SearchResult(hits=scored_points(response.points))
@@ -218,6 +226,7 @@ class QdrantClientStore:
                     using=u,
                     limit=request.candidate_pool,
                     filter=query_filter,
+                    params=params,
                     with_payload=True,
                 )
                 for q, u in inputs

@@ -43,7 +43,7 @@ QUERIES = [
 ]
 
 
-class LuceneIdfBM25(BM25Okapi):
+class LuceneIdfBM25(BM25Okapi):  # type: ignore[misc]  # rank-bm25 ships no types
     """rank-bm25's Okapi BM25 with the IDF Qdrant (and Lucene) use: ln(1 + (N-n+.5)/(n+.5))."""
 
     def _calc_idf(self, nd: dict[str, int]) -> None:
@@ -56,6 +56,36 @@ class LuceneIdfBM25(BM25Okapi):
 def test_term_indices_are_stable_unsigned_32_bit() -> None:
     assert term_index("pump") == term_index("pump")
     assert 0 <= term_index("pump") < 2**32
+
+
+# Golden values: every stored BM25 vector is indexed by these; a different hash (or encoding)
+# makes every query miss every document already indexed. CRC-32 (IEEE 802.3, as zlib) of the
+# term's UTF-8 bytes; "123456789" -> 0xCBF43926 is the standard CRC-32 check value.
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("123456789", 0xCBF43926),
+        ("pump", 0x9817B1ED),
+        ("water", 0xFB3314DA),
+        ("run", 0x5076A4C0),
+        ("naïv", 1621815905),
+        ("café", 2561491637),
+        ("", 0),
+    ],
+)
+def test_term_indices_have_their_pinned_values(term: str, expected: int) -> None:
+    assert term_index(term) == expected
+
+
+def test_document_and_query_vectors_have_their_pinned_indices_and_weights() -> None:
+    encoder = Bm25Encoder(Bm25Params(avg_doc_length=10))  # k1 1.2, b 0.75
+    document = encoder.encode_document("The pumps are running the pump")
+    # Tokens pump, run, pump: length 3, so tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * 3 / 10)).
+    assert document.indices == [0x5076A4C0, 0x9817B1ED]  # run, pump: sorted by index
+    assert document.values == pytest.approx([2.2 / 1.57, 4.4 / 2.57], rel=1e-12)
+    query = Bm25Encoder(Bm25Params()).encode_query("Naïve café running")
+    assert query.indices == [0x5076A4C0, 1621815905, 2561491637]  # run, naïv, café
+    assert query.values == [1.0, 1.0, 1.0]
 
 
 def test_tokenizer_stems_and_drops_stop_words() -> None:
