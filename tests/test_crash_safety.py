@@ -18,8 +18,9 @@ from config.settings import Settings
 RUN = """
 import sys
 from pathlib import Path
-from flows.ingest_flow import run_sync
+from composition.components import Components
 from config.settings import Settings
+from flows.ingest_flow import run_sync
 settings = Settings()
 report = run_sync(settings, Components(settings).folder_source(Path(sys.argv[1])))
 print(report.points_in_index)
