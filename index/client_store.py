@@ -157,7 +157,8 @@ class QdrantClientStore:
 
     def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
         with _contract_errors(collection):
-            return len(self.client.facet(collection, key=key, limit=limit, exact=True).hits)
+            facets = self.client.facet(collection, key=key, limit=limit, exact=True)
+            return sum(1 for hit in facets.hits if hit.count > 0)
 
     def _pages(
         self, collection: str, page_size: int, with_payload: Any, with_vectors: Any

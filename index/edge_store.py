@@ -13,9 +13,12 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from index.qdrant_filters import to_edge_filter
 from index.qdrant_records import ids_and_payloads, scored_points, stored_points
@@ -52,6 +55,8 @@ class EdgeVectorStore:
         self._catalog_file = self.path / "catalog.json"
         self._shards: dict[str, Any] = {}
         self._lock = threading.RLock()
+        # Catalog changes are read-modify-write: across processes too, one at a time.
+        self._catalog_lock = FileLock(self.path / "catalog.lock", thread_local=False)
 
     # -- catalog -----------------------------------------------------------------------------
     def _read_catalog(self) -> dict[str, Any]:
@@ -85,22 +90,23 @@ class EdgeVectorStore:
         except Exception as error:
             if "WouldBlock" in str(error):
                 raise IndexLockedError(
-                    f"the embedded index at {self.path} is open in another process "
-                    "(is `sluice serve` running?); stop it, or use a Qdrant server "
-                    "(SLUICE_QDRANT_URL) to ingest while serving"
+                    f"the embedded index at {self.path} is open in another process that "
+                    "does not share it (a Sluice version before shared embedded stores?)"
                 ) from error
             raise
 
     # -- collections and aliases -------------------------------------------------------------
     def create_collection(self, spec: CollectionSpec) -> None:
         edge = self._edge
-        with self._lock:
+        with self._lock, self._catalog_lock:
             catalog = self._read_catalog()
             if spec.name in catalog["collections"]:
                 raise ValueError(f"collection {spec.name} already exists")
             shard_dir = self._shard_dir(spec.name)
-            if shard_dir.exists():  # a leftover of a crashed create
-                shutil.rmtree(shard_dir)
+            if shard_dir.exists():
+                # A shard the catalog does not name: a crashed create, most likely. It is set
+                # aside, never deleted on a guess.
+                shard_dir.rename(shard_dir.with_name(f".orphan-{spec.name}-{time.time_ns()}"))
             config = edge.EdgeConfig(
                 vectors={DENSE_VECTOR: edge.EdgeVectorParams(spec.dimension, edge.Distance.Cosine)},
                 sparse_vectors={
@@ -122,7 +128,7 @@ class EdgeVectorStore:
             self._write_catalog(catalog)
 
     def drop_collection(self, name: str) -> None:
-        with self._lock:
+        with self._lock, self._catalog_lock:
             shard = self._shards.pop(name, None)
             if shard is not None:
                 shard.close()
@@ -144,7 +150,7 @@ class EdgeVectorStore:
         return target
 
     def set_alias(self, alias: str, collection: str) -> None:
-        with self._lock:
+        with self._lock, self._catalog_lock:
             catalog = self._read_catalog()
             if collection not in catalog["collections"]:
                 raise CollectionNotFoundError(f"collection {collection} does not exist")
@@ -190,7 +196,8 @@ class EdgeVectorStore:
     def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
         request = self._edge.FacetRequest(key=key, limit=limit, exact=True)
         with self._lock:
-            return len(self._shard(collection).facet(request).hits)
+            # The engine keeps a deleted value in its facet with a count of 0.
+            return sum(1 for hit in self._shard(collection).facet(request).hits if hit.count > 0)
 
     def _pages(
         self, collection: str, page_size: int, with_payload: Any, with_vector: Any

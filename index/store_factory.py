@@ -10,13 +10,14 @@ from index.types import VectorStore
 def open_vector_store(
     embedded_path: Path, qdrant_url: str | None = None, api_key: str | None = None
 ) -> VectorStore:
-    """A Qdrant server when `qdrant_url` is set, else the embedded engine at `embedded_path`."""
+    """A Qdrant server when `qdrant_url` is set, else the embedded engine at `embedded_path`,
+    shared with every other process that opens it (`index/shared_store.py`)."""
     if qdrant_url:
         from qdrant_client import QdrantClient
 
         from index.client_store import QdrantClientStore
 
         return QdrantClientStore(QdrantClient(url=qdrant_url, api_key=api_key, timeout=60))
-    from index.edge_store import EdgeVectorStore
+    from index.shared_store import SharedEdgeStore
 
-    return EdgeVectorStore(embedded_path)
+    return SharedEdgeStore(embedded_path)

@@ -22,6 +22,8 @@ class ServiceState:
     store: VectorStore
     embedders: dict[tuple[str, str, str], Embedder] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    loading: set[tuple[str, str, str]] = field(default_factory=set)
+    loading_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @staticmethod
     def _key(spec: CollectionSpec) -> tuple[str, str, str]:
@@ -45,7 +47,20 @@ class ServiceState:
             return self.embedders[key]
 
     def load_in_background(self, spec: CollectionSpec) -> None:
-        threading.Thread(target=self.embedder_for, args=(spec,), daemon=True).start()
+        """One loading thread per model, however often `/ready` is polled meanwhile."""
+        key = self._key(spec)
+        with self.loading_lock:  # not `lock`, which a loading model holds
+            if key in self.loading or key in self.embedders:
+                return
+            self.loading.add(key)
+
+        def load() -> None:
+            try:
+                self.embedder_for(spec)
+            finally:
+                self.loading.discard(key)
+
+        threading.Thread(target=load, name="model-loader", daemon=True).start()
 
     searcher: IndexSearcher = field(init=False)
 

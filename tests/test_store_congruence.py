@@ -802,6 +802,7 @@ def test_backends_agree_on_counts_aliases_and_deletes(stores: list[VectorStore])
         assert store.distinct_values("docs__v1", "doc_id") == 30
         store.delete("docs__v1", PayloadFilter(must=[MatchAny("doc_id", ["doc-0"])]))
         assert store.count("docs__v1") == 87
+        assert store.distinct_values("docs__v1", "doc_id") == 29, "a deleted document is gone"
         store.upsert("docs__v1", _points()[:5])
         assert store.count("docs__v1") == 88, "re-upserting existing ids adds nothing"
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from retrieval_api.deps import State
+from retrieval_api.deps import ServiceState, State
 
 router = APIRouter()
 
@@ -15,12 +16,20 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="The index is reachable and its embedding model is loaded")
+@router.get("/ready", summary="The index answers searches and its embedding model is loaded")
 async def ready(state: State) -> JSONResponse:
+    return await run_in_threadpool(_readiness, state)
+
+
+def _readiness(state: ServiceState) -> JSONResponse:
+    """Ready exactly when `/retrieve` can answer: the serving collection answers a count (so
+    the shards are open, here or in the process that owns them) and its model is loaded."""
     alias = state.settings.index_name
     try:
         collection = state.store.resolve_alias(alias)
         spec = state.store.collection_spec(collection) if collection else None
+        if collection and spec:
+            state.store.count(collection)
     except Exception as error:
         return JSONResponse({"status": "unavailable", "reason": str(error)}, status_code=503)
     if spec is None:

@@ -1,0 +1,196 @@
+"""The embedded engine shared by every process of one data dir.
+
+A Qdrant Edge shard opens in one process at a time. So the first process that opens the store
+becomes its owner: it takes the owner lock (an OS file lock, released with the process, even on
+SIGKILL), opens the shards and serves the other processes over a local channel
+(`index/shard_channel.py`). Every later process becomes a client of that owner and sends its
+calls there: `sluice serve`, an ingest run, a scheduled deployment run, a re-embed and the
+read-only commands all work on one data dir at once, and whichever started first serves the rest.
+When the owner exits or dies, a client takes the shards over on its next call.
+
+>>> store = SharedEdgeStore(Path(".sluice/qdrant"))  # doctest: +SKIP
+>>> store.role  # doctest: +SKIP
+'owner'
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from index.edge_store import EdgeVectorStore
+from index.shard_channel import OwnerGone, ShardClient, ShardServer
+from index.types import (
+    CollectionSpec,
+    IndexedPoint,
+    IndexLockedError,
+    PayloadFilter,
+    SearchRequest,
+    SearchResult,
+    StoredPoint,
+    StoreError,
+)
+
+
+class SharedEdgeStore:
+    """A `VectorStore` over the embedded engine that any number of processes can open."""
+
+    def __init__(self, path: Path, owner_wait_s: float = 30.0) -> None:
+        """`owner_wait_s`: how long to wait for an owner that holds the lock but does not answer
+        yet (it is starting up) before giving up with `IndexLockedError`."""
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.owner_wait_s = owner_wait_s
+        # Not thread-local: a takeover may happen in one thread and the release in another.
+        self._owner_lock = FileLock(self.path / "owner.lock", thread_local=False)
+        self._local: EdgeVectorStore | None = None
+        self._server: ShardServer | None = None
+        self._client: ShardClient | None = None
+        self._election = threading.Lock()
+        self._elect()
+
+    @property
+    def role(self) -> str:
+        return "owner" if self._local is not None else "client"
+
+    def _elect(self) -> None:
+        """Become the owner if none is alive, else a client of the one that is."""
+        deadline = time.monotonic() + self.owner_wait_s
+        while True:
+            try:
+                self._owner_lock.acquire(timeout=0)
+            except Timeout:
+                try:
+                    self._client = ShardClient(self.path)
+                    return
+                except (OwnerGone, FileNotFoundError) as error:
+                    if time.monotonic() > deadline:
+                        raise IndexLockedError(
+                            f"the embedded index at {self.path} is held by a process that does "
+                            f"not answer ({error}); is an older Sluice version running on it?"
+                        ) from error
+                    time.sleep(0.1)  # the owner is starting up, or just went away
+                    continue
+            try:
+                self._local = EdgeVectorStore(self.path)
+                self._server = ShardServer(self._local, self.path)
+            except BaseException:
+                self._release()
+                raise
+            return
+
+    def _take_over(self, gone: ShardClient) -> None:
+        with self._election:
+            if self._client is not gone:
+                return  # another thread already re-elected
+            gone.close()
+            self._client = None
+            self._elect()
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        while True:
+            local, client = self._local, self._client
+            if local is not None:
+                return getattr(local, name)(*args, **kwargs)
+            assert client is not None
+            try:
+                return client.call(name, *args, **kwargs)
+            except OwnerGone:
+                # Every call is safe to repeat: ids are deterministic, deletes are by filter,
+                # and an alias move or a drop lands in the same state twice.
+                self._take_over(client)
+
+    def _scan(self, name: str, *args: Any) -> Iterator[Any]:
+        local, client = self._local, self._client
+        if local is not None:
+            yield from getattr(local, name)(*args)
+            return
+        assert client is not None
+        try:
+            yield from client.scan(name, *args)
+        except OwnerGone as error:
+            self._take_over(client)
+            raise StoreError(
+                "the process that owned the index went away during a scan; run again "
+                "(every pipeline resumes where it stopped)"
+            ) from error
+
+    # -- VectorStore ------------------------------------------------------------------------
+    def create_collection(self, spec: CollectionSpec) -> None:
+        try:
+            self._call("create_collection", spec)
+        except ValueError:
+            # Repeated after a takeover, the first attempt may already have landed.
+            if self.collection_spec(spec.name) != spec:
+                raise
+
+    def drop_collection(self, name: str) -> None:
+        self._call("drop_collection", name)
+
+    def list_collections(self) -> list[str]:
+        names: list[str] = self._call("list_collections")
+        return names
+
+    def collection_spec(self, name: str) -> CollectionSpec | None:
+        spec: CollectionSpec | None = self._call("collection_spec", name)
+        return spec
+
+    def resolve_alias(self, alias: str) -> str | None:
+        name: str | None = self._call("resolve_alias", alias)
+        return name
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        self._call("set_alias", alias, collection)
+
+    def list_aliases(self) -> dict[str, str]:
+        aliases: dict[str, str] = self._call("list_aliases")
+        return aliases
+
+    def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
+        self._call("upsert", collection, list(points))
+
+    def delete(self, collection: str, filter: PayloadFilter) -> None:
+        self._call("delete", collection, filter)
+
+    def count(self, collection: str, filter: PayloadFilter | None = None) -> int:
+        counted: int = self._call("count", collection, filter)
+        return counted
+
+    def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
+        distinct: int = self._call("distinct_values", collection, key, limit)
+        return distinct
+
+    def scroll(
+        self, collection: str, fields: Sequence[str], page_size: int = 1024
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        return self._scan("scroll", collection, list(fields), page_size)
+
+    def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
+        return self._scan("read_points", collection, page_size)
+
+    def search(self, collection: str, request: SearchRequest) -> SearchResult:
+        result: SearchResult = self._call("search", collection, request)
+        return result
+
+    def close(self) -> None:
+        """An owner stops serving (its clients take over) and closes the shards."""
+        with self._election:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+            if self._local is not None:
+                self._local.close()
+                self._local = None
+            self._release()
+
+    def _release(self) -> None:
+        if self._owner_lock.is_locked:
+            self._owner_lock.release()

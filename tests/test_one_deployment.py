@@ -1,0 +1,215 @@
+"""One running Sluice on the embedded engine: `sluice serve` answers /retrieve throughout while
+other processes ingest, inspect and retry on the same data dir, and a SIGKILLed API loses
+nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+DOCS = {
+    "pumps.md": "# Pumps\n\nA centrifugal pump moves water with a spinning impeller.\n",
+    "solar.md": "# Solar power\n\nSolar panels charge the batteries; an inverter makes current.\n",
+    "garden.md": "# Garden\n\nWater the tomatoes every morning from the rain tank.\n",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    from prefect.settings import get_current_settings
+
+    return dict(
+        os.environ,
+        SLUICE_DATA_DIR=str(data_dir),
+        PREFECT_API_URL=str(get_current_settings().api.url),
+    )
+
+
+def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sluice", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@contextmanager
+def _serving(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline, "sluice serve never became ready"
+            time.sleep(0.3)
+        yield url, server
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+class _Poller:
+    """Queries /retrieve in a loop from a thread, recording every status."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.statuses: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=60) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.post(f"{self.url}/retrieve", json={"query": "water pump"})
+                    self.statuses.append(answer.status_code)
+                    if answer.status_code != 200:
+                        self.failures.append(answer.text[:300])
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+
+def _hits(url: str, query: str) -> list[dict[str, Any]]:
+    answer = httpx.post(f"{url}/retrieve", json={"query": query, "top_k": 10}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    hits: list[dict[str, Any]] = answer.json()["hits"]
+    return hits
+
+
+def test_commands_from_other_processes_work_while_the_api_serves(
+    tmp_path: Path, prefect_server: None
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    # One of three documents deleted is past the default guard against partial listings.
+    env = dict(_env(tmp_path / "data"), SLUICE_MAX_DELETED_FRACTION="0.5")
+    with _serving(env) as (url, _):
+        poller = _Poller(url)
+        try:
+            first = _sluice(env, "ingest", str(folder), "--json")
+            assert first.returncode == 0, first.stderr[-3000:]
+            report = json.loads(first.stdout)
+            assert report["new"] == 3 and report["points_in_index"] == 3
+            # What the run wrote is visible the moment it reports success.
+            assert _hits(url, "impeller")[0]["uri"].endswith("pumps.md")
+
+            (folder / "pumps.md").write_text("# Pumps\n\nA pump's impeller spins in a volute.\n")
+            (folder / "solar.md").unlink()
+            (folder / "wind.md").write_text("# Wind\n\nA turbine's blades turn a generator.\n")
+            second = _sluice(env, "ingest", str(folder), "--json")
+            assert second.returncode == 0, second.stderr[-3000:]
+            changes = json.loads(second.stdout)
+            assert (changes["new"], changes["changed"], changes["deleted"]) == (1, 1, 1)
+            uris = {h["uri"].rsplit("/", 1)[-1] for h in _hits(url, "turbine generator inverter")}
+            assert "wind.md" in uris and "solar.md" not in uris
+            assert "volute" in _hits(url, "impeller volute")[0]["text"]
+
+            status = _sluice(env, "status", "--json")
+            assert status.returncode == 0, status.stderr[-3000:]
+            index = json.loads(status.stdout)["indexes"]["docs"]
+            assert (index["points"], index["documents"]) == (3, 3)
+            versions = _sluice(env, "versions", "--json")
+            assert versions.returncode == 0, versions.stderr[-3000:]
+            assert [v["state"] for v in json.loads(versions.stdout)["versions"]] == ["serving"]
+            retried = _sluice(env, "retry-failed")
+            assert retried.returncode == 0, retried.stderr[-3000:]
+        finally:
+            poller.stop()
+    assert poller.failures == []
+    assert len(poller.statuses) > 20 and set(poller.statuses) == {200}
+
+
+def test_an_api_killed_mid_ingest_loses_and_duplicates_nothing(
+    tmp_path: Path, prefect_server: None
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(40):
+        body = " ".join(f"Sentence {j} of note {i} about pumps and valves." for j in range(30))
+        (folder / f"note{i:02}.md").write_text(f"# Note {i}\n\n{body}\n")
+    env = dict(_env(tmp_path / "data"), SLUICE_INGEST_BATCH_SIZE="4")
+    with _serving(env) as (_, server):
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "sluice", "ingest", str(folder), "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Kill the owner of the shards while the ingest writes through it.
+        manifest = tmp_path / "data" / "manifests" / "docs.sqlite"
+        deadline = time.monotonic() + 300
+        while not manifest.exists() or _indexed(manifest) < 3:
+            assert ingest.poll() is None, ingest.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the ingest never started writing"
+            time.sleep(0.2)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+        out, err = ingest.communicate(timeout=600)
+    assert ingest.returncode == 0, err[-3000:]
+    report = json.loads(out)
+    assert report["new"] == 40 and report["failed"] == 0
+    with _serving(env) as (url, _):
+        status = _sluice(env, "status", "--json")
+        index = json.loads(status.stdout)["indexes"]["docs"]
+        assert index["documents"] == 40 and index["points"] == report["points_in_index"]
+        assert _hits(url, "note 7 pumps valves")
+        again = _sluice(env, "ingest", str(folder), "--json")
+        assert again.returncode == 0, again.stderr[-3000:]
+        rerun = json.loads(again.stdout)
+        assert rerun["unchanged"] == 40 and rerun["points_in_index"] == index["points"]
+
+
+def _indexed(manifest: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(manifest) as db:
+        try:
+            row = db.execute("select count(*) from documents where status = 'indexed'").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+    return int(row[0])
