@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -81,6 +83,24 @@ class Components:
     @property
     def index_name(self) -> str:
         return self.settings.index_name
+
+    def deployment_id(self) -> str:
+        """Which deployment this is: the Qdrant server's URL, or for the embedded engine an id
+        made once per data dir. The API reports it, so a client can tell which data it asked."""
+        if self.settings.qdrant_url:
+            return self.settings.qdrant_url
+        marker = self.settings.data_dir / "deployment-id"
+        if not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            fresh = marker.with_suffix(f".{uuid.uuid4().hex}")
+            fresh.write_text(f"embedded-{uuid.uuid4()}\n")
+            try:
+                os.link(fresh, marker)  # the first writer wins; every process reads its id
+            except FileExistsError:
+                pass
+            finally:
+                fresh.unlink()
+        return marker.read_text().strip()
 
     # -- storage ---------------------------------------------------------------------------
     def store(self) -> VectorStore:

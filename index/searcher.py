@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from index.bm25 import Bm25Encoder
 from index.fusion import FusionParams, fuse
 from index.types import (
+    CollectionNotFoundError,
     CollectionSpec,
     Embedder,
     IndexNotFoundError,
@@ -78,7 +79,29 @@ class IndexSearcher:
         """`limit` hits; in hybrid mode, fused from `candidate_pool` dense and BM25 candidates.
 
         `alias` may also name a collection version directly (a re-embed evaluates one before
-        it serves)."""
+        it serves). A version dropped between resolving the alias and searching it (a switch
+        and retention in between) is answered from the one the alias names now."""
+        for attempt in (1, 2):
+            try:
+                return self._search_once(
+                    alias, query, mode, limit, candidate_pool, fusion, payload_filter, rerank
+                )
+            except CollectionNotFoundError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _search_once(
+        self,
+        alias: str,
+        query: str,
+        mode: SearchMode,
+        limit: int,
+        candidate_pool: int,
+        fusion: FusionParams | None,
+        payload_filter: PayloadFilter | None,
+        rerank: bool,
+    ) -> SearchOutcome:
         timings: dict[str, float] = {}
         collection = self.store.resolve_alias(alias) or alias
         spec = self.store.collection_spec(collection)

@@ -37,7 +37,8 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         serving_store = store or Components(settings).store()
-        state = ServiceState(settings=settings, store=serving_store)
+        parts = Components(settings)
+        state = ServiceState(settings, serving_store, parts.deployment_id())
         spec = active_spec(serving_store, settings.index_name)
         if spec is not None:
             state.embedder_for(spec)

@@ -20,6 +20,7 @@ class ServiceState:
 
     settings: Settings
     store: VectorStore
+    deployment: str = ""
     embedders: dict[tuple[str, str, str], Embedder] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     loading: set[tuple[str, str, str]] = field(default_factory=set)

@@ -115,6 +115,10 @@ class IndexInfo(BaseModel):
     alias: str
     collection: str
     embedding_model: str
+    deployment: str = Field(
+        description="Which deployment answered: a Qdrant server's URL, or the embedded data "
+        "dir's id (its `deployment-id` file)."
+    )
 
 
 class RetrieveResponse(BaseModel):

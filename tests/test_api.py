@@ -133,7 +133,14 @@ def test_malformed_json_is_a_422_not_a_500(client: TestClient) -> None:
 
 
 def test_health_ready_and_openapi(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    from composition.components import Components
+
+    deployment = Components(client.app.state.service.settings).deployment_id()  # type: ignore[attr-defined]
+    assert deployment.startswith("embedded-")
+    health = client.get("/health").json()
+    assert health == {"status": "ok", "deployment": deployment, "index": "docs"}
+    answer = client.post("/retrieve", json={"query": "pumps"}).json()
+    assert answer["index"]["deployment"] == deployment
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["collection"] == "docs__v1"
     assert "/retrieve" in client.get("/openapi.json").json()["paths"]

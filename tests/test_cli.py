@@ -66,3 +66,43 @@ def test_train_reranker_refuses_a_recipe_that_cannot_train_before_mining(tmp_pat
         result = CliRunner().invoke(app, ["train-reranker", str(tmp_path / "none"), *recipe])
         assert result.exit_code == 2
         assert "train-reranker failed" in result.stderr
+
+
+def test_query_refuses_an_api_that_serves_another_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API of another data dir on the configured port is named, not silently asked."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from config.settings import Settings
+    from retrieval_api.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    other = create_app(Settings(data_dir=tmp_path / "other"))
+    server = uvicorn.Server(uvicorn.Config(other, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "mine"))
+        monkeypatch.setenv("SLUICE_API_PORT", str(port))
+        answer = CliRunner().invoke(app, ["query", "pumps"])
+        assert answer.exit_code == 2
+        assert "serves another deployment" in answer.output
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

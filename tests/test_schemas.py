@@ -315,7 +315,9 @@ def test_a_response_serialises_every_hit_field_and_round_trips() -> None:
         query="pumps",
         mode="hybrid",
         hits=[_hit(dense=0.8, dense_rank=1, fused=0.03, fused_rank=1)],
-        index=IndexInfo(alias="docs", collection="docs__v1", embedding_model="stub"),
+        index=IndexInfo(
+            alias="docs", collection="docs__v1", embedding_model="stub", deployment="here"
+        ),
         timings_ms={"search_ms": 1.5},
     )
 

@@ -11,9 +11,9 @@ from retrieval_api.deps import ServiceState, State
 router = APIRouter()
 
 
-@router.get("/health", summary="The process is up")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/health", summary="The process is up, and which deployment and index it serves")
+async def health(state: State) -> dict[str, str]:
+    return {"status": "ok", "deployment": state.deployment, "index": state.settings.index_name}
 
 
 @router.get("/ready", summary="The index answers searches and its embedding model is loaded")

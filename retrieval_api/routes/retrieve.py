@@ -56,6 +56,7 @@ async def retrieve(body: RetrieveRequest, state: State, searcher: Searcher) -> R
             alias=settings.index_name,
             collection=outcome.collection,
             embedding_model=outcome.spec.embedding_model,
+            deployment=state.deployment,
         ),
         timings_ms={k: round(v, 3) for k, v in timings.items()},
         degraded=outcome.degraded,

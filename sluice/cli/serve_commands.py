@@ -36,13 +36,29 @@ def serve(
 
 
 def _api_url(settings: Settings) -> str | None:
+    """A running `sluice serve` of this deployment and index, if one answers on the configured
+    port; an API of another deployment there is refused rather than asked."""
     import httpx
+
+    from composition.components import Components
 
     url = f"http://{settings.api_host}:{settings.api_port}"
     try:
-        httpx.get(f"{url}/health", timeout=0.5).raise_for_status()
-    except httpx.HTTPError:
+        answer = httpx.get(f"{url}/health", timeout=0.5)
+        answer.raise_for_status()
+        health = answer.json()
+    except (httpx.HTTPError, ValueError):
         return None
+    ours = Components(settings).deployment_id()
+    if health.get("deployment") != ours:
+        console.print(
+            f"[red]the API on {url} serves another deployment[/red] "
+            f"({health.get('deployment') or 'unknown'}), not this one ({ours}); set "
+            "SLUICE_API_PORT to this deployment's API, or stop the other one"
+        )
+        raise typer.Exit(2)
+    if health.get("index") != settings.index_name:
+        return None  # the API serves another index of this deployment: ask the store directly
     return url
 
 
