@@ -213,3 +213,152 @@ def _indexed(manifest: Path) -> int:
         except sqlite3.OperationalError:
             return 0
     return int(row[0])
+
+
+class _ModelWatcher(_Poller):
+    """A poller that also records which embedding model answered each request."""
+
+    def __init__(self, url: str) -> None:
+        self.models: list[str] = []
+        super().__init__(url)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=60) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.post(f"{self.url}/retrieve", json={"query": "water pump"})
+                    self.statuses.append(answer.status_code)
+                    if answer.status_code == 200 and answer.json()["index"]:
+                        self.models.append(answer.json()["index"]["embedding_model"])
+                    elif answer.status_code != 200:
+                        self.failures.append(answer.text[:300])
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                time.sleep(0.05)
+
+
+def _switches(models: list[str]) -> list[str]:
+    """The models in the order they answered, each run of repeats collapsed to one."""
+    return [m for i, m in enumerate(models) if i == 0 or models[i - 1] != m]
+
+
+@contextmanager
+def _real_prefect_server(home: Path) -> Iterator[str]:
+    """`prefect server start` (SQLite): unlike the test harness's ephemeral server it runs the
+    scheduler, here every 5 s, so a cron schedule makes real scheduled runs."""
+    port = _free_port()
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+    )
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline, "prefect server never answered"
+            time.sleep(1)
+        yield api
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_a_scheduled_run_a_reembed_and_a_rollback_while_the_api_serves(tmp_path: Path) -> None:
+    from tests.derived_models import widened
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(
+        '{"query": "impeller of a centrifugal pump", "relevant": ["pumps.md"]}\n'
+        '{"query": "inverter for the batteries", "relevant": ["solar.md"]}\n'
+    )
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        f'[[sources]]\ntype = "local"\nname = "plant"\npath = "{folder}"\nschedule = "* * * * *"\n'
+    )
+    wide = str(widened(tmp_path / "wide"))
+    packaged = "sentence-transformers/all-MiniLM-L6-v2"
+    with (
+        _real_prefect_server(tmp_path / "prefect") as prefect_api,
+        _serving(
+            dict(os.environ, SLUICE_DATA_DIR=str(tmp_path / "data"), PREFECT_API_URL=prefect_api)
+        ) as (url, _),
+    ):
+        env = dict(
+            os.environ,
+            SLUICE_DATA_DIR=str(tmp_path / "data"),
+            PREFECT_API_URL=prefect_api,
+            PREFECT_RUNNER_POLL_FREQUENCY="2",
+            SLUICE_CONFIG_FILE=str(config),
+            SLUICE_GOLDEN_SET=str(golden),
+            SLUICE_GATE_MODE="dense",
+        )
+        watcher = _ModelWatcher(url)
+        deploy = subprocess.Popen(
+            [sys.executable, "-m", "sluice", "deploy"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # The scheduled run (every minute) ingests the source through the serving API.
+            deadline = time.monotonic() + 300
+            while not any(h["uri"].endswith("pumps.md") for h in _hits(url, "impeller")):
+                assert deploy.poll() is None, deploy.communicate()[0][-3000:]
+                assert time.monotonic() < deadline, "no scheduled run landed"
+                time.sleep(1)
+            deploy.terminate()
+            deploy.wait(timeout=60)
+
+            switched = _sluice(env, "reembed", "--model", wide, "--json")
+            assert switched.returncode == 0, switched.stderr[-3000:]
+            assert json.loads(switched.stdout)["outcome"] == "switched"
+            assert _answering_model(url) == wide
+
+            rolled = _sluice(env, "rollback", "--json")
+            assert rolled.returncode == 0, rolled.stderr[-3000:]
+            assert json.loads(rolled.stdout)["serving"] == "docs__v1"
+            assert _answering_model(url) == packaged
+            status = json.loads(_sluice(env, "status", "--json").stdout)["indexes"]["docs"]
+            assert (status["collection"], status["points"]) == ("docs__v1", 3)
+        finally:
+            watcher.stop()
+            if deploy.poll() is None:
+                deploy.kill()
+    assert watcher.failures == []
+    assert set(watcher.statuses) == {200}
+    # Each switch is seen once, and never flaps back.
+    assert _switches(watcher.models) == [packaged, wide, packaged]
+
+
+def _answering_model(url: str) -> str:
+    answer = httpx.post(f"{url}/retrieve", json={"query": "pump"}, timeout=60).json()
+    return str(answer["index"]["embedding_model"])
