@@ -189,7 +189,9 @@ class Components:
             stopwords=self.settings.bm25_stopwords,
         )
 
-    def reranker(self) -> Reranker | None:
+    def reranker(self, load_in_background: bool = False) -> Reranker | None:
+        """`load_in_background`: for a service, which skips reranking while the model loads
+        rather than hold a request for the load."""
         if not self.settings.reranker_model:
             return None
         return CrossEncoderReranker(
@@ -198,6 +200,7 @@ class Components:
             max_length=self.settings.rerank_max_length,
             budget_ms=self.settings.rerank_budget_ms,
             blend_alpha=self.settings.rerank_blend,
+            load_in_background=load_in_background,
         )
 
     def fusion(self) -> FusionParams:

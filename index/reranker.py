@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,8 +81,15 @@ class CrossEncoderReranker:
         max_length: int | None = None,
         budget_ms: float = 1000.0,
         blend_alpha: float = 1.0,
+        load_in_background: bool = False,
     ) -> None:
+        """`load_in_background`: a rerank asked for before the model is loaded starts loading
+        it and is skipped (`rerank_loading`) instead of waiting, outside its budget, for the
+        load (a service); by default the first rerank loads it (evaluation, training)."""
         self.model_id = model
+        self.load_in_background = load_in_background
+        self._loading = threading.Lock()
+        self._load_error: str | None = None
         self.requested_device = device
         self.batch_size = batch_size
         self.max_length = max_length
@@ -91,14 +99,31 @@ class CrossEncoderReranker:
         self._seconds_per_pair: float | None = None
 
     def warm_up(self) -> None:
-        if self._model is not None:
-            return
-        self._model = load_cross_encoder(self.model_id, self.requested_device, self.max_length)
-        self._model.predict([("warm", "up")], show_progress_bar=False)
+        with self._loading:  # one load, however many requests ask at once
+            if self._model is not None:
+                return
+            model = load_cross_encoder(self.model_id, self.requested_device, self.max_length)
+            model.predict([("warm", "up")], show_progress_bar=False)
+            self._model = model
+
+    def warm_up_in_background(self) -> None:
+        def load() -> None:
+            try:
+                self.warm_up()
+            except Exception as error:  # reported by every rerank that asks for it
+                self._load_error = f"{type(error).__name__}: {error}"
+
+        if self._model is None and not self._loading.locked():
+            threading.Thread(target=load, name="reranker-loader", daemon=True).start()
 
     def rerank(self, query: str, candidates: Sequence[ScoredPoint]) -> list[RerankedPoint]:
         if not candidates:
             return []
+        if self.load_in_background and self._model is None:
+            if self._load_error:
+                raise RerankSkipped(f"reranker unavailable: {self._load_error}")
+            self.warm_up_in_background()
+            raise RerankSkipped("rerank_loading: the reranker model is still loading")
         try:
             self.warm_up()
         except Exception as error:

@@ -66,7 +66,11 @@ class ServiceState:
     searcher: IndexSearcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.searcher = Components(self.settings).searcher(self.store, self.embedder_for)
+        parts = Components(self.settings)
+        reranker = parts.reranker(load_in_background=True)
+        self.searcher = parts.searcher(self.store, self.embedder_for, reranker)
+        if reranker is not None:
+            reranker.warm_up_in_background()
 
 
 def get_state(request: Request) -> ServiceState:

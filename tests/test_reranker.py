@@ -68,3 +68,38 @@ def test_blend_mixes_normalised_scores() -> None:
     assert blend([2.0, 0.0], [0.0, 1.0], alpha=1.0) == [2.0, 0.0]
     assert blend([2.0, 0.0], [0.0, 1.0], alpha=0.5) == [0.5, 0.5]
     assert blend([3.0, 1.0], [1.0, 0.0], alpha=0.25) == [1.0, 0.0]
+
+
+def test_a_service_reranker_skips_while_its_model_loads_then_reranks() -> None:
+    """Loading is not charged to a request: the first asks start the load and are skipped."""
+    import time
+
+    service = CrossEncoderReranker(MINILM, device="cpu", budget_ms=60_000, load_in_background=True)
+    with pytest.raises(RerankSkipped, match=r"^rerank_loading"):
+        service.rerank("pumps", _candidates(3))
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            reranked = service.rerank("pumps", _candidates(3))
+            break
+        except RerankSkipped as skipped:
+            assert str(skipped).startswith("rerank_loading")
+            assert time.monotonic() < deadline, "the model never finished loading"
+            time.sleep(0.1)
+    assert len(reranked) == 3
+
+
+def test_a_service_reranker_that_cannot_load_says_why() -> None:
+    import time
+
+    broken = CrossEncoderReranker("/nonexistent/cross-encoder", load_in_background=True)
+    deadline = time.monotonic() + 60
+    reasons = set()
+    while time.monotonic() < deadline:
+        with pytest.raises(RerankSkipped) as skipped:
+            broken.rerank("pumps", _candidates(2))
+        reasons.add(str(skipped.value).split(":")[0])
+        if "reranker unavailable" in reasons:
+            break
+        time.sleep(0.1)
+    assert "reranker unavailable" in reasons
