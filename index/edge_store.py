@@ -8,6 +8,7 @@ and not qdrant-client's local mode: docs/benchmarks.md.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -57,13 +58,26 @@ class EdgeVectorStore:
         self._lock = threading.RLock()
         # Catalog changes are read-modify-write: across processes too, one at a time.
         self._catalog_lock = FileLock(self.path / "catalog.lock", thread_local=False)
+        self._catalog_seen: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     # -- catalog -----------------------------------------------------------------------------
     def _read_catalog(self) -> dict[str, Any]:
-        if not self._catalog_file.exists():
+        """A fresh copy to change and write back (callers hold the catalog lock)."""
+        return copy.deepcopy(self._catalog())
+
+    def _catalog(self) -> dict[str, Any]:
+        """The catalog as on disk, parsed again only when the file changed (it is replaced
+        atomically, so a new inode or mtime means new contents); a search only stats it."""
+        try:
+            stat = self._catalog_file.stat()
+        except FileNotFoundError:
             return {"collections": {}, "aliases": {}}
-        data: dict[str, Any] = json.loads(self._catalog_file.read_text())
-        return data
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        seen = self._catalog_seen
+        if seen is None or seen[0] != stamp:
+            seen = (stamp, json.loads(self._catalog_file.read_text()))
+            self._catalog_seen = seen
+        return seen[1]
 
     def _write_catalog(self, catalog: dict[str, Any]) -> None:
         handle, temp = tempfile.mkstemp(dir=self.path, prefix=".catalog-")
@@ -79,7 +93,7 @@ class EdgeVectorStore:
     def _shard(self, name: str) -> Any:
         with self._lock:
             if name not in self._shards:
-                if name not in self._read_catalog()["collections"]:
+                if name not in self._catalog()["collections"]:
                     raise CollectionNotFoundError(f"collection {name} does not exist")
                 self._shards[name] = self._open(self._edge.EdgeShard.load, self._shard_dir(name))
             return self._shards[name]
@@ -139,14 +153,14 @@ class EdgeVectorStore:
             shutil.rmtree(self._shard_dir(name), ignore_errors=True)
 
     def list_collections(self) -> list[str]:
-        return sorted(self._read_catalog()["collections"])
+        return sorted(self._catalog()["collections"])
 
     def collection_spec(self, name: str) -> CollectionSpec | None:
-        data = self._read_catalog()["collections"].get(name)
+        data = self._catalog()["collections"].get(name)
         return CollectionSpec.from_metadata(data) if data else None
 
     def resolve_alias(self, alias: str) -> str | None:
-        target: str | None = self._read_catalog()["aliases"].get(alias)
+        target: str | None = self._catalog()["aliases"].get(alias)
         return target
 
     def set_alias(self, alias: str, collection: str) -> None:
@@ -158,7 +172,7 @@ class EdgeVectorStore:
             self._write_catalog(catalog)
 
     def list_aliases(self) -> dict[str, str]:
-        aliases: dict[str, str] = self._read_catalog()["aliases"]
+        aliases: dict[str, str] = self._catalog()["aliases"]
         return dict(sorted(aliases.items()))
 
     # -- points ------------------------------------------------------------------------------
