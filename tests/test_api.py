@@ -162,6 +162,8 @@ def test_an_index_held_by_another_process_answers_503(tmp_path: Path) -> None:
     try:
         with TestClient(create_app(settings)) as locked:
             response = locked.post("/retrieve", json={"query": "pumps"})
+            ready = locked.get("/ready")
+        assert ready.status_code == 503, "not ready while /retrieve cannot answer"
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "index_unavailable"
     finally:

@@ -210,3 +210,19 @@ def test_a_deep_data_dir_still_gets_a_working_channel(tmp_path: Path, depth: int
     finally:
         client.close()
         owner.close()
+
+
+def test_a_shard_folder_the_catalog_does_not_name_is_set_aside_not_deleted(tmp_path: Path) -> None:
+    from index.edge_store import EdgeVectorStore
+
+    stray = tmp_path / "collections" / "docs__v1"
+    stray.mkdir(parents=True)
+    (stray / "segment.bin").write_bytes(b"someone's data")
+    store = EdgeVectorStore(tmp_path)
+    try:
+        store.create_collection(_spec("docs__v1"))
+        kept = [p for p in (tmp_path / "collections").iterdir() if p.name.startswith(".orphan-")]
+        assert len(kept) == 1 and (kept[0] / "segment.bin").read_bytes() == b"someone's data"
+        assert store.list_collections() == ["docs__v1"]
+    finally:
+        store.close()
