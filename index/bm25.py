@@ -2,7 +2,9 @@
 
 A document term's value is its saturated, length-normalised term frequency
     tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
-and a query term's value is 1. Qdrant's IDF modifier multiplies each matched term by
+and a query term's value is how often the query repeats it (as in Lucene, bm25s and rank-bm25:
+a verbose query that says "pump" three times weighs it three times). Qdrant's IDF modifier
+multiplies each matched term by
     ln(1 + (N - n + 0.5) / (n + 0.5))
 so the dot product is exactly BM25 with Lucene's IDF. Terms are hashed to unsigned 32-bit
 indices (CRC-32): stable across processes and versions, unlike Python's `hash`.
@@ -84,7 +86,7 @@ class Bm25Encoder:
         return [self.encode_document(text) for text in texts]
 
     def encode_query(self, text: str) -> SparseVector:
-        return _to_sparse(dict.fromkeys(self.tokenize(text), 1.0))
+        return _to_sparse({term: float(n) for term, n in Counter(self.tokenize(text)).items()})
 
 
 def average_length(encoder: Bm25Encoder, texts: Sequence[str]) -> float:

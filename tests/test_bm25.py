@@ -5,10 +5,13 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
 from index.bm25 import Bm25Encoder, Bm25Params, average_length, term_index
@@ -86,6 +89,9 @@ def test_document_and_query_vectors_have_their_pinned_indices_and_weights() -> N
     query = Bm25Encoder(Bm25Params()).encode_query("Naïve café running")
     assert query.indices == [0x5076A4C0, 1621815905, 2561491637]  # run, naïv, café
     assert query.values == [1.0, 1.0, 1.0]
+    repeated = Bm25Encoder(Bm25Params()).encode_query("pump runs; the pumps, pumping")
+    assert repeated.indices == [0x5076A4C0, 0x9817B1ED]  # run x1, pump x3
+    assert repeated.values == [1.0, 3.0]
 
 
 def test_tokenizer_stems_and_drops_stop_words() -> None:
@@ -137,3 +143,71 @@ def test_qdrant_bm25_matches_rank_bm25(bm25_index, query: str) -> None:  # type:
     reference_in_hit_order = [expected[int(uuid.UUID(h.id).int)] for h in hits]
     assert all(a >= b - 1e-5 for a, b in itertools.pairwise(reference_in_hit_order))
     assert len([h for h in hits if h.score > 0]) == int((expected > 0).sum())
+
+
+# Random queries, scored by Qdrant (our vectors, its IDF) against two reference implementations.
+VOCABULARY = sorted({w for text in CORPUS for w in text.lower().strip(".").split()})
+STOP_WORDS = ["the", "of", "and", "a", "is", "in", "to"]
+UNKNOWN = ["zeppelin", "quasar", "xylophone"]
+
+
+@pytest.fixture(scope="module")
+def shared_bm25_index(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[EdgeVectorStore, Bm25Encoder]]:
+    probe = Bm25Encoder(Bm25Params())
+    params = Bm25Params(avg_doc_length=average_length(probe, CORPUS))
+    encoder = Bm25Encoder(params)
+    store = EdgeVectorStore(tmp_path_factory.mktemp("bm25"))
+    store.create_collection(CollectionSpec("t__v1", "none", 4, params))
+    store.upsert(
+        "t__v1",
+        [
+            IndexedPoint(
+                str(uuid.UUID(int=i)),
+                np.full(4, 0.5, dtype=np.float32),
+                encoder.encode_document(text),
+                {"i": i},
+            )
+            for i, text in enumerate(CORPUS)
+        ],
+    )
+    yield store, encoder
+    store.close()
+
+
+def _qdrant_scores(store: EdgeVectorStore, encoder: Bm25Encoder, query: str) -> list[float]:
+    sparse = encoder.encode_query(query)
+    if not sparse.indices:
+        return [0.0] * len(CORPUS)
+    request = SearchRequest("bm25", len(CORPUS), len(CORPUS), sparse=sparse)
+    got = {int(uuid.UUID(h.id).int): h.score for h in store.search("t__v1", request).hits}
+    return [got.get(i, 0.0) for i in range(len(CORPUS))]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    words=st.lists(st.sampled_from(VOCABULARY + STOP_WORDS + UNKNOWN), min_size=1, max_size=60).map(
+        lambda ws: ws + ws[: len(ws) // 2]
+    )  # every query repeats some of its terms
+)
+def test_random_queries_score_as_rank_bm25_and_bm25s_do(
+    shared_bm25_index: tuple[EdgeVectorStore, Bm25Encoder], words: list[str]
+) -> None:
+    """Repeated terms, stop words only, unknown terms, very long queries: the scores equal
+    rank-bm25's (Lucene IDF) and bm25s's Lucene variant, which leaves out the constant
+    factor k1 + 1."""
+    import bm25s
+
+    store, encoder = shared_bm25_index
+    query = " ".join(words)
+    tokens = encoder.tokenize(query)
+    corpus_tokens = [encoder.tokenize(t) for t in CORPUS]
+    ours = _qdrant_scores(store, encoder, query)
+    okapi = LuceneIdfBM25(corpus_tokens, k1=encoder.params.k1, b=encoder.params.b)
+    assert ours == pytest.approx(list(okapi.get_scores(tokens)), rel=1e-4, abs=1e-5)
+    lucene = bm25s.BM25(k1=encoder.params.k1, b=encoder.params.b, method="lucene")
+    lucene.index(corpus_tokens, show_progress=False)
+    known = [t for t in tokens if any(t in doc for doc in corpus_tokens)]
+    expected = lucene.get_scores(known) * (encoder.params.k1 + 1) if known else np.zeros(16)
+    assert ours == pytest.approx(list(expected), rel=1e-4, abs=1e-5)
