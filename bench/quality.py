@@ -1,5 +1,6 @@
 """Retrieval quality on BEIR collections: every mode, plus the fusion comparison.
 
+    .venv/bin/python bench/quality.py                      # every collection in ../shared/data/beir
     .venv/bin/python bench/quality.py ../shared/data/beir/scifact ../shared/data/beir/nfcorpus
 
 For each dataset: `sluice eval`'s harness with the current settings (all modes), then hybrid
@@ -23,6 +24,8 @@ from index.reranker import CrossEncoderReranker
 from index.types import Embedder
 from pipelines.beir import load_beir
 from pipelines.evaluation import EvalMode, eval_alias, evaluate_modes
+
+SHARED_BEIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir"
 
 FUSIONS = [
     FusionParams("rrf", 60, (1.0, 1.0)),
@@ -113,17 +116,22 @@ def blend_sweep(folder: Path, settings: Settings, embedder: Embedder, blends: li
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument(
+        "datasets", nargs="*", type=Path, help="BEIR folders (default: every shared collection)"
+    )
     parser.add_argument("--pool", type=int, default=100, help="candidates per list for fusion")
     parser.add_argument("--skip-modes", action="store_true", help="only the fusion comparison")
     parser.add_argument("--bm25-grid", action="store_true", help="also tune k1, b, stop words")
     parser.add_argument("--skip-fusion", action="store_true", help="no fusion comparison")
     parser.add_argument("--blends", help="rerank weights to compare, e.g. 1,0.7,0.5")
     args = parser.parse_args()
+    datasets = args.datasets or sorted(
+        folder for folder in SHARED_BEIR.iterdir() if (folder / "corpus.jsonl").is_file()
+    )
     settings = Settings()
     prepare_process(settings.data_dir)
     embedder = Components(settings).embedder()
-    for folder in args.datasets:
+    for folder in datasets:
         if args.bm25_grid:
             bm25_grid(folder, settings)
         if not args.skip_modes:
