@@ -90,7 +90,7 @@ class ShardServer:
         while not self._closed.is_set():
             try:
                 connection = self._listener.accept()
-            except OSError:
+            except Exception:  # AuthenticationError, EOFError, OSError: that client only
                 if self._closed.is_set():
                     return
                 continue  # a client that failed the key challenge, or hung up mid-way
