@@ -81,15 +81,11 @@ class IndexSearcher:
         `alias` may also name a collection version directly (a re-embed evaluates one before
         it serves). A version dropped between resolving the alias and searching it (a switch
         and retention in between) is answered from the one the alias names now."""
-        for attempt in (1, 2):
-            try:
-                return self._search_once(
-                    alias, query, mode, limit, candidate_pool, fusion, payload_filter, rerank
-                )
-            except CollectionNotFoundError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        arguments = (alias, query, mode, limit, candidate_pool, fusion, payload_filter, rerank)
+        try:
+            return self._search_once(*arguments)
+        except CollectionNotFoundError:
+            return self._search_once(*arguments)
 
     def _search_once(
         self,

@@ -45,7 +45,9 @@ CALLS = frozenset(
         "search",
     }
 )
-ITERATIONS = frozenset({"scroll", "read_points"})
+# Iterations a client may run, and how many of their items one round trip carries: `scroll`
+# yields a point at a time, `read_points` a page of them.
+ITERATIONS = {"scroll": 1024, "read_points": 1}
 
 
 class OwnerGone(ConnectionError):
@@ -114,9 +116,10 @@ class ShardServer:
                         scans[number] = iter(getattr(self.store, name)(*args, **kwargs))
                         reply = ("ok", number)
                     elif kind == "next":
-                        try:
-                            reply = ("ok", next(scans[args[0]]))
-                        except StopIteration:
+                        batch = list(itertools.islice(scans[args[0]], args[1]))
+                        if batch:
+                            reply = ("ok", batch)
+                        else:
                             scans.pop(args[0], None)
                             reply = ("stop", None)
                     else:
@@ -188,8 +191,9 @@ class ShardClient:
 
     def scan(self, name: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
         number = self._request("scan", name, args, kwargs)
-        while (item := self._request("next", "", (number,), {})) is not StopIteration:
-            yield item
+        batch_size = ITERATIONS[name]
+        while (batch := self._request("next", "", (number, batch_size), {})) is not StopIteration:
+            yield from batch
 
     def close(self) -> None:
         with self._lock:

@@ -247,3 +247,20 @@ def test_a_client_without_the_key_is_refused_and_the_owner_keeps_serving(tmp_pat
             client.close()
     finally:
         owner.close()
+
+
+def test_a_client_scans_every_point_in_batches(tmp_path: Path) -> None:
+    owner = SharedEdgeStore(tmp_path)
+    owner.create_collection(_spec("docs__v1"))
+    owner.upsert("docs__v1", _points(0, 2500))
+    client = SharedEdgeStore(tmp_path)
+    try:
+        assert client.role == "client"
+        scrolled = [point_id for point_id, _ in client.scroll("docs__v1", ["doc_id"])]
+        assert sorted(scrolled) == sorted(p for p, _ in owner.scroll("docs__v1", ["doc_id"]))
+        assert len(set(scrolled)) == 2500
+        pages = list(client.read_points("docs__v1", page_size=1000))
+        assert [len(page) for page in pages] == [1000, 1000, 500]
+    finally:
+        client.close()
+        owner.close()
