@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +88,31 @@ def sync(  # type: ignore[no-untyped-def]
         manifest.close()
         if own_store:
             store.close()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen[bytes], seconds: float, what: str
+) -> None:
+    """Until `url` answers 200; fails with the process's stderr if it exits first."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(process.stderr.read().decode() if process.stderr else "exited")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise TimeoutError(f"{what} did not answer on {url} within {seconds:.0f} s")
+        time.sleep(0.3)

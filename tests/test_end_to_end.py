@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import httpx
 import pytest
 
 from config.settings import Settings
-from tests.conftest import SHARED_DOCS, needs_shared_docs
+from tests.conftest import SHARED_DOCS, free_port, needs_shared_docs, wait_until_answering
 
 pytestmark = [needs_shared_docs, pytest.mark.slow]
 
@@ -40,12 +38,6 @@ FILES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dict[str, Any]:
     from flows.ingest_flow import ingest_flow
@@ -62,7 +54,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> 
 
 @pytest.fixture(scope="module")
 def api(ingested: dict[str, Any]) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, SLUICE_DATA_DIR=str(ingested["settings"].data_dir))
     server = subprocess.Popen(
         [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
@@ -71,19 +63,7 @@ def api(ingested: dict[str, Any]) -> Iterator[str]:
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None:
-            raise RuntimeError(server.stderr.read().decode() if server.stderr else "exited")
-        time.sleep(0.5)
-    else:
-        server.kill()
-        raise TimeoutError("sluice serve did not become ready")
+    wait_until_answering(f"{url}/ready", server, 120, "sluice serve")
     yield url
     server.terminate()
     server.wait(timeout=30)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import free_port, wait_until_answering
+
 pytestmark = pytest.mark.slow
 
 DOCS = {
@@ -27,12 +28,6 @@ DOCS = {
     "solar.md": "# Solar power\n\nSolar panels charge the batteries; an inverter makes current.\n",
     "garden.md": "# Garden\n\nWater the tomatoes every morning from the rain tank.\n",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -57,7 +52,7 @@ def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 @contextmanager
 def _serving(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
         env=env,
@@ -66,16 +61,7 @@ def _serving(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "sluice serve never became ready"
-            time.sleep(0.3)
+        wait_until_answering(f"{url}/ready", server, 180, "sluice serve")
         yield url, server
     finally:
         if server.poll() is None:
@@ -84,12 +70,14 @@ def _serving(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]
 
 
 class _Poller:
-    """Queries /retrieve in a loop from a thread, recording every status."""
+    """Queries /retrieve in a loop from a thread, recording every status and which embedding
+    model answered."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.statuses: list[int] = []
         self.failures: list[str] = []
+        self.models: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -102,6 +90,8 @@ class _Poller:
                     self.statuses.append(answer.status_code)
                     if answer.status_code != 200:
                         self.failures.append(answer.text[:300])
+                    elif answer.json()["index"]:
+                        self.models.append(answer.json()["index"]["embedding_model"])
                 except httpx.HTTPError as error:
                     self.failures.append(repr(error))
                 time.sleep(0.05)
@@ -215,28 +205,6 @@ def _indexed(manifest: Path) -> int:
     return int(row[0])
 
 
-class _ModelWatcher(_Poller):
-    """A poller that also records which embedding model answered each request."""
-
-    def __init__(self, url: str) -> None:
-        self.models: list[str] = []
-        super().__init__(url)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=60) as client:
-            while not self._stop.is_set():
-                try:
-                    answer = client.post(f"{self.url}/retrieve", json={"query": "water pump"})
-                    self.statuses.append(answer.status_code)
-                    if answer.status_code == 200 and answer.json()["index"]:
-                        self.models.append(answer.json()["index"]["embedding_model"])
-                    elif answer.status_code != 200:
-                        self.failures.append(answer.text[:300])
-                except httpx.HTTPError as error:
-                    self.failures.append(repr(error))
-                time.sleep(0.05)
-
-
 def _switches(models: list[str]) -> list[str]:
     """The models in the order they answered, each run of repeats collapsed to one."""
     return [m for i, m in enumerate(models) if i == 0 or models[i - 1] != m]
@@ -246,7 +214,7 @@ def _switches(models: list[str]) -> list[str]:
 def _real_prefect_server(home: Path) -> Iterator[str]:
     """`prefect server start` (SQLite): unlike the test harness's ephemeral server it runs the
     scheduler, here every 5 s, so a cron schedule makes real scheduled runs."""
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         PREFECT_HOME=str(home),
@@ -272,16 +240,7 @@ def _real_prefect_server(home: Path) -> Iterator[str]:
     )
     api = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "prefect server never answered"
-            time.sleep(1)
+        wait_until_answering(f"{api}/health", server, 300, "prefect server")
         yield api
     finally:
         server.terminate()
@@ -321,7 +280,7 @@ def test_a_scheduled_run_a_reembed_and_a_rollback_while_the_api_serves(tmp_path:
             SLUICE_GOLDEN_SET=str(golden),
             SLUICE_GATE_MODE="dense",
         )
-        watcher = _ModelWatcher(url)
+        watcher = _Poller(url)
         deploy = subprocess.Popen(
             [sys.executable, "-m", "sluice", "deploy"],
             env=env,

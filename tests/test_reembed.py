@@ -5,7 +5,6 @@ dimension changes and query/passage prefixes."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from flows.reembed_flow import run_reembed, run_rollback
 from index.versions import active_spec
 from ingest.manifest import Manifest
 from pipelines.gate import GateUnavailable
-from tests.conftest import ingest_folder
+from tests.conftest import free_port, ingest_folder
 from tests.derived_models import weakened, widened
 
 EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -244,12 +243,6 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_a_running_api_follows_the_switch_with_no_failed_request(
     indexed: tuple[Settings, Path], models: dict[str, str]
 ) -> None:
@@ -262,7 +255,7 @@ def test_a_running_api_follows_the_switch_with_no_failed_request(
 
     settings, _ = indexed
     store = Components(settings).store()
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, store=store), host="127.0.0.1", port=port, log_level="warning"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -20,20 +19,14 @@ from composition.components import build_source
 from config.settings import Settings
 from config.sources import HttpConfig, S3Config
 from pipelines.report import IngestReport
-from tests.conftest import sync
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.conftest import free_port, sync
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     moto = shutil.which("moto_server", path=os.path.dirname(sys.executable))
     assert moto, "moto[server] is a test dependency"
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [moto, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
