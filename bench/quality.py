@@ -21,7 +21,7 @@ from config.settings import Settings
 from flows.evaluate_flow import run_evaluation
 from index.fusion import FusionParams
 from index.reranker import CrossEncoderReranker
-from index.types import Embedder
+from index.types import Embedder, HybridOptions
 from pipelines.beir import load_beir
 from pipelines.evaluation import EvalMode, eval_alias, evaluate_modes
 
@@ -94,14 +94,12 @@ def blend_sweep(folder: Path, settings: Settings, embedder: Embedder, blends: li
     try:
         for alpha in [None, *blends]:  # None: hybrid alone, the baseline
             mode: EvalMode = "hybrid" if alpha is None else "hybrid+rerank"
-            reranker.blend_alpha = alpha or 0.0
             scores = evaluate_modes(
                 dataset,
                 searcher,
                 eval_alias(dataset.name),
                 (mode,),
-                settings.candidate_pool,
-                Components(settings).fusion(),
+                HybridOptions(rerank_blend=alpha),
             )[mode]
             print(
                 f"| {'hybrid' if alpha is None else alpha} | {scores['ndcg@10']:.4f} "
@@ -149,8 +147,9 @@ def main() -> None:
         print("|---|---:|---|---:|---:|---:|")
         try:
             for fusion in FUSIONS:
+                options = fusion.as_options(args.pool)
                 scores = evaluate_modes(
-                    dataset, searcher, eval_alias(dataset.name), ("hybrid",), args.pool, fusion
+                    dataset, searcher, eval_alias(dataset.name), ("hybrid",), options
                 )["hybrid"]
                 k = fusion.rrf_k if fusion.method == "rrf" else "-"
                 print(

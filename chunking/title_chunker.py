@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from chunking.boundaries import pack_windows, sentence_spans, token_windows
 from chunking.ids import chunk_point_id, document_version
-from chunking.types import Chunk, Tokenizer
+from chunking.types import Chunk, Tokenizer, link_neighbours
 from ingest.types import ParsedDocument
 
 _HEADING_CATEGORIES = frozenset({"Title"})
@@ -102,7 +102,7 @@ class TitleChunker:
                         context=_unrepeated(context, chunk_text),
                     )
                 )
-        return chunks
+        return link_neighbours(chunks)
 
     def _context_line(self, title: str, headings: list[str]) -> str:
         """Title and heading path, cut to a quarter of the token limit."""

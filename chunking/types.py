@@ -32,6 +32,18 @@ class Chunker(Protocol):
     def run(self, document: ParsedDocument, config_fingerprint: str = "") -> list[Chunk]: ...
 
 
+MAX_NEIGHBOURS = 2
+
+
+def link_neighbours(chunks: list[Chunk]) -> list[Chunk]:
+    """Gives each of one document's chunks, in order, the text of its neighbours."""
+    texts = [c.indexed_text for c in chunks]
+    for i, chunk in enumerate(chunks):
+        chunk.text_before = texts[max(0, i - MAX_NEIGHBOURS) : i][::-1]
+        chunk.text_after = texts[i + 1 : i + 1 + MAX_NEIGHBOURS]
+    return chunks
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -63,6 +75,12 @@ class Chunk:
     context: str = ""
     """Title and headings the text itself does not repeat, so a continuation chunk keeps its
     document's terms; embedded and BM25-indexed with the text, not shown as part of it."""
+    text_before: list[str] = field(default_factory=list)
+    """Indexed text of the chunks just before this one in its document, nearest first (up to
+    `MAX_NEIGHBOURS`): BM25 counts their terms at a lower weight, so a passage is also found by
+    what its document says around it. Neither embedded nor stored."""
+    text_after: list[str] = field(default_factory=list)
+    """The same for the chunks just after it."""
 
     @property
     def indexed_text(self) -> str:

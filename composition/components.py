@@ -27,12 +27,11 @@ from config.sources import HttpConfig, LocalFolderConfig, S3Config, SourceConfig
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
-from index.fusion import FusionParams
 from index.reranker import CrossEncoderReranker
 from index.searcher import IndexSearcher
 from index.store_factory import open_vector_store
 from index.target import IndexTarget
-from index.types import CollectionSpec, Embedder, Reranker, VectorStore
+from index.types import CollectionSpec, Embedder, HybridOptions, Reranker, VectorStore
 from ingest.manifest import Manifest, RunLock
 from ingest.sources.http import HttpSource
 from ingest.sources.local_folder import LocalFolderSource
@@ -187,6 +186,8 @@ class Components:
             b=self.settings.bm25_b,
             language=self.settings.bm25_language,
             stopwords=self.settings.bm25_stopwords,
+            neighbours=self.settings.bm25_neighbours,
+            neighbour_weight=self.settings.bm25_neighbour_weight,
         )
 
     def reranker(self, load_in_background: bool = False) -> Reranker | None:
@@ -203,9 +204,12 @@ class Components:
             load_in_background=load_in_background,
         )
 
-    def fusion(self) -> FusionParams:
+    def hybrid_defaults(self) -> HybridOptions:
+        """Complete hybrid options from settings, for collections nobody tuned."""
         s = self.settings
-        return FusionParams(s.fusion_method, s.rrf_k, s.fusion_weights)
+        return HybridOptions(
+            s.fusion_method, s.rrf_k, s.fusion_weights, s.candidate_pool, s.rerank_blend
+        )
 
     def searcher(
         self,
@@ -221,13 +225,12 @@ class Components:
             embedder_for or self.embedder_for,
             reranker or self.reranker(),
             self.settings.rerank_candidates,
+            self.hybrid_defaults(),
         )
 
     def gate_policy(self) -> GatePolicy:
         s = self.settings
-        return GatePolicy(
-            s.gate_mode, s.gate_metric, s.gate_tolerance, s.candidate_pool, self.fusion()
-        )
+        return GatePolicy(s.gate_mode, s.gate_metric, s.gate_tolerance, self.hybrid_defaults())
 
     # -- ingest ----------------------------------------------------------------------------
     def source(self, config: SourceConfig) -> DocumentSource:

@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     bm25_language: str = "english"
     bm25_stopwords: Literal["lucene", "none"] = "lucene"
+    bm25_neighbours: int = Field(
+        default=1,
+        ge=0,
+        le=2,
+        description="Chunks on each side whose terms a chunk's BM25 vector also counts.",
+    )
+    bm25_neighbour_weight: float = Field(
+        default=0.5, gt=0, le=1, description="What a term in a neighbouring chunk counts for."
+    )
 
     parse_strategy: Literal["fast", "auto", "ocr_only"] = "fast"
     include: list[str] = Field(default_factory=lambda: ["**/*"])

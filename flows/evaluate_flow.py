@@ -66,9 +66,7 @@ def run_evaluation(
             parts.searcher(store, lambda _: embedder),
             alias,
             modes,
-            settings.candidate_pool,
-            parts.fusion(),
-            report_progress,
+            progress=report_progress,
         )
     finally:
         store.close()
@@ -82,6 +80,8 @@ def run_evaluation(
             "bm25_k1": settings.bm25_k1,
             "bm25_b": settings.bm25_b,
             "bm25_stopwords": settings.bm25_stopwords,
+            "bm25_neighbours": settings.bm25_neighbours,
+            "bm25_neighbour_weight": settings.bm25_neighbour_weight,
             "fusion": settings.fusion_method,
             "fusion_weights": list(settings.fusion_weights),
             "rrf_k": settings.rrf_k,

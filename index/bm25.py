@@ -6,7 +6,10 @@ and a query term's value is how often the query repeats it (as in Lucene, bm25s 
 a verbose query that says "pump" three times weighs it three times). Qdrant's IDF modifier
 multiplies each matched term by
     ln(1 + (N - n + 0.5) / (n + 0.5))
-so the dot product is exactly BM25 with Lucene's IDF. Terms are hashed to unsigned 32-bit
+so the dot product is exactly BM25 with Lucene's IDF. A chunk's own terms count once per
+occurrence; with `neighbours`, the terms of the chunks next to it in its document count too, at
+`neighbour_weight` (docs/retrieval-quality.md: it recovers most of what splitting a long
+document into chunks costs BM25). Terms are hashed to unsigned 32-bit
 indices (CRC-32): stable across processes and versions, unlike Python's `hash`.
 """
 
@@ -15,9 +18,11 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from chunking.types import Chunk
 
 # Lucene's EnglishAnalyzer stop set, the one Pyserini's published BM25 baselines use.
 LUCENE_STOPWORDS = frozenset(
@@ -42,6 +47,11 @@ class Bm25Params:
     language: str = "english"
     stopwords: str = "lucene"
     avg_doc_length: float = 100.0
+    neighbours: int = 0
+    """Chunks on each side whose terms a chunk's vector also counts (0: the chunk alone, as
+    collections made before this existed)."""
+    neighbour_weight: float = 0.5
+    """What one occurrence of a term in a neighbouring chunk counts for."""
 
 
 def term_index(term: str) -> int:
@@ -49,7 +59,7 @@ def term_index(term: str) -> int:
 
 
 def term_weights(
-    term_counts: Counter[str], doc_length: int, params: Bm25Params
+    term_counts: Mapping[str, float], doc_length: float, params: Bm25Params
 ) -> dict[str, float]:
     """The BM25 term-frequency component for each term of one document."""
     norm = params.k1 * (1 - params.b + params.b * doc_length / params.avg_doc_length)
@@ -85,15 +95,33 @@ class Bm25Encoder:
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         return [self.encode_document(text) for text in texts]
 
+    def chunk_term_counts(self, chunk: Chunk) -> dict[str, float]:
+        """The chunk's terms, and its `neighbours` on each side's at `neighbour_weight`."""
+        counts: dict[str, float] = dict(Counter(self.tokenize(chunk.indexed_text)))
+        reach = self.params.neighbours
+        for text in (*chunk.text_before[:reach], *chunk.text_after[:reach]):
+            for term in self.tokenize(text):
+                counts[term] = counts.get(term, 0.0) + self.params.neighbour_weight
+        return counts
+
+    def encode_chunks(self, chunks: Sequence[Chunk]) -> list[SparseVector]:
+        """Each chunk's vector, its length being its weighted term count."""
+        vectors = []
+        for chunk in chunks:
+            counts = self.chunk_term_counts(chunk)
+            vectors.append(_to_sparse(term_weights(counts, sum(counts.values()), self.params)))
+        return vectors
+
     def encode_query(self, text: str) -> SparseVector:
         return _to_sparse({term: float(n) for term, n in Counter(self.tokenize(text)).items()})
 
 
-def average_length(encoder: Bm25Encoder, texts: Sequence[str]) -> float:
-    """Mean token count, the `avg_doc_length` a new collection is created with."""
-    if not texts:
+def average_length(encoder: Bm25Encoder, chunks: Sequence[Chunk]) -> float:
+    """Mean weighted term count, the `avg_doc_length` a new collection is created with."""
+    if not chunks:
         return 100.0
-    return max(1.0, sum(len(encoder.tokenize(t)) for t in texts) / len(texts))
+    total = sum(sum(encoder.chunk_term_counts(c).values()) for c in chunks)
+    return max(1.0, total / len(chunks))
 
 
 def _to_sparse(weights: dict[str, float]) -> SparseVector:

@@ -7,6 +7,7 @@ with the embedded engine.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from index.types import (
     CollectionSpec,
     IndexedPoint,
     PayloadFilter,
+    RetrievalTuning,
     SearchRequest,
     SearchResult,
     StoredPoint,
@@ -88,6 +90,13 @@ class QdrantClientStore:
         metadata = self.client.get_collection(name).config.metadata or {}
         data = metadata.get(_SPEC_KEY)
         return CollectionSpec.from_metadata(data) if data else None
+
+    def record_tuning(self, name: str, tuning: RetrievalTuning | None) -> None:
+        spec = self.collection_spec(name)
+        if spec is None:
+            raise CollectionNotFoundError(f"collection {name} does not exist")
+        updated = dataclasses.replace(spec, tuning=tuning)
+        self.client.update_collection(name, metadata={_SPEC_KEY: updated.to_metadata()})
 
     def resolve_alias(self, alias: str) -> str | None:
         for description in self.client.get_aliases().aliases:

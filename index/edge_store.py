@@ -9,6 +9,7 @@ and not qdrant-client's local mode: docs/benchmarks.md.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from index.types import (
     IndexedPoint,
     IndexLockedError,
     PayloadFilter,
+    RetrievalTuning,
     SearchRequest,
     SearchResult,
     StoredPoint,
@@ -158,6 +160,16 @@ class EdgeVectorStore:
     def collection_spec(self, name: str) -> CollectionSpec | None:
         data = self._catalog()["collections"].get(name)
         return CollectionSpec.from_metadata(data) if data else None
+
+    def record_tuning(self, name: str, tuning: RetrievalTuning | None) -> None:
+        with self._lock, self._catalog_lock:
+            catalog = self._read_catalog()
+            data = catalog["collections"].get(name)
+            if data is None:
+                raise CollectionNotFoundError(f"collection {name} does not exist")
+            spec = dataclasses.replace(CollectionSpec.from_metadata(data), tuning=tuning)
+            catalog["collections"][name] = spec.to_metadata()
+            self._write_catalog(catalog)
 
     def resolve_alias(self, alias: str) -> str | None:
         target: str | None = self._catalog()["aliases"].get(alias)

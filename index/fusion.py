@@ -10,11 +10,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from index.types import ScoredPoint
-
-FusionMethod = Literal["rrf", "dbsf", "minmax"]
+from index.types import FusionMethod, HybridOptions, ScoredPoint
 
 
 @dataclass(frozen=True)
@@ -23,6 +20,22 @@ class FusionParams:
     rrf_k: int = 60
     weights: tuple[float, float] = (1.0, 1.0)
     """(dense, bm25)"""
+
+    @classmethod
+    def of(cls, options: HybridOptions) -> FusionParams:
+        """The fusion part of complete hybrid options."""
+        assert options.method and options.rrf_k and options.weights, options
+        return cls(options.method, options.rrf_k, options.weights)
+
+    def as_options(self, candidate_pool: int | None = None) -> HybridOptions:
+        return HybridOptions(self.method, self.rrf_k, self.weights, candidate_pool)
+
+
+DEFAULT_HYBRID = HybridOptions(
+    method="minmax", rrf_k=60, weights=(1.0, 1.0), candidate_pool=50, rerank_blend=0.7
+)
+"""The defaults chosen by leaving one collection out (docs/retrieval-quality.md); `Settings`
+starts from these."""
 
 
 def reciprocal_rank_fusion(
@@ -41,6 +54,18 @@ def min_max(scores: Sequence[float]) -> list[float]:
     if high == low:
         return [1.0] * len(scores)
     return [(s - low) / (high - low) for s in scores]
+
+
+def blend_scores(
+    rerank: Sequence[float], first_stage: Sequence[float], alpha: float
+) -> list[float]:
+    """alpha * min-max(rerank) + (1 - alpha) * min-max(first stage); alpha 1 is pure rerank."""
+    if alpha >= 1 or not rerank:
+        return list(rerank)
+    return [
+        alpha * r + (1 - alpha) * f
+        for r, f in zip(min_max(list(rerank)), min_max(list(first_stage)), strict=True)
+    ]
 
 
 def distribution_based(scores: Sequence[float]) -> list[float]:

@@ -11,24 +11,13 @@ from typing import Any
 
 from chunking.types import indexed_text
 from index.embedder import pick_device, resolve_model_path
+from index.fusion import blend_scores
 from index.types import RerankedPoint, RerankSkipped, ScoredPoint
 
 
 def passage_text(payload: Mapping[str, object]) -> str:
     """The text a cross-encoder judges: the chunk as indexed, context line included."""
     return indexed_text(str(payload.get("context") or ""), str(payload.get("text") or ""))
-
-
-def blend(rerank: Sequence[float], first_stage: Sequence[float], alpha: float) -> list[float]:
-    """alpha * min-max(rerank) + (1 - alpha) * min-max(first stage); alpha 1 is pure rerank."""
-    from index.fusion import min_max
-
-    if alpha >= 1 or not rerank:
-        return list(rerank)
-    return [
-        alpha * r + (1 - alpha) * f
-        for r, f in zip(min_max(list(rerank)), min_max(list(first_stage)), strict=True)
-    ]
 
 
 # Module classes of our own that a saved cross-encoder may name in its modules.json. Loading a
@@ -116,7 +105,9 @@ class CrossEncoderReranker:
         if self._model is None and not self._loading.locked():
             threading.Thread(target=load, name="reranker-loader", daemon=True).start()
 
-    def rerank(self, query: str, candidates: Sequence[ScoredPoint]) -> list[RerankedPoint]:
+    def rerank(
+        self, query: str, candidates: Sequence[ScoredPoint], blend: float | None = None
+    ) -> list[RerankedPoint]:
         if not candidates:
             return []
         if self.load_in_background and self._model is None:
@@ -159,6 +150,7 @@ class CrossEncoderReranker:
             if self._seconds_per_pair is None
             else 0.7 * self._seconds_per_pair + 0.3 * per_pair
         )
-        final = blend(scores, [p.score for p in candidates], self.blend_alpha)
+        alpha = self.blend_alpha if blend is None else blend
+        final = blend_scores(scores, [p.score for p in candidates], alpha)
         ranked = sorted(zip(candidates, scores, final, strict=True), key=lambda t: (-t[2], t[0].id))
         return [RerankedPoint(point, score, value) for point, score, value in ranked]

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from index.bm25 import Bm25Encoder
-from index.fusion import FusionParams, fuse
+from index.fusion import DEFAULT_HYBRID, FusionParams, fuse
 from index.types import (
     CollectionNotFoundError,
     CollectionSpec,
     Embedder,
+    HybridOptions,
     IndexNotFoundError,
     PayloadFilter,
     Reranker,
@@ -36,6 +37,8 @@ class SearchOutcome:
     first_stage: list[ScoredPoint] = field(default_factory=list)
     rerank_scores: dict[str, float] = field(default_factory=dict)
     degraded: list[str] = field(default_factory=list)
+    options: HybridOptions = field(default_factory=lambda: DEFAULT_HYBRID)
+    """What the search ran with, defaults and tuning applied."""
 
 
 class IndexSearcher:
@@ -51,7 +54,10 @@ class IndexSearcher:
         embedder_for: Callable[[CollectionSpec], Embedder],
         reranker: Reranker | None = None,
         rerank_candidates: int = 30,
+        defaults: HybridOptions = DEFAULT_HYBRID,
     ) -> None:
+        """`defaults`: complete hybrid options for a collection nobody tuned."""
+        self.defaults = defaults
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self.store = store
@@ -65,23 +71,29 @@ class IndexSearcher:
                 self._encoders[spec.name] = Bm25Encoder(spec.bm25)
             return self._encoders[spec.name]
 
+    def resolve(self, spec: CollectionSpec, options: HybridOptions | None) -> HybridOptions:
+        """The options a search runs with: the request's, then the collection's tuned ones,
+        then the defaults."""
+        tuned = spec.tuning.options if spec.tuning else HybridOptions()
+        return (options or HybridOptions()).over(tuned).over(self.defaults)
+
     def search(
         self,
         alias: str,
         query: str,
         mode: SearchMode,
         limit: int,
-        candidate_pool: int = 50,
-        fusion: FusionParams | None = None,
+        options: HybridOptions | None = None,
         payload_filter: PayloadFilter | None = None,
         rerank: bool = False,
     ) -> SearchOutcome:
-        """`limit` hits; in hybrid mode, fused from `candidate_pool` dense and BM25 candidates.
+        """`limit` hits; in hybrid mode, fused from the candidate pool of each list (at least
+        `limit`) as `options` (completed by `resolve`) say.
 
         `alias` may also name a collection version directly (a re-embed evaluates one before
         it serves). A version dropped between resolving the alias and searching it (a switch
         and retention in between) is answered from the one the alias names now."""
-        arguments = (alias, query, mode, limit, candidate_pool, fusion, payload_filter, rerank)
+        arguments = (alias, query, mode, limit, options, payload_filter, rerank)
         try:
             return self._search_once(*arguments)
         except CollectionNotFoundError:
@@ -93,8 +105,7 @@ class IndexSearcher:
         query: str,
         mode: SearchMode,
         limit: int,
-        candidate_pool: int,
-        fusion: FusionParams | None,
+        requested: HybridOptions | None,
         payload_filter: PayloadFilter | None,
         rerank: bool,
     ) -> SearchOutcome:
@@ -103,6 +114,8 @@ class IndexSearcher:
         spec = self.store.collection_spec(collection)
         if spec is None:
             raise IndexNotFoundError(f"index '{alias}' does not exist yet; ingest documents first")
+        options = self.resolve(spec, requested)
+        assert options.candidate_pool is not None
         dense = sparse = None
         if mode in ("dense", "hybrid"):
             started = time.perf_counter()
@@ -116,7 +129,7 @@ class IndexSearcher:
         request = SearchRequest(
             mode=mode,
             limit=first_stage_limit,
-            candidate_pool=max(candidate_pool, first_stage_limit),
+            candidate_pool=max(options.candidate_pool, first_stage_limit),
             dense=dense,
             sparse=sparse,
             filter=payload_filter or PayloadFilter(),
@@ -127,7 +140,7 @@ class IndexSearcher:
         if mode == "hybrid":
             started = time.perf_counter()
             result.hits = fuse(
-                result.dense, result.sparse, fusion or FusionParams(), first_stage_limit
+                result.dense, result.sparse, FusionParams.of(options), first_stage_limit
             )
             timings["fusion_ms"] = (time.perf_counter() - started) * 1000
         outcome = SearchOutcome(
@@ -136,13 +149,14 @@ class IndexSearcher:
             spec=spec,
             timings_ms=timings,
             first_stage=list(result.hits),
+            options=options,
         )
         if rerank:
-            self._rerank(query, outcome, limit)
+            self._rerank(query, outcome, limit, options.rerank_blend)
         result.hits = result.hits[:limit]
         return outcome
 
-    def _rerank(self, query: str, outcome: SearchOutcome, limit: int) -> None:
+    def _rerank(self, query: str, outcome: SearchOutcome, limit: int, blend: float | None) -> None:
         """Reorders the first `rerank_candidates` hits; on any problem keeps the first stage."""
         if self.reranker is None:
             outcome.degraded.append("rerank_unavailable: no reranker model is configured")
@@ -150,7 +164,7 @@ class IndexSearcher:
         candidates = outcome.result.hits[: self.rerank_candidates]
         started = time.perf_counter()
         try:
-            reranked = self.reranker.rerank(query, candidates)
+            reranked = self.reranker.rerank(query, candidates, blend)
         except RerankSkipped as skipped:
             outcome.degraded.append(str(skipped))
             return

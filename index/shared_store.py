@@ -30,6 +30,7 @@ from index.types import (
     IndexedPoint,
     IndexLockedError,
     PayloadFilter,
+    RetrievalTuning,
     SearchRequest,
     SearchResult,
     StoredPoint,
@@ -139,6 +140,9 @@ class SharedEdgeStore:
     def collection_spec(self, name: str) -> CollectionSpec | None:
         spec: CollectionSpec | None = self._call("collection_spec", name)
         return spec
+
+    def record_tuning(self, name: str, tuning: RetrievalTuning | None) -> None:
+        self._call("record_tuning", name, tuning)
 
     def resolve_alias(self, alias: str) -> str | None:
         name: str | None = self._call("resolve_alias", alias)

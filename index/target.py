@@ -7,7 +7,7 @@ document's older versions only once all of its new chunks are written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chunking.types import Chunk
 from index.bm25 import Bm25Encoder, Bm25Params, average_length
@@ -22,7 +22,7 @@ def ensure_collection(
     alias: str,
     embedder: Embedder,
     bm25: Bm25Params,
-    sample_texts: Sequence[str],
+    sample: Sequence[Chunk],
 ) -> CollectionSpec:
     """The collection the alias serves; the first ingest creates `alias__v1`, with BM25's average
     chunk length measured on the chunks it brings. A first version left unaliased by a crash is
@@ -41,13 +41,7 @@ def ensure_collection(
                 "re-embed the index to change its model"
             )
         return spec
-    measured = Bm25Params(
-        k1=bm25.k1,
-        b=bm25.b,
-        language=bm25.language,
-        stopwords=bm25.stopwords,
-        avg_doc_length=average_length(Bm25Encoder(bm25), sample_texts),
-    )
+    measured = replace(bm25, avg_doc_length=average_length(Bm25Encoder(bm25), sample))
     spec = create_next_version(store, alias, embedder, measured)
     store.set_alias(alias, spec.name)
     return spec
@@ -66,8 +60,7 @@ class IndexTarget:
 
     def writer(self, first_batch: Sequence[Chunk]) -> IndexWriter:
         if self._writer is None:
-            texts = [c.indexed_text for c in first_batch]
-            spec = ensure_collection(self.store, self.alias, self.embedder, self.bm25, texts)
+            spec = ensure_collection(self.store, self.alias, self.embedder, self.bm25, first_batch)
             self._writer = IndexWriter(
                 self.store, spec.name, self.embedder, Bm25Encoder(spec.bm25), self.cache
             )

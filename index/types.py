@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from chunking.types import Tokenizer
+from chunking.types import Chunk, Tokenizer
 from index.bm25 import Bm25Params, SparseVector
 
 DENSE_VECTOR = "dense"
@@ -42,6 +42,52 @@ KEYWORD_FIELDS = ("doc_id", "doc_version", "source", "uri", "filetype", "element
 INTEGER_FIELDS = ("pages", "ordinal")
 
 
+FusionMethod = Literal["rrf", "dbsf", "minmax"]
+
+
+@dataclass(frozen=True)
+class HybridOptions:
+    """How hybrid search fuses and reranks. A `None` field takes the collection's tuned value,
+    else the server's default (`IndexSearcher.resolve`)."""
+
+    method: FusionMethod | None = None
+    rrf_k: int | None = None
+    weights: tuple[float, float] | None = None
+    """(dense, bm25)"""
+    candidate_pool: int | None = None
+    """Candidates each list contributes to fusion."""
+    rerank_blend: float | None = None
+    """Weight of the cross-encoder's score against the first stage's, 0..1."""
+
+    def over(self, base: HybridOptions) -> HybridOptions:
+        """These options, with `base`'s value wherever one is unset."""
+        mine, theirs = asdict(self), asdict(base)
+        return HybridOptions(**{k: theirs[k] if v is None else v for k, v in mine.items()})
+
+    @classmethod
+    def from_metadata(cls, data: dict[str, Any]) -> HybridOptions:
+        values = dict(data)
+        if values.get("weights") is not None:
+            values["weights"] = tuple(values["weights"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RetrievalTuning:
+    """Hybrid options `sluice tune` chose for one collection version from its golden set, and
+    the cross-validated evidence for them; requests still override any of them."""
+
+    options: HybridOptions
+    tuned_at: str
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_metadata(cls, data: dict[str, Any]) -> RetrievalTuning:
+        return cls(
+            HybridOptions.from_metadata(data["options"]), data["tuned_at"], data.get("evidence", {})
+        )
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
     """What a collection was built with; serving needs it to embed queries the same way."""
@@ -54,15 +100,18 @@ class CollectionSpec:
     created_at: str = ""
     query_prefix: str = ""
     passage_prefix: str = ""
+    tuning: RetrievalTuning | None = None
 
     def to_metadata(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_metadata(cls, data: dict[str, Any]) -> CollectionSpec:
-        fields = dict(data)
-        fields["bm25"] = Bm25Params(**fields["bm25"])
-        return cls(**fields)
+        values = dict(data)
+        values["bm25"] = Bm25Params(**values["bm25"])
+        if values.get("tuning"):
+            values["tuning"] = RetrievalTuning.from_metadata(values["tuning"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -157,6 +206,10 @@ class VectorStore(Protocol):
 
     def collection_spec(self, name: str) -> CollectionSpec | None: ...
 
+    def record_tuning(self, name: str, tuning: RetrievalTuning | None) -> None:
+        """Stores (or clears) the collection's tuned hybrid options in its spec."""
+        ...
+
     def resolve_alias(self, alias: str) -> str | None: ...
 
     def set_alias(self, alias: str, collection: str) -> None: ...
@@ -224,6 +277,8 @@ class SparseEncoder(Protocol):
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
 
+    def encode_chunks(self, chunks: Sequence[Chunk]) -> list[SparseVector]: ...
+
     def encode_query(self, text: str) -> SparseVector: ...
 
 
@@ -248,4 +303,9 @@ class Reranker(Protocol):
 
     def warm_up_in_background(self) -> None: ...
 
-    def rerank(self, query: str, candidates: Sequence[ScoredPoint]) -> list[RerankedPoint]: ...
+    def rerank(
+        self, query: str, candidates: Sequence[ScoredPoint], blend: float | None = None
+    ) -> list[RerankedPoint]:
+        """`blend`: the rerank score's weight against the first stage's (None: the model's
+        configured blend)."""
+        ...

@@ -81,7 +81,7 @@ class IndexWriter:
             return
         started = time.perf_counter()
         dense = self._embed(chunks)
-        sparse = self.bm25.encode_documents([c.indexed_text for c in chunks])
+        sparse = self.bm25.encode_chunks(chunks)
         embedded = time.perf_counter()
         points = [
             IndexedPoint(id=c.chunk_id, dense=d, sparse=s, payload=c.payload())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,10 +17,9 @@ from typing import Any, Literal
 from chunking.types import Chunk, Chunker
 from index.bm25 import Bm25Params
 from index.embedding_cache import EmbeddingCache
-from index.fusion import FusionParams
 from index.searcher import IndexSearcher
 from index.target import IndexTarget, write_documents
-from index.types import Embedder, SearchMode, VectorStore
+from index.types import Embedder, HybridOptions, SearchMode, VectorStore
 from index.versions import collection_name, versions_of
 from pipelines.beir import BeirDataset, as_parsed_documents, doc_id_from_uri, load_beir
 from pipelines.progress import ProgressCallback, no_progress
@@ -143,13 +142,11 @@ def retrieve_run(
     alias: str,
     queries: dict[str, str],
     mode: EvalMode,
-    candidate_pool: int,
-    fusion: FusionParams,
+    options: HybridOptions | None = None,
     degraded: list[str] | None = None,
 ) -> Run:
-    """Each query's top `DEPTH` documents in order of their best chunk (scored by position, so
-    reranked heads and first-stage tails compare correctly). Each query's `degraded` reasons
-    (a skipped rerank) are appended to `degraded`."""
+    """Each query's top `DEPTH` documents in order of their best chunk. Each query's
+    `degraded` reasons (a skipped rerank) are appended to `degraded`."""
     run: Run = {}
     search_mode: SearchMode = "hybrid" if mode == "hybrid+rerank" else mode
     for query_id, text in queries.items():
@@ -158,20 +155,26 @@ def retrieve_run(
             text,
             search_mode,
             limit=2 * DEPTH,
-            candidate_pool=max(candidate_pool, 2 * DEPTH),
-            fusion=fusion,
+            options=options,
             rerank=mode == "hybrid+rerank",
         )
         if degraded is not None and outcome.degraded:
             degraded.append("; ".join(outcome.degraded))
-        ranking: dict[str, float] = {}
-        for position, hit in enumerate(outcome.result.hits):
-            doc_id = doc_id_from_uri(str(hit.payload["uri"]))
-            ranking.setdefault(doc_id, float(2 * DEPTH - position))
-            if len(ranking) == DEPTH:
-                break
-        run[query_id] = ranking or {"__no_hit__": 0.0}
+        run[query_id] = document_ranking(
+            doc_id_from_uri(str(hit.payload["uri"])) for hit in outcome.result.hits
+        )
     return run
+
+
+def document_ranking(hit_doc_ids: Iterable[str], depth: int = DEPTH) -> dict[str, float]:
+    """The top `depth` documents of a chunk ranking, each at its best chunk's position (scored
+    by position, so reranked heads and first-stage tails compare correctly)."""
+    ranking: dict[str, float] = {}
+    for position, doc_id in enumerate(hit_doc_ids):
+        ranking.setdefault(doc_id, float(2 * depth - position))
+        if len(ranking) == depth:
+            break
+    return ranking or {"__no_hit__": 0.0}
 
 
 def load_golden_set(path: Path) -> BeirDataset:
@@ -215,15 +218,14 @@ def evaluate_modes(
     searcher: IndexSearcher,
     alias: str,
     modes: Sequence[EvalMode],
-    candidate_pool: int,
-    fusion: FusionParams,
+    options: HybridOptions | None = None,
     progress: ProgressCallback = no_progress,
 ) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     for done, mode in enumerate(modes, start=1):
         started = time.perf_counter()
         degraded: list[str] = []
-        run = retrieve_run(searcher, alias, dataset.queries, mode, candidate_pool, fusion, degraded)
+        run = retrieve_run(searcher, alias, dataset.queries, mode, options, degraded)
         elapsed = time.perf_counter() - started
         scores = score_run(dataset.qrels, run)
         scores["ms_per_query"] = 1000 * elapsed / max(1, len(dataset.queries))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from index.fusion import FusionParams
 from index.searcher import IndexSearcher
-from index.types import CollectionSpec, Embedder, VectorStore
+from index.types import CollectionSpec, Embedder, HybridOptions, VectorStore
 from pipelines.beir import BeirDataset
 from pipelines.evaluation import MODES, EvalMode, evaluate_modes
 
@@ -25,8 +24,9 @@ class GatePolicy:
     mode: EvalMode
     metric: str
     tolerance: float
-    candidate_pool: int
-    fusion: FusionParams
+    hybrid: HybridOptions
+    """Both versions are searched with these (the defaults, not either version's tuning), so
+    only the model differs."""
 
     def score(self, scores: Scores) -> float:
         """The score the gate compares: its metric in its mode."""
@@ -58,4 +58,4 @@ def score_version(
     `embedder` embeds queries the way the version was built."""
     searcher = IndexSearcher(store, lambda _: embedder)
     modes: list[EvalMode] = [m for m in MODES if m in ("dense", policy.mode)]
-    return evaluate_modes(dataset, searcher, spec.name, modes, policy.candidate_pool, policy.fusion)
+    return evaluate_modes(dataset, searcher, spec.name, modes, policy.hybrid)

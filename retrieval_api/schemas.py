@@ -44,7 +44,8 @@ class Filters(BaseModel):
 
 
 class FusionRequest(BaseModel):
-    """How hybrid mode fuses the dense and BM25 candidates; unset fields use the defaults."""
+    """How hybrid mode fuses the dense and BM25 candidates; unset fields use the collection's tuned
+    options, else the server defaults."""
 
     model_config = ConfigDict(extra="forbid")
     method: Literal["rrf", "dbsf", "minmax"] | None = None
@@ -74,6 +75,13 @@ class RetrieveRequest(BaseModel):
     fusion: FusionRequest = Field(default_factory=FusionRequest)
     rerank: bool | None = Field(
         default=None, description="Cross-encoder reranking; unset uses the server default."
+    )
+    rerank_blend: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Weight of the rerank score against the first stage's; unset uses the "
+        "collection's tuned value, else the server default.",
     )
 
     @field_validator("query")
@@ -119,6 +127,22 @@ class IndexInfo(BaseModel):
         description="Which deployment answered: a Qdrant server's URL, or the embedded data "
         "dir's id (its `deployment-id` file)."
     )
+    tuned_at: str | None = Field(
+        default=None,
+        description="When `sluice tune` chose this collection version's hybrid options "
+        "(null: the server's defaults apply).",
+    )
+
+
+class AppliedOptions(BaseModel):
+    """The hybrid options the search ran with: the request's, else the collection's tuned
+    ones, else the server's defaults."""
+
+    method: Literal["rrf", "dbsf", "minmax"]
+    rrf_k: int
+    weights: tuple[float, float]
+    candidate_pool: int
+    rerank_blend: float
 
 
 class RetrieveResponse(BaseModel):
@@ -128,6 +152,7 @@ class RetrieveResponse(BaseModel):
     index: IndexInfo | None
     timings_ms: dict[str, float]
     degraded: list[str] = Field(default_factory=list)
+    options: AppliedOptions | None = None
 
 
 class ErrorBody(BaseModel):

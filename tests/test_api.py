@@ -183,7 +183,7 @@ def test_rerank_stage_scores_or_budget_degradation(
     """The reranker as production builds it (the composition root, the default blend weight),
     swapped in through the searcher dependency."""
     from composition.components import Components
-    from index.reranker import blend
+    from index.fusion import blend_scores
     from retrieval_api.deps import ServiceState, get_searcher
 
     configured = indexed.model_copy(
@@ -212,7 +212,7 @@ def test_rerank_stage_scores_or_budget_degradation(
         # Each final score is the production blend of the rerank and fused scores.
         rerank = [h["scores"]["rerank"] for h in hits]
         fused = [h["scores"]["fused"] for h in hits]
-        expected = blend(rerank, fused, 0.7)
+        expected = blend_scores(rerank, fused, 0.7)
         assert [h["score"] for h in hits] == pytest.approx(expected)
         assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     else:

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
-from index.bm25 import Bm25Encoder, Bm25Params, average_length, term_index
+from chunking.types import Chunk
+from index.bm25 import Bm25Encoder, Bm25Params, SparseVector, term_index
 from index.edge_store import EdgeVectorStore
 from index.types import CollectionSpec, IndexedPoint, SearchRequest
 
@@ -99,10 +100,14 @@ def test_tokenizer_stems_and_drops_stop_words() -> None:
     assert encoder.tokenize("The pumps are running") == ["pump", "run"]
 
 
+def _mean_length(encoder: Bm25Encoder, texts: list[str]) -> float:
+    return sum(len(encoder.tokenize(t)) for t in texts) / len(texts)
+
+
 @pytest.fixture
 def bm25_index(tmp_path: Path) -> tuple[EdgeVectorStore, Bm25Encoder]:
     probe = Bm25Encoder(Bm25Params())
-    params = Bm25Params(avg_doc_length=average_length(probe, CORPUS))
+    params = Bm25Params(avg_doc_length=_mean_length(probe, CORPUS))
     encoder = Bm25Encoder(params)
     store = EdgeVectorStore(tmp_path)
     store.create_collection(CollectionSpec("t__v1", "none", 4, params))
@@ -156,7 +161,7 @@ def shared_bm25_index(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[EdgeVectorStore, Bm25Encoder]]:
     probe = Bm25Encoder(Bm25Params())
-    params = Bm25Params(avg_doc_length=average_length(probe, CORPUS))
+    params = Bm25Params(avg_doc_length=_mean_length(probe, CORPUS))
     encoder = Bm25Encoder(params)
     store = EdgeVectorStore(tmp_path_factory.mktemp("bm25"))
     store.create_collection(CollectionSpec("t__v1", "none", 4, params))
@@ -211,3 +216,57 @@ def test_random_queries_score_as_rank_bm25_and_bm25s_do(
     known = [t for t in tokens if any(t in doc for doc in corpus_tokens)]
     expected = lucene.get_scores(known) * (encoder.params.k1 + 1) if known else np.zeros(16)
     assert ours == pytest.approx(list(expected), rel=1e-4, abs=1e-5)
+
+
+def _chunk(text: str, before: list[str], after: list[str]) -> Chunk:
+    return Chunk("c", "d", "v", 0, text, "file:///d", "", text_before=before, text_after=after)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.sampled_from(CORPUS), min_size=1, max_size=5),
+    reach=st.integers(0, 2),
+    weight=st.sampled_from([0.5, 1.0]),
+)
+def test_a_chunk_vector_counts_its_neighbours_terms_at_their_weight(
+    texts: list[str], reach: int, weight: float
+) -> None:
+    """Weight 1 is BM25 of the chunk and its neighbours as one text; weight 1/2 is, up to a
+    constant factor, BM25 of the chunk written twice and its neighbours once, with k1 and the
+    average length doubled (counts and lengths all halve)."""
+    own, before, after = texts[0], texts[1:3], texts[3:5]
+    params = Bm25Params(avg_doc_length=12.0, neighbours=reach, neighbour_weight=weight)
+    [vector] = Bm25Encoder(params).encode_chunks([_chunk(own, before, after)])
+    near = [*before[:reach], *after[:reach]]
+    if weight == 1.0:
+        expected = Bm25Encoder(params).encode_document(" ".join([own, *near]))
+        scale = 1.0
+    else:
+        doubled = Bm25Params(k1=2 * params.k1, avg_doc_length=24.0)
+        expected = Bm25Encoder(doubled).encode_document(" ".join([own, own, *near]))
+        scale = (params.k1 + 1) / (2 * params.k1 + 1)
+    assert vector.indices == expected.indices
+    assert vector.values == pytest.approx([scale * v for v in expected.values], rel=1e-9)
+
+
+def test_neighbours_let_bm25_find_a_passage_by_what_surrounds_it() -> None:
+    impeller = term_index("impel")
+    chunks = [
+        _chunk("The impeller spins inside the casing.", [], ["Bearings hold the shaft."]),
+        _chunk("Bearings hold the shaft.", ["The impeller spins inside the casing."], []),
+    ]
+    alone = Bm25Encoder(Bm25Params(avg_doc_length=6.0)).encode_chunks(chunks)
+    linked = Bm25Encoder(Bm25Params(avg_doc_length=6.0, neighbours=1)).encode_chunks(chunks)
+
+    def weight(vector: SparseVector) -> float:
+        return dict(zip(vector.indices, vector.values, strict=True)).get(impeller, 0.0)
+
+    assert weight(alone[1]) == 0.0 < weight(linked[1]) < weight(linked[0])
+
+
+def test_collections_made_before_neighbours_existed_keep_encoding_chunks_alone() -> None:
+    spec = CollectionSpec("old__v1", "m", 4, Bm25Params())
+    metadata = spec.to_metadata()
+    for key in ("neighbours", "neighbour_weight"):
+        del metadata["bm25"][key]
+    assert CollectionSpec.from_metadata(metadata).bm25.neighbours == 0

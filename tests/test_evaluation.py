@@ -57,7 +57,6 @@ def test_scores_match_hand_computed_values() -> None:
 def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> None:
     from config.settings import Settings
     from flows.evaluate_flow import run_evaluation
-    from index.fusion import FusionParams
     from pipelines.evaluation import retrieve_run
 
     settings = Settings(data_dir=tmp_path / "data")
@@ -72,7 +71,7 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
     try:
         dataset = load_beir(SCIFACT, max_docs=250)
         searcher = parts.searcher(store, lambda _: embedder)
-        run = retrieve_run(searcher, "eval-scifact", dataset.queries, "hybrid", 50, FusionParams())
+        run = retrieve_run(searcher, "eval-scifact", dataset.queries, "hybrid")
     finally:
         store.close()
     broken = {q: {d: -s for d, s in ranking.items()} for q, ranking in run.items()}

@@ -96,7 +96,7 @@ def test_a_first_version_left_without_its_alias_is_adopted(tmp_path: Path, embed
     try:
         create_next_version(store, "docs", embedder, Bm25Params())
         assert store.resolve_alias("docs") is None, "as a crash before set_alias leaves it"
-        spec = ensure_collection(store, "docs", embedder, Bm25Params(), ["some text"])
+        spec = ensure_collection(store, "docs", embedder, Bm25Params(), [])
         assert spec.name == "docs__v1" and store.list_collections() == ["docs__v1"]
         assert store.resolve_alias("docs") == "docs__v1"
     finally:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from index.reranker import CrossEncoderReranker, blend
+from index.fusion import blend_scores
+from index.reranker import CrossEncoderReranker
 from index.types import RerankSkipped, ScoredPoint
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -65,9 +66,9 @@ def test_a_model_that_cannot_load_is_reported_not_raised() -> None:
 
 
 def test_blend_mixes_normalised_scores() -> None:
-    assert blend([2.0, 0.0], [0.0, 1.0], alpha=1.0) == [2.0, 0.0]
-    assert blend([2.0, 0.0], [0.0, 1.0], alpha=0.5) == [0.5, 0.5]
-    assert blend([3.0, 1.0], [1.0, 0.0], alpha=0.25) == [1.0, 0.0]
+    assert blend_scores([2.0, 0.0], [0.0, 1.0], alpha=1.0) == [2.0, 0.0]
+    assert blend_scores([2.0, 0.0], [0.0, 1.0], alpha=0.5) == [0.5, 0.5]
+    assert blend_scores([3.0, 1.0], [1.0, 0.0], alpha=0.25) == [1.0, 0.0]
 
 
 def test_a_service_reranker_skips_while_its_model_loads_then_reranks() -> None:

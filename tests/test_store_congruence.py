@@ -18,6 +18,7 @@ Two corpora:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import uuid
@@ -36,7 +37,7 @@ from qdrant_client import QdrantClient
 from index.bm25 import Bm25Encoder, Bm25Params, SparseVector, term_index
 from index.client_store import QdrantClientStore
 from index.edge_store import EdgeVectorStore
-from index.fusion import FusionMethod, FusionParams
+from index.fusion import FusionParams
 from index.qdrant_filters import to_edge_filter
 from index.searcher import IndexSearcher, SearchOutcome
 from index.types import (
@@ -46,11 +47,14 @@ from index.types import (
     CollectionSpec,
     Condition,
     Embedder,
+    FusionMethod,
+    HybridOptions,
     IndexedPoint,
     IndexLockedError,
     MatchAny,
     PayloadFilter,
     Range,
+    RetrievalTuning,
     ScoredPoint,
     SearchMode,
     SearchRequest,
@@ -393,8 +397,7 @@ def _search(
             query,
             mode=mode,
             limit=HYBRID_LIMIT if mode == "hybrid" else LIMIT,
-            candidate_pool=POOL,
-            fusion=fusion,
+            options=(fusion or FusionParams()).as_options(POOL),
             payload_filter=payload_filter,
         )
         for name in ("edge", "client")
@@ -839,6 +842,20 @@ def test_alias_moves_to_a_new_version(stores: list[VectorStore]) -> None:
         assert store.list_collections() == ["docs__v2"]
 
 
+def test_both_backends_record_and_clear_a_tuning_in_the_spec(stores: list[VectorStore]) -> None:
+    tuning = RetrievalTuning(
+        HybridOptions("rrf", 20, (1.0, 1.5), 100, 0.5), "2026-11-30T00:00:00+00:00", {"q": 12}
+    )
+    for store in stores:
+        store.record_tuning(SPEC.name, tuning)
+        recorded = store.collection_spec(SPEC.name)
+        assert recorded is not None and recorded.tuning == tuning
+        assert recorded.tuning.evidence == {"q": 12} and recorded.tuning.options.weights == (1, 1.5)
+        assert recorded == dataclasses.replace(SPEC, tuning=tuning)
+        store.record_tuning(SPEC.name, None)
+        assert store.collection_spec(SPEC.name) == SPEC
+
+
 def test_empty_filter_delete_is_refused(stores: list[VectorStore]) -> None:
     for store in stores:
         with pytest.raises(ValueError, match="empty filter"):
@@ -867,6 +884,7 @@ def test_both_backends_raise_collection_not_found_on_a_dropped_collection(
         "read_points": lambda s: list(s.read_points(SPEC.name)),
         "distinct_values": lambda s: s.distinct_values(SPEC.name, "doc_id"),
         "set_alias": lambda s: s.set_alias("docs", SPEC.name),
+        "record_tuning": lambda s: s.record_tuning(SPEC.name, None),
     }
     for store in stores:
         store.drop_collection(SPEC.name)

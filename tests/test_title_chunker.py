@@ -75,6 +75,17 @@ def test_overlap_repeats_text_between_consecutive_chunks(embedder) -> None:  # t
     assert all(b.char_start >= a.char_end for a, b in itertools.pairwise(no_overlap))
 
 
+def test_each_chunk_knows_its_two_neighbours_on_each_side_but_does_not_store_them(embedder) -> None:  # type: ignore[no-untyped-def]
+    doc = _document([Element("Intro", "Title", depth=0), Element(LONG * 2, "NarrativeText")])
+    chunks = TitleChunker(embedder).run(doc)
+    texts = [c.indexed_text for c in chunks]
+    assert len(chunks) > 4
+    for i, chunk in enumerate(chunks):
+        assert chunk.text_before == texts[max(0, i - 2) : i][::-1]
+        assert chunk.text_after == texts[i + 1 : i + 3]
+        assert not {"text_before", "text_after"} & set(chunk.payload())
+
+
 def test_chunk_ids_are_stable_and_change_with_the_config(embedder) -> None:  # type: ignore[no-untyped-def]
     doc = _document([Element(LONG, "NarrativeText")])
     chunker = TitleChunker(embedder)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from index.fusion import FusionParams
-from index.types import IndexNotFoundError
+from index.types import HybridOptions, IndexNotFoundError
 from retrieval_api.deps import Searcher, State
 from retrieval_api.hits import build_hits, to_payload_filter
-from retrieval_api.schemas import ErrorResponse, IndexInfo, RetrieveRequest, RetrieveResponse
+from retrieval_api.schemas import (
+    AppliedOptions,
+    ErrorResponse,
+    IndexInfo,
+    RetrieveRequest,
+    RetrieveResponse,
+)
 
 router = APIRouter()
 
@@ -32,11 +38,12 @@ async def retrieve(body: RetrieveRequest, state: State, searcher: Searcher) -> R
             body.query,
             body.mode,
             body.top_k or settings.default_top_k,
-            body.candidate_pool or settings.candidate_pool,
-            FusionParams(
-                method=body.fusion.method or settings.fusion_method,
-                rrf_k=body.fusion.rrf_k or settings.rrf_k,
-                weights=body.fusion.weights or settings.fusion_weights,
+            HybridOptions(
+                body.fusion.method,
+                body.fusion.rrf_k,
+                body.fusion.weights,
+                body.candidate_pool,
+                body.rerank_blend,
             ),
             to_payload_filter(body.filters),
             settings.rerank_default if body.rerank is None else body.rerank,
@@ -57,7 +64,9 @@ async def retrieve(body: RetrieveRequest, state: State, searcher: Searcher) -> R
             collection=outcome.collection,
             embedding_model=outcome.spec.embedding_model,
             deployment=state.deployment,
+            tuned_at=outcome.spec.tuning.tuned_at if outcome.spec.tuning else None,
         ),
+        options=AppliedOptions.model_validate(asdict(outcome.options)),
         timings_ms={k: round(v, 3) for k, v in timings.items()},
         degraded=outcome.degraded,
     )

@@ -1,4 +1,4 @@
-"""`sluice eval` and `train-reranker`: measuring retrieval quality and training a reranker."""
+"""`sluice eval`, `tune` and `train-reranker`: measuring retrieval quality and improving it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markdown import Markdown
 from rich.table import Table
 
 from sluice.cli.common import (
+    IndexOption,
     console,
     exit_on,
+    index_errors,
     load_settings,
     out,
     progress_bars,
@@ -67,6 +70,42 @@ def evaluate(
         f"indexed in {report['seconds']['index']:.1f} s ({report['embedded']} embedded, "
         f"{report['from_cache']} from cache); total {report['seconds']['total']:.1f} s"
     )
+
+
+def tune(
+    golden: Annotated[
+        Path | None,
+        typer.Option(help="Golden set (default SLUICE_GOLDEN_SET): BEIR folder or JSONL."),
+    ] = None,
+    folds: Annotated[int, typer.Option(min=2, max=20, help="Cross-validation folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the fold split.")] = 0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report the choice without recording it.")
+    ] = False,
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Choose the index's fusion, candidate pool and rerank blend on its golden set by k-fold
+    cross-validation, and record them in the serving version (used by /retrieve)."""
+    settings = load_settings(index)
+    if golden is None and settings.golden_set is None:
+        console.print(
+            "[red]tune failed:[/red] no golden set: set SLUICE_GOLDEN_SET or pass --golden"
+        )
+        raise typer.Exit(2)
+    from flows.tune_flow import tune_flow
+
+    errors = (*index_errors(), FileNotFoundError, ValueError)
+    with exit_on("tune", *errors), progress_bars(False):
+        report = tune_flow(
+            str(golden) if golden else None, folds, seed, not dry_run, settings=settings
+        )
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    from pipelines.tuning import TuningReport
+
+    out.print(Markdown(TuningReport(**report).to_markdown()))
 
 
 def train_reranker(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,6 +20,9 @@ from sluice.cli.common import (
     out,
     progress_bars,
 )
+
+if TYPE_CHECKING:
+    from index.types import RetrievalTuning
 
 
 def status(
@@ -148,12 +152,25 @@ def _version_rows(settings: Settings) -> list[dict[str, Any]]:
                     "points": store.count(name),
                     "created_at": spec.created_at if spec else None,
                     "scores": record.scores if record else {},
+                    "tuning": _tuning_summary(spec.tuning) if spec and spec.tuning else None,
                 }
             )
         return rows
     finally:
         manifest.close()
         store.close()
+
+
+def _tuning_summary(tuning: RetrievalTuning) -> dict[str, Any]:
+    evidence = tuning.evidence
+    return {
+        "options": asdict(tuning.options),
+        "tuned_at": tuning.tuned_at,
+        "kept_defaults": evidence.get("kept_defaults"),
+        "cv_gain_mean": evidence.get("cv_gain_mean"),
+        "cv_gain_std": evidence.get("cv_gain_std"),
+        "golden_set": evidence.get("golden_set"),
+    }
 
 
 def versions(
@@ -168,7 +185,8 @@ def versions(
         out.print_json(json.dumps({"index": settings.index_name, "versions": rows}))
         return
     table = Table(title=f"Versions of '{settings.index_name}'")
-    for column in ("version", "state", "embedding model", "dim", "points", "created", "scores"):
+    columns = ("version", "state", "embedding model", "dim", "points", "created", "scores", "tuned")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         scores = "; ".join(
@@ -183,8 +201,21 @@ def versions(
             str(row["points"]),
             str(row["created_at"]),
             scores,
+            _describe_tuning(row["tuning"]),
         )
     out.print(table)
+
+
+def _describe_tuning(tuning: dict[str, Any] | None) -> str:
+    if tuning is None:
+        return "no (defaults)"
+    from index.types import HybridOptions
+    from pipelines.tuning import describe
+
+    options = HybridOptions.from_metadata(tuning["options"])
+    gain = f"cv gain {tuning['cv_gain_mean']:+.4f} ± {tuning['cv_gain_std']:.4f}"
+    kept = "defaults kept" if tuning["kept_defaults"] else describe(options)
+    return f"{kept}, blend {options.rerank_blend} ({gain}, {tuning['tuned_at']})"
 
 
 def rollback(
