@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -51,6 +51,11 @@ def text_hash(text: str) -> str:
 def indexed_text(context: str, text: str) -> str:
     """What retrieval sees of a chunk: its context line (title, headings), then its text."""
     return f"{context}\n\n{text}" if context else text
+
+
+def stored_indexed_text(payload: Mapping[str, object]) -> str:
+    """A stored chunk's indexed text, rebuilt from its payload (what a reranker judges)."""
+    return indexed_text(str(payload.get("context") or ""), str(payload.get("text") or ""))
 
 
 @dataclass

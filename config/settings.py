@@ -70,14 +70,15 @@ class Settings(BaseSettings):
     )
     chunk_overlap_tokens: int = Field(default=32, ge=0)
 
-    bm25_k1: float = Field(default=1.2, gt=0)
+    # BM25 and hybrid defaults: chosen by leaving one collection out (docs/retrieval-quality.md).
+    bm25_k1: float = Field(default=1.5, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     bm25_language: str = "english"
     bm25_stopwords: Literal["lucene", "none"] = "lucene"
     bm25_neighbours: int = Field(
-        default=1,
+        default=2,
         ge=0,
-        le=2,
+        le=2,  # chunking.types.MAX_NEIGHBOURS
         description="Chunks on each side whose terms a chunk's BM25 vector also counts.",
     )
     bm25_neighbour_weight: float = Field(
@@ -128,7 +129,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     default_top_k: int = Field(default=10, ge=1, le=200)
-    candidate_pool: int = Field(default=50, ge=1, le=1000)
+    candidate_pool: int = Field(default=200, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
     fusion_method: Literal["rrf", "dbsf", "minmax"] = "minmax"
     fusion_weights: tuple[float, float] = Field(

@@ -32,7 +32,7 @@ class FusionParams:
 
 
 DEFAULT_HYBRID = HybridOptions(
-    method="minmax", rrf_k=60, weights=(1.0, 1.0), candidate_pool=50, rerank_blend=0.7
+    method="minmax", rrf_k=60, weights=(1.0, 1.0), candidate_pool=200, rerank_blend=0.7
 )
 """The defaults chosen by leaving one collection out (docs/retrieval-quality.md); `Settings`
 starts from these."""

@@ -5,20 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chunking.types import indexed_text
+from chunking.types import stored_indexed_text
 from index.embedder import pick_device, resolve_model_path
 from index.fusion import blend_scores
 from index.types import RerankedPoint, RerankSkipped, ScoredPoint
-
-
-def passage_text(payload: Mapping[str, object]) -> str:
-    """The text a cross-encoder judges: the chunk as indexed, context line included."""
-    return indexed_text(str(payload.get("context") or ""), str(payload.get("text") or ""))
-
 
 # Module classes of our own that a saved cross-encoder may name in its modules.json. Loading a
 # class from outside sentence-transformers needs `trust_remote_code`, which we grant only when
@@ -132,7 +126,7 @@ class CrossEncoderReranker:
         scores: list[float] = []
         for first in range(0, len(candidates), self.batch_size):
             batch = candidates[first : first + self.batch_size]
-            pairs = [(query, passage_text(p.payload)) for p in batch]
+            pairs = [(query, stored_indexed_text(p.payload)) for p in batch]
             try:
                 predicted = self._model.predict(
                     pairs, batch_size=self.batch_size, show_progress_bar=False

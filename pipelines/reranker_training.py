@@ -16,66 +16,12 @@ and needs the classifier head, whose bias it can learn.
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from index.embedder import resolve_model_path
-from index.reranker import passage_text
-from index.searcher import IndexSearcher
-from index.types import MatchAny, PayloadFilter
-from pipelines.beir import BeirDataset, document_uri
-
-
-@dataclass(frozen=True)
-class TrainingPair:
-    query: str
-    passage: str
-    label: float
-
-
-def mine_pairs(
-    dataset: BeirDataset,
-    searcher: IndexSearcher,
-    alias: str,
-    negatives_per_query: int = 4,
-    depth: int = 30,
-    seed: int = 13,
-) -> list[TrainingPair]:
-    """Positives and hard negatives for every judged query of `dataset` (its train split)."""
-    rng = random.Random(seed)
-    pairs: list[TrainingPair] = []
-    for query_id, query in dataset.queries.items():
-        positives = {document_uri(dataset.name, d) for d, s in dataset.qrels[query_id].items() if s}
-        if not positives:
-            continue
-        for uri in sorted(positives):
-            best = searcher.search(
-                alias,
-                query,
-                "hybrid",
-                limit=1,
-                payload_filter=PayloadFilter(must=[MatchAny("uri", [uri])]),
-            ).result.hits
-            if best:
-                pairs.append(TrainingPair(query, passage_text(best[0].payload), 1.0))
-        ranked = searcher.search(alias, query, "hybrid", limit=depth).result.hits
-        seen: set[str] = set()
-        negatives = []
-        for hit in ranked:
-            uri = str(hit.payload["uri"])
-            if uri not in positives and uri not in seen:
-                seen.add(uri)
-                negatives.append(passage_text(hit.payload))
-        hardest = negatives[: max(1, negatives_per_query // 2)]
-        rest = negatives[len(hardest) :]
-        chosen = hardest + rng.sample(rest, min(len(rest), negatives_per_query - len(hardest)))
-        pairs.extend(TrainingPair(query, text, 0.0) for text in chosen)
-    rng.shuffle(pairs)
-    return pairs
-
+from pipelines.training_pairs import TrainingPair, listwise_tuples
 
 TrainingLoss = Literal["bce", "listwise"]
 RerankerHead = Literal["segment", "classifier"]
@@ -88,28 +34,6 @@ def check_recipe(loss_name: str, head: str) -> tuple[TrainingLoss, RerankerHead]
     if head == "segment" and loss_name != "listwise":
         raise ValueError("the segment head trains with the listwise loss (it has no bias to fit)")
     return cast(TrainingLoss, loss_name), cast(RerankerHead, head)
-
-
-def listwise_tuples(pairs: list[TrainingPair]) -> dict[str, list[str]]:
-    """(query, positive, negative_1..negative_n) columns: one row per positive, with its query's
-    negatives (cycled where a query has fewer than the most any query has)."""
-    positives: dict[str, list[str]] = defaultdict(list)
-    negatives: dict[str, list[str]] = defaultdict(list)
-    for pair in pairs:
-        (positives if pair.label > 0 else negatives)[pair.query].append(pair.passage)
-    width = max((len(n) for n in negatives.values()), default=0)
-    columns: dict[str, list[str]] = {"query": [], "positive": []}
-    columns.update({f"negative_{i + 1}": [] for i in range(width)})
-    for query, passages in positives.items():
-        own = negatives.get(query) or []
-        if width and not own:
-            continue
-        for passage in passages:
-            columns["query"].append(query)
-            columns["positive"].append(passage)
-            for i in range(width):
-                columns[f"negative_{i + 1}"].append(own[i % len(own)])
-    return columns
 
 
 POSITIVE_LABEL = 10.0

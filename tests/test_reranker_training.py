@@ -14,13 +14,11 @@ from pipelines.beir import load_beir
 from pipelines.evaluation import build_eval_index
 from pipelines.reranker_training import (
     POSITIVE_LABEL,
-    TrainingPair,
-    listwise_tuples,
-    mine_pairs,
     new_cross_encoder,
     query_lists,
     train_cross_encoder,
 )
+from pipelines.training_pairs import TrainingPair, listwise_tuples, mine_pairs
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DOCS = {

@@ -43,3 +43,11 @@ def test_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("SLUICE_CONFIG_FILE", "/nonexistent/sluice.toml")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Settings()
+
+
+def test_the_searchers_defaults_are_the_settings_defaults() -> None:
+    """`DEFAULT_HYBRID` (a searcher built without settings) and `Settings` state one choice."""
+    from composition.components import Components
+    from index.fusion import DEFAULT_HYBRID
+
+    assert Components(Settings()).hybrid_defaults() == DEFAULT_HYBRID

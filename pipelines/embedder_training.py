@@ -1,0 +1,60 @@
+"""Fine-tune the bi-encoder on a BEIR train split, with hard negatives from Sluice's own hybrid
+search (`pipelines.training_pairs`).
+
+Multiple-negatives ranking loss: each query must pick its positive chunk out of its own hard
+negatives and every other passage of the batch. The result is a sentence-transformers model
+directory; `sluice reembed --model DIR` takes it through the golden-set gate like any model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from index.embedder import resolve_model_path
+from pipelines.training_pairs import TrainingPair, listwise_tuples
+
+
+def train_bi_encoder(
+    pairs: list[TrainingPair],
+    output_dir: Path,
+    base_model: str = "sentence-transformers/all-MiniLM-L6-v2",
+    epochs: float = 1.0,
+    batch_size: int = 32,
+    negatives: int = 1,
+    learning_rate: float = 2e-5,
+    seed: int = 13,
+    device: str | None = None,
+) -> Path:
+    """Trains from `base_model`'s weights and saves the model at `output_dir`."""
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+
+    path = resolve_model_path(base_model)
+    model = SentenceTransformer(path, device=device, local_files_only=Path(path).exists())
+    columns = listwise_tuples(pairs)
+    kept = ["query", "positive", *(f"negative_{i + 1}" for i in range(negatives))]
+    train = Dataset.from_dict({name: columns[name] for name in kept if name in columns})
+    arguments = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=0.1,  # a float is a ratio of the training steps (Transformers 5)
+        seed=seed,
+        save_strategy="no",
+        logging_steps=10,
+        report_to="none",
+        dataloader_num_workers=0,
+        # A passage twice in one batch would be its own query's negative elsewhere.
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+    )
+    loss = MultipleNegativesRankingLoss(model)
+    SentenceTransformerTrainer(model=model, args=arguments, train_dataset=train, loss=loss).train()
+    model.save(str(output_dir))
+    return output_dir
