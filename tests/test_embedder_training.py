@@ -27,7 +27,8 @@ def _margins(embedder: SentenceTransformerEmbedder) -> np.ndarray:
     queries = np.stack([embedder.embed_query(q) for q, _, _ in ROWS])
     positives = embedder.embed_documents([p for _, p, _ in ROWS])
     negatives = embedder.embed_documents([n for _, _, n in ROWS])
-    return np.sum(queries * positives, axis=1) - np.sum(queries * negatives, axis=1)
+    margins: np.ndarray = np.sum(queries * positives, axis=1) - np.sum(queries * negatives, axis=1)
+    return margins
 
 
 def test_training_pulls_each_query_towards_its_positive(tmp_path: Path) -> None:
