@@ -270,7 +270,11 @@ def report_bm25(collections: list[Collection], figures: Figures) -> Bm25Config:
     print("|---:|---:|" + "---:|" * len(names))
     for k1, b in sorted({(k1, b) for _, _, k1, b in BM25_GRID}):
         key = f"bm25s documents k1={k1} b={b}"
-        print(f"| {k1} | {b} | " + " | ".join(f"{figures[n][key]['ndcg@10']:.4f}" for n in names))
+        print(
+            f"| {k1} | {b} | "
+            + " | ".join(f"{figures[n][key]['ndcg@10']:.4f}" for n in names)
+            + " |"
+        )
 
     def best(on: list[Collection]) -> Bm25Config:
         return max(BM25_GRID, key=lambda config: _mean(figures, on, bm25_label(config)))

@@ -137,6 +137,10 @@ class IndexSearcher:
         started = time.perf_counter()
         result = self.store.search(collection, request)
         timings["search_ms"] = (time.perf_counter() - started) * 1000
+        for ranking in (result.hits, result.dense, result.sparse):
+            # Equal scores come back in the engine's storage order, which depends on the order
+            # points were written in; by id, a ranking is the same in every copy of an index.
+            ranking.sort(key=lambda point: (-point.score, point.id))
         if mode == "hybrid":
             started = time.perf_counter()
             result.hits = fuse(

@@ -4,7 +4,7 @@ Each golden query is searched once for deep dense and BM25 candidate lists; ever
 the grid (fusion method, k, weights, candidate pool) is then a pure re-fusion of those lists, and a
 rerank blend a pure re-blend of cross-encoder scores computed once per (query, chunk). Choosing on
 k-1 folds and scoring on the held-out one estimates what tuning gains on queries it never saw;
-if that estimate is not positive, the defaults are kept (docs/retrieval-quality.md).
+unless that estimate is clearly positive, the defaults are kept (docs/retrieval-quality.md).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class TuningReport:
 
     def to_markdown(self) -> str:
         verdict = (
-            "kept the defaults (tuning did not gain on held-out folds)"
+            "kept the defaults (no clear gain on held-out folds)"
             if self.kept_defaults
             else "recorded the chosen options in the collection version"
         )
@@ -185,6 +185,13 @@ class TuningReport:
                 f"± {self.rerank['cv_gain_std']:.4f}).",
             ]
         return "\n".join(lines)
+
+
+def clearly_positive(gains: Sequence[float]) -> bool:
+    """The mean held-out gain is above one standard error of itself: a gain the folds agree on,
+    not a wash (tuning on noise averages to about zero with a spread around it)."""
+    error = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else 0.0
+    return statistics.fmean(gains) > max(error, 1e-9)
 
 
 def folds_of(query_ids: Sequence[str], folds: int, seed: int) -> list[npt.NDArray[np.intp]]:
@@ -249,7 +256,7 @@ def tune(
             table[options] = scorer.per_query(fused(candidates, options))
     parts = folds_of(scorer.query_ids, folds, seed)
     gains, choices = cross_validate(table, fusion_default, parts)
-    kept_defaults = statistics.fmean(gains) <= 0
+    kept_defaults = not clearly_positive(gains)
     everything = np.arange(len(scorer.query_ids))
     chosen = fusion_default if kept_defaults else choose(table, everything, fusion_default)
     report = TuningReport(
@@ -300,7 +307,7 @@ def _tune_blend(
     }
     base = HybridOptions(rerank_blend=default.rerank_blend)
     gains, _ = cross_validate(table, base, parts)
-    keep = statistics.fmean(gains) <= 0
+    keep = not clearly_positive(gains)
     best = base if keep else choose(table, np.arange(len(scorer.query_ids)), base)
     report.rerank = {
         "blend": best.rerank_blend,
