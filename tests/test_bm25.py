@@ -270,3 +270,25 @@ def test_collections_made_before_neighbours_existed_keep_encoding_chunks_alone()
     for key in ("neighbours", "neighbour_weight"):
         del metadata["bm25"][key]
     assert CollectionSpec.from_metadata(metadata).bm25.neighbours == 0
+
+
+class _OldQueryEncoder(Bm25Encoder):
+    """The query side before repeated terms counted: every distinct term weighed 1."""
+
+    def encode_query(self, text: str) -> SparseVector:
+        terms = sorted({term_index(t) for t in self.tokenize(text)})
+        return SparseVector(indices=terms, values=[1.0] * len(terms))
+
+
+def test_the_old_query_encoder_disagrees_with_rank_bm25_when_a_query_repeats_a_term(
+    shared_bm25_index: tuple[EdgeVectorStore, Bm25Encoder],
+) -> None:
+    """What the property above guards against: with each term counted once, a verbose query
+    that says "pump" three times no longer scores as rank-bm25 (or Lucene) scores it."""
+    store, encoder = shared_bm25_index
+    query = "pump pump pump water tank"
+    okapi = LuceneIdfBM25([encoder.tokenize(t) for t in CORPUS], k1=encoder.params.k1)
+    expected = list(okapi.get_scores(encoder.tokenize(query)))
+    assert _qdrant_scores(store, encoder, query) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    old = _qdrant_scores(store, _OldQueryEncoder(encoder.params), query)
+    assert old != pytest.approx(expected, rel=1e-2)
