@@ -177,3 +177,27 @@ def test_a_gain_the_folds_do_not_agree_on_keeps_the_defaults() -> None:
     assert not clearly_positive([0.0075, -0.0039, 0.0078, -0.0102, -0.0012])  # mean ~0
     assert not clearly_positive([0.0, 0.0, 0.0])
     assert clearly_positive([0.03, 0.05, 0.04])
+
+
+def test_with_a_reranker_the_blend_is_cross_validated_too(paraphrases: Settings) -> None:
+    from index.reranker import CrossEncoderReranker
+    from pipelines.evaluation import load_golden_set
+    from pipelines.tuning import BLENDS, tune
+
+    reranker = CrossEncoderReranker(
+        "sentence-transformers/all-MiniLM-L6-v2", device="cpu", budget_ms=600_000
+    )
+    settings = paraphrases
+    parts = Components(settings)
+    store = parts.store()
+    try:
+        searcher = parts.searcher(store, reranker=reranker)
+        dataset = load_golden_set(settings.golden_set)  # type: ignore[arg-type]
+        report, tuning = tune(searcher, settings.index_name, dataset, 3, 0, reranker)
+    finally:
+        store.close()
+    assert report.rerank["blend"] in {*BLENDS, settings.rerank_blend}
+    assert report.rerank["default_blend"] == settings.rerank_blend
+    assert tuning.options.rerank_blend == report.rerank["blend"]
+    assert set(report.rerank) >= {"score", "cv_gain_mean", "cv_gain_std"}
+    assert "Rerank blend:" in report.to_markdown()
