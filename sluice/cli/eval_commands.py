@@ -213,7 +213,7 @@ def train_embedder(
     output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
         "models/embedder"
     ),
-    epochs: Annotated[float, typer.Option(help="Passes over the training rows.")] = 1.0,
+    epochs: Annotated[float, typer.Option(help="Passes over the training rows.")] = 2.0,
     negatives: Annotated[int, typer.Option(help="Hard negatives per query row.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Rows per step (in-batch negatives).")] = 32,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
