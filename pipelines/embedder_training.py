@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from index.embedder import resolve_model_path
-from pipelines.training_pairs import TrainingPair, listwise_tuples
+from pipelines.training_pairs import TrainingPair, listwise_tuples, trainer_arguments
 
 
 def train_bi_encoder(
@@ -41,16 +41,7 @@ def train_bi_encoder(
     kept = ["query", "positive", *(f"negative_{i + 1}" for i in range(negatives))]
     train = Dataset.from_dict({name: columns[name] for name in kept if name in columns})
     arguments = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_steps=0.1,  # a float is a ratio of the training steps (Transformers 5)
-        seed=seed,
-        save_strategy="no",
-        logging_steps=10,
-        report_to="none",
-        dataloader_num_workers=0,
+        **trainer_arguments(output_dir, epochs, batch_size, learning_rate, seed),
         # A passage twice in one batch would be its own query's negative elsewhere.
         batch_sampler=BatchSamplers.NO_DUPLICATES,
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from index.embedder import resolve_model_path
-from pipelines.training_pairs import TrainingPair, listwise_tuples
+from pipelines.training_pairs import TrainingPair, listwise_tuples, trainer_arguments
 
 TrainingLoss = Literal["bce", "listwise"]
 RerankerHead = Literal["segment", "classifier"]
@@ -104,16 +104,7 @@ def train_cross_encoder(
         pos_weight = (len(pairs) - positives) / max(1.0, positives)
         loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight))
     arguments = CrossEncoderTrainingArguments(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_steps=0.1,  # a float is a ratio of the training steps (Transformers 5)
-        seed=seed,
-        save_strategy="no",
-        logging_steps=50,
-        report_to="none",
-        dataloader_num_workers=0,
+        **trainer_arguments(output_dir, epochs, batch_size, learning_rate, seed)
     )
     CrossEncoderTrainer(model=model, args=arguments, train_dataset=train, loss=loss).train()
     model.save(str(output_dir))

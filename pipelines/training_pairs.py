@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from chunking.types import stored_indexed_text
 from index.searcher import IndexSearcher
@@ -82,3 +84,22 @@ def listwise_tuples(pairs: list[TrainingPair]) -> dict[str, list[str]]:
             for i in range(width):
                 columns[f"negative_{i + 1}"].append(own[i % len(own)])
     return columns
+
+
+def trainer_arguments(
+    output_dir: Path, epochs: float, batch_size: int, learning_rate: float, seed: int
+) -> dict[str, Any]:
+    """What both trainers (sentence-transformers' bi- and cross-encoder ones) are given alike:
+    a linear schedule with 10 % warm-up, no checkpoints, no reporting anywhere."""
+    return {
+        "output_dir": str(output_dir / "checkpoints"),
+        "num_train_epochs": epochs,
+        "per_device_train_batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "warmup_steps": 0.1,  # a float is a ratio of the training steps (Transformers 5)
+        "seed": seed,
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+    }
