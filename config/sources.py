@@ -8,21 +8,52 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 DEFAULT_EXCLUDE = ["**/.*", "**/.*/**"]
 
 
-class LocalFolderConfig(BaseModel):
+def _valid_cron(expression: str | None) -> str | None:
+    """A five-field cron expression, checked when the config loads (not first by `deploy`)."""
+    if expression is None:
+        return None
+    from datetime import datetime
+
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(expression, datetime(2026, 1, 1))
+    except CronSimError as error:
+        raise ValueError(
+            f"'{expression}' is not a cron expression ({error}); "
+            "five fields, e.g. '*/15 * * * *' or '0 3 * * 1-5'"
+        ) from None
+    return expression
+
+
+Schedule = Annotated[
+    str | None,
+    AfterValidator(_valid_cron),
+    Field(description="cron expression for `sluice deploy`; unset: run by hand only"),
+]
+
+
+class _SourceModel(BaseModel):
+    """A `[[sources]]` entry: a key it does not know is a typo, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LocalFolderConfig(_SourceModel):
     type: Literal["local"] = "local"
     name: str
     path: Path
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
-    schedule: str | None = Field(default=None, description="cron expression for `sluice deploy`")
+    schedule: Schedule = None
 
 
-class S3Config(BaseModel):
+class S3Config(_SourceModel):
     type: Literal["s3"] = "s3"
     name: str
     bucket: str
@@ -37,16 +68,16 @@ class S3Config(BaseModel):
     secret_access_key: SecretStr | None = None
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
-    schedule: str | None = None
+    schedule: Schedule = None
 
 
-class HttpConfig(BaseModel):
+class HttpConfig(_SourceModel):
     type: Literal["http"] = "http"
     name: str
     urls: list[str] = Field(default_factory=list)
     sitemap: str | None = Field(default=None, description="sitemap.xml URL; its <loc>s are added.")
     timeout_s: float = Field(default=30.0, gt=0)
-    schedule: str | None = None
+    schedule: Schedule = None
 
 
 SourceConfig = Annotated[LocalFolderConfig | S3Config | HttpConfig, Field(discriminator="type")]

@@ -51,3 +51,43 @@ def test_the_searchers_defaults_are_the_settings_defaults() -> None:
     from index.fusion import DEFAULT_HYBRID
 
     assert Components(Settings()).hybrid_defaults() == DEFAULT_HYBRID
+
+
+CONFIG_TYPOS = {
+    "a typo in a [[sources]] entry": (
+        '[[sources]]\ntype = "local"\nname = "a"\npath = "/srv"\nschedul = "*/5 * * * *"\n',
+        "sources[0].schedul: unknown key; did you mean 'schedule'?",
+    ),
+    "a typo at the top level": (
+        'index_nmae = "manuals"\n',
+        "index_nmae: unknown key; did you mean 'index_name'?",
+    ),
+    "a schedule that is not cron": (
+        '[[sources]]\ntype = "http"\nname = "site"\nurls = []\nschedule = "every hour"\n',
+        "sources[0].schedule: 'every hour' is not a cron expression",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_TYPOS, ids=list(CONFIG_TYPOS))
+def test_config_mistakes_are_one_line_and_exit_2_in_every_command(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from sluice.cli.main import app
+
+    text, expected = CONFIG_TYPOS[case]
+    config = tmp_path / "sluice.toml"
+    config.write_text(text)
+    monkeypatch.setenv("SLUICE_CONFIG_FILE", str(config))
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    for command in (["status"], ["ingest", "--source", "a"], ["versions"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        lines = result.output.strip().splitlines()
+        assert lines == [f"invalid configuration: {expected}"] or (
+            len(lines) == 1 and lines[0].startswith(f"invalid configuration: {expected}")
+        ), result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()

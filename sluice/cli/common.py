@@ -20,10 +20,18 @@ REPO_DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def load_settings(index: str | None = None) -> Settings:
+    from pydantic import ValidationError
+
+    from config.errors import explain
+
     try:
         settings = Settings(index_name=index) if index else Settings()
-    except Exception as error:
-        console.print(f"[red]invalid configuration:[/red] {error}")
+    except ValidationError as error:
+        for line in explain(error, Settings.model_fields):
+            console.print(f"[red]invalid configuration:[/red] {line}", soft_wrap=True)
+        raise typer.Exit(2) from error
+    except Exception as error:  # an unreadable config file, a malformed TOML
+        console.print(f"[red]invalid configuration:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from error
     from index.embedder import resolve_model_path
 
@@ -51,7 +59,7 @@ def exit_on(what: str, *errors: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except errors as error:
-        console.print(f"[red]{what} failed:[/red] {error}")
+        console.print(f"[red]{what} failed:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from error
 
 
