@@ -106,3 +106,42 @@ def test_query_refuses_an_api_that_serves_another_deployment(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+EXPECTED_FAILURES = {
+    "an unknown source": (
+        ["ingest", "--source", "nope"],
+        "ingest failed: no source named 'nope' (sources: none configured)",
+    ),
+    "nothing to ingest": (
+        ["ingest"],
+        "nothing to ingest: give a PATH, or configure [[sources]]",
+    ),
+    "deploy with no sources": (
+        ["deploy"],
+        "no sources configured: add [[sources]] to the config file",
+    ),
+    "a re-embed with no golden set": (
+        ["reembed", "--model", "any"],
+        "re-embed failed: no golden set to compare the two versions on: set SLUICE_GOLDEN_SET "
+        "or pass --golden (--force switches without a comparison)",
+    ),
+    "a tune with no golden set": (
+        ["tune"],
+        "tune failed: no golden set: set SLUICE_GOLDEN_SET or pass --golden",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", EXPECTED_FAILURES, ids=list(EXPECTED_FAILURES))
+def test_an_expected_failure_is_one_line_and_exit_2(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked before any flow run starts, so Prefect logs no traceback either."""
+    command, expected = EXPECTED_FAILURES[case]
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SLUICE_CONFIG_FILE", raising=False)
+    monkeypatch.delenv("SLUICE_GOLDEN_SET", raising=False)
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [expected]

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from config.runtime import prepare_process
 from config.settings import Settings
@@ -59,7 +60,9 @@ def exit_on(what: str, *errors: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except errors as error:
-        console.print(f"[red]{what} failed:[/red] {error}", soft_wrap=True)
+        # A KeyError's str() is its repr, quotes and all; its message is its first argument.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        console.print(f"[red]{what} failed:[/red] {escape(str(message))}", soft_wrap=True)
         raise typer.Exit(2) from error
 
 

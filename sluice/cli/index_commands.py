@@ -109,6 +109,13 @@ def reembed(
     """Build a new version of the index with another embedding model from its stored chunks,
     compare both on the golden set, and switch only if the new one is no worse."""
     settings = load_settings(index)
+    if not force and golden is None and settings.golden_set is None:
+        console.print(
+            "[red]re-embed failed:[/red] no golden set to compare the two versions on: set "
+            "SLUICE_GOLDEN_SET or pass --golden (--force switches without a comparison)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     from flows.reembed_flow import reembed_flow
 
     # OSError: a model that cannot be found or loaded (hub errors are OSErrors too);

@@ -88,11 +88,13 @@ def _ingest_runs(
     if path is not None:
         runs: list[tuple[str | None, Path | None]] = [(None, path)]
     elif source is not None:
+        with exit_on("ingest", KeyError):
+            settings.source(source)  # an unknown name fails here, before a flow run starts
         runs = [(source, None)]
     else:
         runs = [(s.name, None) for s in settings.sources]
     if not runs:
-        console.print("[red]nothing to ingest:[/red] give a PATH, or configure [[sources]]")
+        console.print("[red]nothing to ingest:[/red] give a PATH, or configure [\\[sources]]")
         raise typer.Exit(2)
     reports = []
     for name, folder in runs:
@@ -169,7 +171,7 @@ def deploy(
     """
     settings = load_settings(index)
     if not settings.sources:
-        console.print("[red]no sources configured:[/red] add [[sources]] to the config file")
+        console.print("[red]no sources configured:[/red] add [\\[sources]] to the config file")
         raise typer.Exit(2)
     import os
 
