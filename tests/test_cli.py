@@ -126,6 +126,10 @@ EXPECTED_FAILURES = {
         "re-embed failed: no golden set to compare the two versions on: set SLUICE_GOLDEN_SET "
         "or pass --golden (--force switches without a comparison)",
     ),
+    "versions of an index that does not exist": (
+        ["versions", "--index", "nope"],
+        "versions failed: index 'nope' has no versions (indexes here: none yet)",
+    ),
     "a tune with no golden set": (
         ["tune"],
         "tune failed: no golden set: set SLUICE_GOLDEN_SET or pass --golden",

@@ -135,6 +135,7 @@ def reembed(
 
 def _version_rows(settings: Settings) -> list[dict[str, Any]]:
     from composition.components import Components
+    from index.types import IndexNotFoundError
     from index.versions import collection_name, versions_of
 
     parts = Components(settings)
@@ -144,7 +145,13 @@ def _version_rows(settings: Settings) -> list[dict[str, Any]]:
         serving = store.resolve_alias(settings.index_name)
         records = manifest.versions()
         rows: list[dict[str, Any]] = []
-        for number in versions_of(store, settings.index_name):
+        numbers = versions_of(store, settings.index_name)
+        if not numbers:
+            known = ", ".join(sorted(store.list_aliases())) or "none yet"
+            raise IndexNotFoundError(
+                f"index '{settings.index_name}' has no versions (indexes here: {known})"
+            )
+        for number in numbers:
             name = collection_name(settings.index_name, number)
             spec = store.collection_spec(name)
             record = records.get(name)
