@@ -149,3 +149,27 @@ def test_an_expected_failure_is_one_line_and_exit_2(
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [expected]
+
+
+def test_config_check_shows_each_value_and_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text('index_name = "manuals"\nqdrant_api_key = "s3cret"\n')
+    monkeypatch.setenv("SLUICE_CONFIG_FILE", str(config))
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLUICE_BM25_K1", "1.1")
+    result = CliRunner().invoke(app, ["config", "check", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows["index_name"] == {"value": "manuals", "from": f"file ({config})"}
+    assert rows["bm25_k1"] == {"value": 1.1, "from": "environment"}
+    assert rows["rrf_k"] == {"value": 60, "from": "default"}
+    assert "s3cret" not in result.stdout and rows["qdrant_api_key"]["value"] == "**********"
+
+    config.write_text('index_nmae = "manuals"\n')
+    broken = CliRunner().invoke(app, ["config", "check"])
+    assert broken.exit_code == 2
+    assert broken.output.strip() == (
+        "invalid configuration: index_nmae: unknown key; did you mean 'index_name'?"
+    )

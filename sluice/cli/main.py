@@ -1,11 +1,17 @@
 """The `sluice` command: ingest, retry-failed, deploy, serve, query, demo, status, reembed,
-versions, rollback, eval, train-reranker."""
+versions, rollback, eval, tune, train-reranker, train-embedder, config check."""
 
 from __future__ import annotations
 
 import typer
 
-from sluice.cli import eval_commands, index_commands, ingest_commands, serve_commands
+from sluice.cli import (
+    config_commands,
+    eval_commands,
+    index_commands,
+    ingest_commands,
+    serve_commands,
+)
 
 app = typer.Typer(help="Sluice: RAG ingestion and hybrid retrieval.", no_args_is_help=True)
 
@@ -23,3 +29,4 @@ app.command()(eval_commands.tune)
 app.command(name="train-reranker")(eval_commands.train_reranker)
 app.command(name="train-embedder")(eval_commands.train_embedder)
 app.command()(serve_commands.demo)
+app.add_typer(config_commands.app, name="config")
