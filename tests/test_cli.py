@@ -173,3 +173,17 @@ def test_config_check_shows_each_value_and_where_it_came_from(
     assert broken.output.strip() == (
         "invalid configuration: index_nmae: unknown key; did you mean 'index_name'?"
     )
+
+
+def test_status_of_a_data_dir_that_does_not_exist_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "nothing-here"
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(data))
+    monkeypatch.delenv("SLUICE_CONFIG_FILE", raising=False)
+    result = CliRunner().invoke(app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["indexes"] == {}
+    plain = CliRunner().invoke(app, ["status"])
+    assert plain.exit_code == 0 and "no index yet" in plain.output
+    assert not data.exists()

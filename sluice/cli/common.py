@@ -20,7 +20,9 @@ out = Console()
 REPO_DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def load_settings(index: str | None = None) -> Settings:
+def load_settings(index: str | None = None, reads_only: bool = False) -> Settings:
+    """Validated settings, the process prepared for them. `reads_only`: a command that only
+    looks (status) creates no data dir where there is none."""
     from pydantic import ValidationError
 
     from config.errors import explain
@@ -34,6 +36,8 @@ def load_settings(index: str | None = None) -> Settings:
     except Exception as error:  # an unreadable config file, a malformed TOML
         console.print(f"[red]invalid configuration:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from error
+    if reads_only and settings.qdrant_url is None and not settings.data_dir.exists():
+        return settings
     from index.embedder import resolve_model_path
 
     local_model = Path(resolve_model_path(settings.embedding_model)).exists()

@@ -29,7 +29,14 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Each index: alias, collection version, embedding model, point and document counts."""
-    settings = load_settings()
+    settings = load_settings(reads_only=True)
+    deployment = settings.qdrant_url or f"embedded ({settings.qdrant_path})"
+    if settings.qdrant_url is None and not settings.data_dir.exists():
+        if as_json:
+            out.print_json(json.dumps({"qdrant": deployment, "indexes": {}}))
+        else:
+            console.print(f"no index yet: {settings.data_dir} does not exist (ingest creates it)")
+        return
     from composition.components import Components
 
     store = Components(settings).store()
@@ -48,7 +55,6 @@ def status(
             }
     finally:
         store.close()
-    deployment = settings.qdrant_url or f"embedded ({settings.qdrant_path})"
     if as_json:
         out.print_json(json.dumps({"qdrant": deployment, "indexes": indexes}))
         return
