@@ -7,6 +7,8 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.states import Completed
 
 from composition.components import Components
 from config.settings import Settings
@@ -61,8 +63,21 @@ def ingest_flow(
         key=f"ingest-{settings.index_name}",
         description=f"{'dry run of ' if dry_run else ''}{config.name}",
     )
-    print(
+    summary = (
         f"{config.name}: {len(report.new)} new, {len(report.changed)} changed, "
         f"{report.unchanged} unchanged, {len(report.deleted)} deleted, {len(report.failed)} failed"
     )
-    return report.to_dict()
+    print(summary)
+    return final_state(report.to_dict(), summary)  # type: ignore[return-value]
+
+
+def final_state(report: dict[str, Any], summary: str) -> dict[str, Any] | State:
+    """A run that held deletions or failed documents completes under a name that says so
+    (`DeletionsHeld`, `CompletedWithFailures`; type COMPLETED, so nothing retries it), and the
+    CLI exits with the matching code (README, "Exit codes"). Calling the flow still returns the
+    report."""
+    if report["deletions_held"]:
+        return Completed(name="DeletionsHeld", message=report["deletions_held"], data=report)
+    if report["failed"]:
+        return Completed(name="CompletedWithFailures", message=summary, data=report)
+    return report

@@ -187,3 +187,40 @@ def test_status_of_a_data_dir_that_does_not_exist_creates_nothing(
     plain = CliRunner().invoke(app, ["status"])
     assert plain.exit_code == 0 and "no index yet" in plain.output
     assert not data.exists()
+
+
+def test_exit_codes_and_flow_states_for_failed_documents_and_held_deletions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None
+) -> None:
+    """An ingest that completed with failed documents exits 4 and its flow run ends in
+    `CompletedWithFailures`; one that held deletions exits 5 (`DeletionsHeld`)."""
+    from flows.ingest_flow import ingest_flow
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"note{i}.md").write_text(f"# Note {i}\n\nPumps and valves, part {i}.\n")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7 this is not a PDF at all")
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    from config.settings import Settings
+
+    first = ingest_flow(path=str(folder), settings=Settings(), return_state=True)
+    assert (first.type.value, first.name) == ("COMPLETED", "CompletedWithFailures")
+    assert first.result()["failed"] == 1  # type: ignore[index]
+
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7 still not a PDF")  # changed: parsed again
+    partial = runner.invoke(app, ["ingest", str(folder), "--json"])
+    assert partial.exit_code == 4, partial.output
+    assert json.loads(partial.stdout)["failed"] == 1
+
+    for i in range(4):
+        (folder / f"note{i}.md").unlink()
+    (folder / "broken.pdf").unlink()
+    held = runner.invoke(app, ["ingest", str(folder), "--json"])
+    assert held.exit_code == 5, held.output
+    assert json.loads(held.stdout)["deletions_held"]
+
+    state = ingest_flow(path=str(folder), settings=Settings(), return_state=True)
+    assert (state.type.value, state.name) == ("COMPLETED", "DeletionsHeld")
+    assert state.result()["deletions_held"]  # type: ignore[index]

@@ -102,9 +102,25 @@ def _ingest_runs(
             reports.append(run_ingest(settings, name, folder, dry_run, not as_json))
     if as_json:
         out.print_json(json.dumps(reports[0] if len(reports) == 1 else reports))
-        return
-    for report in reports:
-        print_report(report)
+    else:
+        for report in reports:
+            print_report(report)
+    code = exit_code(reports)
+    if code:
+        raise typer.Exit(code)
+
+
+EXIT_FAILED_DOCUMENTS = 4
+EXIT_DELETIONS_HELD = 5
+
+
+def exit_code(reports: list[dict[str, Any]]) -> int:
+    """0, or what an alert should know: deletions held (5) outranks failed documents (4)."""
+    if any(r["deletions_held"] for r in reports):
+        return EXIT_DELETIONS_HELD
+    if any(r["failed"] for r in reports):
+        return EXIT_FAILED_DOCUMENTS
+    return 0
 
 
 def ingest(
