@@ -81,8 +81,8 @@ def _ingest_runs(
     source: str | None,
     dry_run: bool,
     as_json: bool,
-) -> None:
-    """One run per source: PATH, --source, or every configured source."""
+) -> list[dict[str, Any]]:
+    """One run per source: PATH, --source, or every configured source; their reports."""
     from ingest.types import SourceUnavailable
 
     if path is not None:
@@ -105,9 +105,7 @@ def _ingest_runs(
     else:
         for report in reports:
             print_report(report)
-    code = exit_code(reports)
-    if code:
-        raise typer.Exit(code)
+    return reports
 
 
 EXIT_FAILED_DOCUMENTS = 4
@@ -148,7 +146,7 @@ def ingest(
     if path is not None and not path.exists():
         console.print(f"[red]{path} does not exist[/red]")
         raise typer.Exit(2)
-    _ingest_runs(settings, path, source, dry_run, as_json)
+    raise typer.Exit(exit_code(_ingest_runs(settings, path, source, dry_run, as_json)))
 
 
 def retry_failed(
@@ -168,13 +166,16 @@ def retry_failed(
         manifest.close()
     console.print(f"released {len(released)} document(s) from quarantine")
     configured = {s.name for s in settings.sources}
+    reports = []
     for name in sorted(by_source):
         if name in configured:
-            _ingest_runs(settings, None, name, False, as_json)
+            reports += _ingest_runs(settings, None, name, False, as_json)
         elif name.startswith("file://"):
             from urllib.parse import unquote, urlparse
 
-            _ingest_runs(settings, Path(unquote(urlparse(name).path)), None, False, as_json)
+            folder = Path(unquote(urlparse(name).path))
+            reports += _ingest_runs(settings, folder, None, False, as_json)
+    raise typer.Exit(exit_code(reports))
 
 
 def deploy(
