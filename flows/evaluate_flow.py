@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from composition.components import Components
 from config.settings import Settings
+from flows.artifacts import artifact_key
 from index.types import Embedder, VectorStore
 from pipelines.beir import BeirDataset, load_beir
 from pipelines.evaluation import (
@@ -116,5 +117,7 @@ def evaluate_flow(
     report = run_evaluation(
         Path(dataset_dir), settings, chosen, max_docs, Path(out_dir) if out_dir else None
     )
-    create_markdown_artifact(markdown=report.to_markdown(), key="evaluation-report")
+    create_markdown_artifact(
+        markdown=report.to_markdown(), key=artifact_key("evaluation", settings, report.dataset)
+    )
     return report.to_dict()

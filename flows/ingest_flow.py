@@ -13,6 +13,7 @@ from prefect.states import Completed
 from composition.components import Components
 from config.settings import Settings
 from config.sources import SourceConfig
+from flows.artifacts import artifact_key
 from pipelines.ingest_sync import sync_source
 from pipelines.progress import report_progress
 from pipelines.report import IngestReport
@@ -60,7 +61,7 @@ def ingest_flow(
     report = run_sync(settings, config, dry_run, wait_for_lock_s)
     create_markdown_artifact(
         markdown=report.to_markdown(),
-        key=f"ingest-{settings.index_name}",
+        key=artifact_key("ingest-plan" if dry_run else "ingest", settings, config.name),
         description=f"{'dry run of ' if dry_run else ''}{config.name}",
     )
     summary = (

@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from composition.components import Components
 from config.settings import Settings
+from flows.artifacts import artifact_key
 from index.types import VectorStore
 from pipelines.evaluation import load_golden_set
 from pipelines.reembed import SWAP_WAIT_S, reembed
@@ -68,6 +69,6 @@ def reembed_flow(
     """Re-embeds the index with `model`; switches to it if the golden-set gate passes."""
     settings = settings or Settings()
     report = run_reembed(settings, model, force, Path(golden) if golden else None)
-    create_markdown_artifact(markdown=report.to_markdown(), key=f"reembed-{settings.index_name}")
+    create_markdown_artifact(markdown=report.to_markdown(), key=artifact_key("reembed", settings))
     print(report.to_markdown())
     return report.to_dict()

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from composition.components import Components
 from config.settings import Settings
+from flows.artifacts import artifact_key
 from pipelines.evaluation import load_golden_set
 from pipelines.tuning import TuningReport, tune
 
@@ -54,5 +55,5 @@ def tune_flow(
     """Cross-validated fusion, candidate pool and rerank blend for the index's serving version."""
     settings = settings or Settings()
     report = run_tuning(settings, Path(golden) if golden else None, folds, seed, record)
-    create_markdown_artifact(markdown=report.to_markdown(), key=f"tune-{settings.index_name}")
+    create_markdown_artifact(markdown=report.to_markdown(), key=artifact_key("tune", settings))
     return report.to_dict()

@@ -224,3 +224,18 @@ def test_exit_codes_and_flow_states_for_failed_documents_and_held_deletions(
     state = ingest_flow(path=str(folder), settings=Settings(), return_state=True)
     assert (state.type.value, state.name) == ("COMPLETED", "DeletionsHeld")
     assert state.result()["deletions_held"]  # type: ignore[index]
+
+
+def test_report_artifacts_are_keyed_by_kind_source_and_deployment(tmp_path: Path) -> None:
+    from config.settings import Settings
+    from flows.artifacts import artifact_key
+
+    here, there = Settings(data_dir=tmp_path / "a"), Settings(data_dir=tmp_path / "b")
+    real = artifact_key("ingest", here, "file:///srv/Hand Book")
+    assert real.startswith("ingest-docs-file-srv-hand-book-")
+    assert artifact_key("ingest", here, "file:///srv/Hand Book") == real  # stable per data dir
+    assert artifact_key("ingest-plan", here, "file:///srv/Hand Book") != real
+    assert artifact_key("ingest", there, "file:///srv/Hand Book") != real
+    assert artifact_key("ingest", here, "other") != real
+    long = artifact_key("ingest", here, "x" * 300)
+    assert len(long) <= 90 and long == artifact_key("ingest", here, "x" * 300)

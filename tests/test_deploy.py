@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -79,9 +80,13 @@ urls = ["http://127.0.0.1:9/never-fetched"]
         flow_run = run_deployment("ingest/plant-docs", timeout=600)
         assert isinstance(flow_run, FlowRun)
         assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
+        from flows.artifacts import artifact_key
+
+        key = artifact_key("ingest", Settings(data_dir=tmp_path / "data"), "plant-docs")
+        assert re.fullmatch(r"ingest-docs-plant-docs-[0-9a-f]{8}", key)
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-docs"])),
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
             )
             assert len(artifacts) == 1 and "plant-docs" in str(artifacts[0].description)
