@@ -15,10 +15,11 @@ indices (CRC-32): stable across processes and versions, unlike Python's `hash`.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,20 +96,30 @@ class Bm25Encoder:
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         return [self.encode_document(text) for text in texts]
 
-    def chunk_term_counts(self, chunk: Chunk) -> dict[str, float]:
-        """The chunk's terms, and its `neighbours` on each side's at `neighbour_weight`."""
-        counts: dict[str, float] = dict(Counter(self.tokenize(chunk.indexed_text)))
+    def chunk_term_counts(
+        self, chunk: Chunk, tokenize: Callable[[str], list[str]] | None = None
+    ) -> dict[str, float]:
+        """The chunk's terms, and its `neighbours` on each side's at `neighbour_weight`.
+        `tokenize`: a memoised tokenizer, when the neighbours are also chunks of the batch."""
+        tokens = tokenize or self.tokenize
+        counts: dict[str, float] = dict(Counter(tokens(chunk.indexed_text)))
         reach = self.params.neighbours
         for text in (*chunk.text_before[:reach], *chunk.text_after[:reach]):
-            for term in self.tokenize(text):
+            for term in tokens(text):
                 counts[term] = counts.get(term, 0.0) + self.params.neighbour_weight
         return counts
 
+    def batch_tokenizer(self) -> Callable[[str], list[str]]:
+        """A tokenizer that remembers: a chunk's text is also up to four neighbours' context,
+        and is tokenised (and stemmed) once per batch, not five times."""
+        return functools.lru_cache(maxsize=4096)(self.tokenize)
+
     def encode_chunks(self, chunks: Sequence[Chunk]) -> list[SparseVector]:
         """Each chunk's vector, its length being its weighted term count."""
+        tokenize = self.batch_tokenizer()
         vectors = []
         for chunk in chunks:
-            counts = self.chunk_term_counts(chunk)
+            counts = self.chunk_term_counts(chunk, tokenize)
             vectors.append(_to_sparse(term_weights(counts, sum(counts.values()), self.params)))
         return vectors
 
@@ -120,7 +131,8 @@ def average_length(encoder: Bm25Encoder, chunks: Sequence[Chunk]) -> float:
     """Mean weighted term count, the `avg_doc_length` a new collection is created with."""
     if not chunks:
         return 100.0
-    total = sum(sum(encoder.chunk_term_counts(c).values()) for c in chunks)
+    tokenize = encoder.batch_tokenizer()
+    total = sum(sum(encoder.chunk_term_counts(c, tokenize).values()) for c in chunks)
     return max(1.0, total / len(chunks))
 
 

@@ -34,8 +34,8 @@ class FusionParams:
 DEFAULT_HYBRID = HybridOptions(
     method="minmax", rrf_k=60, weights=(1.0, 1.0), candidate_pool=200, rerank_blend=0.7
 )
-"""The defaults chosen by leaving one collection out (docs/retrieval-quality.md); `Settings`
-starts from these."""
+"""The defaults chosen by leaving one collection out (docs/retrieval-quality.md), for a searcher
+built without settings; `Settings` states the same values (a test keeps the two equal)."""
 
 
 def reciprocal_rank_fusion(

@@ -18,7 +18,7 @@ def train_bi_encoder(
     pairs: list[TrainingPair],
     output_dir: Path,
     base_model: str = "sentence-transformers/all-MiniLM-L6-v2",
-    epochs: float = 1.0,
+    epochs: float = 2.0,
     batch_size: int = 32,
     negatives: int = 1,
     learning_rate: float = 2e-5,

@@ -243,7 +243,7 @@ def tune(
             f"{folds}-fold tuning needs at least {2 * folds}"
         )
     collection = searcher.store.resolve_alias(alias) or alias
-    default = HybridOptions().over(searcher.defaults)
+    default = searcher.defaults
     candidates = collect_candidates(searcher, alias, dataset)
     scorer = Scorer(dataset.qrels)
     grid = [f.as_options(pool) for f in fusion_grid() for pool in POOLS]
