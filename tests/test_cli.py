@@ -175,17 +175,25 @@ def test_config_check_shows_each_value_and_where_it_came_from(
     )
 
 
-def test_status_of_a_data_dir_that_does_not_exist_creates_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_status_of_a_data_dir_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    """In a process of its own, as a user runs it: nothing has set PREFECT_HOME elsewhere."""
+    import os
+    import subprocess
+    import sys
+
     data = tmp_path / "nothing-here"
-    monkeypatch.setenv("SLUICE_DATA_DIR", str(data))
-    monkeypatch.delenv("SLUICE_CONFIG_FILE", raising=False)
-    result = CliRunner().invoke(app, ["status", "--json"])
-    assert result.exit_code == 0, result.output
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+    env["SLUICE_DATA_DIR"] = str(data)
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "sluice", "status", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    result = status("--json")
+    assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["indexes"] == {}
-    plain = CliRunner().invoke(app, ["status"])
-    assert plain.exit_code == 0 and "no index yet" in plain.output
+    plain = status()
+    assert plain.returncode == 0 and "no index yet" in plain.stdout + plain.stderr
     assert not data.exists()
 
 
