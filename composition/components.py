@@ -27,6 +27,7 @@ from config.sources import HttpConfig, LocalFolderConfig, S3Config, SourceConfig
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
+from index.models import canonical_model_id
 from index.reranker import CrossEncoderReranker
 from index.searcher import IndexSearcher
 from index.store_factory import open_vector_store
@@ -150,8 +151,9 @@ class Components:
     # -- models ----------------------------------------------------------------------------
     def embedder(self, model: str | None = None) -> Embedder:
         """An embedder for a new collection: the model's prefixes from settings, else its own."""
-        model_id = model or self.settings.embedding_model
-        prompts = self.settings.embedding_prompts.get(model_id)
+        model_id = canonical_model_id(model or self.settings.embedding_model)
+        configured = self.settings.embedding_prompts.items()
+        prompts = {canonical_model_id(k): v for k, v in configured}.get(model_id)
         return SentenceTransformerEmbedder(
             model_id,
             self.settings.embedding_device,

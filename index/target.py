@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from chunking.types import Chunk
 from index.bm25 import Bm25Encoder, Bm25Params, average_length
 from index.embedding_cache import EmbeddingCache
+from index.models import canonical_model_id
 from index.types import CollectionSpec, Embedder, VectorStore
 from index.versions import active_spec, collection_name, create_next_version, versions_of
 from index.writer import IndexWriter, WriteStats
@@ -30,11 +31,11 @@ def ensure_collection(
     spec = active_spec(store, alias)
     if spec is None and (existing := versions_of(store, alias)):
         orphan = store.collection_spec(collection_name(alias, existing[-1]))
-        if orphan is not None and orphan.embedding_model == embedder.model_id:
+        if orphan is not None and canonical_model_id(orphan.embedding_model) == embedder.model_id:
             store.set_alias(alias, orphan.name)
             spec = orphan
     if spec is not None:
-        if spec.embedding_model != embedder.model_id:
+        if canonical_model_id(spec.embedding_model) != embedder.model_id:
             raise ValueError(
                 f"index '{alias}' is embedded with {spec.embedding_model}, "
                 f"not {embedder.model_id}; "

@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from index.embedder import resolve_model_path
+from index.models import resolve_model_path
 from pipelines.training_pairs import TrainingPair, listwise_tuples, trainer_arguments
 
 TrainingLoss = Literal["bce", "listwise"]

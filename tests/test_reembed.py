@@ -406,7 +406,8 @@ def test_rollback_catches_the_older_version_up_with_its_own_model(
 def test_prefixes_come_from_the_model_or_its_family(tmp_path: Path) -> None:
     import shutil
 
-    from index.embedder import SentenceTransformerEmbedder, resolve_model_path
+    from index.embedder import SentenceTransformerEmbedder
+    from index.models import resolve_model_path
 
     packaged = Path(resolve_model_path(EMBEDDING_MODEL))
     family = shutil.copytree(packaged, tmp_path / "e5-small-copy")
