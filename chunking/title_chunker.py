@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from chunking.boundaries import pack_windows, sentence_spans, token_windows
 from chunking.ids import chunk_point_id, document_version
@@ -59,14 +60,22 @@ class TitleChunker:
         min_section_tokens: int = 48,
         context: bool = True,
     ) -> None:
-        limit = tokenizer.max_tokens
-        self.max_tokens = min(max_tokens or limit, limit)
-        if overlap_tokens >= self.max_tokens:
+        if max_tokens is not None and overlap_tokens >= max_tokens:
             raise ValueError("overlap_tokens must be smaller than the chunk size")
+        self._requested_max_tokens = max_tokens
         self.tokenizer = tokenizer
         self.overlap_tokens = overlap_tokens
         self.min_section_tokens = min_section_tokens
         self.context = context
+
+    @cached_property
+    def max_tokens(self) -> int:
+        """Read from the model on first use: a run with nothing to chunk never loads it."""
+        limit = self.tokenizer.max_tokens
+        size = min(self._requested_max_tokens or limit, limit)
+        if self.overlap_tokens >= size:
+            raise ValueError("overlap_tokens must be smaller than the chunk size")
+        return size
 
     def run(self, document: ParsedDocument, config_fingerprint: str = "") -> list[Chunk]:
         text, sections = self._sections(document)

@@ -26,6 +26,13 @@ def explain(error: ValidationError, settings_fields: Iterable[str]) -> list[str]
         if problem["type"] == "extra_forbidden":
             close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
             message = "unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
+        elif problem["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            kinds = ", ".join(f"'{kind}'" for kind in SOURCE_MODELS)
+            message = f'`type` must be one of {kinds} (a local folder: type = "local")'
+            given = str((problem.get("ctx") or {}).get("tag", ""))
+            close = difflib.get_close_matches(given, list(SOURCE_MODELS), n=1, cutoff=0.6)
+            if close:
+                message = f"unknown type '{given}'; did you mean '{close[0]}'?"
         lines.append(f"{where}: {message.removeprefix('Value error, ')}")
     return lines
 
@@ -37,6 +44,8 @@ def _place(loc: list[str], settings_fields: list[str]) -> tuple[str, list[str]]:
         model = SOURCE_MODELS.get(rest[0]) if rest else None
         if model is not None:
             rest = rest[1:]
-        where = f"sources[{index}]" + "".join(f".{part}" for part in rest)
+        where = f"sources[{index}]" + "".join(
+            f"[{part}]" if part.isdigit() else f".{part}" for part in rest
+        )
         return where, list(model.model_fields) if model else []
     return ".".join(loc) or "configuration", settings_fields

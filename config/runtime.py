@@ -28,11 +28,18 @@ OFFLINE_DEFAULTS = {
     # Prefect: local SQLite server started on demand, given time to start on small machines.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    # Each run's log in Prefect holds INFO and up, Sluice's own `sluice.*` loggers included;
+    # outside a flow run (tests, the API) those records are not sent anywhere.
+    "PREFECT_LOGGING_LEVEL": "INFO",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "sluice",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 
 
-def prepare_process(data_dir: Path, hub_offline: bool = True) -> None:
+def prepare_process(data_dir: Path, hub_offline: bool = True, console_level: str = "INFO") -> None:
+    """`console_level`: the least level of Prefect's log records printed to this process's
+    stderr; the run logs Prefect keeps are not affected."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
     for key, value in OFFLINE_DEFAULTS.items():
         if key.startswith(("HF_", "TRANSFORMERS_")) and not hub_offline:
             continue
@@ -43,3 +50,4 @@ def prepare_process(data_dir: Path, hub_offline: bool = True) -> None:
     prefect_home.mkdir(parents=True, exist_ok=True)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("sluice").setLevel(logging.INFO)

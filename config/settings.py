@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.model_names import valid_model_name
 from config.sources import SourceConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -31,6 +32,9 @@ class EmbeddingPrompts(BaseModel):
     passage: str = ""
 
 
+ModelName = Annotated[str, AfterValidator(valid_model_name)]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="forbid")
 
@@ -40,12 +44,20 @@ class Settings(BaseSettings):
     )
     index_name: str = Field(default="docs", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
+    prefect_server_idle_minutes: float = Field(
+        default=60,
+        ge=0,
+        description="Without PREFECT_API_URL, commands record their runs on a Prefect server of "
+        "the data dir's own (loopback, started on first use) that stops after this long "
+        "without a request; 0: a temporary server per command, as Prefect does by itself.",
+    )
+
     qdrant_url: str | None = Field(
         default=None, description="Qdrant server URL; unset means the embedded engine."
     )
     qdrant_api_key: SecretStr | None = None
 
-    embedding_model: str = Field(
+    embedding_model: ModelName = Field(
         default=DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers model id or local path; the default ships in a package.",
     )
@@ -136,7 +148,7 @@ class Settings(BaseSettings):
         default=(1.0, 1.0), description="(dense, bm25) weights of hybrid fusion"
     )
 
-    reranker_model: str | None = Field(
+    reranker_model: ModelName | None = Field(
         default=None, description="CrossEncoder id or path; unset means no reranking stage."
     )
     rerank_default: bool = Field(default=False, description="Rerank when a request does not say.")

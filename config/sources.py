@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 DEFAULT_EXCLUDE = ["**/.*", "**/.*/**"]
 
@@ -30,6 +30,20 @@ def _valid_cron(expression: str | None) -> str | None:
         ) from None
     return expression
 
+
+def _valid_url(url: str | None) -> str | None:
+    """An http(s) URL with a host, checked when the config loads."""
+    if url is None:
+        return None
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"'{url}' is not an http(s) URL (e.g. 'https://example.com/page')")
+    return url
+
+
+Url = Annotated[str, AfterValidator(_valid_url)]
 
 Schedule = Annotated[
     str | None,
@@ -58,7 +72,7 @@ class S3Config(_SourceModel):
     name: str
     bucket: str
     prefix: str = ""
-    endpoint_url: str | None = Field(
+    endpoint_url: Url | None = Field(
         default=None, description="S3-compatible endpoint; unset means AWS."
     )
     region: str | None = None
@@ -74,10 +88,16 @@ class S3Config(_SourceModel):
 class HttpConfig(_SourceModel):
     type: Literal["http"] = "http"
     name: str
-    urls: list[str] = Field(default_factory=list)
-    sitemap: str | None = Field(default=None, description="sitemap.xml URL; its <loc>s are added.")
+    urls: list[Url] = Field(default_factory=list)
+    sitemap: Url | None = Field(default=None, description="sitemap.xml URL; its <loc>s are added.")
     timeout_s: float = Field(default=30.0, gt=0)
     schedule: Schedule = None
+
+    @model_validator(mode="after")
+    def _has_pages(self) -> HttpConfig:
+        if not self.urls and not self.sitemap:
+            raise ValueError("an http source needs `urls`, a `sitemap`, or both")
+        return self
 
 
 SourceConfig = Annotated[LocalFolderConfig | S3Config | HttpConfig, Field(discriminator="type")]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from composition.components import Components
@@ -20,9 +22,14 @@ from pipelines.report import IngestReport
 
 
 def run_sync(
-    settings: Settings, config: SourceConfig, dry_run: bool = False, wait_for_lock_s: float = 0.0
+    settings: Settings,
+    config: SourceConfig,
+    dry_run: bool = False,
+    wait_for_lock_s: float = 0.0,
+    external_id: str | None = None,
 ) -> IngestReport:
-    """Plain-Python sync of one source into the configured index, under the index's run lock."""
+    """Plain-Python sync of one source into the configured index, under the index's run lock.
+    `external_id`: the flow run's id, kept in the index's run history."""
     parts = Components(settings)
     source = parts.source(config)
     with parts.run_lock(wait_for_lock_s):
@@ -34,7 +41,7 @@ def run_sync(
                 config.name,
                 parts.ingest_parts(store, dry_run=dry_run),
                 manifest,
-                parts.sync_options(dry_run),
+                replace(parts.sync_options(dry_run), external_id=external_id),
                 report_progress,
             )
         finally:
@@ -58,7 +65,7 @@ def ingest_flow(
     config = (
         settings.source(source) if source else Components(settings).folder_source(Path(str(path)))
     )
-    report = run_sync(settings, config, dry_run, wait_for_lock_s)
+    report = run_sync(settings, config, dry_run, wait_for_lock_s, flow_run.id)
     create_markdown_artifact(
         markdown=report.to_markdown(),
         key=artifact_key("ingest-plan" if dry_run else "ingest", settings, config.name),

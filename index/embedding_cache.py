@@ -7,6 +7,7 @@ import os
 import re
 import uuid
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +37,20 @@ class EmbeddingCache:
     def __init__(self, root: Path, model_id: str) -> None:
         self.folder = root / _model_folder(model_id)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._vectors: dict[str, npt.NDArray[np.float32]] = {}
+
+    @cached_property
+    def _vectors(self) -> dict[str, npt.NDArray[np.float32]]:
+        """Read on first use: a run that embeds nothing never opens the cache."""
+        vectors: dict[str, npt.NDArray[np.float32]] = {}
         parts = sorted(self.folder.glob("part-*.parquet"))
         for part in parts:
             table = pq.read_table(part)
             hashes = table.column("text_hash").to_pylist()
             matrix = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
-            self._vectors.update(zip(hashes, matrix, strict=True))
+            vectors.update(zip(hashes, matrix, strict=True))
         if len(parts) > _MAX_PARTS:
-            self._compact(parts)
+            self._compact(parts, vectors)
+        return vectors
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -76,8 +82,8 @@ class EmbeddingCache:
         pq.write_table(table, temporary)
         os.replace(temporary, self.folder / name)
 
-    def _compact(self, parts: list[Path]) -> None:
-        hashes = list(self._vectors)
-        self._write_part(hashes, np.stack([self._vectors[h] for h in hashes]))
+    def _compact(self, parts: list[Path], vectors: dict[str, npt.NDArray[np.float32]]) -> None:
+        hashes = list(vectors)
+        self._write_part(hashes, np.stack([vectors[h] for h in hashes]))
         for part in parts:
             part.unlink()

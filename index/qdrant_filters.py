@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from qdrant_client import models
+from typing import TYPE_CHECKING, Any
 
 from index.types import Condition, MatchAny, PayloadFilter, Range
 
+if TYPE_CHECKING:  # the embedded engine never needs the client (~1 s to import)
+    from qdrant_client import models
+
 
 def to_client_filter(payload_filter: PayloadFilter | None) -> models.Filter | None:
+    from qdrant_client import models
+
     if not payload_filter:
         return None
     return models.Filter(
@@ -19,6 +22,8 @@ def to_client_filter(payload_filter: PayloadFilter | None) -> models.Filter | No
 
 
 def _client_condition(condition: Condition) -> models.FieldCondition:
+    from qdrant_client import models
+
     if isinstance(condition, MatchAny):
         return models.FieldCondition(
             key=condition.key,

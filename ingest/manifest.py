@@ -8,6 +8,7 @@ redoes that document's work, and deterministic point ids make the redo write the
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,13 @@ CREATE TABLE IF NOT EXISTS runs (
     dry_run INTEGER NOT NULL DEFAULT 0,
     report TEXT
 );
+CREATE TABLE IF NOT EXISTS run_outcomes (
+    run_id INTEGER PRIMARY KEY REFERENCES runs (run_id),
+    state TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    pid INTEGER,
+    external_id TEXT
+);
 CREATE TABLE IF NOT EXISTS versions (
     collection TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -50,6 +58,12 @@ CREATE TABLE IF NOT EXISTS versions (
     updated_at REAL NOT NULL
 );
 """
+
+RunState = Literal[
+    "running", "completed", "completed_with_failures", "deletions_held", "failed", "interrupted"
+]
+"""`interrupted`: the process that ran it ended without finishing it (killed, or the machine
+stopped); the next run redoes whatever it left behind."""
 
 VersionState = Literal["building", "serving", "retired", "rejected", "dropped"]
 """`building`: a re-embed is filling it; `retired`: it served before and is kept for rollback."""
@@ -78,6 +92,10 @@ class RunRecord:
     finished_at: float | None
     dry_run: bool
     report: dict[str, Any] | None
+    state: RunState = "running"
+    error: str = ""
+    external_id: str | None = None
+    """The orchestrator's id for the run (a Prefect flow run id), to find its logs."""
 
 
 @dataclass(frozen=True)
@@ -169,27 +187,44 @@ class Manifest:
             )
         return ids
 
-    def start_run(self, source: str, dry_run: bool = False) -> int:
+    def start_run(self, source: str, external_id: str | None = None) -> int:
+        """Called under the index's run lock: a run still marked running was interrupted."""
         with self._transaction() as db:
+            db.execute("UPDATE run_outcomes SET state = 'interrupted' WHERE state = 'running'")
             cursor = db.execute(
-                "INSERT INTO runs (source, started_at, dry_run) VALUES (?, ?, ?)",
-                (source, time.time(), int(dry_run)),
+                "INSERT INTO runs (source, started_at) VALUES (?, ?)", (source, time.time())
             )
-        return int(cursor.lastrowid or 0)
+            run_id = int(cursor.lastrowid or 0)
+            db.execute(
+                "INSERT INTO run_outcomes (run_id, state, pid, external_id) VALUES (?, ?, ?, ?)",
+                (run_id, "running", os.getpid(), external_id),
+            )
+        return run_id
 
-    def finish_run(self, run_id: int, report: dict[str, Any]) -> None:
+    def finish_run(
+        self, run_id: int, report: dict[str, Any], state: RunState, error: str = ""
+    ) -> None:
         with self._transaction() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, report = ? WHERE run_id = ?",
                 (time.time(), json.dumps(report), run_id),
             )
+            db.execute(
+                "UPDATE run_outcomes SET state = ?, error = ? WHERE run_id = ?",
+                (state, error, run_id),
+            )
 
-    def runs(self, limit: int = 20) -> list[RunRecord]:
-        rows = self._db.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (limit,))
-        return [
-            RunRecord(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5]) if r[5] else None)
-            for r in rows
-        ]
+    def runs(self, limit: int = 20, source: str | None = None) -> list[RunRecord]:
+        """Newest first. A run whose process is gone shows as interrupted."""
+        where = " WHERE r.source = ?" if source is not None else ""
+        rows = self._db.execute(
+            "SELECT r.run_id, r.source, r.started_at, r.finished_at, r.dry_run, r.report,"
+            " o.state, o.error, o.external_id, o.pid"
+            f" FROM runs r LEFT JOIN run_outcomes o USING (run_id){where}"
+            " ORDER BY r.run_id DESC LIMIT ?",
+            (*((source,) if source is not None else ()), limit),
+        )
+        return [_run_record(*row) for row in rows]
 
     def record_version(
         self,
@@ -220,6 +255,47 @@ class Manifest:
     def versions(self) -> dict[str, VersionRecord]:
         rows = self._db.execute("SELECT * FROM versions")
         return {r[0]: VersionRecord(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows}
+
+
+def _run_record(
+    run_id: int,
+    source: str,
+    started_at: float,
+    finished_at: float | None,
+    dry_run: int,
+    report: str | None,
+    state: RunState | None,
+    error: str | None,
+    external_id: str | None,
+    pid: int | None,
+) -> RunRecord:
+    if state is None:  # recorded before runs had outcomes
+        state = "completed" if finished_at is not None else "interrupted"
+    elif state == "running" and not _process_alive(pid):
+        state = "interrupted"
+    return RunRecord(
+        run_id,
+        source,
+        started_at,
+        finished_at,
+        bool(dry_run),
+        json.loads(report) if report else None,
+        state,
+        error or "",
+        external_id,
+    )
+
+
+def _process_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 class IngestAlreadyRunning(Exception):

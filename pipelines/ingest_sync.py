@@ -6,6 +6,7 @@ The Prefect ingest flow runs `sync_source`; tests call it directly.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -13,12 +14,15 @@ from dataclasses import dataclass, field, replace
 from chunking.types import Chunk, Chunker
 from index.target import IndexTarget, write_documents
 from ingest.changes import ChangePlan, plan_changes
-from ingest.manifest import DocumentRecord, Manifest
+from ingest.manifest import DocumentRecord, Manifest, RunState
 from ingest.reader import DocumentReader, ReadResult
 from ingest.types import DocumentParser, DocumentSource, SourceItem
 from pipelines.document_stream import read_documents
 from pipelines.progress import ProgressCallback, no_progress
 from pipelines.report import DocumentOutcome, IngestReport
+
+log = logging.getLogger("sluice.ingest")
+"""Records reach the flow run's log in Prefect (`sluice.*` loggers are sent at INFO)."""
 
 
 @dataclass
@@ -30,6 +34,8 @@ class SyncOptions:
     attempts: int = 3
     backoff_s: float = 1.0
     batch_size: int = 256
+    external_id: str | None = None
+    """The orchestrator's id for this run (a Prefect flow run id), kept in the run history."""
 
 
 @dataclass
@@ -104,15 +110,57 @@ def sync_source(
     written and its older versions retired, so a crash at any point is repaired by the next run.
     """
     options = options or SyncOptions()
-    started = time.perf_counter()
     report = IngestReport(index=parts.target.alias, source=source_name, dry_run=options.dry_run)
+    if options.dry_run:  # a plan writes nothing, the run history included
+        return _sync(source, source_name, parts, manifest, options, progress, report)
+    run_id = manifest.start_run(source_name, options.external_id)
+    try:
+        _sync(source, source_name, parts, manifest, options, progress, report)
+    except BaseException as error:
+        state: RunState = "failed" if isinstance(error, Exception) else "interrupted"
+        manifest.finish_run(run_id, report.to_dict(), state, f"{type(error).__name__}: {error}")
+        raise
+    manifest.finish_run(run_id, report.to_dict(), run_state(report))
+    return report
+
+
+def run_state(report: IngestReport) -> RunState:
+    """Deletions held outrank failed documents, as in the CLI's exit codes."""
+    if report.deletions_held:
+        return "deletions_held"
+    return "completed_with_failures" if report.failed else "completed"
+
+
+def _sync(
+    source: DocumentSource,
+    source_name: str,
+    parts: IngestParts,
+    manifest: Manifest,
+    options: SyncOptions,
+    progress: ProgressCallback,
+    report: IngestReport,
+) -> IngestReport:
+    started = time.perf_counter()
     items = source.list_items()
     known = manifest.documents(source_name)
     plan = plan_changes(items, known, parts.config_fingerprint, options.max_deleted_fraction)
     report.files_seen = len(items)
     report.stage_seconds["list"] = round(time.perf_counter() - started, 3)
-    run_id = None if options.dry_run else manifest.start_run(source_name)
+    log.info(
+        "%s: %d listed; to read %d, unchanged %d, to delete %d, quarantined %d%s",
+        source_name,
+        len(items),
+        len(plan.candidates),
+        len(plan.unchanged),
+        len(plan.deleted),
+        len(plan.quarantined),
+        f"; deletions held: {plan.deletions_held}" if plan.deletions_held else "",
+    )
     run = _Run(source_name, None if options.dry_run else manifest, report)
+    if plan.candidates and not options.dry_run:
+        # A model that cannot load fails the run here, not each document while chunking it;
+        # a run with nothing to read never loads it.
+        parts.target.embedder.warm_up()
     report.unchanged = len(plan.unchanged)
     report.quarantined = [i.uri for i in plan.quarantined]
 
@@ -166,8 +214,16 @@ def sync_source(
     if report.collection:
         report.points_in_index = parts.target.store.count(report.collection)
     report.seconds = round(time.perf_counter() - started, 3)
-    if run_id is not None:
-        manifest.finish_run(run_id, report.to_dict())
+    log.info(
+        "%s: %d chunks written (%d embedded, %d from cache), %d points in %s, %.1f s",
+        source_name,
+        report.chunks,
+        report.embedded,
+        report.from_cache,
+        report.points_in_index,
+        report.collection or "no collection yet",
+        report.seconds,
+    )
     return report
 
 
@@ -188,6 +244,7 @@ def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str) -> list[C
 
 def _fail(run: _Run, result: ReadResult) -> None:
     """A document that could not be read is quarantined; its older indexed version stays."""
+    log.warning("%s failed: %s", result.candidate.item.uri, result.error)
     run.report.failed.append(DocumentOutcome(result.candidate.item.uri, result.error, 0))
     if run.manifest is None:
         return

@@ -1,5 +1,5 @@
 """`python -m sluice` runs the CLI."""
 
-from sluice.cli.main import app
+from sluice.cli.main import main
 
-app()
+main()

@@ -17,7 +17,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DOCS = SHARED / "data" / "docs"
 
 # Tests run offline and never phone home, exactly like the CLI.
-prepare_process(Path(os.environ.get("SLUICE_TEST_DATA_DIR", "/tmp/sluice-tests")))
+# Prefect's console handler keeps the stderr of the first CLI test, which the runner closes;
+# pytest captures log records itself.
+prepare_process(
+    Path(os.environ.get("SLUICE_TEST_DATA_DIR", "/tmp/sluice-tests")), console_level="CRITICAL"
+)
+# A test that needs a Prefect server starts one (`prefect_server`), or gets a temporary one.
+os.environ.setdefault("SLUICE_PREFECT_SERVER_IDLE_MINUTES", "0")
 
 needs_shared_docs = pytest.mark.skipif(
     not SHARED_DOCS.is_dir(), reason="../shared/data/docs is not beside this checkout"

@@ -247,3 +247,78 @@ def test_report_artifacts_are_keyed_by_kind_source_and_deployment(tmp_path: Path
     assert artifact_key("ingest", here, "other") != real
     long = artifact_key("ingest", here, "x" * 300)
     assert len(long) <= 90 and long == artifact_key("ingest", here, "x" * 300)
+
+
+def test_runs_lists_each_run_with_its_state_times_counts_and_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None
+) -> None:
+    """A configured folder that vanishes fails the run in one line (exit 2), and the run
+    history keeps it: state, error, and the flow run id to find its logs."""
+    folder = tmp_path / "manuals"
+    folder.mkdir()
+    (folder / "pump.md").write_text("# Pump\n\nThe impeller wears out.\n")
+    config = tmp_path / "sluice.toml"
+    config.write_text(f'[[sources]]\ntype = "local"\nname = "manuals"\npath = "{folder}"\n')
+    monkeypatch.setenv("SLUICE_CONFIG_FILE", str(config))
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "--source", "manuals"]).exit_code == 0
+    (folder / "pump.md").unlink()
+    folder.rmdir()
+
+    failed = runner.invoke(app, ["ingest", "--source", "manuals"])
+    assert failed.exit_code == 2, failed.output
+    assert failed.output.strip().splitlines()[-1] == (
+        f"ingest failed: source folder {folder} does not exist (is it mounted?)"
+    )
+    assert "Traceback" not in failed.output
+
+    listed = runner.invoke(app, ["runs", "--json"])
+    assert listed.exit_code == 0, listed.output
+    latest, first = json.loads(listed.stdout)["runs"]
+    assert (latest["state"], first["state"]) == ("failed", "completed")
+    assert latest["error"].startswith("SourceUnavailable: source folder")
+    assert latest["finished_at"] >= latest["started_at"] >= first["finished_at"]
+    assert (first["new"], first["failed"], first["error"]) == (1, 0, "")
+    assert first["flow_run_id"] and latest["flow_run_id"] != first["flow_run_id"]
+
+    table = runner.invoke(app, ["runs"], terminal_width=200)
+    assert table.exit_code == 0 and "failed" in table.stdout and "does not exist" in table.stdout
+    status = runner.invoke(app, ["status"], terminal_width=200)
+    assert "Last ingest runs into 'docs'" in status.stdout and "completed" in status.stdout
+
+
+def test_an_unexpected_error_is_one_line_naming_the_file_with_its_traceback(
+    tmp_path: Path,
+) -> None:
+    """A corrupt manifest is no failure any command expects: exit 1, one line, and the whole
+    traceback kept in the data dir's logs/ (`--debug` prints it too)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    (data / "manifests").mkdir(parents=True)
+    (data / "manifests" / "docs.sqlite").write_bytes(b"this is not a database" * 100)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+    env["SLUICE_DATA_DIR"] = str(data)
+
+    def sluice(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "sluice", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    result = sluice("runs")
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    found = re.fullmatch(
+        r"unexpected error: DatabaseError: file is not a database \(full traceback in (\S+); "
+        r"rerun with --debug to print it; please report it\)",
+        line,
+    )
+    assert found, line
+    saved = Path(found[1])
+    assert saved.parent == data / "logs" and "Traceback" in saved.read_text()
+
+    debug = sluice("--debug", "runs")
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr

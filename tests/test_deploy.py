@@ -95,6 +95,7 @@ urls = ["http://127.0.0.1:9/never-fetched"]
         (run,) = manifest.runs()
         manifest.close()
         assert run.source == "plant-docs" and run.report and run.report["new"] == 1
+        assert (run.state, run.external_id) == ("completed", str(flow_run.id))
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -198,3 +198,32 @@ def test_two_runs_on_one_index_are_refused(tmp_path: Path) -> None:
     with RunLock(settings.run_lock_path(), "docs", wait_s=30):
         assert time.monotonic() - started >= 0.3, "a scheduled run waits for the lock"
     thread.join()
+
+
+def test_a_run_whose_process_died_reads_as_interrupted(tmp_path: Path) -> None:
+    """A run left `running` by a process that is gone is interrupted, not running forever;
+    the next run under the lock records it so."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "manifest.sqlite"
+    script = (
+        "import sys; from pathlib import Path; from ingest.manifest import Manifest; "
+        "Manifest(Path(sys.argv[1])).start_run('killed')"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=120)
+    manifest = Manifest(path)
+    (dead,) = manifest.runs()
+    assert (dead.source, dead.state, dead.finished_at) == ("killed", "interrupted", None)
+
+    live = manifest.start_run("alive", external_id="flow-run-1")
+    assert [(r.source, r.state) for r in manifest.runs()] == [
+        ("alive", "running"),
+        ("killed", "interrupted"),
+    ]
+    manifest.finish_run(live, {"new": 1}, "completed")
+    latest = manifest.runs(source="alive")
+    assert [(r.state, r.external_id, r.report) for r in latest] == [
+        ("completed", "flow-run-1", {"new": 1})
+    ]
+    manifest.close()

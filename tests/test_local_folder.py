@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ingest.sources.local_folder import LocalFolderSource, glob_matches
+from ingest.types import SourceUnavailable
 
 
 def _tree(root: Path) -> None:
@@ -35,5 +36,5 @@ def test_uri_is_the_stable_document_id(tmp_path: Path) -> None:
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        LocalFolderSource(tmp_path / "nope")
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        LocalFolderSource(tmp_path / "nope").list_items()

@@ -191,3 +191,47 @@ def test_http_failures_are_retried_with_backoff_then_quarantined(
     assert _Site.hits["/down"] == 3
     again: IngestReport = sync(settings, build_source(config), embedder, "site")
     assert _names(again.quarantined) == ["down"] and _Site.hits["/down"] == 3
+
+
+def _source_failure(tmp_path: Path, source_toml: str) -> subprocess.CompletedProcess[str]:
+    """`sluice ingest --source broken` as a user runs it, in a process of its own."""
+    config = tmp_path / "sluice.toml"
+    config.write_text(f'[[sources]]\nname = "broken"\n{source_toml}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+    env |= {
+        "SLUICE_CONFIG_FILE": str(config),
+        "SLUICE_DATA_DIR": str(tmp_path / "data"),
+        "SLUICE_PREFECT_SERVER_IDLE_MINUTES": "0",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    command = [sys.executable, "-m", "sluice", "ingest", "--source", "broken"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_source_that_cannot_be_listed_fails_the_run_in_one_line(
+    tmp_path: Path, s3_endpoint: str, website: tuple[str, Path]
+) -> None:
+    """An S3 endpoint that is down, a bucket that does not exist, a sitemap that is 404: exit
+    2, one line naming the source and the cause, no traceback (it is in the run's log)."""
+    base, _ = website
+    cases = {
+        "endpoint down": (
+            f'type = "s3"\nregion = "us-east-1"\nbucket = "docs"\nendpoint_url = "http://127.0.0.1:{free_port()}"\n',
+            "Could not connect to the endpoint URL",
+        ),
+        "missing bucket": (
+            f'type = "s3"\nregion = "us-east-1"\nbucket = "no-such-bucket"\nendpoint_url = "{s3_endpoint}"\n',
+            "NoSuchBucket",
+        ),
+        "sitemap 404": (f'type = "http"\nsitemap = "{base}/sitemap.xml"\n', "404"),
+    }
+    for case, (source_toml, cause) in cases.items():
+        folder = tmp_path / case.replace(" ", "-")
+        folder.mkdir()
+        result = _source_failure(folder, source_toml)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, (case, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("ingest failed: cannot list"), case
+        assert cause in lines[0], (case, lines[0])
+        assert "Traceback" not in result.stdout + result.stderr

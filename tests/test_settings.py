@@ -63,8 +63,25 @@ CONFIG_TYPOS = {
         "index_nmae: unknown key; did you mean 'index_name'?",
     ),
     "a schedule that is not cron": (
-        '[[sources]]\ntype = "http"\nname = "site"\nurls = []\nschedule = "every hour"\n',
+        '[[sources]]\ntype = "http"\nname = "site"\nurls = ["https://example.com"]\n'
+        'schedule = "every hour"\n',
         "sources[0].schedule: 'every hour' is not a cron expression",
+    ),
+    "a URL that is not http(s)": (
+        '[[sources]]\ntype = "http"\nname = "site"\nurls = ["example.com/page"]\n',
+        "sources[0].urls[0]: 'example.com/page' is not an http(s) URL",
+    ),
+    "an http source with nothing to fetch": (
+        '[[sources]]\ntype = "http"\nname = "site"\n',
+        "sources[0]: an http source needs `urls`, a `sitemap`, or both",
+    ),
+    "a misspelt source type": (
+        '[[sources]]\ntype = "lcoal"\nname = "a"\npath = "/srv"\n',
+        "sources[0]: unknown type 'lcoal'; did you mean 'local'?",
+    ),
+    "a model that is neither a folder nor a hub id": (
+        'embedding_model = "my model!"\n',
+        "embedding_model: 'my model!' is neither a model folder here nor a model hub id",
     ),
 }
 

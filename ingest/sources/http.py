@@ -59,7 +59,8 @@ class HttpSource:
                         )
                     )
             except httpx.HTTPError as error:
-                raise SourceUnavailable(f"cannot list {self.config.name}: {error}") from error
+                cause = str(error).splitlines()[0]  # httpx appends a line pointing to MDN
+                raise SourceUnavailable(f"cannot list {self.config.name}: {cause}") from error
         return items
 
     def fetch(self, item: SourceItem, folder: Path) -> SourceFile:

@@ -6,7 +6,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from config.sources import LocalFolderConfig
-from ingest.types import SourceFile, SourceItem
+from ingest.types import SourceFile, SourceItem, SourceUnavailable
 
 
 def glob_matches(relative_path: str, pattern: str) -> bool:
@@ -38,8 +38,6 @@ class LocalFolderSource:
         include: list[str] | None = None,
         exclude: list[str] | None = None,
     ) -> None:
-        if not root.exists():
-            raise FileNotFoundError(f"source folder {root} does not exist")
         self.root = root.resolve()
         self.include = include or ["**/*"]
         self.exclude = exclude or []
@@ -49,6 +47,9 @@ class LocalFolderSource:
         return cls(config.path, config.include, config.exclude)
 
     def list_items(self) -> list[SourceItem]:
+        """A missing root fails the run (recorded in its history), never reads as "all deleted"."""
+        if not self.root.exists():
+            raise SourceUnavailable(f"source folder {self.root} does not exist (is it mounted?)")
         if self.root.is_file():
             candidates, base = [self.root], self.root.parent
         else:

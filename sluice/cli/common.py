@@ -1,8 +1,11 @@
-"""What every command shares: settings loading, consoles, expected-error exits, progress bars."""
+"""What every command shares: settings loading, consoles, tables, expected-error exits,
+unexpected-error reports, progress bars."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,19 +13,52 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from config.runtime import prepare_process
 from config.settings import Settings
 
+PIPED_WIDTH = 200
+"""Output that is not a terminal is laid out this wide (or $COLUMNS), and tables fold cells
+that still do not fit: a pipe or a log file never loses the end of a value."""
+
+
+def _width() -> int | None:
+    if sys.stdout.isatty():
+        return None
+    return int(os.environ.get("COLUMNS") or PIPED_WIDTH)
+
+
 console = Console(stderr=True)
-out = Console()
+out = Console(width=_width())
+
+
+class _Flags:
+    debug = False
+    """`sluice --debug`: tracebacks for every failure, and Prefect's console logs."""
+
+
+flags = _Flags()
+
+
+def report_table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
+    """A table whose cells wrap rather than being cut; `right`: columns aligned right."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="right" if column in right else "left")
+    return table
+
 
 REPO_DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def load_settings(index: str | None = None, reads_only: bool = False) -> Settings:
+def load_settings(
+    index: str | None = None, reads_only: bool = False, prefect_console: str = "CRITICAL"
+) -> Settings:
     """Validated settings, the process prepared for them. `reads_only`: a command that only
-    looks (status) creates no data dir where there is none."""
+    looks (status) creates no data dir where there is none. `prefect_console`: the least level
+    of Prefect's logs shown here; a command prints its own outcome, and each run's full log
+    (tracebacks included) is in Prefect."""
     from pydantic import ValidationError
 
     from config.errors import explain
@@ -38,11 +74,31 @@ def load_settings(index: str | None = None, reads_only: bool = False) -> Setting
         raise typer.Exit(2) from error
     if reads_only and settings.qdrant_url is None and not settings.data_dir.exists():
         return settings
-    from index.embedder import resolve_model_path
+    from index.models import resolve_model_path
 
     local_model = Path(resolve_model_path(settings.embedding_model)).exists()
-    prepare_process(settings.data_dir, hub_offline=local_model)
+    console_level = "DEBUG" if flags.debug else prefect_console
+    prepare_process(settings.data_dir, hub_offline=local_model, console_level=console_level)
     return settings
+
+
+def use_prefect(settings: Settings) -> None:
+    """Before a command's first flow run: without PREFECT_API_URL, the data dir's own
+    Prefect server (started on first use) records it, and a no-op run costs no server start."""
+    if os.environ.get("PREFECT_API_URL") or settings.prefect_server_idle_minutes == 0:
+        return
+    if "prefect" in sys.modules:  # its settings are read once, on import
+        raise RuntimeError("use_prefect must run before Prefect is imported")
+    from flows.local_server import ensure_local_server, running_server
+
+    home = Path(os.environ["PREFECT_HOME"])
+    url = running_server(home)
+    if url is None:
+        console.print("[dim]starting this data dir's Prefect server (first use: ~20 s)…[/dim]")
+        url = ensure_local_server(home, settings.prefect_server_idle_minutes * 60)
+        ui = url.removesuffix("/api")
+        console.print(f"[dim]runs are recorded in Prefect at {ui} (`sluice status` shows it)[/dim]")
+    os.environ["PREFECT_API_URL"] = url
 
 
 IndexOption = Annotated[
@@ -66,8 +122,39 @@ def exit_on(what: str, *errors: type[BaseException]) -> Iterator[None]:
     except errors as error:
         # A KeyError's str() is its repr, quotes and all; its message is its first argument.
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        console.print(f"[red]{what} failed:[/red] {escape(str(message))}", soft_wrap=True)
+        if flags.debug:
+            console.print_exception()
+        one_line = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+        console.print(f"[red]{what} failed:[/red] {escape(one_line)}", soft_wrap=True)
         raise typer.Exit(2) from error
+
+
+EXIT_UNEXPECTED = 1
+
+
+def report_unexpected(error: BaseException) -> int:
+    """A failure no command expected: one line saying what and where its full traceback went
+    (the data dir's `logs/`), and exit code 1. `--debug` prints the traceback here too."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    if flags.debug:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+    try:
+        folder = Settings().data_dir / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+    except Exception:  # no usable configuration or data dir: the error must still be kept
+        folder = Path(tempfile.gettempdir())
+    path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    path.write_text(text)
+    console.print(
+        f"[red]unexpected error:[/red] {escape(type(error).__name__)}: {escape(str(error))}"
+        f" (full traceback in {path}; rerun with --debug to print it; please report it)",
+        soft_wrap=True,
+    )
+    return EXIT_UNEXPECTED
 
 
 @contextmanager
@@ -92,7 +179,7 @@ def progress_bars(show: bool) -> Iterator[None]:
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=not show) as progress:
+    with Progress(*columns, console=console, disable=not show, transient=True) as progress:
         tasks: dict[str, Any] = {}
 
         def listener(stage: str, done: int, total: int) -> None:

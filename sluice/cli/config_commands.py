@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from sluice.cli.common import load_settings, out
+from sluice.cli.common import load_settings, out, report_table
 
 app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 
@@ -46,9 +45,7 @@ def check(
         rows = {name: {"value": values[name], "from": where[name]} for name in values}
         out.print_json(json.dumps(rows))
         return
-    table = Table(title="Sluice configuration (valid)")
-    for column in ("setting", "value", "from"):
-        table.add_column(column, overflow="fold")
+    table = report_table("Sluice configuration (valid)", ("setting", "value", "from"))
     for name, value in values.items():
         table.add_row(name, json.dumps(value), where[name])
     out.print(table)

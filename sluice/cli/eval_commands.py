@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markdown import Markdown
-from rich.table import Table
 
 from config.settings import Settings
 from sluice.cli.common import (
@@ -19,6 +18,8 @@ from sluice.cli.common import (
     load_settings,
     out,
     progress_bars,
+    report_table,
+    use_prefect,
 )
 
 if TYPE_CHECKING:
@@ -40,11 +41,12 @@ def evaluate(
 ) -> None:
     """Score each retrieval mode on a BEIR dataset: nDCG@10, Recall@100, MRR@10."""
     settings = load_settings()
-    from flows.evaluate_flow import evaluate_flow
-
     if not dataset_dir.is_dir():
         console.print(f"[red]{dataset_dir} is not a folder[/red]")
         raise typer.Exit(2)
+    use_prefect(settings)
+    from flows.evaluate_flow import evaluate_flow
+
     with exit_on("eval", FileNotFoundError), progress_bars(not as_json):
         report = evaluate_flow(
             str(dataset_dir),
@@ -56,11 +58,12 @@ def evaluate(
     if as_json:
         out.print_json(json.dumps(report))
         return
-    table = Table(
-        title=f"{report['dataset']}: {report['queries']} queries, {report['documents']} documents"
+    columns = ("mode", "nDCG@10", "Recall@100", "MRR@10", "ms/query")
+    table = report_table(
+        f"{report['dataset']}: {report['queries']} queries, {report['documents']} documents",
+        columns,
+        right=columns,
     )
-    for column in ("mode", "nDCG@10", "Recall@100", "MRR@10", "ms/query"):
-        table.add_column(column, justify="right")
     for name, scores in report["modes"].items():
         table.add_row(
             name,
@@ -97,6 +100,7 @@ def tune(
             "[red]tune failed:[/red] no golden set: set SLUICE_GOLDEN_SET or pass --golden"
         )
         raise typer.Exit(2)
+    use_prefect(settings)
     from flows.tune_flow import tune_flow
 
     errors = (*index_errors(), FileNotFoundError, ValueError)
@@ -132,6 +136,7 @@ def train_reranker(
         Path | None,
         typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Fine-tune a cross-encoder from the packaged MiniLM on a BEIR train split.
 
@@ -161,9 +166,14 @@ def train_reranker(
         loss_name=loss_name,
         head=head_name,
     )
-    out.print(
-        f"saved {output} after {time.perf_counter() - mined:.0f} s of training; use it with "
-        f"SLUICE_RERANKER_MODEL={output}"
+    _report_training(
+        as_json,
+        output,
+        len(pairs),
+        queries,
+        mined - started,
+        time.perf_counter() - mined,
+        f"use it with SLUICE_RERANKER_MODEL={output}",
     )
 
 
@@ -222,6 +232,7 @@ def train_embedder(
         Path | None,
         typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Fine-tune the embedding model (SLUICE_EMBEDDING_MODEL) on a BEIR train split, with hard
     negatives from Sluice's hybrid search; switch an index to it with `sluice reembed --model`.
@@ -253,7 +264,34 @@ def train_embedder(
             learning_rate,
             device=None if settings.embedding_device == "auto" else settings.embedding_device,
         )
-    out.print(
-        f"saved {output} after {time.perf_counter() - mined:.0f} s of training; switch an index "
-        f"to it with: sluice reembed --model {output}"
+    _report_training(
+        as_json,
+        output,
+        len(pairs),
+        queries,
+        mined - started,
+        time.perf_counter() - mined,
+        f"switch an index to it with: sluice reembed --model {output}",
     )
+
+
+def _report_training(
+    as_json: bool,
+    output: Path,
+    pairs: int,
+    queries: int,
+    mining_s: float,
+    training_s: float,
+    next_step: str,
+) -> None:
+    if as_json:
+        report = {
+            "model": str(output.resolve()),
+            "pairs": pairs,
+            "queries": queries,
+            "mining_seconds": round(mining_s, 1),
+            "training_seconds": round(training_s, 1),
+        }
+        out.print_json(json.dumps(report))
+        return
+    out.print(f"saved {output} after {training_s:.0f} s of training; {next_step}")

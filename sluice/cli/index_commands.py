@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from config.settings import Settings
 from sluice.cli.common import (
@@ -19,7 +18,10 @@ from sluice.cli.common import (
     load_settings,
     out,
     progress_bars,
+    report_table,
+    use_prefect,
 )
+from sluice.cli.run_commands import run_history, runs_table
 
 if TYPE_CHECKING:
     from index.types import RetrievalTuning
@@ -55,12 +57,15 @@ def status(
             }
     finally:
         store.close()
+    prefect = _prefect_ui(settings)
     if as_json:
-        out.print_json(json.dumps({"qdrant": deployment, "indexes": indexes}))
+        out.print_json(json.dumps({"qdrant": deployment, "prefect": prefect, "indexes": indexes}))
         return
-    table = Table(title=f"Sluice indexes on {deployment}")
-    for column in ("index", "collection", "embedding model", "points", "documents"):
-        table.add_column(column)
+    table = report_table(
+        f"Sluice indexes on {deployment}",
+        ("index", "collection", "embedding model", "points", "documents"),
+        right=("points", "documents"),
+    )
     for alias, info in indexes.items():
         table.add_row(
             alias,
@@ -70,6 +75,25 @@ def status(
             str(info["documents"]),
         )
     out.print(table)
+    if prefect:
+        out.print(f"Prefect (runs, logs, reports): {prefect}")
+    for alias, info in indexes.items():
+        if info.get("last_runs"):
+            out.print(
+                runs_table(f"Last ingest runs into '{alias}' (sluice runs)", info["last_runs"])
+            )
+
+
+def _prefect_ui(settings: Settings) -> str | None:
+    """Where runs are recorded: PREFECT_API_URL's server, or the data dir's own while it runs."""
+    import os
+
+    from flows.local_server import running_server
+
+    if api := os.environ.get("PREFECT_API_URL"):
+        return api.removesuffix("/api")
+    url = running_server(settings.data_dir / "prefect")
+    return url.removesuffix("/api") if url else None
 
 
 def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:
@@ -84,20 +108,9 @@ def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:
     manifest = Components(settings).manifest(index)
     try:
         by_status = Counter(r.status for r in manifest.documents().values())
-        runs = [
-            {
-                "source": run.source,
-                "finished": run.finished_at is not None,
-                **{
-                    k: (run.report or {}).get(k)
-                    for k in ("new", "changed", "unchanged", "deleted", "failed", "seconds")
-                },
-            }
-            for run in manifest.runs(limit=5)
-        ]
     finally:
         manifest.close()
-    return {"manifest": dict(by_status), "last_runs": runs}
+    return {"manifest": dict(by_status), "last_runs": run_history(settings, index, limit=5)}
 
 
 def reembed(
@@ -122,6 +135,7 @@ def reembed(
             soft_wrap=True,
         )
         raise typer.Exit(2)
+    use_prefect(settings)
     from flows.reembed_flow import reembed_flow
 
     # OSError: a model that cannot be found or loaded (hub errors are OSErrors too);
@@ -132,9 +146,11 @@ def reembed(
     if as_json:
         out.print_json(json.dumps(report))
     else:
+        from rich.markdown import Markdown
+
         from pipelines.reembed_report import ReembedReport
 
-        out.print(ReembedReport(**report).to_markdown())
+        out.print(Markdown(ReembedReport(**report).to_markdown()))
     if report["outcome"] == "rejected":
         raise typer.Exit(3)
 
@@ -204,10 +220,8 @@ def versions(
     if as_json:
         out.print_json(json.dumps({"index": settings.index_name, "versions": rows}))
         return
-    table = Table(title=f"Versions of '{settings.index_name}'")
     columns = ("version", "state", "embedding model", "dim", "points", "created", "scores", "tuned")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    table = report_table(f"Versions of '{settings.index_name}'", columns)
     for row in rows:
         scores = "; ".join(
             f"{mode} " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k)

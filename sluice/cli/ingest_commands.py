@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from config.settings import Settings
 from sluice.cli.common import (
@@ -17,6 +16,8 @@ from sluice.cli.common import (
     load_settings,
     out,
     progress_bars,
+    report_table,
+    use_prefect,
 )
 
 
@@ -27,9 +28,9 @@ def run_ingest(
     dry_run: bool,
     show_progress: bool,
 ) -> dict[str, Any]:
+    use_prefect(settings)
     from flows.ingest_flow import ingest_flow
 
-    console.print("[dim]starting Prefect (a local server on first use can take ~30 s)…[/dim]")
     with progress_bars(show_progress):
         report: dict[str, Any] = ingest_flow(
             source=source,
@@ -42,10 +43,9 @@ def run_ingest(
 
 def print_report(report: dict[str, Any]) -> None:
     title = "Plan (dry run, nothing written)" if report["dry_run"] else "Ingest"
-    table = Table(title=f"{title}: {report['source']} into '{report['index']}'")
     columns = ("new", "changed", "unchanged", "deleted", "failed", "chunks", "embedded")
-    for column in (*columns, "from cache", "points", "seconds"):
-        table.add_column(column, justify="right")
+    shown = (*columns, "from cache", "points", "seconds")
+    table = report_table(f"{title}: {report['source']} into '{report['index']}'", shown, shown)
     table.add_row(
         *(str(report[c]) for c in columns),
         str(report["from_cache"]),
@@ -64,10 +64,7 @@ def print_report(report: dict[str, Any]) -> None:
         (uri, "quarantined", "skipped; sluice retry-failed") for uri in documents["quarantined"]
     ]
     if rows:
-        details = Table(title="Documents")
-        details.add_column("document", overflow="fold")  # long URIs wrap, never lose their end
-        details.add_column("outcome")
-        details.add_column("reason", overflow="fold")
+        details = report_table("Documents", ("document", "outcome", "reason"))
         for row in rows[:200]:
             details.add_row(*row)
         out.print(details)
@@ -83,6 +80,7 @@ def _ingest_runs(
     as_json: bool,
 ) -> list[dict[str, Any]]:
     """One run per source: PATH, --source, or every configured source; their reports."""
+    from index.models import ModelUnavailable
     from ingest.types import SourceUnavailable
 
     if path is not None:
@@ -98,7 +96,8 @@ def _ingest_runs(
         raise typer.Exit(2)
     reports = []
     for name, folder in runs:
-        with exit_on("ingest", *index_errors(), SourceUnavailable, KeyError, ValueError):
+        errors = (*index_errors(), SourceUnavailable, ModelUnavailable, KeyError, ValueError)
+        with exit_on("ingest", *errors):
             reports.append(run_ingest(settings, name, folder, dry_run, not as_json))
     if as_json:
         out.print_json(json.dumps(reports[0] if len(reports) == 1 else reports))
@@ -183,30 +182,23 @@ def deploy(
 ) -> None:
     """Serve every configured source as a Prefect deployment on its cron schedule.
 
-    Runs against the Prefect API in PREFECT_API_URL (start one with `prefect server start`);
-    keeps running, starting each scheduled run, until interrupted.
+    Runs against the Prefect API in PREFECT_API_URL, or else the data dir's own Prefect
+    server (its UI shows the runs); keeps running, starting each scheduled run, until
+    interrupted.
     """
-    settings = load_settings(index)
+    settings = load_settings(index, prefect_console="INFO")
     if not settings.sources:
         console.print("[red]no sources configured:[/red] add [\\[sources]] to the config file")
         raise typer.Exit(2)
-    import os
-
+    use_prefect(settings)
     from prefect import serve
 
     from flows.deployments import source_deployments
 
-    table = Table(title=f"Deployments for index '{settings.index_name}'")
-    for column in ("deployment", "type", "schedule"):
-        table.add_column(column)
+    table = report_table(
+        f"Deployments for index '{settings.index_name}'", ("deployment", "type", "schedule")
+    )
     for source in settings.sources:
         table.add_row(f"ingest/{source.name}", source.type, source.schedule or "manual only")
     out.print(table)
-    api = os.environ.get("PREFECT_API_URL")
-    if not api:
-        console.print(
-            "[yellow]PREFECT_API_URL is not set:[/yellow] runs go to a temporary local server "
-            "with no UI. Start `prefect server start` and export "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api to see them in Prefect's UI."
-        )
-    serve(*source_deployments(settings), print_starting_message=bool(api))
+    serve(*source_deployments(settings))

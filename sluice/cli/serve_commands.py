@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from config.settings import Settings
 from sluice.cli.common import (
@@ -16,6 +15,7 @@ from sluice.cli.common import (
     console,
     load_settings,
     out,
+    report_table,
 )
 from sluice.cli.ingest_commands import print_report, run_ingest
 
@@ -98,9 +98,7 @@ def query(
     if not response["hits"]:
         out.print("no hits (is the index empty?)")
         return
-    table = Table(title=f"{mode}: {text}")
-    for column in ("#", "score", "document", "pages", "text"):
-        table.add_column(column)
+    table = report_table(f"{mode}: {text}", ("#", "score", "document", "pages", "text"))
     for hit in response["hits"]:
         snippet = " ".join(hit["text"].split())[:160]
         where = hit["title"] or hit["uri"]

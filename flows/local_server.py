@@ -1,0 +1,130 @@
+"""A Prefect server of the data dir's own, started on first use and reused while it is busy.
+
+Without `PREFECT_API_URL`, Prefect starts a temporary server for every process: ~8 s of a
+command that may have nothing to do, and its record gone with it. The CLI starts this one
+instead: Prefect's own server app (SQLite under `PREFECT_HOME`, UI included) on a free
+loopback port, detached, found again through `server.json` beside its database, and
+stopped by itself after `idle_s` without a request. Two data dirs get two servers.
+
+This module imports no Prefect until the server process runs, so a command can point
+`PREFECT_API_URL` at the server before Prefect reads its settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "server.json"
+START_TIMEOUT_S = 180.0
+
+
+def ensure_local_server(home: Path, idle_s: float) -> str:
+    """The API URL of the data dir's server, started if none answers; one start at a time."""
+    from filelock import FileLock
+
+    home.mkdir(parents=True, exist_ok=True)
+    with FileLock(home / "server.lock", timeout=START_TIMEOUT_S):
+        url = running_server(home)
+        if url:
+            return url
+        return _start(home, idle_s)
+
+
+def running_server(home: Path) -> str | None:
+    """The recorded server's API URL, if it answers its health check now."""
+    import httpx
+
+    try:
+        state = json.loads((home / STATE_FILE).read_text())
+        response = httpx.get(f"{state['url']}/health", timeout=2.0)
+    except (OSError, ValueError, KeyError, httpx.HTTPError):
+        return None
+    return str(state["url"]) if response.status_code == 200 else None
+
+
+def _start(home: Path, idle_s: float) -> str:
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("ab")
+    command = [sys.executable, "-m", "flows.local_server", str(port), str(idle_s)]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # outlives the command that started it; Ctrl-C stays there
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the local Prefect server exited with code {process.returncode}; "
+                f"see {home / 'server.log'}"
+            )
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                state = {"url": url, "pid": process.pid, "started_at": time.time()}
+                (home / STATE_FILE).write_text(json.dumps(state))
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"the local Prefect server did not start in {START_TIMEOUT_S:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _LastRequest:
+    """ASGI middleware noting when the app last answered; the idle watchdog reads it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.at = time.monotonic()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.at = time.monotonic()
+        await self.app(scope, receive, send)
+
+
+def serve(port: int, idle_s: float) -> None:
+    """Prefect's server app on loopback until `idle_s` pass without a request."""
+    import uvicorn
+    from prefect.server.api.server import create_app
+
+    app = _LastRequest(create_app())
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+
+    def watchdog() -> None:
+        while not server.should_exit:
+            time.sleep(min(5.0, idle_s / 4))
+            if time.monotonic() - app.at > idle_s:
+                server.should_exit = True
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    server.run()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), float(sys.argv[2]))

@@ -1,0 +1,105 @@
+"""`sluice runs`: the ingest run history of an index, from its manifest."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from config.settings import Settings
+from sluice.cli.common import IndexOption, console, load_settings, out, report_table
+
+COUNTS = ("new", "changed", "unchanged", "deleted", "failed")
+
+
+def run_history(
+    settings: Settings, index: str, limit: int, source: str | None = None
+) -> list[dict[str, Any]]:
+    """Newest first; empty where the index has no manifest yet (nothing is created)."""
+    if not settings.manifest_path(index).exists():
+        return []
+    from composition.components import Components
+
+    manifest = Components(settings).manifest(index)
+    try:
+        records = manifest.runs(limit=limit, source=source)
+    finally:
+        manifest.close()
+    return [
+        {
+            "run_id": run.run_id,
+            "source": run.source,
+            "state": run.state,
+            "started_at": _iso(run.started_at),
+            "finished_at": _iso(run.finished_at),
+            "seconds": round(run.finished_at - run.started_at, 1) if run.finished_at else None,
+            **{key: _count((run.report or {}).get(key)) for key in COUNTS},
+            "error": run.error,
+            "flow_run_id": run.external_id,
+        }
+        for run in records
+    ]
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _count(value: Any) -> int | None:
+    """Reports list the documents behind some counts (new, changed, deleted, failed)."""
+    if value is None:
+        return None
+    return len(value) if isinstance(value, list) else int(value)
+
+
+STATE_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "completed_with_failures": "yellow",
+    "deletions_held": "yellow",
+    "failed": "red",
+    "interrupted": "red",
+}
+
+
+def runs_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    columns = ("run", "source", "state", "started (UTC)", "seconds", *COUNTS, "error")
+    table = report_table(title, columns, right=("run", "seconds", *COUNTS))
+    for row in rows:
+        style = STATE_STYLE.get(row["state"], "")
+        table.add_row(
+            str(row["run_id"]),
+            row["source"],
+            f"[{style}]{row['state']}[/{style}]",
+            (row["started_at"] or "").replace("T", " ").removesuffix("+00:00"),
+            "" if row["seconds"] is None else f"{row['seconds']:.1f}",
+            *("" if row[key] is None else str(row[key]) for key in COUNTS),
+            row["error"],
+        )
+    return table
+
+
+def runs(
+    index: IndexOption = None,
+    source: Annotated[str | None, typer.Option(help="Only this source's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many of the latest runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Ingest runs into the index, newest first: id, source, state, times, counts, error.
+
+    Dry runs write nothing and are not listed; `flow_run_id` (in --json) finds a run's logs in
+    Prefect."""
+    settings = load_settings(index, reads_only=True)
+    rows = run_history(settings, settings.index_name, limit, source)
+    if as_json:
+        out.print_json(json.dumps({"index": settings.index_name, "runs": rows}))
+        return
+    if not rows:
+        console.print(f"no ingest runs into '{settings.index_name}' yet")
+        return
+    out.print(runs_table(f"Ingest runs into '{settings.index_name}'", rows))
