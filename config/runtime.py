@@ -10,10 +10,6 @@ import logging
 import os
 from pathlib import Path
 
-# Parser libraries log per-file warnings (unresolved RST references, PDF colour spaces) that are
-# noise next to Sluice's own per-file report.
-QUIET_LOGGERS = ("pypandoc", "pdfminer", "unstructured")
-
 OFFLINE_DEFAULTS = {
     # No model hub and no analytics: models come from local paths or packages.
     "HF_HUB_OFFLINE": "1",
@@ -48,6 +44,4 @@ def prepare_process(data_dir: Path, hub_offline: bool = True, console_level: str
         os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))
     )
     prefect_home.mkdir(parents=True, exist_ok=True)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger("sluice").setLevel(logging.INFO)

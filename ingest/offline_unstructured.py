@@ -12,10 +12,16 @@ used instead.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
 from typing import Any
+
+# Parser libraries log per-file warnings (unresolved RST references, PDF colour spaces, a missing
+# EOF marker) that are noise next to Sluice's own per-file report; in a parse process nothing
+# else would catch them, and Python prints them to stderr.
+QUIET_LOGGERS = ("pypandoc", "pdfminer", "pypdf", "unstructured")
 
 _prepared = False
 _lock = threading.Lock()
@@ -67,6 +73,8 @@ def prepare_unstructured() -> None:
         os.environ["DO_NOT_TRACK"] = "1"
         os.environ["SCARF_NO_ANALYTICS"] = "true"
         os.environ["UNSTRUCTURED_DISABLE_NOTICE"] = "1"
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
         import spacy.util
         from unstructured.nlp import tokenize
 

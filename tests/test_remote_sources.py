@@ -217,11 +217,13 @@ def test_a_source_that_cannot_be_listed_fails_the_run_in_one_line(
     base, _ = website
     cases = {
         "endpoint down": (
-            f'type = "s3"\nregion = "us-east-1"\nbucket = "docs"\nendpoint_url = "http://127.0.0.1:{free_port()}"\n',
+            f'type = "s3"\nregion = "us-east-1"\nbucket = "docs"\n'
+            f'endpoint_url = "http://127.0.0.1:{free_port()}"\n',
             "Could not connect to the endpoint URL",
         ),
         "missing bucket": (
-            f'type = "s3"\nregion = "us-east-1"\nbucket = "no-such-bucket"\nendpoint_url = "{s3_endpoint}"\n',
+            f'type = "s3"\nregion = "us-east-1"\nbucket = "no-such-bucket"\n'
+            f'endpoint_url = "{s3_endpoint}"\n',
             "NoSuchBucket",
         ),
         "sitemap 404": (f'type = "http"\nsitemap = "{base}/sitemap.xml"\n', "404"),

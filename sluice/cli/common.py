@@ -179,7 +179,9 @@ def progress_bars(show: bool) -> Iterator[None]:
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=not show, transient=True) as progress:
+    # Bars only where someone watches: piped or logged, they would leave blank lines.
+    shown = show and console.is_terminal
+    with Progress(*columns, console=console, disable=not shown, transient=True) as progress:
         tasks: dict[str, Any] = {}
 
         def listener(stage: str, done: int, total: int) -> None:
