@@ -7,6 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from config.sources import DEFAULT_TENANT
+from ingest.types import public_uri
+
 if TYPE_CHECKING:
     from ingest.types import ParsedDocument
 
@@ -76,6 +79,9 @@ class Chunk:
     char_end: int = 0
     token_count: int = 0
     source: str = ""
+    tenant: str = DEFAULT_TENANT
+    path: str = ""
+    """The document's path within its source (relative path, key, URL path)."""
     filetype: str = ""
     context: str = ""
     """Title and headings the text itself does not repeat, so a continuation chunk keeps its
@@ -113,6 +119,9 @@ class Chunk:
             "char_end": self.char_end,
             "token_count": self.token_count,
             "source": self.source,
+            "tenant": self.tenant,
+            "path": self.path,
+            "public_uri": public_uri(self.uri, self.source, self.path),
             "filetype": self.filetype,
             "context": self.context,
             "text_hash": self.text_hash,

@@ -23,7 +23,7 @@ from chunking.document_chunker import DocumentChunker
 from chunking.title_chunker import TitleChunker
 from chunking.types import Chunker
 from config.settings import Settings
-from config.sources import HttpConfig, LocalFolderConfig, S3Config, SourceConfig
+from config.sources import DEFAULT_TENANT, HttpConfig, LocalFolderConfig, S3Config, SourceConfig
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
@@ -238,13 +238,14 @@ class Components:
     def source(self, config: SourceConfig) -> DocumentSource:
         return build_source(config)
 
-    def folder_source(self, path: Path) -> LocalFolderConfig:
+    def folder_source(self, path: Path, tenant: str | None = None) -> LocalFolderConfig:
         """An ad-hoc folder source, named by its location, with the global include/exclude."""
         return LocalFolderConfig(
             name=path.resolve().as_uri(),
             path=path,
             include=self.settings.include,
             exclude=self.settings.exclude,
+            tenant=tenant or DEFAULT_TENANT,
         )
 
     def parser(self) -> UnstructuredParser:

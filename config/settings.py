@@ -140,6 +140,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    auth: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="API keys on /retrieve: auto requires them unless the API binds a loopback "
+        "address; `sluice keys create` makes them.",
+    )
     default_top_k: int = Field(default=10, ge=1, le=200)
     candidate_pool: int = Field(default=200, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
@@ -164,6 +169,10 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"
+
+    @property
+    def api_keys_path(self) -> Path:
+        return self.data_dir / "api-keys.json"
 
     @property
     def embedding_cache_dir(self) -> Path:

@@ -12,6 +12,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, mo
 
 DEFAULT_EXCLUDE = ["**/.*", "**/.*/**"]
 
+DEFAULT_TENANT = "default"
+"""The tenant of a source that names none, and of every point indexed before tenants."""
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+Tenant = Annotated[
+    str,
+    Field(
+        pattern=TENANT_PATTERN,
+        description="whose documents these are: an API key reads only its tenants' documents",
+    ),
+]
+
 
 def _valid_cron(expression: str | None) -> str | None:
     """A five-field cron expression, checked when the config loads (not first by `deploy`)."""
@@ -61,6 +73,7 @@ class _SourceModel(BaseModel):
 class LocalFolderConfig(_SourceModel):
     type: Literal["local"] = "local"
     name: str
+    tenant: Tenant = DEFAULT_TENANT
     path: Path
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
@@ -70,6 +83,7 @@ class LocalFolderConfig(_SourceModel):
 class S3Config(_SourceModel):
     type: Literal["s3"] = "s3"
     name: str
+    tenant: Tenant = DEFAULT_TENANT
     bucket: str
     prefix: str = ""
     endpoint_url: Url | None = Field(
@@ -88,6 +102,7 @@ class S3Config(_SourceModel):
 class HttpConfig(_SourceModel):
     type: Literal["http"] = "http"
     name: str
+    tenant: Tenant = DEFAULT_TENANT
     urls: list[Url] = Field(default_factory=list)
     sitemap: Url | None = Field(default=None, description="sitemap.xml URL; its <loc>s are added.")
     timeout_s: float = Field(default=30.0, gt=0)

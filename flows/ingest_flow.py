@@ -41,7 +41,7 @@ def run_sync(
                 config.name,
                 parts.ingest_parts(store, dry_run=dry_run),
                 manifest,
-                replace(parts.sync_options(dry_run), external_id=external_id),
+                replace(parts.sync_options(dry_run), external_id=external_id, tenant=config.tenant),
                 report_progress,
             )
         finally:
@@ -56,6 +56,7 @@ def ingest_flow(
     dry_run: bool = False,
     wait_for_lock_s: float = 0.0,
     settings: Settings | None = None,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
     """Sync one configured source (by name) or a folder (by path) into the index; returns the
     run report, also published as a Markdown artifact."""
@@ -63,7 +64,9 @@ def ingest_flow(
     if (source is None) == (path is None):
         raise ValueError("give exactly one of a source name or a path")
     config = (
-        settings.source(source) if source else Components(settings).folder_source(Path(str(path)))
+        settings.source(source)
+        if source
+        else Components(settings).folder_source(Path(str(path)), tenant)
     )
     report = run_sync(settings, config, dry_run, wait_for_lock_s, flow_run.id)
     create_markdown_artifact(

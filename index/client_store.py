@@ -22,6 +22,7 @@ from index.types import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE_VECTOR,
+    TENANT_FIELD,
     CollectionNotFoundError,
     CollectionSpec,
     IndexedPoint,
@@ -77,6 +78,11 @@ class QdrantClientStore:
             self.client.create_payload_index(spec.name, key, models.PayloadSchemaType.KEYWORD)
         for key in INTEGER_FIELDS:
             self.client.create_payload_index(spec.name, key, models.PayloadSchemaType.INTEGER)
+        if spec.tenants:
+            tenant_index = models.KeywordIndexParams(
+                type=models.KeywordIndexType.KEYWORD, is_tenant=True
+            )
+            self.client.create_payload_index(spec.name, TENANT_FIELD, tenant_index)
 
     def drop_collection(self, name: str) -> None:
         self.client.delete_collection(name)

@@ -29,6 +29,7 @@ from index.types import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE_VECTOR,
+    TENANT_FIELD,
     CollectionNotFoundError,
     CollectionSpec,
     IndexedPoint,
@@ -138,6 +139,9 @@ class EdgeVectorStore:
                 shard.update(
                     edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Integer)
                 )
+            if spec.tenants:
+                tenant_index = edge.KeywordIndexParams(is_tenant=True)
+                shard.update(edge.UpdateOperation.create_field_index(TENANT_FIELD, tenant_index))
             shard.flush()
             self._shards[spec.name] = shard
             catalog["collections"][spec.name] = spec.to_metadata()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from config.sources import DEFAULT_TENANT
 from index.bm25 import Bm25Encoder
 from index.fusion import DEFAULT_HYBRID, FusionParams, fuse
 from index.types import (
+    TENANT_FIELD,
     CollectionNotFoundError,
     CollectionSpec,
     Embedder,
     HybridOptions,
     IndexNotFoundError,
+    MatchAny,
     PayloadFilter,
     Reranker,
     RerankSkipped,
@@ -86,14 +89,16 @@ class IndexSearcher:
         options: HybridOptions | None = None,
         payload_filter: PayloadFilter | None = None,
         rerank: bool = False,
+        tenants: Sequence[str] | None = None,
     ) -> SearchOutcome:
         """`limit` hits; in hybrid mode, fused from the candidate pool of each list (at least
-        `limit`) as `options` (completed by `resolve`) say.
+        `limit`) as `options` (completed by `resolve`) say. `tenants`: only their points
+        (None: every tenant's); every stage's candidates are confined, not just the hits.
 
         `alias` may also name a collection version directly (a re-embed evaluates one before
         it serves). A version dropped between resolving the alias and searching it (a switch
         and retention in between) is answered from the one the alias names now."""
-        arguments = (alias, query, mode, limit, options, payload_filter, rerank)
+        arguments = (alias, query, mode, limit, options, payload_filter, rerank, tenants)
         try:
             return self._search_once(*arguments)
         except CollectionNotFoundError:
@@ -108,12 +113,14 @@ class IndexSearcher:
         requested: HybridOptions | None,
         payload_filter: PayloadFilter | None,
         rerank: bool,
+        tenants: Sequence[str] | None,
     ) -> SearchOutcome:
         timings: dict[str, float] = {}
         collection = self.store.resolve_alias(alias) or alias
         spec = self.store.collection_spec(collection)
         if spec is None:
             raise IndexNotFoundError(f"index '{alias}' does not exist yet; ingest documents first")
+        payload_filter = confined(payload_filter, tenants, spec)
         options = self.resolve(spec, requested)
         assert options.candidate_pool is not None
         dense = sparse = None
@@ -181,3 +188,17 @@ class IndexSearcher:
             *(ScoredPoint(r.point.id, r.final_score, r.point.payload) for r in reranked),
             *tail,
         ][:limit]
+
+
+def confined(
+    payload_filter: PayloadFilter | None, tenants: Sequence[str] | None, spec: CollectionSpec
+) -> PayloadFilter | None:
+    """The filter with the tenant condition first among its musts: a request's own conditions
+    can only narrow it (a filter is all of `must`, none of `must_not`). In a collection made
+    before tenants every point is the default tenant's."""
+    if tenants is None or (not spec.tenants and DEFAULT_TENANT in tenants):
+        return payload_filter
+    own = payload_filter or PayloadFilter()
+    return PayloadFilter(
+        must=(MatchAny(TENANT_FIELD, tuple(tenants)), *own.must), must_not=own.must_not
+    )

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from chunking.types import Chunk
+from config.sources import DEFAULT_TENANT
 from index.bm25 import Bm25Encoder, Bm25Params, average_length
 from index.embedding_cache import EmbeddingCache
 from index.models import canonical_model_id
@@ -40,6 +41,12 @@ def ensure_collection(
                 f"index '{alias}' is embedded with {spec.embedding_model}, "
                 f"not {embedder.model_id}; "
                 "re-embed the index to change its model"
+            )
+        if not spec.tenants and (tenants := {c.tenant for c in sample} - {DEFAULT_TENANT}):
+            raise ValueError(
+                f"index '{alias}' was made before tenants (all its documents are the default "
+                f"tenant's), so it cannot take tenant {', '.join(sorted(tenants))}; rebuild it "
+                f"with tenants first: sluice reembed --model {spec.embedding_model} --force"
             )
         return spec
     measured = replace(bm25, avg_doc_length=average_length(Bm25Encoder(bm25), sample))

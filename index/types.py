@@ -38,8 +38,19 @@ class IndexNotFoundError(LookupError):
 
 
 # Payload fields with an index: every filter the API offers is on one of these.
-KEYWORD_FIELDS = ("doc_id", "doc_version", "source", "uri", "filetype", "element_types")
+KEYWORD_FIELDS = (
+    "doc_id",
+    "doc_version",
+    "source",
+    "uri",
+    "public_uri",
+    "filetype",
+    "element_types",
+)
 INTEGER_FIELDS = ("pages", "ordinal")
+TENANT_FIELD = "tenant"
+"""A keyword field with Qdrant's tenant index (`is_tenant`): points of one tenant are stored
+together, and every search of a tenant's key is confined to it by the searcher."""
 
 
 FusionMethod = Literal["rrf", "dbsf", "minmax"]
@@ -101,6 +112,9 @@ class CollectionSpec:
     query_prefix: str = ""
     passage_prefix: str = ""
     tuning: RetrievalTuning | None = None
+    tenants: bool = False
+    """Its points carry a tenant (collections made before tenants do not: every point is
+    the default tenant's)."""
 
     def to_metadata(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chunking.types import indexed_text, text_hash
+from config.sources import DEFAULT_TENANT
 from index.embedding_cache import EmbeddingCache
 from index.types import (
+    TENANT_FIELD,
     Embedder,
     IndexedPoint,
     MatchAny,
@@ -98,7 +100,13 @@ def _write(
     store.upsert(
         target,
         [
-            IndexedPoint(id=p.id, dense=d, sparse=p.sparse, payload=p.payload)
+            # Points of a collection made before tenants become the default tenant's.
+            IndexedPoint(
+                id=p.id,
+                dense=d,
+                sparse=p.sparse,
+                payload={TENANT_FIELD: DEFAULT_TENANT, **p.payload},
+            )
             for p, d in zip(points, dense, strict=True)
         ],
     )

@@ -38,6 +38,7 @@ def create_next_version(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         query_prefix=embedder.query_prefix,
         passage_prefix=embedder.passage_prefix,
+        tenants=True,
     )
     store.create_collection(spec)
     return spec

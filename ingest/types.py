@@ -7,6 +7,20 @@ from pathlib import Path
 from typing import Protocol
 
 
+def public_uri(uri: str, source: str, path: str) -> str:
+    """How a document is shown to a caller that may not see the server's file system: a file
+    as `<source>/<path within it>` (a folder source named by its location shows its folder's
+    name); an S3 or web document as its URI."""
+    if not uri.startswith("file:"):
+        return uri
+    from pathlib import PurePosixPath
+    from urllib.parse import unquote, urlparse
+
+    label = PurePosixPath(unquote(urlparse(source).path)).name if ":" in source else source
+    relative = path or PurePosixPath(unquote(urlparse(uri).path)).name
+    return f"{label}/{relative}"
+
+
 @dataclass(frozen=True)
 class SourceItem:
     """One document as its source lists it, before anything is read."""

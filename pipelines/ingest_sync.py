@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from chunking.types import Chunk, Chunker
+from config.sources import DEFAULT_TENANT
 from index.target import IndexTarget, write_documents
 from ingest.changes import ChangePlan, plan_changes
 from ingest.manifest import DocumentRecord, Manifest, RunState
@@ -36,6 +37,8 @@ class SyncOptions:
     batch_size: int = 256
     external_id: str | None = None
     """The orchestrator's id for this run (a Prefect flow run id), kept in the run history."""
+    tenant: str = DEFAULT_TENANT
+    """Whose documents the source holds; every chunk carries it."""
 
 
 @dataclass
@@ -110,7 +113,12 @@ def sync_source(
     written and its older versions retired, so a crash at any point is repaired by the next run.
     """
     options = options or SyncOptions()
-    report = IngestReport(index=parts.target.alias, source=source_name, dry_run=options.dry_run)
+    report = IngestReport(
+        index=parts.target.alias,
+        source=source_name,
+        tenant=options.tenant,
+        dry_run=options.dry_run,
+    )
     if options.dry_run:  # a plan writes nothing, the run history included
         return _sync(source, source_name, parts, manifest, options, progress, report)
     run_id = manifest.start_run(source_name, options.external_id)
@@ -122,6 +130,14 @@ def sync_source(
         raise
     manifest.finish_run(run_id, report.to_dict(), run_state(report))
     return report
+
+
+def _fingerprint(parts: IngestParts, options: SyncOptions) -> Callable[[SourceItem], str]:
+    """A source's tenant is part of what its chunks are: a new tenant rewrites its documents.
+    The default tenant adds nothing, so indexes from before tenants are not rewritten."""
+    if options.tenant == DEFAULT_TENANT:
+        return parts.config_fingerprint
+    return lambda item: f"{parts.config_fingerprint(item)}|tenant={options.tenant}"
 
 
 def run_state(report: IngestReport) -> RunState:
@@ -143,7 +159,7 @@ def _sync(
     started = time.perf_counter()
     items = source.list_items()
     known = manifest.documents(source_name)
-    plan = plan_changes(items, known, parts.config_fingerprint, options.max_deleted_fraction)
+    plan = plan_changes(items, known, _fingerprint(parts, options), options.max_deleted_fraction)
     report.files_seen = len(items)
     report.stage_seconds["list"] = round(time.perf_counter() - started, 3)
     log.info(
@@ -185,7 +201,7 @@ def _sync(
             if options.dry_run and not result.error:
                 run.report_written(result, [])
                 continue
-            chunks = _chunks_of(result, parts.chunker, source_name)
+            chunks = _chunks_of(result, parts.chunker, source_name, options.tenant)
             if result.error:
                 _fail(run, result)
                 continue
@@ -227,7 +243,7 @@ def _sync(
     return report
 
 
-def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str) -> list[Chunk]:
+def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str, tenant: str) -> list[Chunk]:
     if result.document is None:
         return []
     try:
@@ -239,6 +255,8 @@ def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str) -> list[C
         result.error = "no text left after chunking"
     for chunk in chunks:
         chunk.source = source_name
+        chunk.tenant = tenant
+        chunk.path = result.candidate.item.name
     return chunks
 
 

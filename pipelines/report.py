@@ -19,6 +19,7 @@ class DocumentOutcome:
 class IngestReport:
     index: str
     source: str = ""
+    tenant: str = ""
     collection: str = ""
     dry_run: bool = False
     files_seen: int = 0
@@ -42,6 +43,7 @@ class IngestReport:
         return {
             "index": self.index,
             "source": self.source,
+            "tenant": self.tenant,
             "collection": self.collection,
             "dry_run": self.dry_run,
             "files_seen": self.files_seen,

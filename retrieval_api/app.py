@@ -16,10 +16,24 @@ from composition.components import Components
 from config.settings import Settings
 from index.types import StoreError, VectorStore
 from index.versions import active_spec
+from retrieval_api.access import Access
 from retrieval_api.deps import ServiceState
 from retrieval_api.routes import health, retrieve
 
 logger = logging.getLogger("sluice.api")
+
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "body_too_large",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 def _error(status: int, code: str, message: str, details: object = None) -> JSONResponse:
@@ -43,6 +57,14 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         if spec is not None:
             state.embedder_for(spec)
         app.state.service = state
+        if not app.state.access.required:
+            logger.warning(
+                "serving %s without API keys (SLUICE_AUTH=%s, bound to %s): every caller reads "
+                "every tenant; bind a network address, or set SLUICE_AUTH=required, to need keys",
+                settings.index_name,
+                settings.auth,
+                settings.api_host,
+            )
         try:
             yield
         finally:
@@ -55,6 +77,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         description="Hybrid BM25 + dense retrieval over Sluice indexes.",
         lifespan=lifespan,
     )
+    app.state.access = Access.of(settings)
     app.include_router(health.router)
     app.include_router(retrieve.router)
 
@@ -70,7 +93,11 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        response = _error(
+            exc.status_code, ERROR_CODES.get(exc.status_code, "http_error"), str(exc.detail)
+        )
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(StoreError)
     async def index_unavailable(request: Request, exc: StoreError) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from index.searcher import SearchOutcome
 from index.types import Condition, MatchAny, PayloadFilter, Range, ScoredPoint
+from ingest.types import public_uri
 from retrieval_api.schemas import Filters, Hit, RangeFilter, StageScores
 
 
@@ -27,8 +28,10 @@ def _ranks(points: list[ScoredPoint]) -> dict[str, tuple[int, float]]:
     return {p.id: (rank, p.score) for rank, p in enumerate(points, start=1)}
 
 
-def build_hits(outcome: SearchOutcome, mode: str) -> list[Hit]:
-    """Hits in final order, each with every stage's score and rank where it took part."""
+def build_hits(outcome: SearchOutcome, mode: str, full_paths: bool = True) -> list[Hit]:
+    """Hits in final order, each with every stage's score and rank where it took part.
+    Without `full_paths` (a key that is not admin) a file is shown as its source and its path
+    within it, never as the server's absolute path."""
     dense = _ranks(outcome.result.dense)
     sparse = _ranks(outcome.result.sparse)
     first = _ranks(outcome.first_stage)
@@ -57,7 +60,7 @@ def build_hits(outcome: SearchOutcome, mode: str) -> list[Hit]:
             Hit(
                 chunk_id=point.id,
                 doc_id=str(payload.get("doc_id", "")),
-                uri=str(payload.get("uri", "")),
+                uri=str(payload.get("uri", "")) if full_paths else _public_uri(payload),
                 title=str(payload.get("title", "")),
                 text=str(payload.get("text", "")),
                 headings=list(payload.get("headings", [])),
@@ -71,3 +74,12 @@ def build_hits(outcome: SearchOutcome, mode: str) -> list[Hit]:
             )
         )
     return hits
+
+
+def _public_uri(payload: dict[str, object]) -> str:
+    """Stored at ingest; computed the same way for points indexed before it was."""
+    if stored := payload.get("public_uri"):
+        return str(stored)
+    return public_uri(
+        str(payload.get("uri", "")), str(payload.get("source", "")), str(payload.get("path", ""))
+    )

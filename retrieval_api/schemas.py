@@ -26,6 +26,13 @@ class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
     doc_ids: list[str] | None = Field(default=None, max_length=1000)
     sources: list[str] | None = Field(default=None, max_length=100)
+    tenants: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Only these tenants' documents; each must be one the API key grants "
+        "(403 otherwise). Unset: every tenant the key grants.",
+    )
     metadata: dict[str, Scalar | list[Scalar] | RangeFilter] = Field(default_factory=dict)
 
     @field_validator("metadata")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from index.types import HybridOptions, IndexNotFoundError
+from retrieval_api.access import Retriever
 from retrieval_api.deps import Searcher, State
 from retrieval_api.hits import build_hits, to_payload_filter
 from retrieval_api.schemas import (
@@ -21,16 +22,39 @@ from retrieval_api.schemas import (
 
 router = APIRouter()
 
+ERROR_STATUSES = {
+    400: "The body is not JSON",
+    401: "No API key, or one that is unknown, revoked or expired",
+    403: "The key does not grant a tenant the request asks for",
+    413: "The body is larger than the server accepts",
+    422: "The request does not match the schema",
+    429: "The key's rate limit is exceeded (see Retry-After)",
+    500: "A server error",
+    503: "The index is unavailable, or the server is at its concurrency limit (see Retry-After)",
+}
+
 
 @router.post(
     "/retrieve",
     response_model=RetrieveResponse,
-    responses={422: {"model": ErrorResponse}, 500: {"model": ErrorResponse}},
+    responses={
+        status: {"model": ErrorResponse, "description": why}
+        for status, why in ERROR_STATUSES.items()
+    },
     summary="Ranked chunks for a query (hybrid BM25 + dense, dense, or BM25)",
 )
-async def retrieve(body: RetrieveRequest, state: State, searcher: Searcher) -> RetrieveResponse:
+async def retrieve(
+    body: RetrieveRequest,
+    state: State,
+    searcher: Searcher,
+    caller: Retriever,
+    request: Request,
+    response: Response,
+) -> RetrieveResponse:
     settings = state.settings
     started = time.perf_counter()
+    response.headers.update(getattr(request.state, "rate_headers", {}))
+    scope = caller.narrowed(body.filters.tenants)
     try:
         outcome = await run_in_threadpool(
             searcher.search,
@@ -47,6 +71,7 @@ async def retrieve(body: RetrieveRequest, state: State, searcher: Searcher) -> R
             ),
             to_payload_filter(body.filters),
             settings.rerank_default if body.rerank is None else body.rerank,
+            scope.tenants,
         )
     except IndexNotFoundError:
         elapsed = (time.perf_counter() - started) * 1000
@@ -58,7 +83,7 @@ async def retrieve(body: RetrieveRequest, state: State, searcher: Searcher) -> R
     return RetrieveResponse(
         query=body.query,
         mode=body.mode,
-        hits=build_hits(outcome, body.mode),
+        hits=build_hits(outcome, body.mode, full_paths=caller.admin),
         index=IndexInfo(
             alias=settings.index_name,
             collection=outcome.collection,

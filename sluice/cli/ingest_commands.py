@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from config.settings import Settings
+from config.sources import TENANT_PATTERN
 from sluice.cli.common import (
     console,
     exit_on,
@@ -27,6 +29,7 @@ def run_ingest(
     path: Path | None,
     dry_run: bool,
     show_progress: bool,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
     use_prefect(settings)
     from flows.ingest_flow import ingest_flow
@@ -37,6 +40,7 @@ def run_ingest(
             path=str(path) if path else None,
             dry_run=dry_run,
             settings=settings,
+            tenant=tenant,
         )
     return report
 
@@ -78,8 +82,10 @@ def _ingest_runs(
     source: str | None,
     dry_run: bool,
     as_json: bool,
+    tenant: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One run per source: PATH, --source, or every configured source; their reports."""
+    """One run per source: PATH, --source, or every configured source; their reports.
+    `tenant`: PATH's (a configured source names its own)."""
     from index.models import ModelUnavailable
     from ingest.types import SourceUnavailable
 
@@ -98,7 +104,7 @@ def _ingest_runs(
     for name, folder in runs:
         errors = (*index_errors(), SourceUnavailable, ModelUnavailable, KeyError, ValueError)
         with exit_on("ingest", *errors):
-            reports.append(run_ingest(settings, name, folder, dry_run, not as_json))
+            reports.append(run_ingest(settings, name, folder, dry_run, not as_json, tenant))
     if as_json:
         out.print_json(json.dumps(reports[0] if len(reports) == 1 else reports))
     else:
@@ -128,6 +134,10 @@ def ingest(
     include: Annotated[list[str] | None, typer.Option(help="Glob to include (repeatable).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Glob to exclude (repeatable).")] = None,
     index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Whose documents PATH holds (default: the default tenant)."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
     ] = False,
@@ -145,7 +155,12 @@ def ingest(
     if path is not None and not path.exists():
         console.print(f"[red]{path} does not exist[/red]")
         raise typer.Exit(2)
-    raise typer.Exit(exit_code(_ingest_runs(settings, path, source, dry_run, as_json)))
+    if tenant is not None and (path is None or not re.match(TENANT_PATTERN, tenant)):
+        problem = "names a tenant for PATH only" if path is None else "letters, digits, _ . -"
+        console.print(f"[red]--tenant {tenant!r}:[/red] {problem}", soft_wrap=True)
+        raise typer.Exit(2)
+    runs = _ingest_runs(settings, path, source, dry_run, as_json, tenant)
+    raise typer.Exit(exit_code(runs))
 
 
 def retry_failed(
@@ -173,8 +188,18 @@ def retry_failed(
             from urllib.parse import unquote, urlparse
 
             folder = Path(unquote(urlparse(name).path))
-            reports += _ingest_runs(settings, folder, None, False, as_json)
+            tenant = _last_tenant(settings, name)  # an ad-hoc folder keeps the tenant it had
+            reports += _ingest_runs(settings, folder, None, False, as_json, tenant)
     raise typer.Exit(exit_code(reports))
+
+
+def _last_tenant(settings: Settings, source: str) -> str | None:
+    from sluice.cli.run_commands import run_history
+
+    for run in run_history(settings, settings.index_name, limit=50, source=source):
+        if run["tenant"]:
+            return str(run["tenant"])
+    return None
 
 
 def deploy(

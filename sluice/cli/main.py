@@ -1,5 +1,5 @@
 """The `sluice` command: ingest, retry-failed, deploy, serve, query, demo, status, runs, reembed,
-versions, rollback, eval, tune, train-reranker, train-embedder, models, config check."""
+versions, rollback, eval, tune, train-reranker, train-embedder, models, keys, config check."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sluice.cli import (
     eval_commands,
     index_commands,
     ingest_commands,
+    key_commands,
     model_commands,
     run_commands,
     serve_commands,
@@ -68,6 +69,7 @@ app.command(name="train-embedder")(eval_commands.train_embedder)
 app.command()(serve_commands.demo)
 app.command()(model_commands.models)
 app.add_typer(config_commands.app, name="config")
+app.add_typer(key_commands.app, name="keys")
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ def run_history(
         {
             "run_id": run.run_id,
             "source": run.source,
+            "tenant": (run.report or {}).get("tenant"),
             "state": run.state,
             "started_at": _iso(run.started_at),
             "finished_at": _iso(run.finished_at),

@@ -24,15 +24,24 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
-    """Serve POST /retrieve, /health, /ready and the OpenAPI docs at /docs."""
+    """Serve POST /retrieve, /health, /ready and the OpenAPI docs at /docs.
+
+    API keys are required whenever the address is not loopback (SLUICE_AUTH=auto)."""
     settings = load_settings()
+    if host:
+        settings = settings.model_copy(update={"api_host": host})
     import uvicorn
 
+    from retrieval_api.access import auth_required
     from retrieval_api.app import create_app
 
-    uvicorn.run(
-        create_app(settings), host=host or settings.api_host, port=port or settings.api_port
-    )
+    if auth_required(settings) and not settings.api_keys_path.exists():
+        console.print(
+            "[yellow]API keys are required here and none exist yet:[/yellow] every request "
+            "will get 401 until `sluice keys create --tenant T` makes one",
+            soft_wrap=True,
+        )
+    uvicorn.run(create_app(settings), host=settings.api_host, port=port or settings.api_port)
 
 
 def _api_url(settings: Settings) -> str | None:
@@ -68,15 +77,20 @@ def query(
     top_k: Annotated[int, typer.Option(help="Number of hits.")] = 5,
     index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw response.")] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(envvar="SLUICE_API_KEY", help="API key (sluice keys create); its tenants."),
+    ] = None,
 ) -> None:
     """Print ranked results, through a running `sluice serve` if there is one, else in-process."""
     settings = load_settings(index)
     body = {"query": text, "mode": mode, "top_k": top_k}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = _api_url(settings)
     if url:
         import httpx
 
-        http_answer = httpx.post(f"{url}/retrieve", json=body, timeout=60)
+        http_answer = httpx.post(f"{url}/retrieve", json=body, headers=headers, timeout=60)
         response = http_answer.json()
         if http_answer.status_code != 200:
             console.print(f"[red]{response.get('error', {}).get('message', '')}[/red]")
@@ -87,7 +101,7 @@ def query(
         from retrieval_api.app import create_app
 
         with TestClient(create_app(settings)) as client:
-            answer = client.post("/retrieve", json=body)
+            answer = client.post("/retrieve", json=body, headers=headers)
             response = answer.json()
         if answer.status_code != 200:
             console.print(f"[red]{response.get('error', {}).get('message', answer.text)}[/red]")

@@ -1,0 +1,160 @@
+"""Who is calling, and how much: API keys, tenants and per-key rate limits on each request.
+
+Auth is on whenever the API is reachable from a network (`SLUICE_AUTH=auto` and a bind address
+other than loopback), or always (`required`); `off` serves without keys, every tenant, as the
+loopback demo does. A key presented where auth is off is still checked: it scopes the answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, HTTPException, Request
+from pyrate_limiter import Rate, RateItem, StateBucket, TokenBucket
+
+from config.settings import Settings
+from retrieval_api.keys import DEFAULT_TENANT, KeyRecord, KeyStore
+
+
+def auth_required(settings: Settings) -> bool:
+    if settings.auth != "auto":
+        return settings.auth == "required"
+    return not is_loopback(settings.api_host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The key behind a request (None: auth off and no key given) and what it may read."""
+
+    key: KeyRecord | None
+    tenants: tuple[str, ...] | None
+    """The tenants a search is confined to; None: every tenant."""
+
+    @property
+    def admin(self) -> bool:
+        return self.key is None or self.key.scope == "admin"
+
+    def narrowed(self, asked: list[str] | None) -> Caller:
+        """The request may ask for fewer tenants than the key grants, never for others."""
+        if not asked:
+            return self
+        if self.tenants is not None and (refused := sorted(set(asked) - set(self.tenants))):
+            raise HTTPException(403, f"this key does not grant tenant(s) {', '.join(refused)}")
+        return Caller(self.key, tuple(dict.fromkeys(asked)))
+
+
+ANONYMOUS = Caller(key=None, tenants=None)
+
+
+class RateLimiter:
+    """A token bucket per key (pyrate-limiter): `rate_per_s` sustained, `burst` at once."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, StateBucket] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: KeyRecord) -> dict[str, str]:
+        """Rate-limit headers for an admitted request; raises 429 with Retry-After if not."""
+        if not key.rate_per_s:
+            return {}
+        bucket, limit = self._bucket(key)
+        item = RateItem(key.key_id, bucket.now(), weight=1)  # type: ignore[no-untyped-call]
+        admitted = bucket.put(item)
+        remaining = max(0, limit - cast(int, bucket.count()))
+        headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(remaining),
+        }
+        if not admitted:
+            wait_s = cast(int, bucket.waiting(item)) / 1000
+            headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+            headers["X-RateLimit-Reset"] = str(math.ceil(time.time() + wait_s))
+            raise HTTPException(
+                429, f"rate limit of {key.rate_per_s:g}/s for this key exceeded", headers
+            )
+        return headers
+
+    def _bucket(self, key: KeyRecord) -> tuple[StateBucket, int]:
+        burst = key.burst or max(1, math.ceil(key.rate_per_s or 1))
+        with self._lock:
+            cached = self._buckets.get(key.key_id)
+            if cached is None:
+                # Rate counts whole requests per interval: r/s as `burst` per burst/r seconds.
+                interval_ms = max(1, round(burst / (key.rate_per_s or 1) * 1000))
+                rate = Rate(burst, interval_ms, burst=burst)
+                cached = self._buckets[key.key_id] = StateBucket([rate], algorithm=TokenBucket())
+            return cached, burst
+
+
+def presented_key(request: Request) -> str | None:
+    """`Authorization: Bearer <key>`, else `X-API-Key: <key>`."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def caller_of(request: Request, keys: KeyStore, limiter: RateLimiter, required: bool) -> Caller:
+    presented = presented_key(request)
+    if presented is None:
+        if required:
+            raise HTTPException(
+                401,
+                "an API key is required: send `Authorization: Bearer <key>` "
+                "(keys come from `sluice keys create`)",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return ANONYMOUS
+    record = keys.verify(presented)
+    if record is None:
+        raise HTTPException(
+            401, "the API key is unknown, revoked or expired", {"WWW-Authenticate": "Bearer"}
+        )
+    request.state.rate_headers = limiter.admit(record)
+    return Caller(record, None if record.all_tenants else record.tenants)
+
+
+def needs_scope(scope: str):  # type: ignore[no-untyped-def]
+    """A dependency: the caller's key must have `scope` (admin has every scope)."""
+
+    def check(request: Request) -> Caller:
+        access = request.app.state.access
+        caller = caller_of(request, access.keys, access.limiter, access.required)
+        if caller.key is not None and caller.key.scope not in (scope, "admin"):
+            raise HTTPException(403, f"this key's scope is '{caller.key.scope}', not '{scope}'")
+        return caller
+
+    return Depends(check)
+
+
+@dataclass
+class Access:
+    """What the app holds to decide who may call: the key store, the limiter, the auth mode."""
+
+    keys: KeyStore
+    limiter: RateLimiter
+    required: bool
+
+    @classmethod
+    def of(cls, settings: Settings) -> Access:
+        return cls(KeyStore(settings.api_keys_path), RateLimiter(), auth_required(settings))
+
+
+Retriever = Annotated[Caller, needs_scope("retrieve")]
+
+__all__ = ["DEFAULT_TENANT", "Access", "Caller", "Retriever", "auth_required", "is_loopback"]
