@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -23,6 +24,7 @@ from retrieval_api.routes import health, retrieve
 logger = logging.getLogger("sluice.api")
 
 
+FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
 ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -88,8 +90,13 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
             for e in exc.errors()
         ]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
+        # Union members show up in `loc` as tags (`constrained-int`, `IntegerRange`): not places.
+        place = [str(p) for p in first["loc"] if isinstance(p, int) or FIELD.match(str(p))]
+        where = ".".join(p for p in place if p != "body") or "body"
+        if first.get("type") == "json_invalid":
+            where = "body"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return _error(422, "invalid_request", f"{where}: {message}", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

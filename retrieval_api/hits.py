@@ -5,7 +5,7 @@ from __future__ import annotations
 from index.searcher import SearchOutcome
 from index.types import Condition, MatchAny, PayloadFilter, Range, ScoredPoint
 from ingest.types import public_uri
-from retrieval_api.schemas import Filters, Hit, RangeFilter, StageScores
+from retrieval_api.schemas import SCHEMES, Filters, Hit, IntegerRange, StageScores
 
 
 def to_payload_filter(filters: Filters) -> PayloadFilter:
@@ -14,13 +14,16 @@ def to_payload_filter(filters: Filters) -> PayloadFilter:
         must.append(MatchAny("doc_id", filters.doc_ids))
     if filters.sources:
         must.append(MatchAny("source", filters.sources))
-    for key, condition in filters.metadata.items():
-        if isinstance(condition, RangeFilter):
+    for key, condition in filters.metadata:
+        if condition is None:
+            continue
+        if isinstance(condition, IntegerRange):
             must.append(Range(key, condition.gte, condition.gt, condition.lte, condition.lt))
-        elif isinstance(condition, list):
-            must.append(MatchAny(key, condition))
-        else:
-            must.append(MatchAny(key, [condition]))
+            continue
+        values = condition if isinstance(condition, list) else [condition]
+        if key == "uri" and not str(values[0]).startswith(SCHEMES):
+            key = "public_uri"  # `<source>/<path>`, as keys that are not admin see documents
+        must.append(MatchAny(key, values))
     return PayloadFilter(must=must)
 
 

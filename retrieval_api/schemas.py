@@ -2,79 +2,130 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Scalar = str | int | float | bool
-_FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$"
-_UNFILTERABLE = frozenset({"text"})
+from config.sources import Tenant
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_VALUES = 100
+"""Values one metadata condition may list; `doc_ids` may list 1,000 (and no metadata field is
+another way to name documents), so no request holds more than ~1,800 values in all."""
 
 
-class RangeFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gte: float | None = None
-    gt: float | None = None
-    lte: float | None = None
-    lt: float | None = None
+def _unicode(value: str) -> str:
+    """JSON can carry a lone surrogate (`"\\ud800"`), which no index can store or match."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+Keyword = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_unicode)]
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class IntegerRange(BaseModel):
+    """Bounds on an integer field; at least one."""
+
+    model_config = _STRICT
+    gte: Int64 | None = None
+    gt: Int64 | None = None
+    lte: Int64 | None = None
+    lt: Int64 | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> IntegerRange:
+        if (self.gte, self.gt, self.lte, self.lt) == (None, None, None, None):
+            raise ValueError("a range needs at least one of gte, gt, lte, lt")
+        return self
+
+
+KeywordMatch = Keyword | Annotated[list[Keyword], Field(min_length=1, max_length=MAX_VALUES)]
+IntegerMatch = (
+    Int64 | Annotated[list[Int64], Field(min_length=1, max_length=MAX_VALUES)] | IntegerRange
+)
+SCHEMES = ("file:", "s3:", "http:", "https:")
+
+
+class MetadataFilters(BaseModel):
+    """Conditions on the indexed fields of a chunk: a value, any of a list of values, or (for
+    an integer field) a range. Keyword fields take strings, integer fields integers."""
+
+    model_config = _STRICT
+    filetype: KeywordMatch | None = Field(default=None, description="e.g. pdf, md, html")
+    element_types: KeywordMatch | None = Field(
+        default=None, description="unstructured element types in the chunk, e.g. Table"
+    )
+    doc_version: KeywordMatch | None = None
+    uri: KeywordMatch | None = Field(
+        default=None,
+        description="The document: its URI (`file:///…`, `s3://…`, `https://…`), or as keys "
+        "that are not admin see it, `<source>/<path>`; all values of one request in one form.",
+    )
+    pages: IntegerMatch | None = Field(default=None, description="a page the chunk spans")
+    ordinal: IntegerMatch | None = Field(default=None, description="the chunk's place, from 0")
+
+    @field_validator("uri")
+    @classmethod
+    def _one_form(cls, value: str | list[str] | None) -> str | list[str] | None:
+        values = [value] if isinstance(value, str) else value or []
+        if len({v.startswith(SCHEMES) for v in values}) > 1:
+            raise ValueError("give every uri as a URI, or every one as <source>/<path>")
+        return value
 
 
 class Filters(BaseModel):
-    """All given conditions must hold. `metadata` matches payload fields: a value, any of a
-    list of values, or a numeric range, e.g. `{"filetype": ["pdf"], "pages": {"gte": 3}}`."""
+    """All given conditions must hold, e.g.
+    `{"sources": ["handbook"], "metadata": {"filetype": ["pdf"], "pages": {"gte": 3}}}`."""
 
-    model_config = ConfigDict(extra="forbid")
-    doc_ids: list[str] | None = Field(default=None, max_length=1000)
-    sources: list[str] | None = Field(default=None, max_length=100)
-    tenants: list[str] | None = Field(
+    model_config = _STRICT
+    doc_ids: Annotated[list[Keyword], Field(min_length=1, max_length=1000)] | None = None
+    sources: Annotated[list[Keyword], Field(min_length=1, max_length=MAX_VALUES)] | None = None
+    tenants: Annotated[list[Tenant], Field(min_length=1, max_length=MAX_VALUES)] | None = Field(
         default=None,
-        min_length=1,
-        max_length=100,
         description="Only these tenants' documents; each must be one the API key grants "
         "(403 otherwise). Unset: every tenant the key grants.",
     )
-    metadata: dict[str, Scalar | list[Scalar] | RangeFilter] = Field(default_factory=dict)
+    metadata: MetadataFilters = Field(default_factory=MetadataFilters)
 
-    @field_validator("metadata")
-    @classmethod
-    def _known_shape(
-        cls, value: dict[str, Scalar | list[Scalar] | RangeFilter]
-    ) -> dict[str, Scalar | list[Scalar] | RangeFilter]:
-        import re
 
-        for key, condition in value.items():
-            if not re.match(_FIELD_NAME, key) or key in _UNFILTERABLE:
-                raise ValueError(f"cannot filter on field '{key}'")
-            if isinstance(condition, list) and not condition:
-                raise ValueError(f"filter on '{key}' has an empty list of values")
-        return value
+Weight = Annotated[float, Field(ge=0, le=10)]
 
 
 class FusionRequest(BaseModel):
     """How hybrid mode fuses the dense and BM25 candidates; unset fields use the collection's tuned
     options, else the server defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     method: Literal["rrf", "dbsf", "minmax"] | None = None
     rrf_k: int | None = Field(default=None, ge=1, le=1000)
-    weights: tuple[float, float] | None = Field(
-        default=None, description="(dense, bm25) weights, each between 0 and 10"
+    weights: Annotated[list[Weight], Field(min_length=2, max_length=2)] | None = Field(
+        default=None,
+        description="[dense, bm25] weights, each between 0 and 10; at least one above 0",
     )
 
     @field_validator("weights")
     @classmethod
-    def _weights_in_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and (not all(0 <= w <= 10 for w in value) or sum(value) == 0):
-            raise ValueError("weights must be between 0 and 10 and not both 0")
+    def _not_both_zero(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and sum(value) == 0:
+            raise ValueError("weights must not both be 0")
         return value
 
 
 class RetrieveRequest(BaseModel):
+    """Strict: a number given as a string, or a boolean as a number, is a 422, never coerced."""
+
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
         json_schema_extra={"examples": [{"query": "How do I configure the index?", "top_k": 5}]},
     )
-    query: str = Field(min_length=1, max_length=4000)
+    query: Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_unicode)]
     top_k: int | None = Field(default=None, ge=1, le=200)
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     filters: Filters = Field(default_factory=Filters)

@@ -10,7 +10,7 @@ from index.bm25 import Bm25Params
 from index.searcher import SearchOutcome
 from index.types import CollectionSpec, MatchAny, PayloadFilter, Range, ScoredPoint, SearchResult
 from retrieval_api.hits import build_hits, to_payload_filter
-from retrieval_api.schemas import Filters, Hit, RangeFilter
+from retrieval_api.schemas import Filters, Hit, IntegerRange, MetadataFilters
 
 SPEC = CollectionSpec(name="docs__v1", embedding_model="stub", dimension=4, bm25=Bm25Params())
 
@@ -60,30 +60,41 @@ def test_doc_ids_and_sources_become_match_any_on_their_payload_fields() -> None:
 
 
 def test_a_metadata_scalar_matches_that_one_value() -> None:
-    payload_filter = to_payload_filter(Filters(metadata={"filetype": "pdf", "ordinal": 3}))
+    payload_filter = to_payload_filter(Filters(metadata=MetadataFilters(filetype="pdf", ordinal=3)))
 
     assert list(payload_filter.must) == [MatchAny("filetype", ["pdf"]), MatchAny("ordinal", [3])]
 
 
 def test_a_metadata_list_matches_any_of_its_values() -> None:
-    payload_filter = to_payload_filter(Filters(metadata={"filetype": ["pdf", "md"]}))
+    payload_filter = to_payload_filter(Filters(metadata=MetadataFilters(filetype=["pdf", "md"])))
 
     assert list(payload_filter.must) == [MatchAny("filetype", ["pdf", "md"])]
 
 
 @pytest.mark.parametrize("bound", ["gte", "gt", "lte", "lt"])
 def test_a_metadata_range_keeps_each_bound_in_its_place(bound: str) -> None:
-    payload_filter = to_payload_filter(Filters(metadata={"pages": RangeFilter(**{bound: 7})}))
+    pages = IntegerRange(**{bound: 7})
+    payload_filter = to_payload_filter(Filters(metadata=MetadataFilters(pages=pages)))
 
-    assert list(payload_filter.must) == [Range("pages", **{bound: 7.0})]
+    assert list(payload_filter.must) == [Range("pages", **{bound: 7})]
 
 
 def test_a_range_with_both_ends_keeps_both() -> None:
-    range_filter = RangeFilter(gt=1, lte=9.5)
+    range_filter = IntegerRange(gt=1, lte=9)
 
-    payload_filter = to_payload_filter(Filters(metadata={"char_start": range_filter}))
+    payload_filter = to_payload_filter(Filters(metadata=MetadataFilters(ordinal=range_filter)))
 
-    assert list(payload_filter.must) == [Range("char_start", gt=1.0, lte=9.5)]
+    assert list(payload_filter.must) == [Range("ordinal", gt=1, lte=9)]
+
+
+def test_a_uri_filter_matches_the_form_it_is_given_in() -> None:
+    """A URI matches `uri`; `<source>/<path>` (what keys that are not admin see) matches
+    `public_uri`."""
+    full = to_payload_filter(Filters(metadata=MetadataFilters(uri=["file:///srv/a.md"])))
+    shown = to_payload_filter(Filters(metadata=MetadataFilters(uri="handbook/a.md")))
+
+    assert list(full.must) == [MatchAny("uri", ["file:///srv/a.md"])]
+    assert list(shown.must) == [MatchAny("public_uri", ["handbook/a.md"])]
 
 
 def test_every_request_condition_must_hold_together() -> None:

@@ -65,7 +65,7 @@ async def retrieve(
             HybridOptions(
                 body.fusion.method,
                 body.fusion.rrf_k,
-                body.fusion.weights,
+                (body.fusion.weights[0], body.fusion.weights[1]) if body.fusion.weights else None,
                 body.candidate_pool,
                 body.rerank_blend,
             ),
