@@ -145,6 +145,29 @@ class Settings(BaseSettings):
         description="API keys on /retrieve: auto requires them unless the API binds a loopback "
         "address; `sluice keys create` makes them.",
     )
+    max_body_bytes: int = Field(
+        default=65536, ge=1024, description="Larger request bodies get 413 before being read."
+    )
+    client_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send a request's head (also after an idle "
+        "keep-alive) and, separately, its body; then the connection is closed or gets 408.",
+    )
+    max_concurrent_searches: int = Field(
+        default=16,
+        ge=1,
+        description="Searches served at once; one more gets 503 with Retry-After, never a queue.",
+    )
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description="Host header values the API answers (others get 400, against DNS "
+        "rebinding); unset: localhost names when it binds loopback, any host otherwise.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS); empty: none.",
+    )
     default_top_k: int = Field(default=10, ge=1, le=200)
     candidate_pool: int = Field(default=200, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)

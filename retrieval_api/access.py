@@ -27,6 +27,18 @@ def auth_required(settings: Settings) -> bool:
     return not is_loopback(settings.api_host)
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """A service on loopback answers only its own names: a web page whose domain resolves to
+    127.0.0.1 (DNS rebinding) gets 400. Elsewhere keys guard it, and any host is answered."""
+    if settings.allowed_hosts is not None:
+        return settings.allowed_hosts
+    return list(LOOPBACK_HOSTS) if is_loopback(settings.api_host) else ["*"]
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

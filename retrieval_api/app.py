@@ -12,13 +12,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from composition.components import Components
 from config.settings import Settings
 from index.types import StoreError, VectorStore
 from index.versions import active_spec
-from retrieval_api.access import Access
+from retrieval_api.access import RATE_HEADERS, Access, allowed_hosts
 from retrieval_api.deps import ServiceState
+from retrieval_api.limits import BodyGuard, ConcurrencyLimit
 from retrieval_api.routes import health, retrieve
 
 logger = logging.getLogger("sluice.api")
@@ -80,6 +83,21 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.access = Access.of(settings)
+    # The last added runs first: hosts, then CORS, then the concurrency and body bounds.
+    app.add_middleware(
+        BodyGuard, max_bytes=settings.max_body_bytes, timeout_s=settings.client_timeout_s
+    )
+    app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_searches)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-api-key"],
+            expose_headers=["retry-after", *RATE_HEADERS],
+            max_age=600,
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.include_router(health.router)
     app.include_router(retrieve.router)
 

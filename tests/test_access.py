@@ -79,7 +79,7 @@ def api(tmp_path: Path, embedder) -> Iterator[tuple[TestClient, Settings]]:  # t
         folder.mkdir()
         (folder / f"{tenant}.md").write_text(f"# {tenant}\n\n{text}\n")
         run_sync(settings, Components(settings).folder_source(folder, tenant))
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         yield client, settings
 
 

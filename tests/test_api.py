@@ -37,12 +37,12 @@ def indexed(settings: Settings, embedder, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def client(indexed: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(indexed)) as test_client:
+    with TestClient(create_app(indexed), base_url="http://localhost") as test_client:
         yield test_client
 
 
 def test_empty_index_answers_with_no_hits(tmp_path: Path) -> None:
-    with TestClient(create_app(Settings(data_dir=tmp_path))) as empty:
+    with TestClient(create_app(Settings(data_dir=tmp_path)), base_url="http://localhost") as empty:
         response = empty.post("/retrieve", json={"query": "anything"})
     assert response.status_code == 200
     assert response.json()["hits"] == []
@@ -160,7 +160,7 @@ def test_an_index_held_by_another_process_answers_503(tmp_path: Path) -> None:
     )
     holder.set_alias("docs", "docs__v1")
     try:
-        with TestClient(create_app(settings)) as locked:
+        with TestClient(create_app(settings), base_url="http://localhost") as locked:
             response = locked.post("/retrieve", json={"query": "pumps"})
             ready = locked.get("/ready")
         assert ready.status_code == 503, "not ready while /retrieve cannot answer"

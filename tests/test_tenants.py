@@ -115,7 +115,7 @@ def served(
     app = create_app(settings_, store=store)
     searcher = IndexSearcher(store, embedder_for=lambda spec: cast(Embedder, StubEmbedder()))
     app.dependency_overrides[get_searcher] = lambda: searcher
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         yield client, issued, tenant_of
     store.close()
 

@@ -126,7 +126,7 @@ def test_tune_records_its_choice_and_retrieve_uses_it_unless_asked_otherwise(
     tuned = HybridOptions.from_metadata(report.chosen)
     assert (settings.data_dir / "tune-reports" / f"{report.collection}.md").is_file()
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         answer = client.post("/retrieve", json={"query": QUESTIONS["bees.md"]}).json()
         assert answer["index"]["tuned_at"] and answer["options"] == {
             "method": tuned.method,

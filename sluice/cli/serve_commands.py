@@ -41,7 +41,19 @@ def serve(
             "will get 401 until `sluice keys create --tenant T` makes one",
             soft_wrap=True,
         )
-    uvicorn.run(create_app(settings), host=settings.api_host, port=port or settings.api_port)
+    from retrieval_api.limits import head_deadline
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=port or settings.api_port,
+        http=head_deadline(settings.client_timeout_s),
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 * 1024,  # request line and headers
+        # Connections, idle ones included (they close after client_timeout_s): a last resort
+        # behind the app's own 503 at max_concurrent_searches.
+        limit_concurrency=8 * settings.max_concurrent_searches,
+    )
 
 
 def _api_url(settings: Settings) -> str | None:
@@ -100,7 +112,7 @@ def query(
 
         from retrieval_api.app import create_app
 
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), base_url="http://localhost") as client:
             answer = client.post("/retrieve", json=body, headers=headers)
             response = answer.json()
         if answer.status_code != 200:

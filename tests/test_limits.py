@@ -1,0 +1,184 @@
+"""Bounds a client cannot get around: body size and time, request-head time, searches at once,
+the Host header, CORS; against a real uvicorn server on loopback where sockets matter."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from config.settings import Settings
+from retrieval_api.app import create_app
+from retrieval_api.deps import get_searcher
+from retrieval_api.limits import head_deadline
+from tests.conftest import free_port
+
+LOCAL = "http://localhost"
+
+
+class SlowSearcher:
+    """Holds each search for a while, so requests overlap; returns no index."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        from index.types import IndexNotFoundError
+
+        time.sleep(self.seconds)
+        raise IndexNotFoundError("empty")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        max_body_bytes=2048,
+        client_timeout_s=1.0,
+        max_concurrent_searches=1,
+    )
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[tuple[str, int, FastAPI]]:
+    """`sluice serve`'s uvicorn settings on a free loopback port."""
+    app = create_app(settings)
+    app.dependency_overrides[get_searcher] = lambda: SlowSearcher(1.0)
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=head_deadline(settings.client_timeout_s),
+        log_level="warning",
+    )
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not running.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://localhost:{port}", port, app
+    running.should_exit = True
+    thread.join(timeout=30)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True if the server closes the connection (recv returns b"") within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        while data := sock.recv(4096):
+            if b"HTTP/1.1" in data:  # an answer, then the close
+                continue
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_and_slow_header_connections_are_closed(server: tuple[str, int, FastAPI]) -> None:
+    _, port, _ = server
+    idle = socket.create_connection(("127.0.0.1", port))
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.sendall(b"POST /retrieve HTTP/1.1\r\nHost: localhost\r\n")  # and never the rest
+    started = time.monotonic()
+    assert _closed_within(idle, 5) and _closed_within(slow, 5)
+    assert time.monotonic() - started < 4, "closed at the 1 s head deadline, not later"
+    idle.close()
+    slow.close()
+
+
+def test_a_body_that_never_finishes_gets_408(server: tuple[str, int, FastAPI]) -> None:
+    _, port, _ = server
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST /retrieve HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"query": '
+        )
+        sock.settimeout(10)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"request_timeout" in answer
+
+
+def test_one_search_too_many_gets_503_with_retry_after(
+    server: tuple[str, int, FastAPI],
+) -> None:
+    url, _, _ = server
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        answers.append(httpx.post(f"{url}/retrieve", json={"query": "pumps"}, timeout=30))
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.1)
+    for thread in threads:
+        thread.join()
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200, 503, 503], statuses
+    refused = next(answer for answer in answers if answer.status_code == 503)
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["code"] == "overloaded"
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+
+
+def test_a_body_over_the_limit_gets_413_declared_or_streamed(settings: Settings) -> None:
+    big = {"query": "x" * 3000}
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
+        declared = client.post("/retrieve", json=big)
+        assert declared.status_code == 413
+        assert declared.json()["error"]["code"] == "body_too_large"
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: chunked
+            yield b'{"query": "'
+            for _ in range(30):
+                yield b"x" * 100
+            yield b'"}'
+
+        streamed = client.post(
+            "/retrieve", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413
+        assert streamed.json()["error"]["code"] == "body_too_large"
+
+
+def test_only_allowed_hosts_are_answered(settings: Settings) -> None:
+    """On loopback, a page whose domain resolves to 127.0.0.1 (DNS rebinding) gets 400."""
+    app = create_app(settings)
+    with TestClient(app, base_url="http://attacker.example") as client:
+        assert client.get("/health").status_code == 400
+    for host in ("localhost", "127.0.0.1"):
+        with TestClient(app, base_url=f"http://{host}:8000") as client:
+            assert client.get("/health").status_code == 200
+    anywhere = create_app(settings.model_copy(update={"api_host": "0.0.0.0"}))
+    with TestClient(anywhere, base_url="http://api.example") as client:
+        assert client.get("/health").status_code == 200, "keys guard a network address"
+
+
+def test_cors_is_off_unless_origins_are_configured(settings: Settings) -> None:
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
+        answer = client.options("/retrieve", headers=preflight)
+        assert "access-control-allow-origin" not in answer.headers
+    allowed = settings.model_copy(update={"cors_origins": ["https://app.example"]})
+    with TestClient(create_app(allowed), base_url=LOCAL) as client:
+        answer = client.options("/retrieve", headers=preflight)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        refused = client.options("/retrieve", headers={**preflight, "Origin": "https://evil"})
+        assert refused.status_code == 400
