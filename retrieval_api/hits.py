@@ -5,7 +5,7 @@ from __future__ import annotations
 from index.searcher import SearchOutcome
 from index.types import Condition, MatchAny, PayloadFilter, Range, ScoredPoint
 from ingest.types import public_uri
-from retrieval_api.schemas import SCHEMES, Filters, Hit, IntegerRange, StageScores
+from retrieval_api.schemas import Filters, Hit, IntegerRange, StageScores
 
 
 def to_payload_filter(filters: Filters) -> PayloadFilter:
@@ -21,9 +21,7 @@ def to_payload_filter(filters: Filters) -> PayloadFilter:
             must.append(Range(key, condition.gte, condition.gt, condition.lte, condition.lt))
             continue
         values = condition if isinstance(condition, list) else [condition]
-        if key == "uri" and not str(values[0]).startswith(SCHEMES):
-            key = "public_uri"  # `<source>/<path>`, as keys that are not admin see documents
-        must.append(MatchAny(key, values))
+        must.append(MatchAny("public_uri" if key == "source_path" else key, values))
     return PayloadFilter(must=must)
 
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from config.sources import Tenant
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SAFE_INT = 2**53 - 1
+"""Integer filter values stay within JSON's safe integers: every client (JavaScript too) reads
+the schema's bounds and sends the values exactly, and every backend stores them (int64)."""
 MAX_VALUES = 100
 """Values one metadata condition may list; `doc_ids` may list 1,000 (and no metadata field is
 another way to name documents), so no request holds more than ~1,800 values in all."""
@@ -23,23 +33,36 @@ def _unicode(value: str) -> str:
     return value
 
 
+def _whole(value: object) -> object:
+    """JSON Schema's integers include 5.0; a string or a boolean is never one (strict)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 Keyword = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_unicode)]
-Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+# Bounds first, then the validator: so the schema states them as minimum and maximum.
+Int64 = Annotated[int, Field(ge=-SAFE_INT, le=SAFE_INT), BeforeValidator(_whole)]
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class IntegerRange(BaseModel):
     """Bounds on an integer field; at least one."""
 
-    model_config = _STRICT
-    gte: Int64 | None = None
-    gt: Int64 | None = None
-    lte: Int64 | None = None
-    lt: Int64 | None = None
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra={"minProperties": 1}
+    )
+    # Each bound may be left out, not sent as null: the schema says so, and a client generated
+    # from it never sends {"gte": null} as a range.
+    gte: Int64 = None  # type: ignore[assignment]
+    gt: Int64 = None  # type: ignore[assignment]
+    lte: Int64 = None  # type: ignore[assignment]
+    lt: Int64 = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _some_bound(self) -> IntegerRange:
-        if (self.gte, self.gt, self.lte, self.lt) == (None, None, None, None):
+        bounds: tuple[int | None, ...] = (self.gte, self.gt, self.lte, self.lt)
+        if all(bound is None for bound in bounds):
             raise ValueError("a range needs at least one of gte, gt, lte, lt")
         return self
 
@@ -48,7 +71,18 @@ KeywordMatch = Keyword | Annotated[list[Keyword], Field(min_length=1, max_length
 IntegerMatch = (
     Int64 | Annotated[list[Int64], Field(min_length=1, max_length=MAX_VALUES)] | IntegerRange
 )
-SCHEMES = ("file:", "s3:", "http:", "https:")
+Uri = Annotated[
+    str,
+    Field(min_length=1, max_length=1024, pattern=r"^(file|s3|https?):"),
+    AfterValidator(_unicode),
+]
+SourcePath = Annotated[
+    str, Field(min_length=1, max_length=1024, pattern=r"^[^:/][^:]*/"), AfterValidator(_unicode)
+]
+UriMatch = Uri | Annotated[list[Uri], Field(min_length=1, max_length=MAX_VALUES)]
+SourcePathMatch = (
+    SourcePath | Annotated[list[SourcePath], Field(min_length=1, max_length=MAX_VALUES)]
+)
 
 
 class MetadataFilters(BaseModel):
@@ -61,21 +95,15 @@ class MetadataFilters(BaseModel):
         default=None, description="unstructured element types in the chunk, e.g. Table"
     )
     doc_version: KeywordMatch | None = None
-    uri: KeywordMatch | None = Field(
+    uri: UriMatch | None = Field(
+        default=None, description="The document by its URI (`file:///…`, `s3://…`, `https://…`)."
+    )
+    source_path: SourcePathMatch | None = Field(
         default=None,
-        description="The document: its URI (`file:///…`, `s3://…`, `https://…`), or as keys "
-        "that are not admin see it, `<source>/<path>`; all values of one request in one form.",
+        description="The document as keys that are not admin see it: `<source>/<path>`.",
     )
     pages: IntegerMatch | None = Field(default=None, description="a page the chunk spans")
     ordinal: IntegerMatch | None = Field(default=None, description="the chunk's place, from 0")
-
-    @field_validator("uri")
-    @classmethod
-    def _one_form(cls, value: str | list[str] | None) -> str | list[str] | None:
-        values = [value] if isinstance(value, str) else value or []
-        if len({v.startswith(SCHEMES) for v in values}) > 1:
-            raise ValueError("give every uri as a URI, or every one as <source>/<path>")
-        return value
 
 
 class Filters(BaseModel):
@@ -102,10 +130,11 @@ class FusionRequest(BaseModel):
 
     model_config = _STRICT
     method: Literal["rrf", "dbsf", "minmax"] | None = None
-    rrf_k: int | None = Field(default=None, ge=1, le=1000)
+    rrf_k: Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole)] | None = None
     weights: Annotated[list[Weight], Field(min_length=2, max_length=2)] | None = Field(
         default=None,
         description="[dense, bm25] weights, each between 0 and 10; at least one above 0",
+        json_schema_extra={"not": {"items": {"const": 0}}},
     )
 
     @field_validator("weights")
@@ -125,11 +154,15 @@ class RetrieveRequest(BaseModel):
         allow_inf_nan=False,
         json_schema_extra={"examples": [{"query": "How do I configure the index?", "top_k": 5}]},
     )
-    query: Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_unicode)]
-    top_k: int | None = Field(default=None, ge=1, le=200)
+    query: Annotated[
+        str,
+        Field(min_length=1, max_length=4000, pattern=r"\S", description="Not only whitespace."),
+        AfterValidator(_unicode),
+    ]
+    top_k: Annotated[int, Field(ge=1, le=200), BeforeValidator(_whole)] | None = None
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     filters: Filters = Field(default_factory=Filters)
-    candidate_pool: int | None = Field(default=None, ge=1, le=1000)
+    candidate_pool: Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole)] | None = None
     fusion: FusionRequest = Field(default_factory=FusionRequest)
     rerank: bool | None = Field(
         default=None, description="Cross-encoder reranking; unset uses the server default."

@@ -87,11 +87,10 @@ def test_a_range_with_both_ends_keeps_both() -> None:
     assert list(payload_filter.must) == [Range("ordinal", gt=1, lte=9)]
 
 
-def test_a_uri_filter_matches_the_form_it_is_given_in() -> None:
-    """A URI matches `uri`; `<source>/<path>` (what keys that are not admin see) matches
-    `public_uri`."""
+def test_a_document_is_filtered_by_its_uri_or_by_its_source_and_path() -> None:
+    """`source_path` is how keys that are not admin see a file: `<source>/<path>`."""
     full = to_payload_filter(Filters(metadata=MetadataFilters(uri=["file:///srv/a.md"])))
-    shown = to_payload_filter(Filters(metadata=MetadataFilters(uri="handbook/a.md")))
+    shown = to_payload_filter(Filters(metadata=MetadataFilters(source_path="handbook/a.md")))
 
     assert list(full.must) == [MatchAny("uri", ["file:///srv/a.md"])]
     assert list(shown.must) == [MatchAny("public_uri", ["handbook/a.md"])]

@@ -26,6 +26,7 @@ ERROR_STATUSES = {
     400: "The body is not JSON",
     401: "No API key, or one that is unknown, revoked or expired",
     403: "The key does not grant a tenant the request asks for",
+    408: "The body did not arrive in time",
     413: "The body is larger than the server accepts",
     422: "The request does not match the schema",
     429: "The key's rate limit is exceeded (see Retry-After)",

@@ -1,0 +1,144 @@
+"""Requests generated from the OpenAPI schema, valid and invalid, against the app serving a
+real index: no 5xx, every status documented, every response as the schema says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from config.settings import Settings
+from retrieval_api.app import create_app
+from retrieval_api.keys import KeyStore
+
+SCHEMA = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
+RETRIEVE = SCHEMA["/retrieve"]["POST"]
+CASES = st.one_of(
+    st.tuples(st.just("valid"), RETRIEVE.as_strategy(generation_mode=GenerationMode.POSITIVE)),
+    st.tuples(st.just("invalid"), RETRIEVE.as_strategy(generation_mode=GenerationMode.NEGATIVE)),
+)
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
+STATUSES: dict[tuple[str, int], int] = {}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    """Two small documents of two tenants, keys required; an admin key, so that a generated
+    `filters.tenants` reaches the search rather than a 403."""
+    from composition.components import Components
+    from flows.ingest_flow import run_sync
+
+    root = tmp_path_factory.mktemp("fuzz")
+    settings_ = Settings(data_dir=root / "data", auth="required")
+    for tenant in ("acme", "globex"):
+        folder = root / tenant
+        folder.mkdir()
+        (folder / "notes.md").write_text(f"# {tenant}\n\nPumps, valves and seals of {tenant}.\n")
+        run_sync(settings_, Components(settings_).folder_source(folder, tenant))
+    key, _ = KeyStore(settings_.api_keys_path).create([], scope="admin")
+    with TestClient(create_app(settings_), base_url="http://localhost") as client:
+        yield client, key
+
+
+@settings(
+    max_examples=1000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(generated=CASES)
+def test_generated_requests_never_get_a_5xx_or_an_undocumented_answer(
+    served: tuple[TestClient, str], generated: tuple[str, Any]
+) -> None:
+    """And a request the schema says is valid is never refused as invalid (422): the schema
+    states every constraint the server enforces."""
+    client, key = served
+    kind, case = generated
+    arguments = case.as_transport_kwargs(base_url="")
+    arguments["headers"] = {**(arguments.get("headers") or {}), "Authorization": f"Bearer {key}"}
+    response = client.request(**arguments)
+    STATUSES[kind, response.status_code] = STATUSES.get((kind, response.status_code), 0) + 1
+    case.validate_response(response, checks=CHECKS)
+    if kind == "valid":
+        assert response.status_code == 200, (case.body, response.text)
+
+
+def test_the_generated_requests_were_both_accepted_and_refused() -> None:
+    """Runs after the fuzz test: both kinds of request reached the server."""
+    if not STATUSES:
+        pytest.skip("the fuzz test did not run")
+    total = sum(STATUSES.values())
+    print(f"\n{total} generated requests, by kind and status: {dict(sorted(STATUSES.items()))}")
+    assert STATUSES.get(("valid", 200), 0) >= 300, STATUSES
+    assert STATUSES.get(("invalid", 422), 0) >= 300, STATUSES
+
+
+def test_the_schema_states_what_the_server_enforces() -> None:
+    """A client generated from the schema knows the bounds and types it will be held to."""
+    schema = create_app(Settings()).openapi()
+    retrieve = schema["paths"]["/retrieve"]["post"]
+    assert {"400", "401", "403", "408", "413", "422", "429", "503"} <= set(retrieve["responses"])
+    components = schema["components"]["schemas"]
+    metadata = components["MetadataFilters"]
+    assert metadata["additionalProperties"] is False
+    pages = metadata["properties"]["pages"]["anyOf"]
+    bounds = next(p for p in pages if p.get("type") == "integer")
+    assert (bounds["minimum"], bounds["maximum"]) == (-(2**53 - 1), 2**53 - 1)
+    assert components["Filters"]["properties"]["doc_ids"]["anyOf"][0]["maxItems"] == 1000
+
+
+def test_a_surrogate_in_a_key_or_value_is_a_422(served: tuple[TestClient, str]) -> None:
+    client, key = served
+    for body in (
+        '{"query": "x", "filters": {"doc_ids": ["\\ud800"]}}',
+        '{"query": "\\udfff"}',
+        '{"query": "x", "filters": {"metadata": {"\\ud800": "x"}}}',
+    ):
+        answer = client.post(
+            "/retrieve",
+            content=body,
+            headers={"content-type": "application/json", "Authorization": f"Bearer {key}"},
+        )
+        assert answer.status_code == 422, (body, answer.text)
+
+
+def test_probes_from_the_hostile_client_report(
+    served: tuple[TestClient, str], tmp_path: Path
+) -> None:
+    """The requests that answered 500 before filters were typed now answer 4xx."""
+    client, key = served
+    headers = {"Authorization": f"Bearer {key}"}
+    probes: list[dict[str, Any]] = [
+        {"query": "x", "filters": {"metadata": {"pages": 1.5}}},
+        {"query": "x", "filters": {"metadata": {"pages": [1.5, 2.5]}}},
+        {"query": "x", "filters": {"metadata": {"filetype": ["md", 1]}}},
+        {"query": "x", "filters": {"metadata": {"pages": 2**63}}},
+        {"query": "x", "filters": {"metadata": {"pages": 2**53}}},
+        {"query": "x", "filters": {"metadata": {"pages": [True, False]}}},
+        {"query": "x", "filters": {"metadata": {"doc_id": ["a"] * 5000}}},
+        {"query": "x", "top_k": "10"},
+        {"query": "x", "top_k": 5.5},
+        {"query": "x", "top_k": True},
+    ]
+    for body in probes:
+        assert client.post("/retrieve", json=body, headers=headers).status_code in (413, 422)
+    nan = client.post(
+        "/retrieve",
+        content='{"query": "x", "rerank_blend": NaN}',
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert nan.status_code == 422
+    wrong_method = client.get("/retrieve", headers=headers)
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
