@@ -66,7 +66,7 @@ def config_fingerprint(settings: Settings, filetype: str = "pdf") -> str:
 def build_source(config: SourceConfig) -> DocumentSource:
     """The connector for a `[[sources]]` entry."""
     if isinstance(config, LocalFolderConfig):
-        return LocalFolderSource(config.path, config.include, config.exclude)
+        return LocalFolderSource.from_config(config)
     if isinstance(config, S3Config):
         return S3Source(config)
     if isinstance(config, HttpConfig):

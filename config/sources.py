@@ -78,6 +78,11 @@ class LocalFolderConfig(_SourceModel):
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     schedule: Schedule = None
+    follow_symlinks: bool = Field(
+        default=False,
+        description="Read what links lead to outside the folder too; off, such links (and FIFOs, "
+        "sockets, devices) are reported as skipped, never opened.",
+    )
 
 
 class S3Config(_SourceModel):

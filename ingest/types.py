@@ -88,6 +88,10 @@ class DocumentSource(Protocol):
         """The item's bytes at a local path; remote sources download into `folder`."""
         ...
 
+    def skipped(self) -> list[tuple[str, str]]:
+        """(uri, reason) of what the last listing found but will not read."""
+        ...
+
 
 class DocumentParser(Protocol):
     """Turns one source file into elements, or raises `ParseError` with a reason."""

@@ -161,6 +161,9 @@ def _sync(
     known = manifest.documents(source_name)
     plan = plan_changes(items, known, _fingerprint(parts, options), options.max_deleted_fraction)
     report.files_seen = len(items)
+    for uri, reason in source.skipped():
+        log.warning("%s skipped: %s", uri, reason)
+        report.skipped.append(DocumentOutcome(uri, reason, 0))
     report.stage_seconds["list"] = round(time.perf_counter() - started, 3)
     log.info(
         "%s: %d listed; to read %d, unchanged %d, to delete %d, quarantined %d%s",

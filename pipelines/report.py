@@ -30,6 +30,8 @@ class IngestReport:
     failed: list[DocumentOutcome] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     """Skipped: failed before and unchanged since (`sluice retry-failed` re-drives them)."""
+    skipped: list[DocumentOutcome] = field(default_factory=list)
+    """Found but never opened: a FIFO, socket or device, a link out of the source folder."""
     deletions_held: str = ""
     chunks: int = 0
     embedded: int = 0
@@ -53,6 +55,7 @@ class IngestReport:
             "deleted": len(self.deleted),
             "failed": len(self.failed),
             "quarantined": len(self.quarantined),
+            "skipped": len(self.skipped),
             "deletions_held": self.deletions_held,
             "chunks": self.chunks,
             "embedded": self.embedded,
@@ -66,6 +69,7 @@ class IngestReport:
                 "deleted": self.deleted,
                 "failed": [asdict(d) for d in self.failed],
                 "quarantined": self.quarantined,
+                "skipped": [asdict(d) for d in self.skipped],
             },
         }
 
@@ -98,6 +102,7 @@ class IngestReport:
         rows += [
             (uri, "quarantined", "skipped until changed or retried") for uri in self.quarantined
         ]
+        rows += [(d.uri, "skipped", d.reason) for d in self.skipped]
         if rows:
             lines += ["", "| document | outcome | reason |", "|---|---|---|"]
             lines += [f"| {uri} | {what} | {why.replace('|', '/')} |" for uri, what, why in rows]

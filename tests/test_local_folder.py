@@ -38,3 +38,73 @@ def test_uri_is_the_stable_document_id(tmp_path: Path) -> None:
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="does not exist"):
         LocalFolderSource(tmp_path / "nope").list_items()
+
+
+def test_links_out_of_the_folder_and_special_files_are_reported_never_read(
+    tmp_path: Path,
+) -> None:
+    import os
+    import socket
+
+    root, outside = tmp_path / "docs", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not yours")
+    (root / "a.md").write_text("# A\n")
+    (root / "escape.txt").symlink_to("../outside/secret.txt")
+    (root / "inside.md").symlink_to("a.md")
+    (root / "broken.md").symlink_to("nowhere.md")
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    os.mkfifo(root / "pipe.md")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(root / "sub" / "sock.md"))
+
+    source = LocalFolderSource(root)
+    listed = sorted(item.name for item in source.list_items())
+    assert listed == ["a.md", "inside.md"], "a link inside the folder is read"
+    reasons = {uri.rsplit("/", 1)[1]: reason for uri, reason in source.skipped()}
+    assert reasons["escape.txt"].startswith("a link to outside the source folder")
+    assert reasons["broken.md"] == "a broken link"
+    assert reasons["linked"].startswith("a link to a folder, not followed")
+    assert reasons["pipe.md"] == "not a regular file (a FIFO); never opened"
+    assert reasons["sock.md"] == "not a regular file (a socket); never opened"
+    server.close()
+
+    following = LocalFolderSource(root, follow_symlinks=True)
+    names = sorted(item.name for item in following.list_items())
+    assert "escape.txt" in names and "linked/secret.txt" in names, "the setting allows it"
+    assert not any(name.startswith("loop/") for name in names), "a loop is walked once"
+
+
+def test_a_link_changed_to_point_outside_after_listing_is_not_read(tmp_path: Path) -> None:
+    from ingest.types import ParseError
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.md").write_text("# A\n")
+    (tmp_path / "secret.txt").write_text("not yours")
+    (root / "b.md").symlink_to("a.md")
+    source = LocalFolderSource(root)
+    (item,) = [i for i in source.list_items() if i.name == "b.md"]
+    (root / "b.md").unlink()
+    (root / "b.md").symlink_to("../secret.txt")
+    with pytest.raises(ParseError, match="outside the source folder"):
+        source.fetch(item, tmp_path)
+
+
+def test_an_ingest_reports_what_it_skipped_and_indexes_none_of_it(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    from config.settings import Settings
+    from tests.conftest import ingest_folder
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.md").write_text("# Pumps\n\nImpellers wear.\n")
+    (tmp_path / "secret.md").write_text("# Secret\n\nThe vault code is 1234.\n")
+    (root / "escape.md").symlink_to("../secret.md")
+    report = ingest_folder(Settings(data_dir=tmp_path / "data"), root, embedder)
+    assert [d.uri.rsplit("/", 1)[1] for d in report.new] == ["a.md"]
+    assert [(d.uri.rsplit("/", 1)[1], d.reason.split(",")[0]) for d in report.skipped] == [
+        ("escape.md", "a link to outside the source folder")
+    ]
+    assert report.to_dict()["skipped"] == 1 and not report.failed

@@ -36,6 +36,9 @@ class HttpSource:
 
         return httpx.Client(timeout=self.config.timeout_s, follow_redirects=True)
 
+    def skipped(self) -> list[tuple[str, str]]:
+        return []
+
     def list_items(self) -> list[SourceItem]:
         import httpx
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from config.sources import LocalFolderConfig
-from ingest.types import SourceFile, SourceItem, SourceUnavailable
+from ingest.types import ParseError, SourceFile, SourceItem, SourceUnavailable
 
 
 def glob_matches(relative_path: str, pattern: str) -> bool:
@@ -37,40 +39,93 @@ class LocalFolderSource:
         root: Path,
         include: list[str] | None = None,
         exclude: list[str] | None = None,
+        follow_symlinks: bool = False,
     ) -> None:
+        """`follow_symlinks`: also read what links lead to outside the folder, and descend
+        into linked folders. Off, a link is followed only to a file inside the folder."""
         self.root = root.resolve()
         self.include = include or ["**/*"]
         self.exclude = exclude or []
+        self.follow_symlinks = follow_symlinks
+        self._skipped: list[tuple[str, str]] = []
 
     @classmethod
     def from_config(cls, config: LocalFolderConfig) -> LocalFolderSource:
-        return cls(config.path, config.include, config.exclude)
+        return cls(config.path, config.include, config.exclude, config.follow_symlinks)
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(uri, reason) of what the last listing found but will not read."""
+        return list(self._skipped)
 
     def list_items(self) -> list[SourceItem]:
         """A missing root fails the run (recorded in its history), never reads as "all deleted"."""
         if not self.root.exists():
             raise SourceUnavailable(f"source folder {self.root} does not exist (is it mounted?)")
+        self._skipped = []
         if self.root.is_file():
             candidates, base = [self.root], self.root.parent
         else:
-            candidates, base = sorted(p for p in self.root.rglob("*") if p.is_file()), self.root
+            candidates, base = self._walk(), self.root
         items = []
         for path in candidates:
             relative = path.relative_to(base).as_posix()
             if not selected(relative, self.include, self.exclude):
                 continue
-            stat = path.stat()
+            info = path.stat()
             items.append(
                 SourceItem(
                     uri=path.as_uri(),
                     name=relative,
-                    size=stat.st_size,
-                    fingerprint=f"{stat.st_mtime_ns}:{stat.st_size}",
+                    size=info.st_size,
+                    fingerprint=f"{info.st_mtime_ns}:{info.st_size}",
                 )
             )
         return items
 
+    def _walk(self) -> list[Path]:
+        """Regular files under the root, sorted; everything else it meets is `skipped`."""
+        found = []
+        visited: set[str] = set()
+        for folder, folders, files in os.walk(self.root, followlinks=self.follow_symlinks):
+            real = os.path.realpath(folder)
+            if real in visited:  # a link loop, or a second way into one folder
+                folders.clear()
+                continue
+            visited.add(real)
+            here = Path(folder)
+            for name in folders:
+                if not self.follow_symlinks and (here / name).is_symlink():
+                    self._skip(here / name, "a link to a folder, not followed (follow_symlinks)")
+            for name in files:
+                path = here / name
+                if (refused := self._refusal(path)) is None:
+                    found.append(path)
+                else:
+                    self._skip(path, refused)
+        return sorted(found)
+
+    def _refusal(self, path: Path) -> str | None:
+        """Why `path` is not read, or None: a source never opens a FIFO, socket or device,
+        and never follows a link out of its folder unless told to."""
+        if path.is_symlink():
+            if not path.exists():
+                return "a broken link"
+            if not self.follow_symlinks and not path.resolve().is_relative_to(self.root):
+                return "a link to outside the source folder, not followed (follow_symlinks)"
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+            return f"not a regular file (a {kind}); never opened"
+        return None
+
+    def _skip(self, path: Path, reason: str) -> None:
+        relative = path.relative_to(self.root).as_posix()
+        if selected(relative, self.include, self.exclude):
+            self._skipped.append((path.as_uri(), reason))
+
     def fetch(self, item: SourceItem, folder: Path) -> SourceFile:
         path = self.root if self.root.is_file() else self.root / item.name
-        stat = path.stat()
-        return SourceFile(uri=item.uri, path=path, size=stat.st_size, mtime=stat.st_mtime)
+        if (refused := self._refusal(path)) is not None:  # it may have changed since listing
+            raise ParseError(refused)
+        info = path.stat()
+        return SourceFile(uri=item.uri, path=path, size=info.st_size, mtime=info.st_mtime)

@@ -43,6 +43,9 @@ class S3Source:
             )
         return self._client
 
+    def skipped(self) -> list[tuple[str, str]]:
+        return []
+
     def list_items(self) -> list[SourceItem]:
         from botocore.exceptions import BotoCoreError, ClientError
 

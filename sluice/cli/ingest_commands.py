@@ -67,6 +67,7 @@ def print_report(report: dict[str, Any]) -> None:
     rows += [
         (uri, "quarantined", "skipped; sluice retry-failed") for uri in documents["quarantined"]
     ]
+    rows += [(d["uri"], "skipped", d["reason"]) for d in documents.get("skipped", [])]
     if rows:
         details = report_table("Documents", ("document", "outcome", "reason"))
         for row in rows[:200]:
