@@ -145,6 +145,11 @@ class Settings(BaseSettings):
         description="API keys on /retrieve: auto requires them unless the API binds a loopback "
         "address; `sluice keys create` makes them.",
     )
+    ready_needs_key: bool = Field(
+        default=False,
+        description="/ready answers only callers with an API key where keys are required "
+        "(/health always answers everyone).",
+    )
     max_body_bytes: int = Field(
         default=65536, ge=1024, description="Larger request bodies get 413 before being read."
     )

@@ -147,3 +147,16 @@ def test_keys_commands_create_list_and_revoke(
     ):
         refused = runner.invoke(app, ["keys", "create", *bad])
         assert refused.exit_code == 2 and message in refused.output, (bad, refused.output)
+
+
+def test_ready_needs_a_key_only_where_configured(api: tuple[TestClient, Settings]) -> None:
+    from retrieval_api.app import create_app
+
+    client, settings = api
+    assert client.get("/ready").status_code == 200, "open by default"
+    guarded = settings.model_copy(update={"ready_needs_key": True})
+    key, _ = KeyStore(settings.api_keys_path).create(["acme"])
+    with TestClient(create_app(guarded), base_url="http://localhost") as closed:
+        assert closed.get("/ready").status_code == 401
+        assert closed.get("/ready", headers={"X-API-Key": key}).status_code == 200
+        assert closed.get("/health").status_code == 200
