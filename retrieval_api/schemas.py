@@ -156,6 +156,8 @@ class RetrieveRequest(BaseModel):
     )
     query: Annotated[
         str,
+        # Not only whitespace, in the schema's own terms (Unicode White_Space), so that a client
+        # and the server agree on what is blank.
         Field(min_length=1, max_length=4000, pattern=r"\S", description="Not only whitespace."),
         AfterValidator(_unicode),
     ]
@@ -174,13 +176,6 @@ class RetrieveRequest(BaseModel):
         description="Weight of the rerank score against the first stage's; unset uses the "
         "collection's tuned value, else the server default.",
     )
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must contain non-whitespace text")
-        return value
 
 
 class StageScores(BaseModel):
