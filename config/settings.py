@@ -150,6 +150,10 @@ class Settings(BaseSettings):
         description="/ready answers only callers with an API key where keys are required "
         "(/health always answers everyone).",
     )
+    metrics_needs_key: bool = Field(
+        default=True,
+        description="/metrics answers only admin keys where keys are required.",
+    )
     max_body_bytes: int = Field(
         default=65536, ge=1024, description="Larger request bodies get 413 before being read."
     )

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,10 +20,13 @@ from composition.components import Components
 from config.settings import Settings
 from index.types import StoreError, VectorStore
 from index.versions import active_spec
+from ingest.manifest import Manifest
 from retrieval_api.access import RATE_HEADERS, Access, allowed_hosts
 from retrieval_api.deps import ServiceState
 from retrieval_api.limits import BodyGuard, ConcurrencyLimit
+from retrieval_api.metrics import ApiMetrics, IndexCollector, RequestCounter
 from retrieval_api.routes import health, retrieve
+from retrieval_api.routes import metrics as metrics_route
 
 logger = logging.getLogger("sluice.api")
 
@@ -98,7 +102,10 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
+    app.state.metrics = ApiMetrics(IndexCollector(lambda: _index_readers(app, settings)))
+    app.add_middleware(RequestCounter, metrics=app.state.metrics)  # outermost: counts every answer
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     app.include_router(retrieve.router)
 
     @app.exception_handler(RequestValidationError)
@@ -136,3 +143,13 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         return _error(500, "internal_error", "internal error; see the server log")
 
     return app
+
+
+def _index_readers(app: FastAPI, settings: Settings) -> tuple[VectorStore, Any]:
+    """For a scrape: the served store, and each index's manifest where it has one."""
+    parts = Components(settings)
+
+    def manifest_of(index: str) -> Manifest | None:
+        return parts.manifest(index) if settings.manifest_path(index).exists() else None
+
+    return app.state.service.store, manifest_of

@@ -56,6 +56,8 @@ async def retrieve(
     started = time.perf_counter()
     response.headers.update(getattr(request.state, "rate_headers", {}))
     scope = caller.narrowed(body.filters.tenants)
+    tenant_label = ",".join(sorted(scope.tenants)) if scope.tenants is not None else "*"
+    request.state.sluice_metric_labels = (body.mode, tenant_label)
     try:
         outcome = await run_in_threadpool(
             searcher.search,
@@ -81,6 +83,7 @@ async def retrieve(
         )
     timings = dict(outcome.timings_ms)
     timings["total_ms"] = (time.perf_counter() - started) * 1000
+    request.app.state.metrics.observe_search(timings, outcome.degraded)
     return RetrieveResponse(
         query=body.query,
         mode=body.mode,

@@ -1,0 +1,217 @@
+"""Prometheus metrics at `/metrics`: what the API answered, and the state of its indexes.
+
+Request counters and stage histograms are kept by this process. Everything about indexes and
+ingest runs is read at scrape time from the store and the index's manifest, which every process
+that writes the index (ingest runs, re-embeds, rollbacks) keeps up to date: no pushgateway, and
+a run in another process shows on the next scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LABELS_KEY = "sluice_metric_labels"
+"""Where a route leaves the labels only it knows (mode, tenant) in the request's state."""
+
+
+class ApiMetrics:
+    """One registry per app, so that two apps in one process (tests) never share counts."""
+
+    def __init__(self, indexes: Collector) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sluice_requests",
+            "HTTP requests answered, by route, status, search mode and tenant",
+            ["route", "status", "mode", "tenant"],
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "sluice_retrieve_stage_seconds",
+            "Time /retrieve spent per stage: embed, bm25_encode, search (the dense and BM25 "
+            "queries, batched), fusion, rerank, total",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.degraded = Counter(
+            "sluice_retrieve_degraded",
+            "Answers given without a stage, by reason (e.g. rerank_budget)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(indexes)
+
+    def observe_search(self, timings_ms: dict[str, float], degraded: list[str]) -> None:
+        for name, milliseconds in timings_ms.items():
+            self.stage_seconds.labels(name.removesuffix("_ms")).observe(milliseconds / 1000)
+        for reason in degraded:
+            self.degraded.labels(reason.split(":", 1)[0]).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestCounter:
+    """ASGI middleware counting every answered request, refused ones included."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def noting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting)
+        finally:
+            mode, tenant = scope.get("state", {}).get(LABELS_KEY, ("", ""))
+            route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
+            self.metrics.requests.labels(route, str(status), mode, tenant).inc()
+
+
+KNOWN_ROUTES = frozenset({"/retrieve", "/health", "/ready", "/metrics", "/docs", "/openapi.json"})
+
+
+class IndexCollector(Collector):
+    """Per index at scrape time: the serving version and model, points, documents by status,
+    versions and their gate scores, ingest runs by source and outcome, documents and chunks
+    per outcome, embedding throughput, and each source's last successful run."""
+
+    def __init__(self, read: Any) -> None:
+        """`read()`: a (store, manifest opener) pair for this scrape."""
+        self.read = read
+
+    def describe(self) -> list[Any]:
+        """Nothing up front: the indexes are read at scrape time, once the app serves."""
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        store, manifest_of = self.read()
+        info = InfoMetricFamily("sluice_index", "The collection version an index serves")
+        points = GaugeMetricFamily(
+            "sluice_index_points", "Points in the serving version", labels=["index"]
+        )
+        documents = GaugeMetricFamily(
+            "sluice_index_documents", "Documents by status", labels=["index", "status"]
+        )
+        versions = GaugeMetricFamily(
+            "sluice_index_version_state",
+            "1 for each version's state (building, serving, retired, rejected, dropped)",
+            labels=["index", "collection", "state"],
+        )
+        scores = GaugeMetricFamily(
+            "sluice_index_version_score",
+            "A version's gate score on the golden set",
+            labels=["index", "collection", "mode", "metric"],
+        )
+        runs = CounterMetricFamily(
+            "sluice_ingest_runs", "Ingest runs by outcome", labels=["index", "source", "state"]
+        )
+        outcomes = CounterMetricFamily(
+            "sluice_ingest_documents",
+            "Documents of ingest runs by outcome",
+            labels=["index", "source", "outcome"],
+        )
+        chunks = CounterMetricFamily(
+            "sluice_ingest_chunks",
+            "Chunks written and embedded",
+            labels=["index", "source", "kind"],
+        )
+        throughput = GaugeMetricFamily(
+            "sluice_ingest_embed_chunks_per_second",
+            "Embedding throughput of each source's last run that embedded anything",
+            labels=["index", "source"],
+        )
+        last_success = GaugeMetricFamily(
+            "sluice_ingest_last_success_timestamp_seconds",
+            "When each source's last completed run ended",
+            labels=["index", "source"],
+        )
+        for alias, collection in store.list_aliases().items():
+            spec = store.collection_spec(collection)
+            info.add_metric(
+                [],
+                {
+                    "index": alias,
+                    "collection": collection,
+                    "embedding_model": spec.embedding_model if spec else "",
+                    "tenants": str(bool(spec and spec.tenants)).lower(),
+                },
+            )
+            points.add_metric([alias], store.count(collection))
+            manifest = manifest_of(alias)
+            if manifest is None:
+                continue
+            try:
+                _add_manifest(alias, manifest, documents, versions, scores)
+                _add_runs(alias, manifest, runs, outcomes, chunks, throughput, last_success)
+            finally:
+                manifest.close()
+        yield from (info, points, documents, versions, scores)
+        yield from (runs, outcomes, chunks, throughput, last_success)
+
+
+def _add_manifest(alias: str, manifest: Any, documents: Any, versions: Any, scores: Any) -> None:
+    by_status: dict[str, int] = {}
+    for record in manifest.documents().values():
+        by_status[record.status] = by_status.get(record.status, 0) + 1
+    for status, count in by_status.items():
+        documents.add_metric([alias, status], count)
+    for name, record in manifest.versions().items():
+        versions.add_metric([alias, name, record.state], 1)
+        for mode, metrics in (record.scores or {}).items():
+            for metric, value in (metrics or {}).items():
+                if isinstance(value, int | float):
+                    scores.add_metric([alias, name, mode, metric], float(value))
+
+
+def _add_runs(
+    alias: str,
+    manifest: Any,
+    runs: Any,
+    outcomes: Any,
+    chunks: Any,
+    throughput: Any,
+    last_success: Any,
+) -> None:
+    counted: dict[tuple[str, ...], float] = {}
+
+    def add(key: tuple[str, ...], value: float) -> None:
+        counted[key] = counted.get(key, 0) + value
+
+    latest_success: dict[str, float] = {}
+    latest_rate: dict[str, float] = {}
+    for run in reversed(manifest.runs(limit=100_000)):  # oldest first: the latest wins
+        report = run.report or {}
+        add(("runs", run.source, run.state), 1)
+        for outcome in ("new", "changed", "unchanged", "deleted", "failed", "skipped"):
+            add(("documents", run.source, outcome), float(report.get(outcome) or 0))
+        for kind in ("chunks", "embedded", "from_cache"):
+            add(("chunks", run.source, kind), float(report.get(kind) or 0))
+        embed_s = (report.get("stage_seconds") or {}).get("embed") or 0
+        if report.get("embedded") and embed_s:
+            latest_rate[run.source] = report["embedded"] / embed_s
+        if run.state in ("completed", "completed_with_failures") and run.finished_at:
+            latest_success[run.source] = run.finished_at
+    families = {"runs": runs, "documents": outcomes, "chunks": chunks}
+    for (family, source, label), value in counted.items():
+        families[family].add_metric([alias, source, label], value)
+    for source, rate in latest_rate.items():
+        throughput.add_metric([alias, source], rate)
+    for source, finished in latest_success.items():
+        last_success.add_metric([alias, source], finished)
