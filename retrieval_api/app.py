@@ -25,6 +25,7 @@ from retrieval_api.access import RATE_HEADERS, Access, allowed_hosts
 from retrieval_api.deps import ServiceState
 from retrieval_api.limits import BodyGuard, ConcurrencyLimit
 from retrieval_api.metrics import ApiMetrics, IndexCollector, RequestCounter
+from retrieval_api.request_id import RequestId
 from retrieval_api.routes import health, retrieve
 from retrieval_api.routes import metrics as metrics_route
 
@@ -103,7 +104,8 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.state.metrics = ApiMetrics(IndexCollector(lambda: _index_readers(app, settings)))
-    app.add_middleware(RequestCounter, metrics=app.state.metrics)  # outermost: counts every answer
+    app.add_middleware(RequestCounter, metrics=app.state.metrics)  # counts every answer
+    app.add_middleware(RequestId)  # outermost: even a refused request has its id
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     app.include_router(retrieve.router)

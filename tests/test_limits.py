@@ -184,3 +184,15 @@ def test_cors_is_off_unless_origins_are_configured(settings: Settings) -> None:
         assert answer.headers["access-control-allow-origin"] == "https://app.example"
         refused = client.options("/retrieve", headers={**preflight, "Origin": "https://evil"})
         assert refused.status_code == 400
+
+
+def test_every_answer_carries_a_request_id_the_callers_or_a_new_one(settings: Settings) -> None:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
+        given = client.post("/retrieve", json={"query": "x"}, headers={"X-Request-ID": "abc-123"})
+        assert given.headers["x-request-id"] == "abc-123"
+        made = client.post("/retrieve", json={"query": ""})
+        assert made.status_code == 422 and len(made.headers["x-request-id"]) == 32
+        odd = client.get("/health", headers={"X-Request-ID": "no spaces allowed"})
+        assert odd.headers["x-request-id"] != "no spaces allowed"
+        refused = client.get("/health", headers={"Host": "evil.example", "X-Request-ID": "r1"})
+        assert refused.status_code == 400 and refused.headers["x-request-id"] == "r1"
