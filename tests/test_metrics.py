@@ -77,3 +77,21 @@ def test_metrics_count_known_traffic_and_read_runs_of_other_processes(
     assert value("sluice_ingest_runs_total", index="docs", source=source, state="completed") == 2
     assert value("sluice_ingest_documents_total", index="docs", source=source, outcome="new") == 2
     assert value("sluice_ingest_last_success_timestamp_seconds", index="docs", source=source) > 0
+    _the_dashboard_asks_only_for_metrics_that_exist(scraped.text)
+
+
+def _the_dashboard_asks_only_for_metrics_that_exist(scraped: str) -> None:
+    """The Grafana dashboard compose provisions reads names this app exposes."""
+    import json
+    import re
+
+    dashboard = Path(__file__).resolve().parents[1] / "deploy/grafana/dashboards/sluice.json"
+    panels = json.loads(dashboard.read_text())["panels"]
+    asked = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for panel in panels
+        for target in panel["targets"]
+        for name in re.findall(r"sluice_[a-z0-9_]+", target["expr"])
+    }
+    exposed = {family.name for family in text_string_to_metric_families(scraped)}
+    assert asked and asked <= exposed, asked - exposed
