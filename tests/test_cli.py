@@ -322,3 +322,28 @@ def test_an_unexpected_error_is_one_line_naming_the_file_with_its_traceback(
 
     debug = sluice("--debug", "runs")
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_ingest_of_a_path_for_a_tenant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None
+) -> None:
+    folder = tmp_path / "acme"
+    folder.mkdir()
+    (folder / "pump.md").write_text("# Pump\n\nThe impeller wears out.\n")
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    bad = runner.invoke(app, ["ingest", str(folder), "--tenant", "a b"])
+    assert bad.exit_code == 2 and "--tenant 'a b'" in bad.output
+    done = runner.invoke(app, ["ingest", str(folder), "--tenant", "acme", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["tenant"] == "acme"
+    from composition.components import Components
+    from config.settings import Settings
+
+    store = Components(Settings()).store()
+    try:
+        (point,) = [p for page in store.read_points("docs__v1") for p in page]
+        assert point.payload["tenant"] == "acme"
+        assert point.payload["public_uri"] == "acme/pump.md"
+    finally:
+        store.close()
