@@ -94,10 +94,15 @@ def use_prefect(settings: Settings) -> None:
     home = Path(os.environ["PREFECT_HOME"])
     url = running_server(home)
     if url is None:
-        console.print("[dim]starting this data dir's Prefect server (first use: ~20 s)…[/dim]")
+        console.print(
+            "[dim]starting this data dir's Prefect server (first use: ~20 s)…[/dim]", soft_wrap=True
+        )
         url = ensure_local_server(home, settings.prefect_server_idle_minutes * 60)
         ui = url.removesuffix("/api")
-        console.print(f"[dim]runs are recorded in Prefect at {ui} (`sluice status` shows it)[/dim]")
+        console.print(
+            f"[dim]runs are recorded in Prefect at {ui} (`sluice status` shows it)[/dim]",
+            soft_wrap=True,
+        )
     os.environ["PREFECT_API_URL"] = url
 
 

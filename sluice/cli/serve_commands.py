@@ -41,6 +41,12 @@ def serve(
             "will get 401 until `sluice keys create --tenant T` makes one",
             soft_wrap=True,
         )
+    elif not auth_required(settings):
+        console.print(
+            f"[yellow]serving without API keys[/yellow] ({settings.api_host} is loopback, "
+            f"SLUICE_AUTH={settings.auth}): every caller reads every tenant",
+            soft_wrap=True,
+        )
     from retrieval_api.limits import head_deadline
 
     uvicorn.run(
