@@ -18,7 +18,7 @@ from fastapi import Depends, HTTPException, Request
 from pyrate_limiter import Rate, RateItem, StateBucket, TokenBucket
 
 from config.settings import Settings
-from retrieval_api.keys import DEFAULT_TENANT, KeyRecord, KeyStore
+from retrieval_api.keys import KeyRecord, KeyStore
 
 
 def auth_required(settings: Settings) -> bool:
@@ -121,39 +121,6 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def caller_of(request: Request, keys: KeyStore, limiter: RateLimiter, required: bool) -> Caller:
-    presented = presented_key(request)
-    if presented is None:
-        if required:
-            raise HTTPException(
-                401,
-                "an API key is required: send `Authorization: Bearer <key>` "
-                "(keys come from `sluice keys create`)",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        return ANONYMOUS
-    record = keys.verify(presented)
-    if record is None:
-        raise HTTPException(
-            401, "the API key is unknown, revoked or expired", {"WWW-Authenticate": "Bearer"}
-        )
-    request.state.rate_headers = limiter.admit(record)
-    return Caller(record, None if record.all_tenants else record.tenants)
-
-
-def needs_scope(scope: str):  # type: ignore[no-untyped-def]
-    """A dependency: the caller's key must have `scope` (admin has every scope)."""
-
-    def check(request: Request) -> Caller:
-        access = request.app.state.access
-        caller = caller_of(request, access.keys, access.limiter, access.required)
-        if caller.key is not None and caller.key.scope not in (scope, "admin"):
-            raise HTTPException(403, f"this key's scope is '{caller.key.scope}', not '{scope}'")
-        return caller
-
-    return Depends(check)
-
-
 @dataclass
 class Access:
     """What the app holds to decide who may call: the key store, the limiter, the auth mode."""
@@ -166,7 +133,37 @@ class Access:
     def of(cls, settings: Settings) -> Access:
         return cls(KeyStore(settings.api_keys_path), RateLimiter(), auth_required(settings))
 
+    def caller(self, request: Request, scope: str = "retrieve") -> Caller:
+        """The request's key, checked (401), within its rate (429) and of `scope` (403; admin
+        has every scope); anonymous where keys are not required and none is given."""
+        presented = presented_key(request)
+        if presented is None:
+            if self.required:
+                raise HTTPException(
+                    401,
+                    "an API key is required: send `Authorization: Bearer <key>` "
+                    "(keys come from `sluice keys create`)",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+            return ANONYMOUS
+        record = self.keys.verify(presented)
+        if record is None:
+            raise HTTPException(
+                401, "the API key is unknown, revoked or expired", {"WWW-Authenticate": "Bearer"}
+            )
+        request.state.rate_headers = self.limiter.admit(record)
+        if record.scope not in (scope, "admin"):
+            raise HTTPException(
+                403,
+                f"this key's scope is '{record.scope}'; this needs '{scope}' "
+                f"(sluice keys create --scope {scope})",
+            )
+        return Caller(record, None if record.all_tenants else record.tenants)
 
-Retriever = Annotated[Caller, needs_scope("retrieve")]
 
-__all__ = ["DEFAULT_TENANT", "Access", "Caller", "Retriever", "auth_required", "is_loopback"]
+def _retriever(request: Request) -> Caller:
+    access: Access = request.app.state.access
+    return access.caller(request)
+
+
+Retriever = Annotated[Caller, Depends(_retriever)]

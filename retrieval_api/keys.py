@@ -26,11 +26,11 @@ from typing import Literal
 
 from filelock import FileLock
 
+from config.sources import TENANT_PATTERN
+
 Scope = Literal["retrieve", "admin"]
 ALL_TENANTS = "*"
-DEFAULT_TENANT = "default"
 KEY_PATTERN = re.compile(r"slk_([a-z2-7]{12})_([A-Za-z0-9]{43})")
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _BASE62 = string.ascii_letters + string.digits
 _UNKNOWN = hashlib.sha256(b"no such key").hexdigest()
 
@@ -120,7 +120,7 @@ class KeyStore:
     ) -> tuple[str, KeyRecord]:
         """The new key (its only appearance) and its record."""
         for tenant in tenants:
-            if tenant != ALL_TENANTS and not TENANT_PATTERN.match(tenant):
+            if tenant != ALL_TENANTS and not re.match(TENANT_PATTERN, tenant):
                 raise KeyStoreError(f"'{tenant}' is not a tenant name (letters, digits, _ . -)")
         if not tenants and scope != "admin":
             raise KeyStoreError("a key needs a tenant (--tenant), or the admin scope")

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from retrieval_api.access import caller_of
 from retrieval_api.deps import ServiceState, State
 
 router = APIRouter()
@@ -20,8 +19,7 @@ async def health(state: State) -> dict[str, str]:
 @router.get("/ready", summary="The index answers searches and its embedding model is loaded")
 async def ready(state: State, request: Request) -> JSONResponse:
     if state.settings.ready_needs_key:
-        access = request.app.state.access
-        caller_of(request, access.keys, access.limiter, access.required)
+        request.app.state.access.caller(request)
     return await run_in_threadpool(_readiness, state)
 
 

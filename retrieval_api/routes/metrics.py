@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from retrieval_api.access import caller_of
 from retrieval_api.deps import State
 
 router = APIRouter()
@@ -20,10 +19,7 @@ router = APIRouter()
 )
 async def metrics(state: State, request: Request) -> Response:
     """An admin key where keys are required, unless SLUICE_METRICS_NEEDS_KEY is false."""
-    access = request.app.state.access
-    if state.settings.metrics_needs_key and access.required:
-        caller = caller_of(request, access.keys, access.limiter, access.required)
-        if caller.key is not None and caller.key.scope != "admin":
-            raise HTTPException(403, "metrics need an admin key (sluice keys create --scope admin)")
+    if state.settings.metrics_needs_key:
+        request.app.state.access.caller(request, scope="admin")
     body = await run_in_threadpool(request.app.state.metrics.render)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -37,7 +37,7 @@ def run_history(
             "started_at": _iso(run.started_at),
             "finished_at": _iso(run.finished_at),
             "seconds": round(run.finished_at - run.started_at, 1) if run.finished_at else None,
-            **{key: _count((run.report or {}).get(key)) for key in COUNTS},
+            **{key: (run.report or {}).get(key) for key in COUNTS},  # None: no report yet
             "error": run.error,
             "flow_run_id": run.external_id,
         }
@@ -49,13 +49,6 @@ def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-def _count(value: Any) -> int | None:
-    """Reports list the documents behind some counts (new, changed, deleted, failed)."""
-    if value is None:
-        return None
-    return len(value) if isinstance(value, list) else int(value)
 
 
 STATE_STYLE = {
