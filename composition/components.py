@@ -39,6 +39,7 @@ from ingest.sources.local_folder import LocalFolderSource
 from ingest.sources.s3 import S3Source
 from ingest.types import DocumentSource, SourceItem
 from ingest.unstructured_parser import UnstructuredParser
+from pipelines.cost import CostRates
 from pipelines.gate import GatePolicy
 from pipelines.ingest_sync import IngestParts, SyncOptions
 from pipelines.versioned_index import VersionedIndex
@@ -229,6 +230,10 @@ class Components:
             self.settings.rerank_candidates,
             self.hybrid_defaults(),
         )
+
+    def cost_rates(self) -> CostRates:
+        s = self.settings
+        return CostRates(s.cost_cpu_hour, s.cost_gpu_hour, s.cost_storage_gb_month, s.cost_currency)
 
     def gate_policy(self) -> GatePolicy:
         s = self.settings

@@ -198,6 +198,55 @@ class Settings(BaseSettings):
         default=None, ge=16, le=4096, description="Tokens per pair; unset: the model's own."
     )
 
+    query_log: bool = Field(
+        default=True,
+        description="Record every /retrieve call in Parquet files under the data dir's "
+        "query-log/ (docs/observability.md).",
+    )
+    query_log_text: bool = Field(
+        default=True,
+        description="Keep each query's text in the query log; false: only a keyed hash of it "
+        "(equal queries still group; replay needs the text).",
+    )
+    query_log_max_mb: float = Field(
+        default=512, gt=0, description="The query log's size bound; the oldest files go first."
+    )
+    query_log_flush_rows: int = Field(
+        default=1000, ge=1, description="Records buffered before they are written to a file."
+    )
+    query_log_flush_s: float = Field(
+        default=30, gt=0, description="The longest a record waits in the buffer."
+    )
+    result_cache_entries: int = Field(
+        default=1024,
+        ge=0,
+        description="Answers kept per API process, keyed by the serving collection version, "
+        "its writes, the tenants and the normalised request; 0: no result cache.",
+    )
+    query_embedding_cache_entries: int = Field(
+        default=4096,
+        ge=0,
+        description="Query vectors kept per API process, keyed by model and normalised query; "
+        "0: none.",
+    )
+    cost_cpu_hour: float = Field(
+        default=0.05, ge=0, description="What a CPU core-hour costs, for cost estimates."
+    )
+    cost_gpu_hour: float = Field(
+        default=2.5, ge=0, description="What a GPU-hour costs, for cost estimates."
+    )
+    cost_storage_gb_month: float = Field(
+        default=0.10, ge=0, description="What a GB-month of index storage costs."
+    )
+    cost_currency: str = Field(default="USD", description="The unit of the cost rates.")
+    gate_replay_min_overlap: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Without a golden set, a re-embed serves only if logged queries replayed "
+        "on it keep at least this overlap@10 with the serving version's answers.",
+    )
+
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"
@@ -205,6 +254,10 @@ class Settings(BaseSettings):
     @property
     def api_keys_path(self) -> Path:
         return self.data_dir / "api-keys.json"
+
+    @property
+    def query_log_dir(self) -> Path:
+        return self.data_dir / "query-log"
 
     @property
     def embedding_cache_dir(self) -> Path:
