@@ -28,6 +28,7 @@ from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
 from index.models import canonical_model_id
+from index.query_log import QueryLog
 from index.reranker import CrossEncoderReranker
 from index.searcher import IndexSearcher
 from index.store_factory import open_vector_store
@@ -219,16 +220,33 @@ class Components:
         store: VectorStore,
         embedder_for: Callable[[CollectionSpec], Embedder] | None = None,
         reranker: Reranker | None = None,
+        cached: bool = False,
     ) -> IndexSearcher:
         """A searcher with the configured reranker (or `reranker`); `embedder_for`: how a
         collection's queries are embedded (the API keeps its loaded models), by default a new
-        embedder of the collection's own model."""
+        embedder of the collection's own model. `cached`: with the configured result and
+        query-vector caches (a server's; a one-off search gains nothing from them)."""
+        s = self.settings
         return IndexSearcher(
             store,
             embedder_for or self.embedder_for,
             reranker or self.reranker(),
-            self.settings.rerank_candidates,
+            s.rerank_candidates,
             self.hybrid_defaults(),
+            result_cache_entries=s.result_cache_entries if cached else 0,
+            query_vector_cache_entries=s.query_embedding_cache_entries if cached else 0,
+        )
+
+    def query_log(self) -> QueryLog | None:
+        s = self.settings
+        if not s.query_log:
+            return None
+        return QueryLog(
+            s.query_log_dir,
+            keep_text=s.query_log_text,
+            max_bytes=int(s.query_log_max_mb * 2**20),
+            flush_rows=s.query_log_flush_rows,
+            flush_s=s.query_log_flush_s,
         )
 
     def cost_rates(self) -> CostRates:

@@ -8,6 +8,7 @@ with the embedded engine.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +35,8 @@ from index.types import (
 )
 
 _SPEC_KEY = "sluice"
+_WRITE_KEY = "sluice_write"
+"""Collection metadata a writer sets to a new token after each write (`write_stamp`)."""
 
 
 @contextmanager
@@ -102,7 +105,9 @@ class QdrantClientStore:
         if spec is None:
             raise CollectionNotFoundError(f"collection {name} does not exist")
         updated = dataclasses.replace(spec, tuning=tuning)
-        self.client.update_collection(name, metadata={_SPEC_KEY: updated.to_metadata()})
+        self.client.update_collection(
+            name, metadata={_SPEC_KEY: updated.to_metadata(), _WRITE_KEY: uuid.uuid4().hex}
+        )
 
     def resolve_alias(self, alias: str) -> str | None:
         for description in self.client.get_aliases().aliases:
@@ -152,6 +157,7 @@ class QdrantClientStore:
                 ],
                 wait=True,
             )
+            self._wrote(collection)
 
     def delete(self, collection: str, filter: PayloadFilter) -> None:
         with _contract_errors(collection):
@@ -161,6 +167,16 @@ class QdrantClientStore:
             assert client_filter is not None
             selector = models.FilterSelector(filter=client_filter)
             self.client.delete(collection, points_selector=selector, wait=True)
+            self._wrote(collection)
+
+    def _wrote(self, collection: str) -> None:
+        """Writers in any process stamp the collection, so every reader sees the change."""
+        self.client.update_collection(collection, metadata={_WRITE_KEY: uuid.uuid4().hex})
+
+    def write_stamp(self, collection: str) -> str:
+        with _contract_errors(collection):
+            metadata = self.client.get_collection(collection).config.metadata or {}
+            return str(metadata.get(_WRITE_KEY, ""))
 
     def count(self, collection: str, filter: PayloadFilter | None = None) -> int:
         with _contract_errors(collection):

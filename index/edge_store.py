@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ class EdgeVectorStore:
         # Catalog changes are read-modify-write: across processes too, one at a time.
         self._catalog_lock = FileLock(self.path / "catalog.lock", thread_local=False)
         self._catalog_seen: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        # Every write passes through the one process that holds the shards: a counter there,
+        # with an id of this opening so that a takeover never repeats an earlier stamp.
+        self._opened = uuid.uuid4().hex
+        self._writes: dict[str, int] = {}
 
     # -- catalog -----------------------------------------------------------------------------
     def _read_catalog(self) -> dict[str, Any]:
@@ -150,6 +155,7 @@ class EdgeVectorStore:
     def drop_collection(self, name: str) -> None:
         with self._lock, self._catalog_lock:
             shard = self._shards.pop(name, None)
+            self._wrote(name)
             if shard is not None:
                 shard.close()
             catalog = self._read_catalog()
@@ -174,6 +180,7 @@ class EdgeVectorStore:
             spec = dataclasses.replace(CollectionSpec.from_metadata(data), tuning=tuning)
             catalog["collections"][name] = spec.to_metadata()
             self._write_catalog(catalog)
+            self._wrote(name)
 
     def resolve_alias(self, alias: str) -> str | None:
         target: str | None = self._catalog()["aliases"].get(alias)
@@ -209,6 +216,7 @@ class EdgeVectorStore:
         ]
         with self._lock:
             self._shard(collection).update(edge.UpdateOperation.upsert_points(edge_points))
+            self._wrote(collection)
 
     def delete(self, collection: str, filter: PayloadFilter) -> None:
         if not filter:
@@ -217,6 +225,13 @@ class EdgeVectorStore:
             self._shard(collection).update(
                 self._edge.UpdateOperation.delete_points_by_filter(to_edge_filter(filter))
             )
+            self._wrote(collection)
+
+    def _wrote(self, collection: str) -> None:
+        self._writes[collection] = self._writes.get(collection, 0) + 1
+
+    def write_stamp(self, collection: str) -> str:
+        return f"{self._opened}:{self._writes.get(collection, 0)}"
 
     def count(self, collection: str, filter: PayloadFilter | None = None) -> int:
         request = self._edge.CountRequest(filter=to_edge_filter(filter), exact=True)

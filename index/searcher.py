@@ -5,11 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
 
 from config.sources import DEFAULT_TENANT
 from index.bm25 import Bm25Encoder
 from index.fusion import DEFAULT_HYBRID, FusionParams, fuse
+from index.search_cache import BoundedCache, normalised_query
 from index.types import (
     TENANT_FIELD,
     CollectionNotFoundError,
@@ -29,6 +34,8 @@ from index.types import (
     VectorStore,
 )
 
+Vector = npt.NDArray[np.float32]
+
 
 @dataclass
 class SearchOutcome:
@@ -42,6 +49,13 @@ class SearchOutcome:
     degraded: list[str] = field(default_factory=list)
     options: HybridOptions = field(default_factory=lambda: DEFAULT_HYBRID)
     """What the search ran with, defaults and tuning applied."""
+    cache: Literal["hit", "miss", ""] = ""
+    """"hit" (answered from the result cache), "miss", or "" (no result cache)."""
+    query_vector_cached: bool = False
+
+
+def _without_payloads(points: list[ScoredPoint]) -> list[ScoredPoint]:
+    return [ScoredPoint(p.id, p.score, {}) for p in points]
 
 
 class IndexSearcher:
@@ -58,9 +72,19 @@ class IndexSearcher:
         reranker: Reranker | None = None,
         rerank_candidates: int = 30,
         defaults: HybridOptions = DEFAULT_HYBRID,
+        result_cache_entries: int = 0,
+        query_vector_cache_entries: int = 0,
     ) -> None:
-        """`defaults`: complete hybrid options for a collection nobody tuned."""
+        """`defaults`: complete hybrid options for a collection nobody tuned. The caches
+        (`index/search_cache.py`) are for a long-lived server; 0 entries: none."""
         self.defaults = defaults
+        self.results: BoundedCache[tuple[object, ...], SearchOutcome] = BoundedCache(
+            result_cache_entries
+        )
+        self.query_vectors: BoundedCache[tuple[str, str, str], Vector] = BoundedCache(
+            query_vector_cache_entries
+        )
+        self._serving: dict[str, str] = {}
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self.store = store
@@ -97,7 +121,9 @@ class IndexSearcher:
 
         `alias` may also name a collection version directly (a re-embed evaluates one before
         it serves). A version dropped between resolving the alias and searching it (a switch
-        and retention in between) is answered from the one the alias names now."""
+        and retention in between) is answered from the one the alias names now. The query is
+        searched as `normalised_query` makes it."""
+        query = normalised_query(query)
         arguments = (alias, query, mode, limit, options, payload_filter, rerank, tenants)
         try:
             return self._search_once(*arguments)
@@ -117,16 +143,33 @@ class IndexSearcher:
     ) -> SearchOutcome:
         timings: dict[str, float] = {}
         collection = self.store.resolve_alias(alias) or alias
+        key: tuple[object, ...] = ()
+        if self.results.enabled:
+            self._follow(alias, collection)
+            key = (
+                collection,
+                self.store.write_stamp(collection),
+                query,
+                mode,
+                limit,
+                repr(requested),
+                repr(payload_filter),
+                rerank,
+                None if tenants is None else tuple(sorted(tenants)),
+            )
+            if (cached := self.results.get(key)) is not None:
+                return replace(cached, timings_ms={}, cache="hit")
         spec = self.store.collection_spec(collection)
         if spec is None:
             raise IndexNotFoundError(f"index '{alias}' does not exist yet; ingest documents first")
         payload_filter = confined(payload_filter, tenants, spec)
+        vector_cached = False
         options = self.resolve(spec, requested)
         assert options.candidate_pool is not None
         dense = sparse = None
         if mode in ("dense", "hybrid"):
             started = time.perf_counter()
-            dense = self.embedder_for(spec).embed_query(query)
+            dense, vector_cached = self._query_vector(spec, query)
             timings["embed_ms"] = (time.perf_counter() - started) * 1000
         if mode in ("bm25", "hybrid"):
             started = time.perf_counter()
@@ -162,10 +205,46 @@ class IndexSearcher:
             first_stage=list(result.hits),
             options=options,
         )
+        outcome.query_vector_cached = vector_cached
         if rerank:
             self._rerank(query, outcome, limit, options.rerank_blend)
         result.hits = result.hits[:limit]
+        if self.results.enabled:
+            outcome.cache = "miss"
+            if not outcome.degraded:  # a degraded answer is not kept: the next may be whole
+                self.results.put(key, self._slim(outcome))
         return outcome
+
+    def _follow(self, alias: str, collection: str) -> None:
+        """An alias that moved (a switch, a rollback) empties the result cache: its answers
+        are unreachable by key already, and need not hold memory."""
+        if self._serving.get(alias, collection) != collection:
+            self.results.clear()
+        self._serving[alias] = collection
+
+    def _query_vector(self, spec: CollectionSpec, query: str) -> tuple[Vector, bool]:
+        """The query's vector, and whether it came from the cache."""
+        embedder = self.embedder_for(spec)
+        if not self.query_vectors.enabled:
+            return embedder.embed_query(query), False
+        key = (embedder.cache_key, embedder.query_prefix, query)
+        if (vector := self.query_vectors.get(key)) is not None:
+            return vector, True
+        vector = embedder.embed_query(query)
+        vector.flags.writeable = False  # shared by every answer of this query
+        self.query_vectors.put(key, vector)
+        return vector, False
+
+    @staticmethod
+    def _slim(outcome: SearchOutcome) -> SearchOutcome:
+        """What a cached answer keeps: the final hits whole, the candidate lists as ids and
+        scores (all a response's stage ranks need), a fraction of their memory."""
+        result = SearchResult(
+            list(outcome.result.hits),
+            _without_payloads(outcome.result.dense),
+            _without_payloads(outcome.result.sparse),
+        )
+        return replace(outcome, result=result, first_stage=_without_payloads(outcome.first_stage))
 
     def _rerank(self, query: str, outcome: SearchOutcome, limit: int, blend: float | None) -> None:
         """Reorders the first `rerank_candidates` hits; on any problem keeps the first stage."""

@@ -181,6 +181,10 @@ class SharedEdgeStore:
         result: SearchResult = self._call("search", collection, request)
         return result
 
+    def write_stamp(self, collection: str) -> str:
+        stamp: str = self._call("write_stamp", collection)
+        return stamp
+
     def close(self) -> None:
         """An owner stops serving (its clients take over) and closes the shards."""
         with self._election:

@@ -250,6 +250,11 @@ class VectorStore(Protocol):
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult: ...
 
+    def write_stamp(self, collection: str) -> str:
+        """A token that changes with every write to the collection (points, deletes, its
+        tuning), whichever process wrote: what a cache of its answers is keyed by."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -856,6 +856,29 @@ def test_both_backends_record_and_clear_a_tuning_in_the_spec(stores: list[Vector
         assert store.collection_spec(SPEC.name) == SPEC
 
 
+def test_every_write_changes_the_write_stamp_and_reads_do_not(stores: list[VectorStore]) -> None:
+    """What the API's result cache is keyed by: a stamp repeated would serve a stale answer."""
+    v2 = CollectionSpec("docs__v2", "test-model", DIM, SPEC.bm25)
+    for store in stores:
+        store.create_collection(v2)
+        seen = {store.write_stamp(SPEC.name)}
+        other = store.write_stamp(v2.name)
+        writes = [
+            lambda: store.upsert(SPEC.name, _points()[:3]),
+            lambda: store.delete(SPEC.name, PayloadFilter(must=[MatchAny("doc_id", ["doc-1"])])),
+            lambda: store.record_tuning(SPEC.name, None),
+        ]
+        for write in writes:
+            store.search(SPEC.name, SearchRequest("bm25", 5, 5, sparse=SparseVector([1], [1.0])))
+            store.count(SPEC.name)
+            assert store.write_stamp(SPEC.name) in seen, "a read changed nothing"
+            write()
+            stamp = store.write_stamp(SPEC.name)
+            assert stamp not in seen, f"{type(store).__name__}: a write left the stamp as it was"
+            seen.add(stamp)
+        assert store.write_stamp(v2.name) == other, "writes to one collection stamp only it"
+
+
 def test_empty_filter_delete_is_refused(stores: list[VectorStore]) -> None:
     for store in stores:
         with pytest.raises(ValueError, match="empty filter"):
