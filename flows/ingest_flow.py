@@ -41,7 +41,12 @@ def run_sync(
                 config.name,
                 parts.ingest_parts(store, dry_run=dry_run),
                 manifest,
-                replace(parts.sync_options(dry_run), external_id=external_id, tenant=config.tenant),
+                replace(
+                    parts.sync_options(dry_run),
+                    external_id=external_id,
+                    tenant=config.tenant,
+                    cost_rates=parts.cost_rates(),
+                ),
                 report_progress,
             )
         finally:

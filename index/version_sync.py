@@ -95,7 +95,8 @@ def _write(
     hashes = [
         str(p.payload.get("text_hash") or text_hash(t)) for p, t in zip(points, texts, strict=True)
     ]
-    dense = embed_cached(embedder, cache, hashes, texts, stats)
+    counts = [int(p.payload.get("token_count") or 0) for p in points]
+    dense = embed_cached(embedder, cache, hashes, texts, stats, counts)
     embedded = time.perf_counter()
     store.upsert(
         target,

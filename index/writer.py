@@ -25,6 +25,9 @@ from index.types import (
 class WriteStats:
     points_written: int = 0
     embedded: int = 0
+    tokens_embedded: int = 0
+    """Tokens of the texts embedded (cache hits excluded): each chunk's `token_count`, the
+    chunker's count of its text (its context line and the model's prefix are not counted)."""
     from_cache: int = 0
     embed_seconds: float = 0.0
     upsert_seconds: float = 0.0
@@ -36,10 +39,15 @@ def embed_cached(
     hashes: Sequence[str],
     texts: Sequence[str],
     stats: WriteStats,
+    tokens: Sequence[int] | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Embeds only the texts the cache does not hold (by hash), and caches them."""
+    """Embeds only the texts the cache does not hold (by hash), and caches them. `tokens`: each
+    text's token count (a chunk's `token_count`), summed into `stats.tokens_embedded` for the
+    texts embedded; an embedded text counted 0 (a point stored before counts) is counted by the
+    embedder's tokenizer. Without `tokens`, no tokens are counted."""
     if cache is None:
         stats.embedded += len(texts)
+        stats.tokens_embedded += _tokens(embedder, texts, tokens, range(len(texts)))
         return embedder.embed_documents(texts)
     known = cache.get_many(hashes)
     missing = [i for i, h in enumerate(hashes) if h not in known]
@@ -48,8 +56,22 @@ def embed_cached(
         cache.put_many([hashes[i] for i in missing], fresh)
         known.update(zip((hashes[i] for i in missing), fresh, strict=True))
     stats.embedded += len(missing)
+    stats.tokens_embedded += _tokens(embedder, texts, tokens, missing)
     stats.from_cache += len(texts) - len(missing)
     return np.stack([known[h] for h in hashes])
+
+
+def _tokens(
+    embedder: Embedder,
+    texts: Sequence[str],
+    tokens: Sequence[int] | None,
+    embedded: Sequence[int],
+) -> int:
+    if tokens is None:
+        return 0
+    known = [tokens[i] for i in embedded]
+    uncounted = [texts[i] for i, count in zip(embedded, known, strict=True) if count <= 0]
+    return sum(known) + (sum(embedder.count_tokens(uncounted)) if uncounted else 0)
 
 
 class IndexWriter:
@@ -99,6 +121,7 @@ class IndexWriter:
             [c.text_hash for c in chunks],
             [c.indexed_text for c in chunks],
             self.stats,
+            [c.token_count for c in chunks],
         )
 
     def retire_other_versions(

@@ -18,6 +18,7 @@ from ingest.changes import ChangePlan, plan_changes
 from ingest.manifest import DocumentRecord, Manifest, RunState
 from ingest.reader import DocumentReader, ReadResult
 from ingest.types import DocumentParser, DocumentSource, SourceItem
+from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
 from pipelines.document_stream import read_documents
 from pipelines.progress import ProgressCallback, no_progress
 from pipelines.report import DocumentOutcome, IngestReport
@@ -39,6 +40,8 @@ class SyncOptions:
     """The orchestrator's id for this run (a Prefect flow run id), kept in the run history."""
     tenant: str = DEFAULT_TENANT
     """Whose documents the source holds; every chunk carries it."""
+    cost_rates: CostRates = DEFAULT_RATES
+    """What the run's cost estimate charges for a CPU-hour and a GPU-hour."""
 
 
 @dataclass
@@ -113,6 +116,7 @@ def sync_source(
     written and its older versions retired, so a crash at any point is repaired by the next run.
     """
     options = options or SyncOptions()
+    meter = CpuMeter()
     report = IngestReport(
         index=parts.target.alias,
         source=source_name,
@@ -120,15 +124,34 @@ def sync_source(
         dry_run=options.dry_run,
     )
     if options.dry_run:  # a plan writes nothing, the run history included
-        return _sync(source, source_name, parts, manifest, options, progress, report)
+        _sync(source, source_name, parts, manifest, options, progress, report)
+        return _account(report, parts, options, meter)
     run_id = manifest.start_run(source_name, options.external_id)
     try:
         _sync(source, source_name, parts, manifest, options, progress, report)
     except BaseException as error:
         state: RunState = "failed" if isinstance(error, Exception) else "interrupted"
+        _account(report, parts, options, meter)
         manifest.finish_run(run_id, report.to_dict(), state, f"{type(error).__name__}: {error}")
         raise
+    _account(report, parts, options, meter)
     manifest.finish_run(run_id, report.to_dict(), run_state(report))
+    return report
+
+
+def _account(
+    report: IngestReport, parts: IngestParts, options: SyncOptions, meter: CpuMeter
+) -> IngestReport:
+    """The run's cost: CPU seconds of this process and its parse workers, the embed stage's
+    seconds as GPU seconds where the model ran on a GPU, and the tokens of what was embedded."""
+    stats = parts.target.stats
+    report.cost = Cost.of(
+        options.cost_rates,
+        meter.seconds(),
+        gpu_seconds(parts.target.embedder, stats.embedded, stats.embed_seconds) if stats else 0.0,
+        stats.tokens_embedded if stats else 0,
+        report.chunks,
+    )
     return report
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipelines.cost import Cost
+
 
 @dataclass
 class DocumentOutcome:
@@ -39,6 +41,7 @@ class IngestReport:
     points_in_index: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
 
     def to_dict(self) -> dict[str, Any]:
         """Counts at the top level; the documents behind them under `documents`."""
@@ -63,6 +66,7 @@ class IngestReport:
             "points_in_index": self.points_in_index,
             "seconds": self.seconds,
             "stage_seconds": self.stage_seconds,
+            "cost": self.cost.to_dict(),
             "documents": {
                 "new": [asdict(d) for d in self.new],
                 "changed": [asdict(d) for d in self.changed],
@@ -93,6 +97,7 @@ class IngestReport:
                 "|" + "---:|" * len(self.stage_seconds),
                 "| " + " | ".join(f"{v:.1f} s" for v in self.stage_seconds.values()) + " |",
             ]
+        lines += ["", f"**Cost:** {self.cost.describe()}"]
         if self.deletions_held:
             lines += ["", f"**Deletions held:** {self.deletions_held}"]
         rows = [(d.uri, "new", d.reason) for d in self.new]
