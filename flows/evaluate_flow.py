@@ -14,6 +14,7 @@ from config.settings import Settings
 from flows.artifacts import artifact_key
 from index.types import Embedder, VectorStore
 from pipelines.beir import BeirDataset, load_beir
+from pipelines.cost import Cost, CpuMeter, gpu_seconds
 from pipelines.evaluation import (
     MODES,
     EvalMode,
@@ -53,6 +54,7 @@ def run_evaluation(
 ) -> EvalReport:
     """Plain-Python evaluation; the flow and tests call this."""
     started = time.perf_counter()
+    meter = CpuMeter()
     if modes is None:
         modes = MODES if settings.reranker_model else MODES[:3]
     dataset = load_beir(dataset_dir, max_docs=max_docs)
@@ -98,6 +100,13 @@ def run_evaluation(
         },
         embedded=indexed.embedded,
         from_cache=indexed.from_cache,
+        cost=Cost.of(
+            parts.cost_rates(),
+            meter.seconds(),
+            gpu_seconds(embedder, indexed.embedded, indexed.stage_seconds.get("embed", 0.0)),
+            indexed.tokens_embedded,
+            chunks,
+        ),
     )
     write_reports(report, out_dir or settings.data_dir / "eval-reports")
     return report

@@ -45,6 +45,7 @@ def run_reembed(
             settings.keep_versions,
             force,
             wait_for_lock_s,
+            parts.cost_rates(),
         )
 
 

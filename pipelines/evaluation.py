@@ -22,6 +22,7 @@ from index.target import IndexTarget, write_documents
 from index.types import Embedder, HybridOptions, SearchMode, VectorStore
 from index.versions import collection_name, versions_of
 from pipelines.beir import BeirDataset, as_parsed_documents, doc_id_from_uri, load_beir
+from pipelines.cost import Cost
 from pipelines.progress import ProgressCallback, no_progress
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
@@ -44,6 +45,9 @@ class EvalReport:
     seconds: dict[str, float] = field(default_factory=dict)
     embedded: int = 0
     from_cache: int = 0
+    cost: Cost = field(default_factory=Cost)
+    """Indexing the corpus and running the queries: CPU of the whole evaluation, GPU and
+    tokens of the corpus's embedding."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +68,7 @@ class EvalReport:
                 f"| {mode} | {cells} | {scores['ms_per_query']:.1f} "
                 f"| {scores.get('degraded_queries', 0):.0f} |"
             )
+        lines += ["", f"Cost: {self.cost.describe()}."]
         return "\n".join(lines)
 
 
@@ -74,6 +79,7 @@ class IndexingResult:
     stage_seconds: dict[str, float]
     embedded: int
     from_cache: int
+    tokens_embedded: int = 0
 
 
 def index_chunks(
@@ -107,6 +113,7 @@ def index_chunks(
         },
         embedded=writer.stats.embedded,
         from_cache=writer.stats.from_cache,
+        tokens_embedded=writer.stats.tokens_embedded,
     )
 
 

@@ -20,6 +20,7 @@ from index.types import CollectionSpec, Embedder
 from index.version_sync import SyncStats, sync_version
 from index.versions import collection_name, create_next_version, version_number, versions_of
 from pipelines.beir import BeirDataset
+from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
 from pipelines.gate import GatePolicy, GateResult, GateUnavailable, Scores, score_version
 from pipelines.progress import report_progress
 from pipelines.reembed_report import ReembedReport
@@ -39,10 +40,13 @@ def reembed(
     keep_versions: int,
     force: bool = False,
     wait_for_lock_s: float = SWAP_WAIT_S,
+    rates: CostRates = DEFAULT_RATES,
 ) -> ReembedReport:
     """Re-embeds the index with `embedder`'s model; switches if the gate on `golden` passes
-    (or `force`). `reembed_lock` keeps a second re-embed of the index out."""
+    (or `force`). `reembed_lock` keeps a second re-embed of the index out. `rates`: what its
+    cost estimate charges."""
     started = time.perf_counter()
+    meter = CpuMeter()
     if golden is None and not force:
         raise GateUnavailable(
             "no golden set to compare the two versions on: set SLUICE_GOLDEN_SET (or pass "
@@ -68,6 +72,7 @@ def reembed(
                     "(entries are file names or BEIR ids, the last segment of a document's URI)"
                 )
         embedder.warm_up()  # a model that cannot load fails here, before a version exists
+        catch_up = SyncStats()
         target, resumed = _build_target(index, previous, embedder)
         cache = index.cache_for(embedder)
         build = sync_version(
@@ -132,6 +137,14 @@ def reembed(
         "gate": round(gate_seconds, 2),
         "total": round(time.perf_counter() - started, 2),
     }
+    embedded = build.embedded + catch_up.embedded
+    report.cost = Cost.of(
+        rates,
+        meter.seconds(),
+        gpu_seconds(embedder, embedded, build.embed_seconds + catch_up.embed_seconds),
+        build.tokens_embedded + catch_up.tokens_embedded,
+        build.points_written + catch_up.points_written,
+    )
     return report
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from pipelines.cost import Cost
+
 
 @dataclass
 class ReembedReport:
@@ -25,6 +27,12 @@ class ReembedReport:
     caught_up: dict[str, int] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ReembedReport:
+        """A report read back from its JSON (`to_dict`)."""
+        return cls(**{**values, "cost": Cost.from_dict(values.get("cost"))})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,4 +65,5 @@ class ReembedReport:
         if self.dropped:
             lines += ["", "Dropped by retention: " + ", ".join(self.dropped) + "."]
         lines += ["", "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items())]
+        lines += ["", f"Cost: {self.cost.describe()}."]
         return "\n".join(lines)

@@ -77,6 +77,9 @@ def evaluate(
         f"indexed in {report['seconds']['index']:.1f} s ({report['embedded']} embedded, "
         f"{report['from_cache']} from cache); total {report['seconds']['total']:.1f} s"
     )
+    from pipelines.cost import Cost
+
+    console.print(f"cost: {Cost.from_dict(report.get('cost')).describe()}")
 
 
 def tune(
