@@ -40,12 +40,15 @@ def status(
             console.print(f"no index yet: {settings.data_dir} does not exist (ingest creates it)")
         return
     from composition.components import Components
+    from pipelines.cost import estimate_storage
 
-    store = Components(settings).store()
+    parts = Components(settings)
+    store = parts.store()
     try:
         indexes: dict[str, dict[str, Any]] = {}
         for alias, collection in store.list_aliases().items():
             spec = store.collection_spec(collection)
+            storage = estimate_storage(store, alias, parts.cost_rates(), shard_root(settings))
             indexes[alias] = {
                 "collection": collection,
                 "embedding_model": spec.embedding_model if spec else None,
@@ -53,6 +56,7 @@ def status(
                 "points": store.count(collection),
                 "documents": store.distinct_values(collection, "doc_id"),
                 "created_at": spec.created_at if spec else None,
+                "storage": storage.to_dict(),
                 **_manifest_summary(settings, alias),
             }
     finally:
@@ -63,16 +67,19 @@ def status(
         return
     table = report_table(
         f"Sluice indexes on {deployment}",
-        ("index", "collection", "embedding model", "points", "documents"),
-        right=("points", "documents"),
+        ("index", "collection", "embedding model", "points", "documents", "storage", "a month"),
+        right=("points", "documents", "storage", "a month"),
     )
     for alias, info in indexes.items():
+        storage = info["storage"]
         table.add_row(
             alias,
             info["collection"],
             str(info["embedding_model"]),
             str(info["points"]),
             str(info["documents"]),
+            f"{storage['bytes'] / 1024**2:.1f} MiB ({storage['versions']} versions)",
+            f"{storage['monthly_cost']:.6f} {storage['currency']}",
         )
     out.print(table)
     if prefect:
@@ -82,6 +89,12 @@ def status(
             out.print(
                 runs_table(f"Last ingest runs into '{alias}' (sluice runs)", info["last_runs"])
             )
+
+
+def shard_root(settings: Settings) -> Path | None:
+    """The embedded engine's folder, whose shard folders `sluice status` and `sluice cost`
+    measure; None on a Qdrant server (storage is then estimated from the points)."""
+    return None if settings.qdrant_url else settings.qdrant_path
 
 
 def _prefect_ui(settings: Settings) -> str | None:
@@ -150,7 +163,7 @@ def reembed(
 
         from pipelines.reembed_report import ReembedReport
 
-        out.print(Markdown(ReembedReport(**report).to_markdown()))
+        out.print(Markdown(ReembedReport.from_dict(report).to_markdown()))
     if report["outcome"] == "rejected":
         raise typer.Exit(3)
 

@@ -57,6 +57,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"{report['seconds']:.1f}",
     )
     out.print(table)
+    if "cost" in report:
+        from pipelines.cost import Cost
+
+        out.print(f"cost: {Cost.from_dict(report['cost']).describe()}")
     if report["deletions_held"]:
         out.print(f"[yellow]deletions held:[/yellow] {report['deletions_held']}")
     documents = report["documents"]

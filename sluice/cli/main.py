@@ -1,5 +1,6 @@
 """The `sluice` command: ingest, retry-failed, deploy, serve, query, demo, status, runs, reembed,
-versions, rollback, eval, tune, train-reranker, train-embedder, models, keys, config check."""
+versions, rollback, cost, eval, tune, train-reranker, train-embedder, models, keys, config
+check."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 
 from sluice.cli import (
     config_commands,
+    cost_commands,
     eval_commands,
     index_commands,
     ingest_commands,
@@ -59,6 +61,7 @@ app.command()(serve_commands.serve)
 app.command()(serve_commands.query)
 app.command()(index_commands.status)
 app.command()(run_commands.runs)
+app.command()(cost_commands.cost)
 app.command()(index_commands.reembed)
 app.command()(index_commands.versions)
 app.command()(index_commands.rollback)

@@ -38,6 +38,7 @@ def run_history(
             "finished_at": _iso(run.finished_at),
             "seconds": round(run.finished_at - run.started_at, 1) if run.finished_at else None,
             **{key: (run.report or {}).get(key) for key in COUNTS},  # None: no report yet
+            "cost": (run.report or {}).get("cost"),  # None: no report, or one from before costs
             "error": run.error,
             "flow_run_id": run.external_id,
         }
@@ -62,8 +63,9 @@ STATE_STYLE = {
 
 
 def runs_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    columns = ("run", "source", "state", "started (UTC)", "seconds", *COUNTS, "error")
-    table = report_table(title, columns, right=("run", "seconds", *COUNTS))
+    costs = ("tokens", "CPU s", "cost")
+    columns = ("run", "source", "state", "started (UTC)", "seconds", *COUNTS, *costs, "error")
+    table = report_table(title, columns, right=("run", "seconds", *COUNTS, *costs))
     for row in rows:
         style = STATE_STYLE.get(row["state"], "")
         table.add_row(
@@ -73,9 +75,20 @@ def runs_table(title: str, rows: list[dict[str, Any]]) -> Table:
             (row["started_at"] or "").replace("T", " ").removesuffix("+00:00"),
             "" if row["seconds"] is None else f"{row['seconds']:.1f}",
             *("" if row[key] is None else str(row[key]) for key in COUNTS),
+            *_cost_cells(row.get("cost")),
             row["error"],
         )
     return table
+
+
+def _cost_cells(cost: dict[str, Any] | None) -> tuple[str, str, str]:
+    if not cost:
+        return "", "", ""
+    return (
+        str(cost.get("tokens_embedded", 0)),
+        f"{cost.get('cpu_seconds', 0.0):.1f}",
+        f"{cost.get('estimated_cost', 0.0):.4f} {cost.get('currency', '')}".strip(),
+    )
 
 
 def runs(
