@@ -198,6 +198,14 @@ class Settings(BaseSettings):
         default=None, ge=16, le=4096, description="Tokens per pair; unset: the model's own."
     )
 
+    metrics: bool = Field(
+        default=True, description="Serve Prometheus metrics at /metrics (and count for them)."
+    )
+    tracing: Literal["off", "otlp", "console"] = Field(
+        default="off",
+        description="OpenTelemetry spans for each request's and run's stages (the tracing "
+        "extra); otlp reads the standard OTEL_EXPORTER_OTLP_* variables.",
+    )
     query_log: bool = Field(
         default=True,
         description="Record every /retrieve call in Parquet files under the data dir's "

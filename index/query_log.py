@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
 import threading
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
+
+from index.types import Condition, MatchAny, PayloadFilter, Range
 
 logger = logging.getLogger("sluice.query_log")
 
@@ -47,6 +51,11 @@ SCHEMA = pa.schema(
         ("top_k", pa.int32()),
         ("rerank", pa.bool_()),
         ("filters", pa.string()),
+        pa.field(
+            "payload_filter",
+            pa.string(),
+            metadata={"doc": "the request's filter as the engine ran it (tenants aside): replay"},
+        ),
         ("query", pa.string()),
         ("query_hash", pa.string()),
         ("query_tokens", pa.int32()),
@@ -207,6 +216,35 @@ def _secret(path: Path) -> bytes:
 def log_files(directory: Path) -> list[Path]:
     """A query log's files, oldest first (names sort by time)."""
     return sorted(directory.glob("date=*/*.parquet"), key=lambda p: (p.parent.name, p.name))
+
+
+def filter_to_json(payload_filter: PayloadFilter) -> str | None:
+    if not payload_filter:
+        return None
+    return json.dumps(
+        {
+            part: [{"kind": type(c).__name__, **asdict(c)} for c in conditions]
+            for part, conditions in (
+                ("must", payload_filter.must),
+                ("must_not", payload_filter.must_not),
+            )
+        }
+    )
+
+
+def filter_from_json(text: str | None) -> PayloadFilter | None:
+    if not text:
+        return None
+    kinds = {"MatchAny": MatchAny, "Range": Range}
+    data = json.loads(text)
+
+    def conditions(part: str) -> tuple[Condition, ...]:
+        return tuple(
+            kinds[c.pop("kind")](**c)
+            for c in data.get(part, [])  # type: ignore[arg-type]
+        )
+
+    return PayloadFilter(must=conditions("must"), must_not=conditions("must_not"))
 
 
 def read_query_log(path: Path) -> pa.Table:

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from composition.components import Components
+from composition.tracing import configure_tracing
 from config.settings import Settings
 from index.types import StoreError, VectorStore
 from index.versions import active_spec
@@ -24,7 +26,7 @@ from ingest.manifest import Manifest
 from retrieval_api.access import RATE_HEADERS, Access, allowed_hosts
 from retrieval_api.deps import ServiceState
 from retrieval_api.limits import BodyGuard, ConcurrencyLimit
-from retrieval_api.metrics import ApiMetrics, IndexCollector, RequestCounter
+from retrieval_api.metrics import ApiMetrics, CacheCollector, IndexCollector, RequestCounter
 from retrieval_api.request_id import RequestId
 from retrieval_api.routes import health, retrieve
 from retrieval_api.routes import metrics as metrics_route
@@ -78,6 +80,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         try:
             yield
         finally:
+            state.close()
             if store is None:
                 serving_store.close()
 
@@ -88,6 +91,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.access = Access.of(settings)
+    configure_tracing(settings.tracing, "sluice-api")
     # The last added runs first: hosts, then CORS, then the concurrency and body bounds.
     app.add_middleware(
         BodyGuard, max_bytes=settings.max_body_bytes, timeout_s=settings.client_timeout_s
@@ -103,11 +107,14 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
-    app.state.metrics = ApiMetrics(IndexCollector(lambda: _index_readers(app, settings)))
-    app.add_middleware(RequestCounter, metrics=app.state.metrics)  # counts every answer
+    app.state.metrics = None
+    if settings.metrics:
+        app.state.metrics = ApiMetrics(IndexCollector(lambda: _index_readers(app, settings)))
+        app.state.metrics.registry.register(CacheCollector(lambda: _caches(app)))
+        app.add_middleware(RequestCounter, metrics=app.state.metrics)  # counts every answer
+        app.include_router(metrics_route.router)
     app.add_middleware(RequestId)  # outermost: even a refused request has its id
     app.include_router(health.router)
-    app.include_router(metrics_route.router)
     app.include_router(retrieve.router)
 
     @app.exception_handler(RequestValidationError)
@@ -147,11 +154,20 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     return app
 
 
-def _index_readers(app: FastAPI, settings: Settings) -> tuple[VectorStore, Any]:
-    """For a scrape: the served store, and each index's manifest where it has one."""
+def _caches(app: FastAPI) -> list[tuple[str, Any]]:
+    service = getattr(app.state, "service", None)
+    if service is None:
+        return []
+    return [("result", service.searcher.results), ("query_vector", service.searcher.query_vectors)]
+
+
+def _index_readers(app: FastAPI, settings: Settings) -> tuple[VectorStore, Any, Path | None]:
+    """For a scrape: the served store, each index's manifest where it has one, and the
+    embedded engine's folder (its size on disk is the storage figure)."""
     parts = Components(settings)
 
     def manifest_of(index: str) -> Manifest | None:
         return parts.manifest(index) if settings.manifest_path(index).exists() else None
 
-    return app.state.service.store, manifest_of
+    shard_root = settings.qdrant_path if settings.qdrant_url is None else None
+    return app.state.service.store, manifest_of, shard_root

@@ -10,8 +10,11 @@ from fastapi import Depends, Request
 
 from composition.components import Components
 from config.settings import Settings
-from index.searcher import IndexSearcher
+from index.query_log import QueryLog
+from index.searcher import IndexSearcher, SearchOutcome
 from index.types import CollectionSpec, Embedder, VectorStore
+from pipelines.cost import CostRates
+from retrieval_api.cpu_ledger import CpuLedger
 
 
 @dataclass
@@ -63,14 +66,29 @@ class ServiceState:
 
         threading.Thread(target=load, name="model-loader", daemon=True).start()
 
+    def query_tokens(self, outcome: SearchOutcome | None, query: str) -> int | None:
+        """The query's tokens for the collection's model, where that model is loaded."""
+        if outcome is None or not self.has_embedder_for(outcome.spec):
+            return None
+        return self.embedder_for(outcome.spec).count_tokens([query])[0]
+
     searcher: IndexSearcher = field(init=False)
+    query_log: QueryLog | None = field(init=False)
+    cost_rates: CostRates = field(init=False)
+    cpu: CpuLedger = field(default_factory=CpuLedger)
 
     def __post_init__(self) -> None:
         parts = Components(self.settings)
         reranker = parts.reranker(load_in_background=True)
-        self.searcher = parts.searcher(self.store, self.embedder_for, reranker)
+        self.searcher = parts.searcher(self.store, self.embedder_for, reranker, cached=True)
         if reranker is not None:
             reranker.warm_up_in_background()
+        self.query_log = parts.query_log()
+        self.cost_rates = parts.cost_rates()
+
+    def close(self) -> None:
+        if self.query_log is not None:
+            self.query_log.close()
 
 
 def get_state(request: Request) -> ServiceState:

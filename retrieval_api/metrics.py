@@ -16,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipelines.cost import DEFAULT_RATES, estimate_storage
+
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LABELS_KEY = "sluice_metric_labels"
 """Where a route leaves the labels only it knows (mode, tenant) in the request's state."""
@@ -49,6 +51,7 @@ class ApiMetrics:
         self.registry.register(indexes)
 
     def observe_search(self, timings_ms: dict[str, float], degraded: list[str]) -> None:
+        """A cached answer has only its total: the stage histograms count computed answers."""
         for name, milliseconds in timings_ms.items():
             self.stage_seconds.labels(name.removesuffix("_ms")).observe(milliseconds / 1000)
         for reason in degraded:
@@ -56,6 +59,33 @@ class ApiMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class CacheCollector(Collector):
+    """Hits and misses of the serving caches (`index/search_cache.py`), read at scrape time."""
+
+    def __init__(self, caches: Any) -> None:
+        """`caches()`: (name, cache) pairs, none before the app serves."""
+        self.caches = caches
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        lookups = CounterMetricFamily(
+            "sluice_cache_lookups",
+            "Lookups of the result and query-vector caches, by outcome (hit, miss)",
+            labels=["cache", "outcome"],
+        )
+        entries = GaugeMetricFamily(
+            "sluice_cache_entries", "Entries held, and the bound", labels=["cache", "of"]
+        )
+        for name, cache in self.caches():
+            lookups.add_metric([name, "hit"], cache.hits)
+            lookups.add_metric([name, "miss"], cache.misses)
+            entries.add_metric([name, "held"], len(cache))
+            entries.add_metric([name, "bound"], cache.entries)
+        yield from (lookups, entries)
 
 
 class RequestCounter:
@@ -93,7 +123,8 @@ class IndexCollector(Collector):
     per outcome, embedding throughput, and each source's last successful run."""
 
     def __init__(self, read: Any) -> None:
-        """`read()`: a (store, manifest opener) pair for this scrape."""
+        """`read()`: the store, a manifest opener and the embedded engine's folder (None for
+        a server), for this scrape."""
         self.read = read
 
     def describe(self) -> list[Any]:
@@ -101,7 +132,7 @@ class IndexCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Any]:
-        store, manifest_of = self.read()
+        store, manifest_of, shard_root = self.read()
         info = InfoMetricFamily("sluice_index", "The collection version an index serves")
         points = GaugeMetricFamily(
             "sluice_index_points", "Points in the serving version", labels=["index"]
@@ -142,6 +173,26 @@ class IndexCollector(Collector):
             "When each source's last completed run ended",
             labels=["index", "source"],
         )
+        cpu = CounterMetricFamily(
+            "sluice_ingest_cpu_seconds",
+            "CPU seconds of ingest runs (the run's process and its parse workers)",
+            labels=["index", "source"],
+        )
+        tokens = CounterMetricFamily(
+            "sluice_ingest_tokens_embedded",
+            "Tokens of the chunks ingest runs embedded (cache hits excluded)",
+            labels=["index", "source"],
+        )
+        cost = CounterMetricFamily(
+            "sluice_ingest_estimated_cost",
+            "Estimated compute cost of ingest runs, at the SLUICE_COST_* rates of each run",
+            labels=["index", "source"],
+        )
+        storage = GaugeMetricFamily(
+            "sluice_index_storage_bytes",
+            "Bytes the index's kept versions take: on disk (embedded engine), else estimated",
+            labels=["index"],
+        )
         for alias, collection in store.list_aliases().items():
             spec = store.collection_spec(collection)
             info.add_metric(
@@ -154,16 +205,28 @@ class IndexCollector(Collector):
                 },
             )
             points.add_metric([alias], store.count(collection))
+            storage.add_metric(
+                [alias], estimate_storage(store, alias, DEFAULT_RATES, shard_root).bytes
+            )
             manifest = manifest_of(alias)
             if manifest is None:
                 continue
             try:
                 _add_manifest(alias, manifest, documents, versions, scores)
-                _add_runs(alias, manifest, runs, outcomes, chunks, throughput, last_success)
+                _add_runs(
+                    alias,
+                    manifest,
+                    runs,
+                    outcomes,
+                    chunks,
+                    throughput,
+                    last_success,
+                    {"cpu_seconds": cpu, "tokens_embedded": tokens, "estimated_cost": cost},
+                )
             finally:
                 manifest.close()
-        yield from (info, points, documents, versions, scores)
-        yield from (runs, outcomes, chunks, throughput, last_success)
+        yield from (info, points, documents, versions, scores, storage)
+        yield from (runs, outcomes, chunks, throughput, last_success, cpu, tokens, cost)
 
 
 def _add_manifest(alias: str, manifest: Any, documents: Any, versions: Any, scores: Any) -> None:
@@ -188,7 +251,9 @@ def _add_runs(
     chunks: Any,
     throughput: Any,
     last_success: Any,
+    costs: dict[str, Any],
 ) -> None:
+    """`costs`: a counter family per field of the reports' `cost` (cpu_seconds, ...)."""
     counted: dict[tuple[str, ...], float] = {}
 
     def add(key: tuple[str, ...], value: float) -> None:
@@ -203,14 +268,16 @@ def _add_runs(
             add(("documents", run.source, outcome), float(report.get(outcome) or 0))
         for kind in ("chunks", "embedded", "from_cache"):
             add(("chunks", run.source, kind), float(report.get(kind) or 0))
+        for field in costs:
+            add((field, run.source), float((report.get("cost") or {}).get(field) or 0))
         embed_s = (report.get("stage_seconds") or {}).get("embed") or 0
         if report.get("embedded") and embed_s:
             latest_rate[run.source] = report["embedded"] / embed_s
         if run.state in ("completed", "completed_with_failures") and run.finished_at:
             latest_success[run.source] = run.finished_at
     families = {"runs": runs, "documents": outcomes, "chunks": chunks}
-    for (family, source, label), value in counted.items():
-        families[family].add_metric([alias, source, label], value)
+    for (family, source, *label), value in counted.items():
+        (families.get(family) or costs[family]).add_metric([alias, source, *label], value)
     for source, rate in latest_rate.items():
         throughput.add_metric([alias, source], rate)
     for source, finished in latest_success.items():

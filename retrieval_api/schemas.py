@@ -231,6 +231,12 @@ class AppliedOptions(BaseModel):
     rerank_blend: float
 
 
+class RetrievalCost(BaseModel):
+    cpu_ms: float = Field(description="The process CPU time charged to this call")
+    estimated_cost: float = Field(description="cpu_ms at the configured CPU-hour rate")
+    currency: str
+
+
 class RetrieveResponse(BaseModel):
     query: str
     mode: str
@@ -239,6 +245,11 @@ class RetrieveResponse(BaseModel):
     timings_ms: dict[str, float]
     degraded: list[str] = Field(default_factory=list)
     options: AppliedOptions | None = None
+    cache: Literal["hit", "miss", "off"] = Field(
+        default="off",
+        description="hit: answered from the result cache (the index has not changed since)",
+    )
+    cost: RetrievalCost | None = None
 
 
 class ErrorBody(BaseModel):

@@ -864,9 +864,11 @@ def test_every_write_changes_the_write_stamp_and_reads_do_not(stores: list[Vecto
         seen = {store.write_stamp(SPEC.name)}
         other = store.write_stamp(v2.name)
         writes = [
-            lambda: store.upsert(SPEC.name, _points()[:3]),
-            lambda: store.delete(SPEC.name, PayloadFilter(must=[MatchAny("doc_id", ["doc-1"])])),
-            lambda: store.record_tuning(SPEC.name, None),
+            lambda s=store: s.upsert(SPEC.name, _points()[:3]),
+            lambda s=store: s.delete(
+                SPEC.name, PayloadFilter(must=[MatchAny("doc_id", ["doc-1"])])
+            ),
+            lambda s=store: s.record_tuning(SPEC.name, None),
         ]
         for write in writes:
             store.search(SPEC.name, SearchRequest("bm25", 5, 5, sparse=SparseVector([1], [1.0])))

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from composition.tracing import record_stages
+from index.search_cache import normalised_query
+from index.searcher import SearchOutcome
 from index.types import HybridOptions, IndexNotFoundError
+from pipelines.cost import Cost
 from retrieval_api.access import Retriever
+from retrieval_api.audit import audit_row
 from retrieval_api.deps import Searcher, State
 from retrieval_api.hits import build_hits, to_payload_filter
 from retrieval_api.schemas import (
     AppliedOptions,
     ErrorResponse,
     IndexInfo,
+    RetrievalCost,
     RetrieveRequest,
     RetrieveResponse,
 )
@@ -53,18 +60,22 @@ async def retrieve(
     response: Response,
 ) -> RetrieveResponse:
     settings = state.settings
-    started = time.perf_counter()
+    started, started_ns = time.perf_counter(), time.time_ns()
     response.headers.update(getattr(request.state, "rate_headers", {}))
     scope = caller.narrowed(body.filters.tenants)
     tenant_label = ",".join(sorted(scope.tenants)) if scope.tenants is not None else "*"
     request.state.sluice_metric_labels = (body.mode, tenant_label)
-    try:
+    top_k = body.top_k or settings.default_top_k
+    payload_filter = to_payload_filter(body.filters)
+    cpu_call = state.cpu.start()
+    outcome: SearchOutcome | None = None
+    with contextlib.suppress(IndexNotFoundError):  # nothing ingested yet: no hits
         outcome = await run_in_threadpool(
             searcher.search,
             settings.index_name,
             body.query,
             body.mode,
-            body.top_k or settings.default_top_k,
+            top_k,
             HybridOptions(
                 body.fusion.method,
                 body.fusion.rrf_k,
@@ -72,22 +83,58 @@ async def retrieve(
                 body.candidate_pool,
                 body.rerank_blend,
             ),
-            to_payload_filter(body.filters),
+            payload_filter,
             settings.rerank_default if body.rerank is None else body.rerank,
             scope.tenants,
         )
-    except IndexNotFoundError:
-        elapsed = (time.perf_counter() - started) * 1000
-        return RetrieveResponse(
-            query=body.query, mode=body.mode, hits=[], index=None, timings_ms={"total_ms": elapsed}
-        )
-    timings = dict(outcome.timings_ms)
+    cpu_s = state.cpu.stop(cpu_call)
+    timings = dict(outcome.timings_ms) if outcome else {}
     timings["total_ms"] = (time.perf_counter() - started) * 1000
-    request.app.state.metrics.observe_search(timings, outcome.degraded)
+    hits = build_hits(outcome, body.mode, full_paths=caller.admin) if outcome else []
+    cost = Cost.of(state.cost_rates, cpu_s).estimated_cost
+    if outcome is not None and request.app.state.metrics is not None:
+        request.app.state.metrics.observe_search(timings, outcome.degraded)
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    if state.query_log is not None:
+        state.query_log.record(
+            audit_row(
+                request_id=request_id,
+                body=body,
+                key_id=scope.key.key_id if scope.key else None,
+                tenants=scope.tenants,
+                index=settings.index_name,
+                top_k=top_k,
+                payload_filter=payload_filter,
+                outcome=outcome,
+                hits=hits,
+                timings_ms=timings,
+                reranker_model=settings.reranker_model,
+                query_fields=state.query_log.query_fields(normalised_query(body.query)),
+                query_tokens=state.query_tokens(outcome, body.query),
+                cpu_s=cpu_s,
+                cost=cost,
+            )
+        )
+    record_stages(
+        "retrieve",
+        started_ns,
+        {name.removesuffix("_ms"): ms / 1000 for name, ms in timings.items() if name != "total_ms"},
+        {
+            "sluice.request_id": request_id,
+            "sluice.mode": body.mode,
+            "sluice.collection": outcome.collection if outcome else None,
+            "sluice.cache": outcome.cache if outcome else None,
+            "sluice.hits": len(hits),
+        },
+    )
+    if outcome is None:
+        return RetrieveResponse(
+            query=body.query, mode=body.mode, hits=[], index=None, timings_ms=timings
+        )
     return RetrieveResponse(
         query=body.query,
         mode=body.mode,
-        hits=build_hits(outcome, body.mode, full_paths=caller.admin),
+        hits=hits,
         index=IndexInfo(
             alias=settings.index_name,
             collection=outcome.collection,
@@ -98,4 +145,8 @@ async def retrieve(
         options=AppliedOptions.model_validate(asdict(outcome.options)),
         timings_ms={k: round(v, 3) for k, v in timings.items()},
         degraded=outcome.degraded,
+        cache=outcome.cache or "off",
+        cost=RetrievalCost(
+            cpu_ms=round(cpu_s * 1000, 3), estimated_cost=cost, currency=state.cost_rates.currency
+        ),
     )

@@ -1,0 +1,51 @@
+"""`sluice eval --replay`: logged queries searched again on another collection version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from composition.components import Components
+from config.settings import Settings
+from index.query_log import read_query_log
+from index.types import VectorStore
+from index.versions import collection_name
+from pipelines.replay import ReplayReport, logged_queries, replay
+
+
+def version_collection(index: str, version: str) -> str:
+    """`2`, `v2` or `docs__v2` name the same collection version."""
+    number = version.removeprefix(f"{index}__").removeprefix("v")
+    return collection_name(index, int(number)) if number.isdigit() else version
+
+
+def run_replay(
+    settings: Settings,
+    log: Path,
+    against: str,
+    baseline: str | None = None,
+    limit: int = 1000,
+    store: VectorStore | None = None,
+) -> ReplayReport:
+    """The latest `limit` distinct queries of the query log `log` (a folder or one file),
+    searched on `against` and on `baseline` (default: the version the index serves)."""
+    if not log.exists():
+        raise FileNotFoundError(f"query log {log} does not exist")
+    parts = Components(settings)
+    opened = store or parts.store()
+    try:
+        candidate = version_collection(settings.index_name, against)
+        reference = (
+            version_collection(settings.index_name, baseline)
+            if baseline
+            else opened.resolve_alias(settings.index_name)
+        )
+        for name in (candidate, reference):
+            if not name or opened.collection_spec(name) is None:
+                known = ", ".join(opened.list_collections()) or "none"
+                raise LookupError(f"no collection version {name} (versions: {known})")
+        assert reference is not None
+        queries, records, without_text = logged_queries(read_query_log(log).to_pylist(), limit)
+        return replay(parts.searcher(opened), queries, reference, candidate, records, without_text)
+    finally:
+        if store is None:
+            opened.close()
