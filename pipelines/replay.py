@@ -61,7 +61,9 @@ class ReplayReport:
         return self.candidate_p50_ms / self.baseline_p50_ms if self.baseline_p50_ms else math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "latency_ratio": self.latency_ratio}
+        """Figures that could not be measured (no queries) are null, not NaN (not JSON)."""
+        data = {**asdict(self), "latency_ratio": self.latency_ratio}
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in data.items()}
 
     def to_markdown(self) -> str:
         lines = [

@@ -4,10 +4,12 @@ a record kept without its text is counted, not replayed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from composition.components import Components
 from config.settings import Settings
@@ -15,6 +17,7 @@ from flows.reembed_flow import run_reembed
 from flows.replay_flow import run_replay, version_collection
 from pipelines.replay import _rank_correlation
 from retrieval_api.app import create_app
+from sluice.cli.main import app
 from tests.conftest import ingest_folder
 from tests.derived_models import weakened, widened
 from tests.test_reembed import QUESTIONS, _write_corpus
@@ -81,3 +84,22 @@ def test_components_searcher_for_replay_has_no_cache(logged: Settings) -> None:
         assert not Components(logged).searcher(store).results.enabled
     finally:
         store.close()
+
+
+def test_cli_replay_prints_the_comparison_as_json(
+    logged: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(logged.data_dir))
+    runner = CliRunner()
+    log = str(logged.query_log_dir)
+    result = runner.invoke(app, ["eval", "--replay", log, "--against", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["candidate"] == "docs__v1" and report["queries"] == 2 * len(QUESTIONS)
+    assert 0 <= report["overlap_at_10"] <= 1 and report["latency_ratio"] > 0
+    table = runner.invoke(app, ["eval", "--replay", log, "--against", "1", "--limit", "3"])
+    assert table.exit_code == 0 and "overlap@10" in table.stdout, table.output
+    missing = runner.invoke(app, ["eval", "--replay", log])
+    assert missing.exit_code == 2 and "--against" in missing.output
+    unknown = runner.invoke(app, ["eval", "--replay", log, "--against", "v9"])
+    assert unknown.exit_code == 2 and "no collection version docs__v9" in unknown.output

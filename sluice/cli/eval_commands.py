@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 def evaluate(
     dataset_dir: Annotated[
-        Path, typer.Argument(help="BEIR-format folder (corpus, queries, qrels).")
-    ],
+        Path | None, typer.Argument(help="BEIR-format folder (corpus, queries, qrels).")
+    ] = None,
     mode: Annotated[
         list[str] | None, typer.Option(help="bm25, dense, hybrid (repeatable; default all).")
     ] = None,
@@ -38,9 +38,34 @@ def evaluate(
         Path | None, typer.Option("--out", help="Report folder (JSON, Markdown, PNG).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+    replay_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay",
+            help="Instead: re-run the queries of this query log (a folder or a file, e.g. "
+            "$SLUICE_DATA_DIR/query-log) on --against and compare the answers.",
+        ),
+    ] = None,
+    against: Annotated[
+        str | None, typer.Option(help="With --replay: the version to try (2, v2 or docs__v2).")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="With --replay: the reference version (default: serving).")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, help="With --replay: the latest N distinct queries.")
+    ] = 1000,
+    index: IndexOption = None,
 ) -> None:
-    """Score each retrieval mode on a BEIR dataset: nDCG@10, Recall@100, MRR@10."""
-    settings = load_settings()
+    """Score each retrieval mode on a BEIR dataset (nDCG@10, Recall@100, MRR@10), or, with
+    --replay, how much another version changes the answers to logged queries."""
+    if replay_log is not None:
+        _replay(replay_log, against, baseline, limit, index, as_json)
+        return
+    settings = load_settings(index)
+    if dataset_dir is None:
+        console.print("[red]give a BEIR folder, or --replay QUERY_LOG --against VERSION[/red]")
+        raise typer.Exit(2)
     if not dataset_dir.is_dir():
         console.print(f"[red]{dataset_dir} is not a folder[/red]")
         raise typer.Exit(2)
@@ -80,6 +105,28 @@ def evaluate(
     from pipelines.cost import Cost
 
     console.print(f"cost: {Cost.from_dict(report.get('cost')).describe()}")
+
+
+def _replay(
+    log: Path,
+    against: str | None,
+    baseline: str | None,
+    limit: int,
+    index: str | None,
+    as_json: bool,
+) -> None:
+    if against is None:
+        console.print("[red]--replay needs --against VERSION (see `sluice versions`)[/red]")
+        raise typer.Exit(2)
+    settings = load_settings(index)
+    from flows.replay_flow import run_replay
+
+    with exit_on("replay", FileNotFoundError, LookupError, *index_errors()):
+        report = run_replay(settings, log, against, baseline, limit)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+        return
+    out.print(Markdown(report.to_markdown()))
 
 
 def tune(
