@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from composition.components import Components
 from config.settings import Settings
 from flows.artifacts import artifact_key
+from flows.replay_flow import logged_for
 from index.types import VectorStore
 from pipelines.evaluation import load_golden_set
 from pipelines.reembed import SWAP_WAIT_S, reembed
@@ -31,10 +32,12 @@ def run_reembed(
     wait_for_lock_s: float = SWAP_WAIT_S,
 ) -> ReembedReport:
     """Re-embeds the configured index with `model`, gated on `golden` (default: the configured
-    golden set). `store`: one the caller holds open (a process that also serves)."""
+    golden set) and on a replay of the queries in the query log. `store`: one the caller holds
+    open (a process that also serves)."""
     parts = Components(settings)
     golden = golden or settings.golden_set
     dataset = load_golden_set(golden) if golden is not None else None
+    logged, _, _ = logged_for(settings, settings.query_log_dir)
     with parts.versioned_index(store) as index:
         return reembed(
             index,
@@ -46,6 +49,8 @@ def run_reembed(
             force,
             wait_for_lock_s,
             parts.cost_rates(),
+            logged,
+            settings.gate_replay_min_overlap,
         )
 
 

@@ -12,10 +12,12 @@ running API follows the switch without a restart.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 
 from index.embedding_cache import EmbeddingCache
+from index.searcher import IndexSearcher
 from index.types import CollectionSpec, Embedder
 from index.version_sync import SyncStats, sync_version
 from index.versions import collection_name, create_next_version, version_number, versions_of
@@ -24,6 +26,7 @@ from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
 from pipelines.gate import GatePolicy, GateResult, GateUnavailable, Scores, score_version
 from pipelines.progress import report_progress
 from pipelines.reembed_report import ReembedReport
+from pipelines.replay import LoggedQuery, replay
 from pipelines.retention import apply_retention
 from pipelines.versioned_index import VersionedIndex
 
@@ -41,16 +44,22 @@ def reembed(
     force: bool = False,
     wait_for_lock_s: float = SWAP_WAIT_S,
     rates: CostRates = DEFAULT_RATES,
+    logged: Sequence[LoggedQuery] = (),
+    min_overlap: float = 0.5,
 ) -> ReembedReport:
     """Re-embeds the index with `embedder`'s model; switches if the gate on `golden` passes
-    (or `force`). `reembed_lock` keeps a second re-embed of the index out. `rates`: what its
-    cost estimate charges."""
+    (or `force`). Without a golden set, queries users sent (`logged`) are replayed on both
+    versions and the switch needs their answers to keep `min_overlap` (overlap@10): a guard
+    against a broken model, not a measure of a better one. With a golden set the replay is
+    reported beside its score. `reembed_lock` keeps a second re-embed of the index out.
+    `rates`: what its cost estimate charges."""
     started = time.perf_counter()
     meter = CpuMeter()
-    if golden is None and not force:
+    if golden is None and not logged and not force:
         raise GateUnavailable(
-            "no golden set to compare the two versions on: set SLUICE_GOLDEN_SET (or pass "
-            "--golden); --force switches without a comparison"
+            "no golden set to compare the two versions on, and no logged queries to replay: "
+            "set SLUICE_GOLDEN_SET (or pass --golden), or let the API log queries with their "
+            "text; --force switches without a comparison"
         )
     store = index.store
     with reembed_lock:
@@ -96,6 +105,20 @@ def reembed(
                 policy.score(scores[previous.name]),
                 policy.score(scores[target.name]),
             )
+        replayed = None
+        if logged:
+            gate_started = time.perf_counter()
+            replayed = replay(
+                IndexSearcher(
+                    store,
+                    lambda spec: embedder if spec.name == target.name else index.embedder_for(spec),
+                ),
+                list(logged),
+                previous.name,
+                target.name,
+            )
+            gate_seconds += time.perf_counter() - gate_started
+        replay_passed = replayed is not None and replayed.overlap_at_10 >= min_overlap
         report = ReembedReport(
             index=index.alias,
             model=embedder.model_id,
@@ -111,8 +134,19 @@ def reembed(
             embed_seconds=round(build.embed_seconds, 2),
             gate={**asdict(gate), "passed": gate.passed} if gate else None,
             scores=scores,
+            replay=(
+                {
+                    **replayed.to_dict(),
+                    "min_overlap": min_overlap,
+                    "passed": replay_passed,
+                    "decides": gate is None,
+                }
+                if replayed
+                else None
+            ),
         )
-        if gate is None or gate.passed or force:
+        passed = gate.passed if gate is not None else replay_passed
+        if passed or force:
             catch_up, report.dropped = _switch(
                 index, previous, target, embedder, cache, scores, keep_versions, wait_for_lock_s
             )
@@ -124,12 +158,19 @@ def reembed(
             }
         else:
             # The new model's vectors stay in the cache: a forced rerun only re-writes points.
+            if gate is not None:
+                note = f"{gate.new:.4f} < {gate.old:.4f} - {gate.tolerance}"
+            else:
+                assert replayed is not None
+                note = (
+                    f"{replayed.queries} logged queries replayed keep overlap@10 "
+                    f"{replayed.overlap_at_10:.3f} < {min_overlap}"
+                )
             index.manifest.record_version(
                 target.name,
                 "rejected",
-                scores[target.name],
-                note=f"gate failed against "
-                f"{previous.name}: {gate.new:.4f} < {gate.old:.4f} - {gate.tolerance}",
+                scores.get(target.name, {}),
+                note=f"gate failed against {previous.name}: {note}",
             )
             store.drop_collection(target.name)
     report.seconds = {

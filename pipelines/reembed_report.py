@@ -28,6 +28,8 @@ class ReembedReport:
     dropped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     cost: Cost = field(default_factory=Cost)
+    replay: dict[str, Any] | None = None
+    """Logged queries replayed on both versions (`pipelines/replay.py`), where there were any."""
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ReembedReport:
@@ -54,7 +56,24 @@ class ReembedReport:
                 f"new {gate['new']:.4f} → {'passed' if gate['passed'] else 'failed'}"
                 f"{' (forced)' if self.forced and not gate['passed'] else ''}.",
             ]
-        elif self.forced:
+        if self.replay:
+            replayed = self.replay
+            verdict = "passed" if replayed["passed"] else "failed"
+            role = (
+                f"the gate, at least {replayed['min_overlap']}"
+                if replayed["decides"]
+                else "beside the golden set"
+            )
+            lines += [
+                "",
+                f"Replay of {replayed['queries']} logged queries ({role}): overlap@10 "
+                f"{replayed['overlap_at_10']:.3f}, rank correlation "
+                f"{replayed['rank_correlation']:.3f}, p50 {replayed['baseline_p50_ms']:.1f} → "
+                f"{replayed['candidate_p50_ms']:.1f} ms"
+                + (f" → {verdict}" if replayed["decides"] else "")
+                + ".",
+            ]
+        elif not self.gate and self.forced:
             lines += ["", "No gate: switched with --force."]
         if self.caught_up:
             lines += [

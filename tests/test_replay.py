@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from composition.components import Components
 from config.settings import Settings
-from flows.reembed_flow import run_reembed
+from flows.reembed_flow import run_reembed, run_rollback
 from flows.replay_flow import run_replay, version_collection
 from pipelines.replay import _rank_correlation
 from retrieval_api.app import create_app
@@ -103,3 +103,18 @@ def test_cli_replay_prints_the_comparison_as_json(
     assert missing.exit_code == 2 and "--against" in missing.output
     unknown = runner.invoke(app, ["eval", "--replay", log, "--against", "v9"])
     assert unknown.exit_code == 2 and "no collection version docs__v9" in unknown.output
+
+
+def test_without_a_golden_set_the_gate_replays_the_logged_queries(
+    logged: Settings, tmp_path: Path
+) -> None:
+    run_rollback(logged, to=1)
+    strict = logged.model_copy(update={"golden_set": None, "gate_replay_min_overlap": 0.95})
+    rejected = run_reembed(strict, str(weakened(tmp_path / "weak")))
+    assert rejected.outcome == "rejected" and rejected.gate is None
+    assert rejected.replay is not None and rejected.replay["decides"]
+    assert not rejected.replay["passed"] and rejected.replay["overlap_at_10"] < 0.95
+    assert "Replay of 24 logged queries (the gate, at least 0.95)" in rejected.to_markdown()
+    switched = run_reembed(strict, str(widened(tmp_path / "wide")))
+    assert switched.outcome == "switched" and switched.replay is not None
+    assert switched.replay["passed"] and switched.replay["overlap_at_10"] >= 0.95
