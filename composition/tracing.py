@@ -54,9 +54,12 @@ def record_stages(
     stages_s: Mapping[str, float],
     attributes: Mapping[str, Any],
     ended_ns: int | None = None,
+    sequential: bool = True,
 ) -> None:
     """One span `name` from `started_ns` to `ended_ns` (default: now) with a child span per
-    stage, laid end to end in the order given (the stages ran one after another)."""
+    stage: laid end to end in the order given where the stages ran one after another, else
+    (`sequential` false: a run parses beside embedding) each from the start, as long as the
+    stage's total time."""
     if _provider is None:
         return
     from opentelemetry import trace
@@ -73,11 +76,11 @@ def record_stages(
     for stage, seconds in stages_s.items():
         end = min(cursor + int(seconds * 1e9), ended_ns)
         tracer.start_span(stage, context=context, start_time=cursor).end(end_time=end)
-        cursor = end
+        cursor = end if sequential else started_ns
     parent.end(end_time=ended_ns)
 
 
-def shutdown_tracing() -> None:
+def flush_tracing() -> None:
     """Exports what is buffered (a CLI command ends right after its run)."""
     if _provider is not None:
         _provider.force_flush()

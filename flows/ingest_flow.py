@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from composition.components import Components
+from composition.tracing import configure_tracing, flush_tracing, record_stages
 from config.settings import Settings
 from config.sources import SourceConfig
 from flows.artifacts import artifact_key
@@ -32,11 +34,13 @@ def run_sync(
     `external_id`: the flow run's id, kept in the index's run history."""
     parts = Components(settings)
     source = parts.source(config)
+    configure_tracing(settings.tracing, "sluice-ingest")
+    started_ns = time.time_ns()
     with parts.run_lock(wait_for_lock_s):
         store = parts.store()
         manifest = parts.manifest()
         try:
-            return sync_source(
+            report = sync_source(
                 source,
                 config.name,
                 parts.ingest_parts(store, dry_run=dry_run),
@@ -52,6 +56,26 @@ def run_sync(
         finally:
             manifest.close()
             store.close()
+    record_stages(
+        "ingest",
+        started_ns,
+        report.stage_seconds,
+        {
+            "sluice.index": report.index,
+            "sluice.source": report.source,
+            "sluice.collection": report.collection,
+            "sluice.new": len(report.new),
+            "sluice.changed": len(report.changed),
+            "sluice.failed": len(report.failed),
+            "sluice.chunks": report.chunks,
+            "sluice.embedded": report.embedded,
+            "sluice.cpu_seconds": report.cost.cpu_seconds,
+            "sluice.estimated_cost": report.cost.estimated_cost,
+        },
+        sequential=False,
+    )
+    flush_tracing()
+    return report
 
 
 @flow(name="ingest", log_prints=True)
