@@ -5,9 +5,12 @@ Three `sluice serve` processes over three copies of one ingested data dir:
   * observed: metrics (scraped every 15 s, as Prometheus would) and the query log, no caches;
   * cached:   metrics, query log and both caches.
 1. Overhead: one client sends hybrid queries, each a different query of the dataset, to bare and
-   observed in turn, ROUNDS rounds of ROUND_S seconds; p50/p99 are medians of the rounds.
-2. Caches: the same client sends a repeated-query mix (queries drawn from a Zipf distribution,
-   s=1.1, over DISTINCT queries: a few are asked often, most rarely) to observed and cached.
+   observed in turn (which goes first alternates), ROUNDS rounds of ROUND_S seconds; p50/p99
+   are medians of the rounds.
+2. Caches: the same client sends repeated-query mixes to observed and cached: queries drawn
+   from a Zipf distribution (s=1.1) over DISTINCT queries (a few asked often, most rarely);
+   then the same with a long tail, TAIL of the requests a query never asked before (a dataset
+   query with a random word added). Hit ratios from cached's /metrics; its memory at the end.
 3. The query log: bytes on disk per 1,000 logged requests, from observed's log after it stops.
 
     .venv/bin/python bench/serving_overhead.py DATA_DIR INDEX QUERIES_JSONL [--rounds 3]
@@ -35,6 +38,7 @@ import pyarrow.parquet as pq
 
 DISTINCT = 300
 ZIPF_S = 1.1
+TAIL = 0.3
 
 
 def serve(data_dir: Path, index: str, port: int, **env_settings: str) -> subprocess.Popen[bytes]:
@@ -83,7 +87,8 @@ def compare(
     for number in range(rounds):
         start = (number * 997) % len(queries) if offset_by_round else 0
         shifted = queries[start:] + queries[:start]
-        for name, url in urls.items():
+        order = list(urls.items())
+        for name, url in order if number % 2 == 0 else order[::-1]:  # neither always first
             ms = sorted(ask(url, shifted, round_s))
             measured[name].append((ms[len(ms) // 2], ms[int(len(ms) * 0.99)], len(ms) / round_s))
     return {
@@ -92,13 +97,26 @@ def compare(
     }
 
 
-def cache_hit_ratio(url: str) -> float:
+def cache_lookups(url: str) -> tuple[float, float]:
+    """The result cache's hits and misses so far."""
     text = httpx.get(f"{url}/metrics", timeout=30).text
     values = {}
     for line in text.splitlines():
         if line.startswith('sluice_cache_lookups_total{cache="result"'):
             values["hit" if 'outcome="hit"' in line else "miss"] = float(line.split()[-1])
-    return values["hit"] / max(1.0, values["hit"] + values["miss"])
+    return values["hit"], values["miss"]
+
+
+def cache_hit_ratio(url: str) -> float:
+    hits, misses = cache_lookups(url)
+    return hits / max(1.0, hits + misses)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:
@@ -113,6 +131,13 @@ def main() -> None:
     rng = np.random.default_rng(7)
     weights = 1 / np.arange(1, DISTINCT + 1) ** ZIPF_S
     mix = [texts[i] for i in rng.choice(DISTINCT, size=20_000, p=weights / weights.sum())]
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    tailed = [
+        f"{texts[rng.integers(len(texts))]} {''.join(rng.choice(letters, 7))}"
+        if rng.random() < TAIL
+        else query
+        for query in mix
+    ]
 
     work = Path(tempfile.mkdtemp(prefix="sluice-observe-"))
     names = ("bare", "observed", "cached")
@@ -159,6 +184,24 @@ def main() -> None:
             f"  cached/uncached: p50 {c50 / u50:.3f}x  throughput {crps / urps:.2f}x  "
             f"(result cache hit ratio {ratio:.2f}; Zipf s={ZIPF_S} over {DISTINCT} queries)"
         )
+        before = cache_lookups(urls["cached"])
+        tail = compare(
+            {n: urls[n] for n in ("observed", "cached")}, tailed, args.rounds, args.round_s, False
+        )
+        for name, (p50, p99, rps) in tail.items():
+            print(
+                f"  {name:8} Zipf + {TAIL:.0%} tail:  p50 {p50:6.1f} ms  "
+                f"p99 {p99:6.1f} ms  {rps:5.1f}/s"
+            )
+        after = cache_lookups(urls["cached"])
+        hits, misses = after[0] - before[0], after[1] - before[1]
+        (u50, _, urps), (c50, _, crps) = tail["observed"], tail["cached"]
+        print(
+            f"  cached/uncached: p50 {c50 / u50:.3f}x  throughput {crps / urps:.2f}x  "
+            f"(result cache hit ratio {hits / max(1, hits + misses):.2f})"
+        )
+        for name, process in servers.items():
+            print(f"  {name:8} resident memory at the end: {rss_mib(process.pid):.0f} MiB")
     finally:
         stop.set()
         for process in servers.values():
