@@ -237,14 +237,19 @@ class IndexSearcher:
 
     @staticmethod
     def _slim(outcome: SearchOutcome) -> SearchOutcome:
-        """What a cached answer keeps: the final hits whole, the candidate lists as ids and
-        scores (all a response's stage ranks need), a fraction of their memory."""
+        """What a cached answer keeps: the final hits whole; of each candidate list, ids and
+        scores down to the last final hit (a hit's rank in each stage) and at least the top 10
+        (the query log's agreement signal). A fraction of the memory of the whole lists."""
+        final = {hit.id for hit in outcome.result.hits}
+
+        def kept(points: list[ScoredPoint]) -> list[ScoredPoint]:
+            last = max((rank for rank, p in enumerate(points) if p.id in final), default=-1)
+            return _without_payloads(points[: max(last + 1, 10)])
+
         result = SearchResult(
-            list(outcome.result.hits),
-            _without_payloads(outcome.result.dense),
-            _without_payloads(outcome.result.sparse),
+            list(outcome.result.hits), kept(outcome.result.dense), kept(outcome.result.sparse)
         )
-        return replace(outcome, result=result, first_stage=_without_payloads(outcome.first_stage))
+        return replace(outcome, result=result, first_stage=kept(outcome.first_stage))
 
     def _rerank(self, query: str, outcome: SearchOutcome, limit: int, blend: float | None) -> None:
         """Reorders the first `rerank_candidates` hits; on any problem keeps the first stage."""

@@ -71,6 +71,9 @@ def test_every_call_is_one_record_with_what_was_answered(indexed: Settings) -> N
     assert repeated["cache"] == "hit" and repeated["query"] == "what wears out"
     assert repeated["query_hash"] == first["query_hash"]
     assert repeated["chunk_ids"] == first["chunk_ids"]
+    for column in ("dense_scores", "bm25_scores", "fused_scores", "dense_bm25_agreement"):
+        assert repeated[column] == first[column], f"a cached answer keeps {column}"
+    assert answers[2]["hits"] == answers[0]["hits"], "stage scores and ranks too"
     # The folders are hive partitions: pyarrow (and DuckDB) read the day as a column.
     table = ds.dataset(indexed.query_log_dir, format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 3 and "date" in table.column_names

@@ -31,6 +31,7 @@ from index.types import (
     RetrievalTuning,
 )
 from retrieval_api.app import create_app
+from retrieval_api.hits import build_hits
 from tests.conftest import ingest_folder
 from tests.derived_models import widened
 
@@ -42,6 +43,8 @@ BM25 = Bm25Params(avg_doc_length=4)
 
 class _HashEmbedder:
     """A deterministic embedder: the vector of a text is a function of its words."""
+
+    model_id = "hash-embedder"
 
     cache_key = "hash-embedder"
     query_prefix = ""
@@ -104,8 +107,7 @@ def test_a_cached_searcher_answers_as_an_uncached_one_after_any_write(
 
     def answers(searcher: IndexSearcher) -> list[object]:
         return [
-            [(p.id, round(p.score, 6), p.payload.get("text")) for p in outcome.result.hits]
-            + [outcome.collection]
+            [hit.model_dump() for hit in build_hits(outcome, mode)] + [outcome.collection]
             for query in QUERIES
             for mode in ("hybrid", "bm25", "dense")
             for payload_filter in (None, only_some)
