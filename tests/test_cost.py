@@ -142,28 +142,23 @@ def test_ingest_report_costs_what_it_embedded_and_an_unchanged_rerun_embeds_noth
 def test_cost_sums_retrievals_of_the_period_from_the_query_log(
     priced: Settings, tmp_path: Path
 ) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from index.query_log import QueryLog
 
     runner = CliRunner()
     priced.data_dir.mkdir(parents=True)
     assert json.loads(runner.invoke(app, ["cost", "--json"]).stdout)["indexes"] == {}
-    folder = priced.query_log_dir
-    folder.mkdir()
+    log = QueryLog(priced.query_log_dir, flush_s=3600)
     now = datetime.now(UTC)
-    times = [now, now - timedelta(minutes=5), now - timedelta(days=3)]
-    pq.write_table(
-        pa.table(
-            {
-                "collection": ["docs__v1", "docs__v2", "docs__v1"],
-                "time": pa.array(times, type=pa.timestamp("ms", tz="UTC")),
-                "cost_estimate": [0.25, 0.5, 8.0],
-                "cpu_ms": [100.0, 300.0, 1000.0],
-            }
-        ),
-        folder / "part-0.parquet",
-    )
-    (folder / "part-1.parquet").write_bytes(b"PAR1 still being written")
+    for ago, cost, cpu_ms, index in [
+        (timedelta(0), 0.25, 100.0, "docs"),
+        (timedelta(minutes=5), 0.5, 300.0, "docs"),
+        (timedelta(days=3), 8.0, 1000.0, "docs"),
+        (timedelta(0), 1.0, 10.0, "other"),
+    ]:
+        log.record({"time": now - ago, "index": index, "cost_estimate": cost, "cpu_ms": cpu_ms})
+    log.close()
+    broken = next(priced.query_log_dir.glob("date=*")) / "part-9.parquet"
+    broken.write_bytes(b"PAR1 not a parquet file")
     summed = runner.invoke(app, ["cost", "--json", "--since", "1d"])
     assert summed.exit_code == 0, summed.output
     docs = json.loads(summed.stdout)["indexes"]["docs"]
@@ -171,6 +166,7 @@ def test_cost_sums_retrievals_of_the_period_from_the_query_log(
     assert docs["estimated_cost"] == pytest.approx(0.75)
     week = json.loads(runner.invoke(app, ["cost", "--json", "--since", "7d"]).stdout)
     assert week["indexes"]["docs"]["retrieval"]["requests"] == 3
+    assert week["indexes"]["other"]["retrieval"]["requests"] == 1
     assert runner.invoke(app, ["cost", "--since", "yesterday"]).exit_code == 2
 
 

@@ -90,56 +90,36 @@ def _storage(settings: Settings, indexes: list[str]) -> dict[str, dict[str, Any]
 
 def retrieval_costs(folder: Path, since: float) -> dict[str, dict[str, float]]:
     """Per index: `/retrieve` requests in the query log since `since`, their summed cost
-    estimate and CPU seconds. No log (or no readable file yet) is no requests; a file being
-    written is skipped."""
-    if not folder.is_dir():
-        return {}
-    files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("."))
-    totals: dict[str, dict[str, float]] = {}
-    for path in files:
-        try:
-            rows = _log_rows(path, since)
-        except Exception:  # a partial or foreign file does not stop the summary
-            continue
-        for collection, cost, cpu_ms in rows:
-            index = re.sub(r"__v\d+$", "", collection)
-            entry = totals.setdefault(
-                index, {"requests": 0, "estimated_cost": 0.0, "cpu_seconds": 0.0}
-            )
-            entry["requests"] += 1
-            entry["estimated_cost"] += cost
-            entry["cpu_seconds"] += cpu_ms / 1000
-    return totals
-
-
-def _log_rows(path: Path, since: float) -> list[tuple[str, float, float]]:
+    estimate and CPU seconds. No log is no requests; an unreadable file is skipped."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    names = set(pq.read_schema(path).names)
-    if "collection" not in names:
-        return []
-    table = pq.read_table(
-        path, columns=[c for c in ("collection", "time", "cost_estimate", "cpu_ms") if c in names]
-    )
-    if "time" in names:
-        seconds = pc.divide(table["time"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()), 1e6)
-        table = table.filter(pc.greater_equal(seconds, since))
+    from index.query_log import log_files
 
-    def column(name: str) -> list[float]:
-        if name not in table.column_names:
-            return [0.0] * table.num_rows
-        return [float(v or 0.0) for v in table[name].to_pylist()]
-
-    return list(
-        zip(
-            (str(c) for c in table["collection"].to_pylist()),
-            column("cost_estimate"),
-            column("cpu_ms"),
-            strict=True,
-        )
+    columns = ["index", "time", "cost_estimate", "cpu_ms"]
+    tables = []
+    for path in log_files(folder) if folder.is_dir() else []:
+        try:
+            tables.append(pq.read_table(path, columns=columns))
+        except (OSError, pa.ArrowInvalid):  # a file of another version or a broken one
+            continue
+    if not tables:
+        return {}
+    table = pa.concat_tables(tables)
+    start = pa.scalar(datetime.fromtimestamp(since, UTC), pa.timestamp("ms", tz="UTC"))
+    table = table.filter(pc.greater_equal(table["time"], start))
+    grouped = table.group_by("index").aggregate(
+        [("time", "count"), ("cost_estimate", "sum"), ("cpu_ms", "sum")]
     )
+    return {
+        str(row["index"]): {
+            "requests": int(row["time_count"]),
+            "estimated_cost": float(row["cost_estimate_sum"] or 0.0),
+            "cpu_seconds": float(row["cpu_ms_sum"] or 0.0) / 1000,
+        }
+        for row in grouped.to_pylist()
+    }
 
 
 def cost_summary(settings: Settings, index: str | None, since: float) -> dict[str, Any]:
