@@ -142,13 +142,21 @@ class IndexSearcher:
         tenants: Sequence[str] | None,
     ) -> SearchOutcome:
         timings: dict[str, float] = {}
-        collection = self.store.resolve_alias(alias) or alias
+        resolved = self.store.resolve_alias(alias)
+        collection = resolved or alias
+        missing = IndexNotFoundError(f"index '{alias}' does not exist yet; ingest documents first")
         key: tuple[object, ...] = ()
         if self.results.enabled:
             self._follow(alias, collection)
+            try:
+                stamp = self.store.write_stamp(collection)
+            except CollectionNotFoundError:
+                if resolved:
+                    raise  # dropped under this request: `search` asks again
+                raise missing from None
             key = (
                 collection,
-                self.store.write_stamp(collection),
+                stamp,
                 query,
                 mode,
                 limit,
@@ -161,7 +169,7 @@ class IndexSearcher:
                 return replace(cached, timings_ms={}, cache="hit")
         spec = self.store.collection_spec(collection)
         if spec is None:
-            raise IndexNotFoundError(f"index '{alias}' does not exist yet; ingest documents first")
+            raise missing
         payload_filter = confined(payload_filter, tenants, spec)
         vector_cached = False
         options = self.resolve(spec, requested)

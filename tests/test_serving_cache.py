@@ -177,3 +177,18 @@ def test_no_stale_answer_after_an_ingest_a_switch_or_a_rollback(tmp_path: Path, 
         assert after_rollback["hits"] == after_ingest["hits"]
         scraped = client.get("/metrics").text
     assert 'sluice_cache_lookups_total{cache="result",outcome="hit"} 2.0' in scraped
+
+
+def test_a_cached_searcher_of_an_index_not_ingested_yet_says_so_on_both_backends(
+    tmp_path: Path,
+) -> None:
+    from qdrant_client import QdrantClient
+
+    from index.client_store import QdrantClientStore
+    from index.types import IndexNotFoundError
+
+    for store in (EdgeVectorStore(tmp_path / "edge"), QdrantClientStore(QdrantClient(":memory:"))):
+        searcher = IndexSearcher(store, lambda spec: _HashEmbedder(), result_cache_entries=8)  # type: ignore[arg-type,return-value]
+        with pytest.raises(IndexNotFoundError, match="does not exist yet"):
+            searcher.search("docs", "pump", "bm25", 5)
+        store.close()
