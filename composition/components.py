@@ -223,13 +223,22 @@ class Components:
         cached: bool = False,
     ) -> IndexSearcher:
         """A searcher with the configured reranker (or `reranker`); `embedder_for`: how a
-        collection's queries are embedded (the API keeps its loaded models), by default a new
-        embedder of the collection's own model. `cached`: with the configured result and
-        query-vector caches (a server's; a one-off search gains nothing from them)."""
+        collection's queries are embedded (the API keeps its loaded models), by default an
+        embedder of the collection's own model, loaded once per model for this searcher.
+        `cached`: with the configured result and query-vector caches (a server's; a one-off
+        search gains nothing from them)."""
         s = self.settings
+        loaded: dict[tuple[str, str, str], Embedder] = {}
+
+        def own_model(spec: CollectionSpec) -> Embedder:
+            key = (spec.embedding_model, spec.query_prefix, spec.passage_prefix)
+            if key not in loaded:
+                loaded[key] = self.embedder_for(spec)
+            return loaded[key]
+
         return IndexSearcher(
             store,
-            embedder_for or self.embedder_for,
+            embedder_for or own_model,
             reranker or self.reranker(),
             s.rerank_candidates,
             self.hybrid_defaults(),

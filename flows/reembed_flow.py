@@ -37,7 +37,7 @@ def run_reembed(
     parts = Components(settings)
     golden = golden or settings.golden_set
     dataset = load_golden_set(golden) if golden is not None else None
-    logged, _, _ = logged_for(settings, settings.query_log_dir)
+    logged = logged_for(settings, settings.query_log_dir)
     with parts.versioned_index(store) as index:
         return reembed(
             index,

@@ -9,7 +9,7 @@ from config.settings import Settings
 from index.query_log import read_query_log
 from index.types import VectorStore
 from index.versions import collection_name
-from pipelines.replay import LoggedQuery, ReplayReport, logged_queries, replay
+from pipelines.replay import NOTHING_LOGGED, ReplayReport, ReplaySample, logged_queries, replay
 
 
 def version_collection(index: str, version: str) -> str:
@@ -18,12 +18,10 @@ def version_collection(index: str, version: str) -> str:
     return collection_name(index, int(number)) if number.isdigit() else version
 
 
-def logged_for(
-    settings: Settings, log: Path, limit: int = 1000
-) -> tuple[list[LoggedQuery], int, int]:
-    """The replayable queries the configured index was asked, as `logged_queries` returns."""
+def logged_for(settings: Settings, log: Path, limit: int = 1000) -> ReplaySample:
+    """The replayable queries the configured index was asked."""
     if not log.exists():
-        return [], 0, 0
+        return NOTHING_LOGGED
     rows = [r for r in read_query_log(log).to_pylist() if r["index"] in (None, settings.index_name)]
     return logged_queries(rows, limit)
 
@@ -54,8 +52,8 @@ def run_replay(
                 known = ", ".join(opened.list_collections()) or "none"
                 raise LookupError(f"no collection version {name} (versions: {known})")
         assert reference is not None
-        queries, records, without_text = logged_for(settings, log, limit)
-        return replay(parts.searcher(opened), queries, reference, candidate, records, without_text)
+        sample = logged_for(settings, log, limit)
+        return replay(parts.searcher(opened), sample, reference, candidate)
     finally:
         if store is None:
             opened.close()

@@ -12,7 +12,6 @@ running API follows the switch without a restart.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 
@@ -26,7 +25,7 @@ from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
 from pipelines.gate import GatePolicy, GateResult, GateUnavailable, Scores, score_version
 from pipelines.progress import report_progress
 from pipelines.reembed_report import ReembedReport
-from pipelines.replay import LoggedQuery, replay
+from pipelines.replay import NOTHING_LOGGED, ReplaySample, replay
 from pipelines.retention import apply_retention
 from pipelines.versioned_index import VersionedIndex
 
@@ -44,7 +43,7 @@ def reembed(
     force: bool = False,
     wait_for_lock_s: float = SWAP_WAIT_S,
     rates: CostRates = DEFAULT_RATES,
-    logged: Sequence[LoggedQuery] = (),
+    logged: ReplaySample = NOTHING_LOGGED,
     min_overlap: float = 0.5,
 ) -> ReembedReport:
     """Re-embeds the index with `embedder`'s model; switches if the gate on `golden` passes
@@ -55,7 +54,7 @@ def reembed(
     `rates`: what its cost estimate charges."""
     started = time.perf_counter()
     meter = CpuMeter()
-    if golden is None and not logged and not force:
+    if golden is None and not logged.queries and not force:
         raise GateUnavailable(
             "no golden set to compare the two versions on, and no logged queries to replay: "
             "set SLUICE_GOLDEN_SET (or pass --golden), or let the API log queries with their "
@@ -106,14 +105,12 @@ def reembed(
                 policy.score(scores[target.name]),
             )
         replayed = None
-        if logged:
+        if logged.queries:
             gate_started = time.perf_counter()
+            models = {previous.name: index.embedder_for(previous), target.name: embedder}
             replayed = replay(
-                IndexSearcher(
-                    store,
-                    lambda spec: embedder if spec.name == target.name else index.embedder_for(spec),
-                ),
-                list(logged),
+                IndexSearcher(store, lambda spec: models[spec.name]),
+                logged,
                 previous.name,
                 target.name,
             )

@@ -85,11 +85,20 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-def logged_queries(
-    rows: list[dict[str, Any]], limit: int = 1000
-) -> tuple[list[LoggedQuery], int, int]:
-    """The distinct replayable requests of query log records (the latest `limit`), with the
-    count of records read and of those kept without text."""
+@dataclass(frozen=True)
+class ReplaySample:
+    queries: tuple[LoggedQuery, ...] = ()
+    records: int = 0
+    """Query log records read."""
+    without_text: int = 0
+    """Records kept only as a hash: they cannot be searched again."""
+
+
+NOTHING_LOGGED = ReplaySample()
+
+
+def logged_queries(rows: list[dict[str, Any]], limit: int = 1000) -> ReplaySample:
+    """The distinct replayable requests of query log records (the latest `limit`)."""
     distinct: dict[tuple[object, ...], LoggedQuery] = {}
     without_text = 0
     for row in reversed(rows):  # the latest answer of a repeated query is its reference
@@ -106,7 +115,7 @@ def logged_queries(
                 tenants,
                 tuple(row.get("chunk_ids") or ()),
             )
-    return list(distinct.values()), len(rows), without_text
+    return ReplaySample(tuple(distinct.values()), len(rows), without_text)
 
 
 def _overlap(reference: list[str], other: list[str]) -> float:
@@ -126,16 +135,12 @@ def _rank_correlation(a: list[str], b: list[str]) -> float:
 
 
 def replay(
-    searcher: IndexSearcher,
-    queries: list[LoggedQuery],
-    baseline: str,
-    candidate: str,
-    records: int = 0,
-    without_text: int = 0,
+    searcher: IndexSearcher, sample: ReplaySample, baseline: str, candidate: str
 ) -> ReplayReport:
     """Each query on both versions with the same options, alternating which goes first so
     neither is favoured by a warm cache; `searcher` should have no result cache."""
-    report = ReplayReport(baseline, candidate, len(queries), records, without_text)
+    queries = sample.queries
+    report = ReplayReport(baseline, candidate, len(queries), sample.records, sample.without_text)
     if not queries:
         return report
     overlaps: list[float] = []

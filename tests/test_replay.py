@@ -114,6 +114,7 @@ def test_without_a_golden_set_the_gate_replays_the_logged_queries(
     assert rejected.outcome == "rejected" and rejected.gate is None
     assert rejected.replay is not None and rejected.replay["decides"]
     assert not rejected.replay["passed"] and rejected.replay["overlap_at_10"] < 0.95
+    assert rejected.replay["records"] == 2 * len(QUESTIONS) + 1, "every record read is counted"
     assert "Replay of 24 logged queries (the gate, at least 0.95)" in rejected.to_markdown()
     switched = run_reembed(strict, str(widened(tmp_path / "wide")))
     assert switched.outcome == "switched" and switched.replay is not None
