@@ -108,7 +108,11 @@ def test_cli_replay_prints_the_comparison_as_json(
 def test_without_a_golden_set_the_gate_replays_the_logged_queries(
     logged: Settings, tmp_path: Path
 ) -> None:
-    run_rollback(logged, to=1)
+    store = Components(logged).store()
+    serving = store.resolve_alias("docs")
+    store.close()
+    if serving != "docs__v1":  # an earlier test of this module switched
+        run_rollback(logged, to=1)
     strict = logged.model_copy(update={"golden_set": None, "gate_replay_min_overlap": 0.95})
     rejected = run_reembed(strict, str(weakened(tmp_path / "weak")))
     assert rejected.outcome == "rejected" and rejected.gate is None
