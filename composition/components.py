@@ -162,6 +162,7 @@ class Components:
             self.settings.embedding_batch_size,
             query_prefix=prompts.query if prompts else None,
             passage_prefix=prompts.passage if prompts else None,
+            batch_tokens=self.settings.embedding_batch_tokens or None,
         )
 
     def embedder_for(self, spec: CollectionSpec) -> Embedder:
@@ -172,6 +173,7 @@ class Components:
             self.settings.embedding_batch_size,
             query_prefix=spec.query_prefix,
             passage_prefix=spec.passage_prefix,
+            batch_tokens=self.settings.embedding_batch_tokens or None,
         )
 
     def index_embedder(self, store: VectorStore) -> Embedder:

@@ -67,7 +67,16 @@ class Settings(BaseSettings):
         "uses the prompts it declares, else its family's (e5), else none.",
     )
     embedding_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    embedding_batch_size: int = Field(
+        default=64, ge=1, le=4096, description="Texts per batch where batches count texts."
+    )
+    embedding_batch_tokens: int = Field(
+        default=16384,
+        ge=0,
+        description="Documents are embedded in batches of at most this many tokens with "
+        "padding, longest first (short texts in large batches, long in small); 0: batches of "
+        "embedding_batch_size texts.",
+    )
 
     chunker: Literal["title", "document"] = Field(
         default="title",

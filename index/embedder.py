@@ -29,6 +29,43 @@ def family_prefixes(model: str) -> tuple[str, str] | None:
     return None
 
 
+MAX_BATCH_COUNT = 1024
+"""The most texts of one token-bounded batch (very short texts would otherwise make batches of
+thousands, for no gain in speed)."""
+
+
+def token_batches(
+    lengths: Sequence[int], budget: int, most: int = MAX_BATCH_COUNT
+) -> list[list[int]]:
+    """Indexes of `lengths` in batches, longest first, each padded to its first (longest) text
+    and holding at most `budget` tokens with padding (a text longer than the budget alone)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        batch = batches[-1] if batches else None
+        if batch and len(batch) < most and (len(batch) + 1) * lengths[batch[0]] <= budget:
+            batch.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+class PaddingStats:
+    """Tokens embedded and the tokens the batches padded them to: the padding's cost."""
+
+    def __init__(self) -> None:
+        self.real = 0
+        self.padded = 0
+
+    def add(self, lengths: Sequence[int], batches: list[list[int]]) -> None:
+        self.real += sum(lengths)
+        self.padded += sum(lengths[batch[0]] * len(batch) for batch in batches)
+
+    @property
+    def ratio(self) -> float:
+        return self.padded / self.real if self.real else 1.0
+
+
 def pick_device(requested: str = "auto") -> str:
     """`auto` picks cuda, then mps, then cpu."""
     if requested != "auto":
@@ -58,12 +95,17 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
+        batch_tokens: int | None = None,
     ) -> None:
         """Prefixes left None come from the model's own `prompts`, else its family's
-        convention (e5: "query: " / "passage: "), else none."""
+        convention (e5: "query: " / "passage: "), else none. `batch_tokens`: batches of
+        documents bounded by their padded tokens (`token_batches`) rather than `batch_size`
+        texts, so that short texts go in large batches and long ones in small."""
         self.model_id = canonical_model_id(model)
         self.requested_device = device
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.padding = PaddingStats()
         self._query_prefix = query_prefix
         self._passage_prefix = passage_prefix
         self._model: Any = None
@@ -148,19 +190,38 @@ class SentenceTransformerEmbedder:
         return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
 
     def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        return self._encode(texts, self.passage_prefix)
+        if not self.batch_tokens or len(texts) < 2:
+            return self._encode(texts, self.passage_prefix)
+        lengths = self.sequence_lengths(texts, self.passage_prefix)
+        batches = token_batches(lengths, self.batch_tokens)
+        self.padding.add(lengths, batches)
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for batch in batches:
+            vectors[batch] = self._encode(
+                [texts[i] for i in batch], self.passage_prefix, len(batch)
+            )
+        return vectors
+
+    def sequence_lengths(self, texts: Sequence[str], prefix: str = "") -> list[int]:
+        """Each text's tokens as the model sees them: prefix and special tokens included, cut
+        at the model's limit."""
+        limit = int(self.model.max_seq_length)
+        extra = 2 + (self.count_tokens([prefix])[0] if prefix else 0)
+        return [min(n + extra, limit) for n in self.count_tokens(texts)]
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         vector: npt.NDArray[np.float32] = self._encode([text], self.query_prefix)[0]
         return vector
 
-    def _encode(self, texts: Sequence[str], prefix: str) -> npt.NDArray[np.float32]:
+    def _encode(
+        self, texts: Sequence[str], prefix: str, batch_size: int | None = None
+    ) -> npt.NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
             list(texts),
             prompt=prefix,
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
