@@ -32,6 +32,8 @@ def family_prefixes(model: str) -> tuple[str, str] | None:
 MAX_BATCH_COUNT = 1024
 """The most texts of one token-bounded batch (very short texts would otherwise make batches of
 thousands, for no gain in speed)."""
+GPU_BATCH_TOKENS = 1024 * 256
+"""A data-centre GPU's batch: 1,024 full-length MiniLM sequences (bench/gpu.py measures it)."""
 
 
 def token_batches(
@@ -105,6 +107,7 @@ class SentenceTransformerEmbedder:
         self.requested_device = device
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
+        self.max_batch_count = MAX_BATCH_COUNT
         self.padding = PaddingStats()
         self._query_prefix = query_prefix
         self._passage_prefix = passage_prefix
@@ -117,9 +120,14 @@ class SentenceTransformerEmbedder:
 
         check_available(self.model_id)
         path = resolve_model_path(self.model_id)
-        self._model = SentenceTransformer(
-            path, device=pick_device(self.requested_device), local_files_only=Path(path).exists()
-        )
+        device = pick_device(self.requested_device)
+        self._model = SentenceTransformer(path, device=device, local_files_only=Path(path).exists())
+        if device.startswith("cuda"):
+            # Half precision on a GPU: twice the throughput, vectors within ~1e-3 of fp32.
+            self._model.half()
+            if self.batch_tokens:
+                self.batch_tokens = max(self.batch_tokens, GPU_BATCH_TOKENS)
+                self.max_batch_count = max(self.max_batch_count, 4 * MAX_BATCH_COUNT)
 
     @property
     def model(self) -> Any:
@@ -193,7 +201,7 @@ class SentenceTransformerEmbedder:
         if not self.batch_tokens or len(texts) < 2:
             return self._encode(texts, self.passage_prefix)
         lengths = self.sequence_lengths(texts, self.passage_prefix)
-        batches = token_batches(lengths, self.batch_tokens)
+        batches = token_batches(lengths, self.batch_tokens, self.max_batch_count)
         self.padding.add(lengths, batches)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         for batch in batches:

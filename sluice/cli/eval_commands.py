@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -207,15 +209,16 @@ def train_reranker(
     console.print(
         f"{len(pairs)} pairs from {queries} queries in {mined - started:.0f} s; training…"
     )
-    train_cross_encoder(
-        pairs,
-        output,
-        epochs=epochs,
-        batch_size=batch_size,
-        max_length=max_length,
-        loss_name=loss_name,
-        head=head_name,
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its metrics: not --json's
+        train_cross_encoder(
+            pairs,
+            output,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_length=max_length,
+            loss_name=loss_name,
+            head=head_name,
+        )
     _report_training(
         as_json,
         output,
@@ -303,7 +306,7 @@ def train_embedder(
     console.print(
         f"{len(pairs)} pairs from {queries} queries in {mined - started:.0f} s; training…"
     )
-    with exit_on("train-embedder", ValueError, OSError):
+    with exit_on("train-embedder", ValueError, OSError), contextlib.redirect_stdout(sys.stderr):
         train_bi_encoder(
             pairs,
             output,
