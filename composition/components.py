@@ -40,7 +40,7 @@ from ingest.sources.local_folder import LocalFolderSource
 from ingest.sources.s3 import S3Source
 from ingest.types import DocumentSource, SourceItem
 from ingest.unstructured_parser import UnstructuredParser
-from pipelines.cost import CostRates
+from pipelines.cost import CostRates, StorageEstimate, estimate_storage
 from pipelines.gate import GatePolicy
 from pipelines.ingest_sync import IngestParts, SyncOptions
 from pipelines.versioned_index import VersionedIndex
@@ -259,6 +259,12 @@ class Components:
             flush_rows=s.query_log_flush_rows,
             flush_s=s.query_log_flush_s,
         )
+
+    def storage(self, store: VectorStore, alias: str) -> StorageEstimate:
+        """What an index's kept versions take and cost a month: measured on disk on the
+        embedded engine (its shard folders), estimated from the points on a Qdrant server."""
+        shard_root = None if self.settings.qdrant_url else self.settings.qdrant_path
+        return estimate_storage(store, alias, self.cost_rates(), shard_root)
 
     def cost_rates(self) -> CostRates:
         s = self.settings

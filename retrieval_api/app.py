@@ -7,7 +7,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -161,13 +160,13 @@ def _caches(app: FastAPI) -> list[tuple[str, Any]]:
     return [("result", service.searcher.results), ("query_vector", service.searcher.query_vectors)]
 
 
-def _index_readers(app: FastAPI, settings: Settings) -> tuple[VectorStore, Any, Path | None]:
-    """For a scrape: the served store, each index's manifest where it has one, and the
-    embedded engine's folder (its size on disk is the storage figure)."""
+def _index_readers(app: FastAPI, settings: Settings) -> tuple[VectorStore, Any, Any]:
+    """For a scrape: the served store, each index's manifest where it has one, and each
+    index's storage in bytes."""
     parts = Components(settings)
+    store: VectorStore = app.state.service.store
 
     def manifest_of(index: str) -> Manifest | None:
         return parts.manifest(index) if settings.manifest_path(index).exists() else None
 
-    shard_root = settings.qdrant_path if settings.qdrant_url is None else None
-    return app.state.service.store, manifest_of, shard_root
+    return store, manifest_of, lambda index: parts.storage(store, index).bytes

@@ -16,8 +16,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines.cost import DEFAULT_RATES, estimate_storage
-
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LABELS_KEY = "sluice_metric_labels"
 """Where a route leaves the labels only it knows (mode, tenant) in the request's state."""
@@ -123,8 +121,8 @@ class IndexCollector(Collector):
     per outcome, embedding throughput, and each source's last successful run."""
 
     def __init__(self, read: Any) -> None:
-        """`read()`: the store, a manifest opener and the embedded engine's folder (None for
-        a server), for this scrape."""
+        """`read()`: the store, a manifest opener and an index's storage in bytes, for this
+        scrape."""
         self.read = read
 
     def describe(self) -> list[Any]:
@@ -132,7 +130,7 @@ class IndexCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Any]:
-        store, manifest_of, shard_root = self.read()
+        store, manifest_of, storage_of = self.read()
         info = InfoMetricFamily("sluice_index", "The collection version an index serves")
         points = GaugeMetricFamily(
             "sluice_index_points", "Points in the serving version", labels=["index"]
@@ -205,9 +203,7 @@ class IndexCollector(Collector):
                 },
             )
             points.add_metric([alias], store.count(collection))
-            storage.add_metric(
-                [alias], estimate_storage(store, alias, DEFAULT_RATES, shard_root).bytes
-            )
+            storage.add_metric([alias], storage_of(alias))
             manifest = manifest_of(alias)
             if manifest is None:
                 continue

@@ -14,7 +14,6 @@ import typer
 
 from config.settings import Settings
 from sluice.cli.common import console, load_settings, out, report_table
-from sluice.cli.index_commands import shard_root
 
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -71,16 +70,13 @@ def _storage(settings: Settings, indexes: list[str]) -> dict[str, dict[str, Any]
     if settings.qdrant_url is None and not settings.qdrant_path.exists():
         return {}
     from composition.components import Components
-    from pipelines.cost import estimate_storage
 
     parts = Components(settings)
     store = parts.store()
     try:
         aliases = store.list_aliases()
         return {
-            alias: estimate_storage(
-                store, alias, parts.cost_rates(), shard_root(settings)
-            ).to_dict()
+            alias: parts.storage(store, alias).to_dict()
             for alias in indexes or sorted(aliases)
             if alias in aliases
         }

@@ -40,7 +40,6 @@ def status(
             console.print(f"no index yet: {settings.data_dir} does not exist (ingest creates it)")
         return
     from composition.components import Components
-    from pipelines.cost import estimate_storage
 
     parts = Components(settings)
     store = parts.store()
@@ -48,7 +47,7 @@ def status(
         indexes: dict[str, dict[str, Any]] = {}
         for alias, collection in store.list_aliases().items():
             spec = store.collection_spec(collection)
-            storage = estimate_storage(store, alias, parts.cost_rates(), shard_root(settings))
+            storage = parts.storage(store, alias)
             indexes[alias] = {
                 "collection": collection,
                 "embedding_model": spec.embedding_model if spec else None,
@@ -89,12 +88,6 @@ def status(
             out.print(
                 runs_table(f"Last ingest runs into '{alias}' (sluice runs)", info["last_runs"])
             )
-
-
-def shard_root(settings: Settings) -> Path | None:
-    """The embedded engine's folder, whose shard folders `sluice status` and `sluice cost`
-    measure; None on a Qdrant server (storage is then estimated from the points)."""
-    return None if settings.qdrant_url else settings.qdrant_path
 
 
 def _prefect_ui(settings: Settings) -> str | None:
