@@ -6,10 +6,17 @@ from pathlib import Path
 
 from composition.components import Components
 from config.settings import Settings
-from index.query_log import read_query_log
+from index.query_log import newest_first
 from index.types import VectorStore
 from index.versions import collection_name
-from pipelines.replay import NOTHING_LOGGED, ReplayReport, ReplaySample, logged_queries, replay
+from pipelines.replay import (
+    COLUMNS,
+    NOTHING_LOGGED,
+    ReplayReport,
+    ReplaySample,
+    logged_queries,
+    replay,
+)
 
 
 def version_collection(index: str, version: str) -> str:
@@ -22,8 +29,8 @@ def logged_for(settings: Settings, log: Path, limit: int = 1000) -> ReplaySample
     """The replayable queries the configured index was asked."""
     if not log.exists():
         return NOTHING_LOGGED
-    rows = [r for r in read_query_log(log).to_pylist() if r["index"] in (None, settings.index_name)]
-    return logged_queries(rows, limit)
+    rows = newest_first(log, ("index", *COLUMNS))
+    return logged_queries((r for r in rows if r["index"] in (None, settings.index_name)), limit)
 
 
 def run_replay(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -97,17 +98,25 @@ class ReplaySample:
 NOTHING_LOGGED = ReplaySample()
 
 
-def logged_queries(rows: list[dict[str, Any]], limit: int = 1000) -> ReplaySample:
-    """The distinct replayable requests of query log records (the latest `limit`)."""
+COLUMNS = ("query", "mode", "payload_filter", "tenants", "chunk_ids")
+"""What replay reads of a query log record."""
+
+
+def logged_queries(newest_first: Iterable[dict[str, Any]], limit: int = 1000) -> ReplaySample:
+    """The latest `limit` distinct replayable requests of query log records given newest
+    first (the latest answer of a repeated query is its reference); reading stops there."""
     distinct: dict[tuple[object, ...], LoggedQuery] = {}
-    without_text = 0
-    for row in reversed(rows):  # the latest answer of a repeated query is its reference
+    without_text = records = 0
+    for row in newest_first:
+        if len(distinct) >= limit:
+            break
+        records += 1
         if not row.get("query"):
             without_text += 1
             continue
         tenants = tuple(row["tenants"]) if row.get("tenants") is not None else None
         key = (row["query"], row["mode"], row.get("payload_filter"), tenants)
-        if key not in distinct and len(distinct) < limit:
+        if key not in distinct:
             distinct[key] = LoggedQuery(
                 row["query"],
                 row["mode"],
@@ -115,7 +124,7 @@ def logged_queries(rows: list[dict[str, Any]], limit: int = 1000) -> ReplaySampl
                 tenants,
                 tuple(row.get("chunk_ids") or ()),
             )
-    return ReplaySample(tuple(distinct.values()), len(rows), without_text)
+    return ReplaySample(tuple(distinct.values()), records, without_text)
 
 
 def _overlap(reference: list[str], other: list[str]) -> float:

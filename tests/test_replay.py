@@ -123,3 +123,18 @@ def test_without_a_golden_set_the_gate_replays_the_logged_queries(
     switched = run_reembed(strict, str(widened(tmp_path / "wide")))
     assert switched.outcome == "switched" and switched.replay is not None
     assert switched.replay["passed"] and switched.replay["overlap_at_10"] >= 0.95
+
+
+def test_the_latest_distinct_queries_are_taken_and_reading_stops_there() -> None:
+    from pipelines.replay import logged_queries
+
+    read: list[str] = []
+
+    def rows():  # type: ignore[no-untyped-def]
+        for query, hits in [("c", ["3"]), ("b", ["2new"]), ("b", ["2old"]), ("a", ["1"])]:
+            read.append(query)
+            yield {"query": query, "mode": "hybrid", "tenants": None, "chunk_ids": hits}
+
+    sample = logged_queries(rows(), limit=2)
+    assert [(q.query, q.logged) for q in sample.queries] == [("c", ("3",)), ("b", ("2new",))]
+    assert read == ["c", "b", "b"] and sample.records == 2, "nothing read past the limit"
