@@ -144,7 +144,6 @@ class IndexSearcher:
         timings: dict[str, float] = {}
         resolved = self.store.resolve_alias(alias)
         collection = resolved or alias
-        missing = IndexNotFoundError(f"index '{alias}' does not exist yet; ingest documents first")
         key: tuple[object, ...] = ()
         if self.results.enabled:
             self._follow(alias, collection)
@@ -153,7 +152,7 @@ class IndexSearcher:
             except CollectionNotFoundError:
                 if resolved:
                     raise  # dropped under this request: `search` asks again
-                raise missing from None
+                raise _not_ingested(alias) from None
             key = (
                 collection,
                 stamp,
@@ -169,7 +168,7 @@ class IndexSearcher:
                 return replace(cached, timings_ms={}, cache="hit")
         spec = self.store.collection_spec(collection)
         if spec is None:
-            raise missing
+            raise _not_ingested(alias)
         payload_filter = confined(payload_filter, tenants, spec)
         vector_cached = False
         options = self.resolve(spec, requested)
@@ -280,6 +279,10 @@ class IndexSearcher:
             *(ScoredPoint(r.point.id, r.final_score, r.point.payload) for r in reranked),
             *tail,
         ][:limit]
+
+
+def _not_ingested(alias: str) -> IndexNotFoundError:
+    return IndexNotFoundError(f"index '{alias}' does not exist yet; ingest documents first")
 
 
 def confined(
