@@ -29,6 +29,7 @@ def _client_condition(condition: Condition) -> models.FieldCondition:
             key=condition.key,
             match=models.MatchAny(any=list(condition.values)),  # type: ignore[arg-type]
         )
+    condition = condition.tightest()
     return models.FieldCondition(
         key=condition.key,
         range=models.Range(gte=condition.gte, gt=condition.gt, lte=condition.lte, lt=condition.lt),
@@ -54,6 +55,7 @@ def _edge_condition(condition: Condition) -> Any:
         match = edge.MatchValue(values[0]) if len(values) == 1 else edge.MatchAny(values)  # type: ignore[arg-type]
         return edge.FieldCondition(key=condition.key, match=match)
     assert isinstance(condition, Range)
+    condition = condition.tightest()
     return edge.FieldCondition(
         key=condition.key,
         range=edge.RangeFloat(

@@ -161,6 +161,16 @@ class Range:
     lte: float | None = None
     lt: float | None = None
 
+    def tightest(self) -> Range:
+        """At most one bound per side: the engines disagree when given two (the embedded one
+        keeps only one lower bound), so both backends get the one that decides."""
+        gte, gt, lte, lt = self.gte, self.gt, self.lte, self.lt
+        if gte is not None and gt is not None:
+            gte, gt = (None, gt) if gt >= gte else (gte, None)
+        if lte is not None and lt is not None:
+            lte, lt = (None, lt) if lt <= lte else (lte, None)
+        return Range(self.key, gte=gte, gt=gt, lte=lte, lt=lt)
+
 
 Condition = MatchAny | Range
 

@@ -739,6 +739,11 @@ def _fusions() -> st.SearchStrategy[FusionParams]:
     query="pump pressure",
     fusion=FusionParams(method="dbsf", weights=(0.3, 2.0)),
 )
+@example(  # two lower bounds: the embedded engine alone would keep only one of them
+    payload_filter=PayloadFilter(must=[Range("ordinal", gte=2, gt=0)]),
+    query="pump pressure",
+    fusion=FusionParams(method="rrf", rrf_k=60),
+)
 @example(
     payload_filter=PayloadFilter(must=[_any("doc_id", "doc-999")]),  # matches nothing
     query="gasket flange seal",
