@@ -27,6 +27,7 @@ from config.sources import DEFAULT_TENANT, HttpConfig, LocalFolderConfig, S3Conf
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
+from index.inference_backends import InferenceBackend
 from index.models import canonical_model_id
 from index.query_log import QueryLog
 from index.reranker import CrossEncoderReranker
@@ -163,6 +164,10 @@ class Components:
             query_prefix=prompts.query if prompts else None,
             passage_prefix=prompts.passage if prompts else None,
             batch_tokens=self.settings.embedding_batch_tokens or None,
+            backend=InferenceBackend(
+                self.settings.embedding_backend, self.settings.embedding_quantization
+            ),
+            exports_dir=self.settings.model_exports_dir,
         )
 
     def embedder_for(self, spec: CollectionSpec) -> Embedder:
@@ -174,6 +179,8 @@ class Components:
             query_prefix=spec.query_prefix,
             passage_prefix=spec.passage_prefix,
             batch_tokens=self.settings.embedding_batch_tokens or None,
+            backend=InferenceBackend.from_label(spec.embedding_backend),
+            exports_dir=self.settings.model_exports_dir,
         )
 
     def index_embedder(self, store: VectorStore) -> Embedder:
@@ -208,6 +215,10 @@ class Components:
             budget_ms=self.settings.rerank_budget_ms,
             blend_alpha=self.settings.rerank_blend,
             load_in_background=load_in_background,
+            backend=InferenceBackend(
+                self.settings.rerank_backend, self.settings.rerank_quantization
+            ),
+            exports_dir=self.settings.model_exports_dir,
         )
 
     def hybrid_defaults(self) -> HybridOptions:
@@ -230,13 +241,12 @@ class Components:
         `cached`: with the configured result and query-vector caches (a server's; a one-off
         search gains nothing from them)."""
         s = self.settings
-        loaded: dict[tuple[str, str, str], Embedder] = {}
+        loaded: dict[tuple[str, ...], Embedder] = {}
 
         def own_model(spec: CollectionSpec) -> Embedder:
-            key = (spec.embedding_model, spec.query_prefix, spec.passage_prefix)
-            if key not in loaded:
-                loaded[key] = self.embedder_for(spec)
-            return loaded[key]
+            if spec.embedder_key not in loaded:
+                loaded[spec.embedder_key] = self.embedder_for(spec)
+            return loaded[spec.embedder_key]
 
         return IndexSearcher(
             store,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,9 @@ from config.model_names import valid_model_name
 from config.sources import SourceConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+Backend = Literal["torch", "onnx", "openvino"]
+Quantization = Literal["none", "int8"]
 
 
 class EmbeddingPrompts(BaseModel):
@@ -76,6 +79,15 @@ class Settings(BaseSettings):
         description="Documents are embedded in batches of at most this many tokens with "
         "padding, longest first (short texts in large batches, long in small); 0: batches of "
         "embedding_batch_size texts.",
+    )
+    embedding_backend: Backend = Field(
+        default="torch",
+        description="Runtime of the embedding model: torch, or onnx / openvino (CPU, exported "
+        "from the local weights on first use). It applies to new indexes and re-embeds: an "
+        "index keeps the backend it was built with until `sluice reembed` changes it.",
+    )
+    embedding_quantization: Quantization = Field(
+        default="none", description="int8: dynamically quantised weights (onnx, openvino)."
     )
 
     chunker: Literal["title", "document"] = Field(
@@ -206,6 +218,12 @@ class Settings(BaseSettings):
     rerank_max_length: int | None = Field(
         default=None, ge=16, le=4096, description="Tokens per pair; unset: the model's own."
     )
+    rerank_backend: Backend = Field(
+        default="torch", description="Runtime of the reranker: torch, onnx or openvino."
+    )
+    rerank_quantization: Quantization = Field(
+        default="none", description="int8: dynamically quantised weights (onnx, openvino)."
+    )
 
     metrics: bool = Field(
         default=True, description="Serve Prometheus metrics at /metrics (and count for them)."
@@ -279,6 +297,24 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_dir(self) -> Path:
         return self.data_dir / "embedding-cache"
+
+    @property
+    def model_exports_dir(self) -> Path:
+        """Models exported for the onnx and openvino backends, one folder per model's files."""
+        return self.data_dir / "model-exports"
+
+    @model_validator(mode="after")
+    def _int8_needs_an_exported_backend(self) -> Settings:
+        for name, backend, quantization in (
+            ("EMBEDDING", self.embedding_backend, self.embedding_quantization),
+            ("RERANK", self.rerank_backend, self.rerank_quantization),
+        ):
+            if backend == "torch" and quantization != "none":
+                raise ValueError(
+                    f"SLUICE_{name}_QUANTIZATION={quantization} needs SLUICE_{name}_BACKEND=onnx "
+                    "or openvino (torch runs fp32, or fp16 on a GPU)"
+                )
+        return self
 
     def manifest_path(self, index: str | None = None) -> Path:
         return self.data_dir / "manifests" / f"{index or self.index_name}.sqlite"

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from index.inference_backends import TORCH, InferenceBackend, accelerate, runs_on_cpu_only
 from index.models import (
     canonical_model_id,
     check_available,
@@ -98,12 +99,18 @@ class SentenceTransformerEmbedder:
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
         batch_tokens: int | None = None,
+        backend: InferenceBackend = TORCH,
+        exports_dir: Path | None = None,
     ) -> None:
         """Prefixes left None come from the model's own `prompts`, else its family's
         convention (e5: "query: " / "passage: "), else none. `batch_tokens`: batches of
         documents bounded by their padded tokens (`token_batches`) rather than `batch_size`
-        texts, so that short texts go in large batches and long ones in small."""
+        texts, so that short texts go in large batches and long ones in small. `backend`:
+        the runtime of the transformer (`index.inference_backends`), its exports kept in
+        `exports_dir`."""
         self.model_id = canonical_model_id(model)
+        self.backend = backend
+        self.exports_dir = exports_dir
         self.requested_device = device
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
@@ -120,8 +127,13 @@ class SentenceTransformerEmbedder:
 
         check_available(self.model_id)
         path = resolve_model_path(self.model_id)
-        device = pick_device(self.requested_device)
-        self._model = SentenceTransformer(path, device=device, local_files_only=Path(path).exists())
+        device = pick_device(runs_on_cpu_only(self.backend, self.requested_device))
+        model = SentenceTransformer(path, device=device, local_files_only=Path(path).exists())
+        if self.backend != TORCH:
+            if self.exports_dir is None:
+                raise ValueError(f"the {self.backend.label} backend needs a folder for its exports")
+            accelerate(model, self.backend, self.model_id, self.exports_dir)
+        self._model = model
         if device.startswith("cuda"):
             # Half precision on a GPU: twice the throughput, vectors within ~1e-3 of fp32.
             self._model.half()
@@ -170,10 +182,12 @@ class SentenceTransformerEmbedder:
     @property
     def cache_key(self) -> str:
         """What an embedding depends on besides the text: the model (a local folder's files
-        too) and its passage prefix."""
+        too), its backend (int8 vectors are not fp32 ones) and its passage prefix."""
         key = self.model_id
         if stamp := local_model_stamp(self.model_id):
             key += f"@{stamp}"
+        if self.backend != TORCH:  # torch keys as before, so existing caches stay valid
+            key += f"#{self.backend.label}"
         return f"{key}|{self.passage_prefix}" if self.passage_prefix else key
 
     @property

@@ -12,6 +12,7 @@ from typing import Any
 from chunking.types import stored_indexed_text
 from index.embedder import pick_device
 from index.fusion import blend_scores
+from index.inference_backends import TORCH, InferenceBackend, accelerate, runs_on_cpu_only
 from index.models import resolve_model_path
 from index.types import RerankedPoint, RerankSkipped, ScoredPoint
 
@@ -31,19 +32,31 @@ def uses_only_known_modules(model_dir: Path) -> bool:
     return bool(custom) and custom <= OWN_MODULES
 
 
-def load_cross_encoder(model: str, device: str = "auto", max_length: int | None = None) -> Any:
-    """A sentence-transformers `CrossEncoder` from a model id or a local directory."""
+def load_cross_encoder(
+    model: str,
+    device: str = "auto",
+    max_length: int | None = None,
+    backend: InferenceBackend = TORCH,
+    exports_dir: Path | None = None,
+) -> Any:
+    """A sentence-transformers `CrossEncoder` from a model id or a local directory, its
+    transformer run by `backend` (exports kept in `exports_dir`)."""
     from sentence_transformers import CrossEncoder
 
     path = resolve_model_path(model)
     local = Path(path).exists()
-    return CrossEncoder(
+    encoder = CrossEncoder(
         path,
-        device=pick_device(device),
+        device=pick_device(runs_on_cpu_only(backend, device)),
         max_length=max_length,
         local_files_only=local,
         trust_remote_code=local and uses_only_known_modules(Path(path)),
     )
+    if backend != TORCH:
+        if exports_dir is None:
+            raise ValueError(f"the {backend.label} backend needs a folder for its exports")
+        accelerate(encoder, backend, model, exports_dir)
+    return encoder
 
 
 class CrossEncoderReranker:
@@ -66,11 +79,16 @@ class CrossEncoderReranker:
         budget_ms: float = 1000.0,
         blend_alpha: float = 1.0,
         load_in_background: bool = False,
+        backend: InferenceBackend = TORCH,
+        exports_dir: Path | None = None,
     ) -> None:
         """`load_in_background`: a rerank asked for before the model is loaded starts loading
         it and is skipped (`rerank_loading`) instead of waiting, outside its budget, for the
-        load (a service); by default the first rerank loads it (evaluation, training)."""
+        load (a service); by default the first rerank loads it (evaluation, training).
+        `backend`: the runtime of its transformer, exported into `exports_dir`."""
         self.model_id = model
+        self.backend = backend
+        self.exports_dir = exports_dir
         self.load_in_background = load_in_background
         self._loading = threading.Lock()
         self._load_error: str | None = None
@@ -86,7 +104,13 @@ class CrossEncoderReranker:
         with self._loading:  # one load, however many requests ask at once
             if self._model is not None:
                 return
-            model = load_cross_encoder(self.model_id, self.requested_device, self.max_length)
+            model = load_cross_encoder(
+                self.model_id,
+                self.requested_device,
+                self.max_length,
+                self.backend,
+                self.exports_dir,
+            )
             model.predict([("warm", "up")], show_progress_bar=False)
             self._model = model
 

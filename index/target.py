@@ -32,15 +32,15 @@ def ensure_collection(
     spec = active_spec(store, alias)
     if spec is None and (existing := versions_of(store, alias)):
         orphan = store.collection_spec(collection_name(alias, existing[-1]))
-        if orphan is not None and canonical_model_id(orphan.embedding_model) == embedder.model_id:
+        if orphan is not None and made_by(orphan, embedder):
             store.set_alias(alias, orphan.name)
             spec = orphan
     if spec is not None:
-        if canonical_model_id(spec.embedding_model) != embedder.model_id:
+        if not made_by(spec, embedder):
             raise ValueError(
-                f"index '{alias}' is embedded with {spec.embedding_model}, "
-                f"not {embedder.model_id}; "
-                "re-embed the index to change its model"
+                f"index '{alias}' is embedded with {spec.embedding_model} on "
+                f"{spec.embedding_backend}, not {embedder.model_id} on {embedder.backend.label}; "
+                "re-embed the index to change its model or backend (sluice reembed)"
             )
         if not spec.tenants and (tenants := {c.tenant for c in sample} - {DEFAULT_TENANT}):
             raise ValueError(
@@ -53,6 +53,14 @@ def ensure_collection(
     spec = create_next_version(store, alias, embedder, measured)
     store.set_alias(alias, spec.name)
     return spec
+
+
+def made_by(spec: CollectionSpec, embedder: Embedder) -> bool:
+    """Whether the collection's vectors are the embedder's: same model, same backend."""
+    return (canonical_model_id(spec.embedding_model), spec.embedding_backend) == (
+        embedder.model_id,
+        embedder.backend.label,
+    )
 
 
 @dataclass

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from chunking.types import Chunk, Tokenizer
 from index.bm25 import Bm25Params, SparseVector
+from index.inference_backends import InferenceBackend
 
 DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "bm25"
@@ -115,6 +116,19 @@ class CollectionSpec:
     tenants: bool = False
     """Its points carry a tenant (collections made before tenants do not: every point is
     the default tenant's)."""
+    embedding_backend: str = "torch"
+    """The runtime and precision that made its vectors (`InferenceBackend.label`); collections
+    made before backends existed were made by torch."""
+
+    @property
+    def embedder_key(self) -> tuple[str, str, str, str]:
+        """Collections with the same key embed queries alike: they can share one loaded model."""
+        return (
+            self.embedding_model,
+            self.embedding_backend,
+            self.query_prefix,
+            self.passage_prefix,
+        )
 
     def to_metadata(self) -> dict[str, Any]:
         return asdict(self)
@@ -273,6 +287,8 @@ class Embedder(Tokenizer, Protocol):
     chunking bounds chunks with. `SentenceTransformerEmbedder` is the implementation."""
 
     model_id: str
+    backend: InferenceBackend
+    """The runtime and precision of its model: vectors differ between them."""
 
     @property
     def dimension(self) -> int: ...

@@ -39,6 +39,7 @@ def create_next_version(
         query_prefix=embedder.query_prefix,
         passage_prefix=embedder.passage_prefix,
         tenants=True,
+        embedding_backend=embedder.backend.label,
     )
     store.create_collection(spec)
     return spec

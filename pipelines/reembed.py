@@ -202,10 +202,17 @@ def _build_target(
         spec = store.collection_spec(name)
         same_build = spec is not None and (
             spec.embedding_model,
+            spec.embedding_backend,
             spec.query_prefix,
             spec.passage_prefix,
             spec.bm25,
-        ) == (embedder.model_id, embedder.query_prefix, embedder.passage_prefix, previous.bm25)
+        ) == (
+            embedder.model_id,
+            embedder.backend.label,
+            embedder.query_prefix,
+            embedder.passage_prefix,
+            previous.bm25,
+        )
         if same_build and spec is not None:
             return spec, True
         if record is not None:

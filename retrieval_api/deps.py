@@ -24,23 +24,19 @@ class ServiceState:
     settings: Settings
     store: VectorStore
     deployment: str = ""
-    embedders: dict[tuple[str, str, str], Embedder] = field(default_factory=dict)
+    embedders: dict[tuple[str, ...], Embedder] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    loading: set[tuple[str, str, str]] = field(default_factory=set)
+    loading: set[tuple[str, ...]] = field(default_factory=set)
     loading_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @staticmethod
-    def _key(spec: CollectionSpec) -> tuple[str, str, str]:
-        return (spec.embedding_model, spec.query_prefix, spec.passage_prefix)
-
     def has_embedder_for(self, spec: CollectionSpec) -> bool:
-        return self._key(spec) in self.embedders
+        return spec.embedder_key in self.embedders
 
     def embedder_for(self, spec: CollectionSpec) -> Embedder:
         """One loaded model per (model, prefixes): a collection answers with the model it was
         built with, so a moved alias switches models with the next request. Requests for a
         loaded model never wait for another one to load."""
-        key = self._key(spec)
+        key = spec.embedder_key
         if (loaded := self.embedders.get(key)) is not None:
             return loaded
         with self.lock:
@@ -52,7 +48,7 @@ class ServiceState:
 
     def load_in_background(self, spec: CollectionSpec) -> None:
         """One loading thread per model, however often `/ready` is polled meanwhile."""
-        key = self._key(spec)
+        key = spec.embedder_key
         with self.loading_lock:  # not `lock`, which a loading model holds
             if key in self.loading or key in self.embedders:
                 return

@@ -1,0 +1,236 @@
+"""A sentence-transformers model's transformer run on ONNX Runtime or OpenVINO, fp32 or int8.
+
+Only the transformer is swapped: tokenizer, pooling, normalisation and a reranker's head (the
+classifier, or `index.segment_similarity`) stay sentence-transformers' own, so every model
+Sluice trains runs on every backend. The swap is the one sentence-transformers itself makes for
+`backend="onnx"|"openvino"` (its Transformer module calls a runtime model in place of the torch
+one); the export is our own because theirs goes through optimum, which does not install beside
+this project's transformers (docs/inference-backends.md).
+
+Exports are made offline from the local weights on first use and kept under `exports_dir`, in a
+folder named by the model's files, the backend, and the runtime's version: a retrained model or
+an upgraded runtime gets a new export, never a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from index.models import local_model_stamp, resolve_model_path
+
+Backend = Literal["torch", "onnx", "openvino"]
+Quantization = Literal["none", "int8"]
+BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "openvino")
+QUANTIZATIONS: tuple[Quantization, ...] = ("none", "int8")
+
+EXPORT_FORMAT = 1
+"""Bumped when the export below changes, so that older exports are made again."""
+
+
+@dataclass(frozen=True)
+class InferenceBackend:
+    """Which runtime runs the transformer, at which precision. int8 is dynamic quantisation:
+    int8 weights, activations quantised per batch at run time, no calibration data."""
+
+    name: Backend = "torch"
+    quantization: Quantization = "none"
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKENDS:
+            raise ValueError(f"unknown backend '{self.name}' (one of {', '.join(BACKENDS)})")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantization '{self.quantization}' (none or int8)")
+        if self.name == "torch" and self.quantization != "none":
+            raise ValueError("int8 runs on the onnx or openvino backend, not on torch")
+
+    @property
+    def label(self) -> str:
+        """How a collection records it: `torch`, `onnx`, `onnx-int8`, `openvino-int8`."""
+        return self.name if self.quantization == "none" else f"{self.name}-{self.quantization}"
+
+    @classmethod
+    def from_label(cls, label: str) -> InferenceBackend:
+        name, _, quantization = label.partition("-")
+        return cls(cast(Backend, name), cast(Quantization, quantization or "none"))
+
+
+TORCH = InferenceBackend()
+
+
+def runs_on_cpu_only(backend: InferenceBackend, device: str) -> str:
+    """The device a backend runs on: ONNX Runtime and OpenVINO run here on the CPU, so `auto`
+    means the CPU for them; asking them for a GPU is an error rather than a silent CPU run."""
+    if backend.name == "torch" or device in ("auto", "cpu"):
+        return device if backend.name == "torch" else "cpu"
+    raise ValueError(
+        f"the {backend.name} backend runs on the CPU, not on '{device}': use the torch "
+        "backend on a GPU (SLUICE_EMBEDDING_BACKEND=torch / SLUICE_RERANK_BACKEND=torch)"
+    )
+
+
+def accelerate(model: Any, backend: InferenceBackend, model_id: str, exports_dir: Path) -> None:
+    """Swaps the transformer of a loaded `SentenceTransformer` or `CrossEncoder` for one run by
+    `backend`, exporting it first where no export of these model files exists."""
+    if backend.name == "torch":
+        return
+    transformer = model[0]
+    output = _output_name(transformer)
+    folder = exports_dir / export_id(model_id, backend)
+    inputs = _input_names(transformer)
+    if not (folder / _file_name(backend)).is_file():
+        _export(transformer, inputs, output, backend, folder)
+    from index.runtime_model import RuntimeModel
+
+    file = folder / _file_name(backend)
+    transformer.model = RuntimeModel(file, backend, inputs, output, transformer.model.config)
+
+
+def export_id(model_id: str, backend: InferenceBackend) -> str:
+    path = resolve_model_path(model_id)
+    key = "|".join(
+        [
+            model_id,
+            local_model_stamp(path),
+            backend.label,
+            _runtime_version(backend),
+            str(EXPORT_FORMAT),
+        ]
+    )
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)[-60:]
+    return f"{readable}-{backend.label}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def export_size(model_id: str, backend: InferenceBackend, exports_dir: Path) -> int:
+    """Bytes on disk of the export (0 where none is made yet, or for torch)."""
+    folder = exports_dir / export_id(model_id, backend)
+    return sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.is_dir() else 0
+
+
+def _file_name(backend: InferenceBackend) -> str:
+    return "model.onnx" if backend.name == "onnx" else "model.xml"
+
+
+def _runtime_version(backend: InferenceBackend) -> str:
+    if backend.name == "onnx":
+        import onnxruntime
+
+        return f"ort{onnxruntime.__version__}"
+    if backend.name == "openvino":
+        return f"ov{openvino_without_telemetry().__version__}"
+    return ""
+
+
+def _output_name(transformer: Any) -> str:
+    """`last_hidden_state` for a bi-encoder or the segment head, `logits` for a classifier."""
+    names = transformer.modality_config["text"]["method_output_name"]
+    return str(names if isinstance(names, str) else names[0])
+
+
+def _input_names(transformer: Any) -> list[str]:
+    wanted = ("input_ids", "attention_mask", "token_type_ids")
+    return [name for name in wanted if name in transformer.tokenizer.model_input_names]
+
+
+def _export(
+    transformer: Any, inputs: list[str], output: str, backend: InferenceBackend, folder: Path
+) -> None:
+    """Exports into a fresh folder beside `folder` and renames it into place, so that a crash
+    leaves no half export and two processes exporting at once both end with a whole one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        onnx_file = work / "model.onnx"
+        _export_onnx(transformer, inputs, output, onnx_file)
+        if backend.name == "onnx" and backend.quantization == "int8":
+            _quantize_onnx(onnx_file)
+        elif backend.name == "openvino":
+            _convert_openvino(onnx_file, backend.quantization == "int8")
+        try:
+            work.rename(folder)
+        except OSError:  # another process got there first: its export is as good
+            if not (folder / _file_name(backend)).is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _export_onnx(transformer: Any, inputs: list[str], output: str, path: Path) -> None:
+    import torch
+
+    model = transformer.model.eval()
+
+    class Outputs(torch.nn.Module):
+        """The one tensor the module reads, from positional inputs (what the exporter traces)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return cast(
+                torch.Tensor, getattr(self.model(**dict(zip(inputs, tensors, strict=True))), output)
+            )
+
+    sample = transformer.tokenizer(
+        ["a short text", "a longer text, to give the exporter a padded batch"],
+        padding=True,
+        return_tensors="pt",
+    )
+    axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
+    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(
+            Outputs(),
+            tuple(sample[name] for name in inputs),
+            str(path),
+            input_names=inputs,
+            output_names=[output],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _quantize_onnx(path: Path) -> None:
+    """int8 weights per output channel (per tensor loses too much: minimum cosine to fp32 of
+    0.88 measured, against 0.99 per channel), uint8 activations quantised at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = path.with_name("model-int8.onnx")
+    quantize_dynamic(
+        str(path),
+        str(quantized),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"WeightSymmetric": True},
+    )
+    quantized.replace(path)
+
+
+def _convert_openvino(onnx_file: Path, int8: bool) -> None:
+    """OpenVINO reads the ONNX export directly; int8 compresses the weights (NNCF), and the
+    CPU plugin quantises activations at run time."""
+    ov = openvino_without_telemetry()
+    model = ov.Core().read_model(str(onnx_file))
+    if int8:
+        import nncf
+
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    ov.save_model(model, str(onnx_file.with_name("model.xml")), compress_to_fp16=False)
+    onnx_file.unlink()
+
+
+def openvino_without_telemetry() -> Any:
+    """OpenVINO without its usage analytics: openvino and nncf send them (to Google Analytics,
+    unless a consent file says no) when `openvino_telemetry` imports, and use a stub when it
+    does not. The install script leaves it out; this keeps it out if something installed it."""
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino
+
+    return openvino

@@ -1,0 +1,46 @@
+"""The torch model's stand-in that runs an exported transformer (see `index.inference_backends`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from index.inference_backends import InferenceBackend, openvino_without_telemetry
+
+
+class RuntimeModel(torch.nn.Module):
+    """Stands in for the torch model inside a sentence-transformers Transformer module: called
+    with the tokenizer's tensors, it answers `{output: tensor}` from the exported model."""
+
+    def __init__(
+        self, path: Path, backend: InferenceBackend, inputs: list[str], output: str, config: Any
+    ) -> None:
+        super().__init__()
+        self.path = path
+        self.backend = backend
+        self.inputs = inputs
+        self.output = output
+        self.config = config  # the module reads e.g. `output_hidden_states` from it
+        if backend.name == "onnx":
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._session: Any = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        else:
+            ov = openvino_without_telemetry()
+            # fp32 means fp32: a CPU with bf16 units would otherwise run in bf16.
+            hint = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+            self._compiled: Any = ov.Core().compile_model(str(path), "CPU", hint)
+
+    def forward(self, **features: Any) -> dict[str, Any]:
+        feed = {name: features[name].cpu().numpy() for name in self.inputs}
+        if self.backend.name == "onnx":
+            (result,) = self._session.run([self.output], feed)
+        else:
+            result = self._compiled(feed)[0]
+        return {self.output: torch.from_numpy(result.copy())}

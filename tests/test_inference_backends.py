@@ -1,0 +1,160 @@
+"""The onnx and openvino backends: exported offline on first use, kept by the model's files,
+close to torch's vectors and scores, and recorded in the collection they build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.embedder import SentenceTransformerEmbedder
+from index.inference_backends import InferenceBackend, export_id
+from index.reranker import CrossEncoderReranker
+from index.types import ScoredPoint
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TEXTS = [
+    "Centrifugal pumps move fluid by converting rotational energy into kinetic energy.",
+    "The gasket between the two flanges failed under pressure and leaked.",
+    "Quarterly revenue grew by eight percent on strong demand in Europe.",
+    "A heat exchanger transfers heat between two fluids without mixing them.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+    "Bearings wear faster when the shaft is misaligned or poorly lubricated.",
+]
+LABELS = ["onnx", "onnx-int8", "openvino", "openvino-int8"]
+# fp32 exports match torch to float rounding; int8 keeps the direction of every vector (measured
+# minimum cosine over SciFact passages: 0.991 onnx-int8, 0.999 openvino-int8).
+LEAST_COSINE = {"onnx": 0.9999, "openvino": 0.9999, "onnx-int8": 0.98, "openvino-int8": 0.99}
+
+
+@pytest.fixture(scope="module")
+def torch_vectors(embedder: SentenceTransformerEmbedder) -> np.ndarray:
+    return embedder.embed_documents(TEXTS)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-exports")
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_backend_vectors_match_torch_and_the_export_is_made_once(
+    label: str, exports: Path, torch_vectors: np.ndarray
+) -> None:
+    backend = InferenceBackend.from_label(label)
+    embedder = SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=exports)
+    vectors = embedder.embed_documents(TEXTS)
+    assert vectors.shape == torch_vectors.shape
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    cosines = (vectors * torch_vectors).sum(axis=1)
+    assert cosines.min() >= LEAST_COSINE[label], cosines
+    query = embedder.embed_query("why do pumps leak")
+    assert int(np.argmax(vectors @ query)) in (0, 1)  # the pump or the gasket
+
+    folder = exports / export_id(embedder.model_id, backend)
+    made = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
+    again = SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=exports)
+    assert np.array_equal(again.embed_documents(TEXTS), vectors)
+    assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == made  # not re-exported
+    assert not [p for p in exports.iterdir() if p.name.startswith(".")]  # no work left behind
+
+
+def test_each_backend_keys_its_own_embedding_cache(
+    embedder: SentenceTransformerEmbedder, exports: Path
+) -> None:
+    keys = {embedder.cache_key}
+    for label in LABELS:
+        backend = InferenceBackend.from_label(label)
+        other = SentenceTransformerEmbedder(MINILM, backend=backend, exports_dir=exports)
+        keys.add(other.cache_key)
+    assert len(keys) == 1 + len(LABELS)
+    assert "#" not in embedder.cache_key  # torch's key is unchanged: existing caches stay valid
+
+
+def test_a_retrained_model_gets_a_new_export(tmp_path: Path) -> None:
+    from index.models import resolve_model_path
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in Path(resolve_model_path(MINILM)).iterdir():
+        if f.is_file():
+            (model / f.name).write_bytes(f.read_bytes())
+    backend = InferenceBackend("onnx")
+    before = export_id(str(model), backend)
+    assert export_id(str(model), backend) == before
+    (model / "config.json").write_text((model / "config.json").read_text() + "\n")
+    assert export_id(str(model), backend) != before
+    assert export_id(str(model), InferenceBackend("openvino")) != export_id(str(model), backend)
+
+
+def test_int8_without_an_exported_backend_and_a_gpu_backend_are_refused() -> None:
+    with pytest.raises(ValueError, match="int8"):
+        InferenceBackend("torch", "int8")
+    embedder = SentenceTransformerEmbedder(
+        MINILM, "cuda", backend=InferenceBackend("onnx"), exports_dir=Path("unused")
+    )
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        embedder.warm_up()
+
+
+def test_settings_refuse_int8_on_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import Settings
+
+    monkeypatch.setenv("SLUICE_RERANK_QUANTIZATION", "int8")
+    with pytest.raises(ValueError, match="SLUICE_RERANK_BACKEND=onnx"):
+        Settings()
+
+
+def _pairs_candidates() -> list[ScoredPoint]:
+    return [ScoredPoint(f"p{i}", 0.0, {"text": text}) for i, text in enumerate(TEXTS)]
+
+
+@pytest.mark.parametrize("head", ["segment", "classifier"])
+@pytest.mark.parametrize("label", ["onnx-int8", "openvino"])
+def test_reranker_heads_score_alike_on_every_backend(
+    head: str, label: str, tmp_path: Path, exports: Path
+) -> None:
+    from pipelines.reranker_training import new_cross_encoder
+
+    saved = tmp_path / f"reranker-{head}"
+    new_cross_encoder(MINILM, 128, head).save(str(saved))  # type: ignore[arg-type]
+    query = "why do pumps leak"
+    reference = CrossEncoderReranker(str(saved), device="cpu", budget_ms=60_000)
+    fast = CrossEncoderReranker(
+        str(saved),
+        device="cpu",
+        budget_ms=60_000,
+        backend=InferenceBackend.from_label(label),
+        exports_dir=exports,
+    )
+    expected = {r.point.id: r.rerank_score for r in reference.rerank(query, _pairs_candidates())}
+    got = {r.point.id: r.rerank_score for r in fast.rerank(query, _pairs_candidates())}
+    ids = sorted(expected)
+    correlation = np.corrcoef([expected[i] for i in ids], [got[i] for i in ids])[0, 1]
+    # fp32 matches to rounding; int8 of an untrained (random) classifier head, whose scores
+    # barely vary, is the hardest case for quantisation noise.
+    assert correlation > (0.9 if label.endswith("int8") else 0.999)
+    if head == "segment":  # the untrained head already ranks like the bi-encoder
+        assert max(got, key=got.__getitem__) == max(expected, key=expected.__getitem__)
+
+
+def test_openvino_runs_without_its_usage_analytics(tmp_path: Path) -> None:
+    """openvino and nncf send usage events through `openvino_telemetry` wherever it imports;
+    here one is installed that leaves a mark when imported, and must not be."""
+    fake = tmp_path / "site" / "openvino_telemetry"
+    fake.mkdir(parents=True)
+    mark = tmp_path / "imported"
+    (fake / "__init__.py").write_text(f"open({str(mark)!r}, 'w').close()\nclass Telemetry: ...\n")
+    code = (
+        "from index.inference_backends import openvino_without_telemetry\n"
+        "ov = openvino_without_telemetry(); import nncf, nncf.telemetry\n"
+        "ov.Core()\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{root}"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    assert not mark.exists()
