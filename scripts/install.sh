@@ -17,3 +17,6 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # dependencies (timm, torchvision, accelerate) are only for layout models we do not use, and
 # torchvision breaks beside the pinned CPU torch. See docs/parsing.md.
 "${PIP[@]}" install -c constraints.txt --no-deps "unstructured-inference>=1.6,<1.7"
+# openvino and nncf declare openvino-telemetry, which sends usage events to Google Analytics;
+# both run without it (index/inference_backends.py also keeps it from importing).
+"${PIP[@]}" uninstall -y openvino-telemetry 2>/dev/null || true
