@@ -199,6 +199,7 @@ class IndexCollector(Collector):
                     "index": alias,
                     "collection": collection,
                     "embedding_model": spec.embedding_model if spec else "",
+                    "embedding_backend": spec.embedding_backend if spec else "",
                     "tenants": str(bool(spec and spec.tenants)).lower(),
                 },
             )

@@ -236,6 +236,40 @@ def test_prefixes_are_recorded_and_used_for_passages_and_queries(
         store.close()
 
 
+def test_a_backend_change_is_a_reembed_through_the_gate(indexed: tuple[Settings, Path]) -> None:
+    """The collection keeps the backend that made it: ingests and queries use it whatever the
+    settings say, until a re-embed builds a version on the configured one."""
+    settings, _ = indexed
+    int8 = Settings(
+        data_dir=settings.data_dir,
+        golden_set=settings.golden_set,
+        gate_mode="dense",
+        embedding_backend="openvino",
+        embedding_quantization="int8",
+    )
+    parts = Components(int8)
+    store = parts.store()
+    try:
+        assert parts.index_embedder(store).backend.label == "torch"  # not yet re-embedded
+    finally:
+        store.close()
+
+    report = run_reembed(int8, EMBEDDING_MODEL)
+    assert report.outcome == "switched" and report.built == "docs__v2"
+    assert report.embedded == len(_point_ids(settings, "docs__v1")), "int8 vectors are new"
+    assert report.gate is not None and report.gate["new"] >= report.gate["old"] - 0.05
+    store = parts.store()
+    try:
+        spec = active_spec(store, "docs")
+        assert spec is not None and spec.embedding_backend == "openvino-int8"
+        assert parts.index_embedder(store).backend.label == "openvino-int8"
+        # Queries of a torch-configured process still embed the way the collection was made.
+        assert Components(settings).embedder_for(spec).backend.label == "openvino-int8"
+    finally:
+        store.close()
+    assert any((settings.data_dir / "model-exports").iterdir()), "exported into the data dir"
+
+
 def _wait_for(condition: Callable[[], bool], seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not condition():

@@ -51,6 +51,7 @@ def status(
             indexes[alias] = {
                 "collection": collection,
                 "embedding_model": spec.embedding_model if spec else None,
+                "embedding_backend": spec.embedding_backend if spec else None,
                 "dimension": spec.dimension if spec else None,
                 "points": store.count(collection),
                 "documents": store.distinct_values(collection, "doc_id"),
@@ -74,7 +75,7 @@ def status(
         table.add_row(
             alias,
             info["collection"],
-            str(info["embedding_model"]),
+            _model_on_backend(info),
             str(info["points"]),
             str(info["documents"]),
             f"{storage['bytes'] / 1024**2:.1f} MiB ({storage['versions']} versions)",
@@ -190,6 +191,7 @@ def _version_rows(settings: Settings) -> list[dict[str, Any]]:
                     "serving": name == serving,
                     "state": "serving" if name == serving else (record.state if record else "kept"),
                     "embedding_model": spec.embedding_model if spec else None,
+                    "embedding_backend": spec.embedding_backend if spec else None,
                     "dimension": spec.dimension if spec else None,
                     "points": store.count(name),
                     "created_at": spec.created_at if spec else None,
@@ -236,7 +238,7 @@ def versions(
         table.add_row(
             str(row["version"]),
             row["state"],
-            str(row["embedding_model"]),
+            _model_on_backend(row),
             str(row["dimension"]),
             str(row["points"]),
             str(row["created_at"]),
@@ -244,6 +246,12 @@ def versions(
             _describe_tuning(row["tuning"]),
         )
     out.print(table)
+
+
+def _model_on_backend(row: dict[str, Any]) -> str:
+    backend = row.get("embedding_backend")
+    model = str(row["embedding_model"])
+    return model if backend in (None, "torch") else f"{model} ({backend})"
 
 
 def _describe_tuning(tuning: dict[str, Any] | None) -> str:
