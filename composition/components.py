@@ -27,7 +27,7 @@ from config.sources import DEFAULT_TENANT, HttpConfig, LocalFolderConfig, S3Conf
 from index.bm25 import Bm25Params
 from index.embedder import SentenceTransformerEmbedder
 from index.embedding_cache import EmbeddingCache
-from index.inference_backends import InferenceBackend
+from index.inference_backends import InferenceBackend, choose_backend
 from index.models import canonical_model_id
 from index.query_log import QueryLog
 from index.reranker import CrossEncoderReranker
@@ -164,8 +164,10 @@ class Components:
             query_prefix=prompts.query if prompts else None,
             passage_prefix=prompts.passage if prompts else None,
             batch_tokens=self.settings.embedding_batch_tokens or None,
-            backend=InferenceBackend(
-                self.settings.embedding_backend, self.settings.embedding_quantization
+            backend=choose_backend(
+                self.settings.embedding_backend,
+                self.settings.embedding_quantization,
+                self.settings.embedding_device,
             ),
             exports_dir=self.settings.model_exports_dir,
         )
@@ -215,8 +217,10 @@ class Components:
             budget_ms=self.settings.rerank_budget_ms,
             blend_alpha=self.settings.rerank_blend,
             load_in_background=load_in_background,
-            backend=InferenceBackend(
-                self.settings.rerank_backend, self.settings.rerank_quantization
+            backend=choose_backend(
+                self.settings.rerank_backend,
+                self.settings.rerank_quantization,
+                self.settings.embedding_device,
             ),
             exports_dir=self.settings.model_exports_dir,
         )

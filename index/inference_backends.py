@@ -14,7 +14,9 @@ an upgraded runtime gets a new export, never a stale one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import shutil
 import sys
 import tempfile
@@ -61,6 +63,18 @@ class InferenceBackend:
 
 
 TORCH = InferenceBackend()
+
+
+def choose_backend(name: str, quantization: str, device: str) -> InferenceBackend:
+    """What the settings ask for on this machine: `auto` is torch where `device` resolves to
+    a GPU (fp16 there), else OpenVINO; quantization does not apply to torch unless asked."""
+    from index.embedder import pick_device
+
+    if name == "auto":
+        name = "torch" if pick_device(device) != "cpu" else "openvino"
+    if name == "torch":
+        return TORCH
+    return InferenceBackend(cast(Backend, name), cast(Quantization, quantization))
 
 
 def runs_on_cpu_only(backend: InferenceBackend, device: str) -> str:
@@ -220,8 +234,12 @@ def _convert_openvino(onnx_file: Path, int8: bool) -> None:
     model = ov.Core().read_model(str(onnx_file))
     if int8:
         import nncf
+        from nncf.common.logging.logger import set_log_level
 
-        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        # NNCF reports on stdout (a table and a progress bar), where `--json` output goes.
+        set_log_level(logging.WARNING)
+        with contextlib.redirect_stdout(sys.stderr):
+            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     ov.save_model(model, str(onnx_file.with_name("model.xml")), compress_to_fp16=False)
     onnx_file.unlink()
 

@@ -22,6 +22,11 @@ SHARED_DOCS = SHARED / "data" / "docs"
 prepare_process(
     Path(os.environ.get("SLUICE_TEST_DATA_DIR", "/tmp/sluice-tests")), console_level="CRITICAL"
 )
+# Tests compare against the packaged model's torch vectors and scores (the `embedder` fixture);
+# the default CPU backends (openvino int8) have their own tests (test_inference_backends.py, and
+# a re-embed onto them in test_reembed.py).
+os.environ.setdefault("SLUICE_EMBEDDING_BACKEND", "torch")
+os.environ.setdefault("SLUICE_RERANK_BACKEND", "torch")
 # A test that needs a Prefect server starts one (`prefect_server`), or gets a temporary one.
 os.environ.setdefault("SLUICE_PREFECT_SERVER_IDLE_MINUTES", "0")
 

@@ -43,11 +43,12 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("label", LABELS)
 def test_backend_vectors_match_torch_and_the_export_is_made_once(
-    label: str, exports: Path, torch_vectors: np.ndarray
+    label: str, exports: Path, torch_vectors: np.ndarray, capfd: pytest.CaptureFixture[str]
 ) -> None:
     backend = InferenceBackend.from_label(label)
     embedder = SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=exports)
     vectors = embedder.embed_documents(TEXTS)
+    assert capfd.readouterr().out == "", "exports write nothing on stdout (`--json` goes there)"
     assert vectors.shape == torch_vectors.shape
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     cosines = (vectors * torch_vectors).sum(axis=1)
@@ -101,9 +102,20 @@ def test_int8_without_an_exported_backend_and_a_gpu_backend_are_refused() -> Non
         embedder.warm_up()
 
 
-def test_settings_refuse_int8_on_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_refuse_int8_on_torch_only_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     from config.settings import Settings
 
+    monkeypatch.delenv("SLUICE_EMBEDDING_BACKEND", raising=False)
+    monkeypatch.delenv("SLUICE_RERANK_BACKEND", raising=False)
+    defaults = Settings()
+    assert (defaults.embedding_backend, defaults.embedding_quantization) == ("auto", "int8")
+    from index.inference_backends import choose_backend
+
+    on_cpu = choose_backend(defaults.embedding_backend, defaults.embedding_quantization, "cpu")
+    assert on_cpu.label == "openvino-int8"  # the measured default on a CPU
+    assert choose_backend("auto", "int8", "cuda") == choose_backend("torch", "int8", "cpu")
+    monkeypatch.setenv("SLUICE_RERANK_BACKEND", "torch")
+    assert Settings().rerank_quantization == "none"  # the int8 default does not apply to torch
     monkeypatch.setenv("SLUICE_RERANK_QUANTIZATION", "int8")
     with pytest.raises(ValueError, match="SLUICE_RERANK_BACKEND=onnx"):
         Settings()
