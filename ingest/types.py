@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Protocol
 
 
+def readable(text: str) -> str:
+    """A file name as storable text: bytes of a name that is not UTF-8 (which Python keeps as
+    surrogates) become U+FFFD, so it can be hashed, stored in payloads and shown."""
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+
+
 def public_uri(uri: str, source: str, path: str) -> str:
     """How a document is shown to a caller that may not see the server's file system: a file
     as `<source>/<path within it>` (a folder source named by its location shows its folder's

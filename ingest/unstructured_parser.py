@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.offline_unstructured import prepare_unstructured
-from ingest.types import Element, ParsedDocument, ParseError, SourceFile
+from ingest.types import Element, ParsedDocument, ParseError, SourceFile, readable
 
 _ENCRYPTION_HINTS = ("password", "encrypt", "PDFPasswordIncorrect", "PDFEncryptionError")
 
@@ -50,12 +50,26 @@ class UnstructuredParser:
 
             self._partition = partition
 
+    def _partition_file(self, path: Path) -> list[Any]:
+        """unstructured hashes the file name into element ids, which fails on a path that is
+        not UTF-8: such a file is handed over open, under its readable name."""
+        options = {"strategy": self.strategy, "languages": ["eng"]}
+        try:
+            str(path).encode()
+        except UnicodeEncodeError:
+            with path.open("rb") as handle:
+                elements: list[Any] = self._partition(
+                    file=handle, metadata_filename=readable(path.name), **options
+                )
+                return elements
+        return list(self._partition(filename=str(path), **options))
+
     def parse(self, source: SourceFile) -> ParsedDocument:
         self.warm_up()
+        if source.path.stat().st_size == 0:
+            raise ParseError("an empty file (0 bytes)")
         try:
-            raw_elements = self._partition(
-                filename=str(source.path), strategy=self.strategy, languages=["eng"]
-            )
+            raw_elements = self._partition_file(source.path)
         except Exception as error:  # every parser failure becomes a reported reason
             raise ParseError(_failure_reason(source, error)) from error
         elements = [_to_element(raw) for raw in raw_elements]
@@ -101,4 +115,4 @@ def _document_title(elements: list[Element], source: SourceFile) -> str:
             and text.lower() not in _NAVIGATION_TITLES
         ):
             return text
-    return source.path.stem.replace("_", " ").replace("-", " ")
+    return Path(readable(source.path.name)).stem.replace("_", " ").replace("-", " ")

@@ -17,7 +17,7 @@ from index.target import IndexTarget, write_documents
 from ingest.changes import ChangePlan, plan_changes
 from ingest.manifest import DocumentRecord, Manifest, RunState
 from ingest.reader import DocumentReader, ReadResult
-from ingest.types import DocumentParser, DocumentSource, SourceItem
+from ingest.types import DocumentParser, DocumentSource, SourceItem, readable
 from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
 from pipelines.document_stream import read_documents
 from pipelines.progress import ProgressCallback, no_progress
@@ -282,7 +282,7 @@ def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str, tenant: s
     for chunk in chunks:
         chunk.source = source_name
         chunk.tenant = tenant
-        chunk.path = result.candidate.item.name
+        chunk.path = readable(result.candidate.item.name)
     return chunks
 
 

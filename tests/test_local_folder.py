@@ -75,6 +75,8 @@ def test_links_out_of_the_folder_and_special_files_are_reported_never_read(
     names = sorted(item.name for item in following.list_items())
     assert "escape.txt" in names and "linked/secret.txt" in names, "the setting allows it"
     assert not any(name.startswith("loop/") for name in names), "a loop is walked once"
+    loops = {uri.rsplit("/", 1)[1]: reason for uri, reason in following.skipped()}
+    assert loops["loop"].startswith("a link to a folder already read"), "and reported"
 
 
 def test_a_link_changed_to_point_outside_after_listing_is_not_read(tmp_path: Path) -> None:
@@ -108,3 +110,36 @@ def test_an_ingest_reports_what_it_skipped_and_indexes_none_of_it(tmp_path: Path
         ("escape.md", "a link to outside the source folder")
     ]
     assert report.to_dict()["skipped"] == 1 and not report.failed
+
+
+def test_odd_names_and_empty_files_are_ingested_or_reported_accurately(
+    tmp_path: Path, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    """A name that is not UTF-8 is ingested (findable, shown with U+FFFD); a zero-byte file is
+    reported as empty, not as a scanned PDF."""
+    import os
+
+    from config.settings import Settings
+    from tests.conftest import ingest_folder
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    odd = os.fsdecode(os.fsencode(root) + b"/caf\xe9-menu.md")
+    Path(odd).write_text("# Cafe menu\n\nEspresso, cortado and a flat white.\n")
+    (root / "empty.pdf").write_bytes(b"")
+    (root / "empty.md").write_bytes(b"")
+    settings = Settings(data_dir=tmp_path / "data")
+    report = ingest_folder(settings, root, embedder)
+    assert [d.uri.rsplit("/", 1)[1] for d in report.new] == ["caf%E9-menu.md"]
+    from composition.components import Components
+
+    store = Components(settings).store()
+    try:
+        paths = {p["path"] for _, p in store.scroll("docs__v1", ["path"])}
+    finally:
+        store.close()
+    assert paths == {"caf\ufffd-menu.md"}
+    assert sorted((d.uri.rsplit("/", 1)[1], d.reason) for d in report.failed) == [
+        ("empty.md", "an empty file (0 bytes)"),
+        ("empty.pdf", "an empty file (0 bytes)"),
+    ]

@@ -90,6 +90,9 @@ class LocalFolderSource:
             real = os.path.realpath(folder)
             if real in visited:  # a link loop, or a second way into one folder
                 folders.clear()
+                self._skip(
+                    Path(folder), "a link to a folder already read (a loop, or a second way in)"
+                )
                 continue
             visited.add(real)
             here = Path(folder)
