@@ -347,3 +347,18 @@ def test_ingest_of_a_path_for_a_tenant(
         assert point.payload["public_uri"] == "acme/pump.md"
     finally:
         store.close()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_reported_as_such_not_as_a_bug(capsys: pytest.CaptureFixture[str]) -> None:
+    from sluice.cli.common import report_unexpected
+
+    try:
+        with open("/dev/full", "w") as full:  # every write fails with ENOSPC
+            full.write("x")
+    except OSError as error:
+        code = report_unexpected(error)
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "the disk is full" in err and "run the command again" in err
+    assert "unexpected error" not in err

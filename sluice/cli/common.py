@@ -139,7 +139,9 @@ EXIT_UNEXPECTED = 1
 
 def report_unexpected(error: BaseException) -> int:
     """A failure no command expected: one line saying what and where its full traceback went
-    (the data dir's `logs/`), and exit code 1. `--debug` prints the traceback here too."""
+    (the data dir's `logs/`), and exit code 1. `--debug` prints the traceback here too. A full
+    disk is no bug: it says so, and exits 2 like other expected failures."""
+    import errno
     import tempfile
     import time
     import traceback
@@ -147,6 +149,14 @@ def report_unexpected(error: BaseException) -> int:
     text = "".join(traceback.format_exception(error))
     if flags.debug:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        where = f" writing {error.filename}" if error.filename else ""
+        console.print(
+            f"[red]failed: the disk is full[/red]{escape(where)}. Free some space and run the "
+            "command again: a run stopped part-way resumes without duplicates or losses.",
+            soft_wrap=True,
+        )
+        return 2
     try:
         folder = Settings().data_dir / "logs"
         folder.mkdir(parents=True, exist_ok=True)
