@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import shutil
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -159,12 +162,13 @@ def _export(
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        onnx_file = work / "model.onnx"
-        _export_onnx(transformer, inputs, output, onnx_file)
-        if backend.name == "onnx" and backend.quantization == "int8":
-            _quantize_onnx(onnx_file)
-        elif backend.name == "openvino":
-            _convert_openvino(onnx_file, backend.quantization == "int8")
+        with _quiet_export():
+            onnx_file = work / "model.onnx"
+            _export_onnx(transformer, inputs, output, onnx_file)
+            if backend.name == "onnx" and backend.quantization == "int8":
+                _quantize_onnx(onnx_file)
+            elif backend.name == "openvino":
+                _convert_openvino(onnx_file, backend.quantization == "int8")
         try:
             work.rename(folder)
         except OSError:  # another process got there first: its export is as good
@@ -172,6 +176,22 @@ def _export(
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """An export is routine, not news: the exporter's tracer warnings, ONNX Runtime's advice
+    (logged at WARNING on the root logger) and NNCF's report and progress bar (on stdout,
+    where `--json` output goes) would otherwise break the CLI's promise of one line on stderr
+    and JSON on stdout."""
+    level = logging.root.manager.disable
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(level)
 
 
 def _export_onnx(transformer: Any, inputs: list[str], output: str, path: Path) -> None:
@@ -236,10 +256,8 @@ def _convert_openvino(onnx_file: Path, int8: bool) -> None:
         import nncf
         from nncf.common.logging.logger import set_log_level
 
-        # NNCF reports on stdout (a table and a progress bar), where `--json` output goes.
         set_log_level(logging.WARNING)
-        with contextlib.redirect_stdout(sys.stderr):
-            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     ov.save_model(model, str(onnx_file.with_name("model.xml")), compress_to_fp16=False)
     onnx_file.unlink()
 

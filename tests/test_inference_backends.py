@@ -3,9 +3,11 @@ close to torch's vectors and scores, and recorded in the collection they build."
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +45,19 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("label", LABELS)
 def test_backend_vectors_match_torch_and_the_export_is_made_once(
-    label: str, exports: Path, torch_vectors: np.ndarray, capfd: pytest.CaptureFixture[str]
+    label: str,
+    exports: Path,
+    torch_vectors: np.ndarray,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     backend = InferenceBackend.from_label(label)
     embedder = SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=exports)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        embedder.warm_up()  # exports: quietly, since the CLI promises one line on stderr
+    assert not [w for w in caught if "onnx" in w.filename or "Tracer" in w.category.__name__]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     vectors = embedder.embed_documents(TEXTS)
     assert capfd.readouterr().out == "", "exports write nothing on stdout (`--json` goes there)"
     assert vectors.shape == torch_vectors.shape

@@ -67,6 +67,7 @@ def test_metrics_count_known_traffic_and_read_runs_of_other_processes(
             index="docs",
             collection="docs__v1",
             embedding_model="sentence-transformers/all-MiniLM-L6-v2",
+            embedding_backend="torch",
             tenants="true",
         )
         == 1
