@@ -321,7 +321,7 @@ class Settings(BaseSettings):
             backend, quantization = (
                 getattr(self, f"{name}_{k}") for k in ("backend", "quantization")
             )
-            if backend in ("auto", "onnx", "openvino") or quantization == "none":
+            if backend != "torch" or quantization == "none":
                 continue
             if f"{name}_quantization" in self.model_fields_set:
                 upper = name.upper()

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.inference_backends import TORCH, InferenceBackend, accelerate, runs_on_cpu_only
+from index.inference_backends import TORCH, InferenceBackend, accelerate, device_for
 from index.models import (
     canonical_model_id,
     check_available,
@@ -127,12 +127,9 @@ class SentenceTransformerEmbedder:
 
         check_available(self.model_id)
         path = resolve_model_path(self.model_id)
-        device = pick_device(runs_on_cpu_only(self.backend, self.requested_device))
+        device = pick_device(device_for(self.backend, self.requested_device))
         model = SentenceTransformer(path, device=device, local_files_only=Path(path).exists())
-        if self.backend != TORCH:
-            if self.exports_dir is None:
-                raise ValueError(f"the {self.backend.label} backend needs a folder for its exports")
-            accelerate(model, self.backend, self.model_id, self.exports_dir)
+        accelerate(model, self.backend, self.model_id, self.exports_dir)
         self._model = model
         if device.startswith("cuda"):
             # Half precision on a GPU: twice the throughput, vectors within ~1e-3 of fp32.

@@ -80,31 +80,37 @@ def choose_backend(name: str, quantization: str, device: str) -> InferenceBacken
     return InferenceBackend(cast(Backend, name), cast(Quantization, quantization))
 
 
-def runs_on_cpu_only(backend: InferenceBackend, device: str) -> str:
+def device_for(backend: InferenceBackend, device: str) -> str:
     """The device a backend runs on: ONNX Runtime and OpenVINO run here on the CPU, so `auto`
     means the CPU for them; asking them for a GPU is an error rather than a silent CPU run."""
-    if backend.name == "torch" or device in ("auto", "cpu"):
-        return device if backend.name == "torch" else "cpu"
+    if backend.name == "torch":
+        return device
+    if device in ("auto", "cpu"):
+        return "cpu"
     raise ValueError(
         f"the {backend.name} backend runs on the CPU, not on '{device}': use the torch "
         "backend on a GPU (SLUICE_EMBEDDING_BACKEND=torch / SLUICE_RERANK_BACKEND=torch)"
     )
 
 
-def accelerate(model: Any, backend: InferenceBackend, model_id: str, exports_dir: Path) -> None:
+def accelerate(
+    model: Any, backend: InferenceBackend, model_id: str, exports_dir: Path | None
+) -> None:
     """Swaps the transformer of a loaded `SentenceTransformer` or `CrossEncoder` for one run by
-    `backend`, exporting it first where no export of these model files exists."""
-    if backend.name == "torch":
+    `backend` (torch: left as it is), exporting it into `exports_dir` first where no export of
+    these model files exists."""
+    if backend == TORCH:
         return
-    transformer = model[0]
-    output = _output_name(transformer)
-    folder = exports_dir / export_id(model_id, backend)
-    inputs = _input_names(transformer)
-    if not (folder / _file_name(backend)).is_file():
-        _export(transformer, inputs, output, backend, folder)
+    if exports_dir is None:
+        raise ValueError(f"the {backend.label} backend needs a folder for its exports")
     from index.runtime_model import RuntimeModel
 
+    transformer = model[0]
+    output, inputs = _output_name(transformer), _input_names(transformer)
+    folder = exports_dir / export_id(model_id, backend)
     file = folder / _file_name(backend)
+    if not file.is_file():
+        _export(transformer, inputs, output, backend, folder)
     transformer.model = RuntimeModel(file, backend, inputs, output, transformer.model.config)
 
 

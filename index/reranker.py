@@ -12,7 +12,7 @@ from typing import Any
 from chunking.types import stored_indexed_text
 from index.embedder import pick_device
 from index.fusion import blend_scores
-from index.inference_backends import TORCH, InferenceBackend, accelerate, runs_on_cpu_only
+from index.inference_backends import TORCH, InferenceBackend, accelerate, device_for
 from index.models import resolve_model_path
 from index.types import RerankedPoint, RerankSkipped, ScoredPoint
 
@@ -47,15 +47,12 @@ def load_cross_encoder(
     local = Path(path).exists()
     encoder = CrossEncoder(
         path,
-        device=pick_device(runs_on_cpu_only(backend, device)),
+        device=pick_device(device_for(backend, device)),
         max_length=max_length,
         local_files_only=local,
         trust_remote_code=local and uses_only_known_modules(Path(path)),
     )
-    if backend != TORCH:
-        if exports_dir is None:
-            raise ValueError(f"the {backend.label} backend needs a folder for its exports")
-        accelerate(encoder, backend, model, exports_dir)
+    accelerate(encoder, backend, model, exports_dir)
     return encoder
 
 

@@ -42,6 +42,6 @@ class RuntimeModel(torch.nn.Module):
         feed = {name: features[name].cpu().numpy() for name in self.inputs}
         if self.backend.name == "onnx":
             (result,) = self._session.run([self.output], feed)
-        else:
-            result = self._compiled(feed)[0]
-        return {self.output: torch.from_numpy(result.copy())}
+        else:  # OpenVINO's output is its own buffer, overwritten by the next call
+            result = self._compiled(feed)[0].copy()
+        return {self.output: torch.from_numpy(result)}
