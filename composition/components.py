@@ -36,17 +36,19 @@ from index.store_factory import open_vector_store
 from index.target import IndexTarget
 from index.types import CollectionSpec, Embedder, HybridOptions, Reranker, VectorStore
 from ingest.manifest import Manifest, RunLock
+from ingest.ocr import IMAGE_TYPES, ocr_available
 from ingest.sources.http import HttpSource
 from ingest.sources.local_folder import LocalFolderSource
 from ingest.sources.s3 import S3Source
 from ingest.types import DocumentSource, SourceItem
 from ingest.unstructured_parser import UnstructuredParser
 from pipelines.cost import CostRates, StorageEstimate, estimate_storage
+from pipelines.document_stream import ReadBudget
 from pipelines.gate import GatePolicy
 from pipelines.ingest_sync import IngestParts, SyncOptions
 from pipelines.versioned_index import VersionedIndex
 
-_LAYOUT_PARSED = frozenset({"pdf", "png", "jpg", "jpeg", "tif", "tiff", "bmp", "heic"})
+_LAYOUT_PARSED = frozenset({"pdf", "heic", *IMAGE_TYPES})
 """File types whose parsing depends on the parse strategy (text layer, OCR, layout model)."""
 
 
@@ -56,13 +58,17 @@ def config_fingerprint(settings: Settings, filetype: str = "pdf") -> str:
 
     The embedding model is not part of it: it belongs to the collection version, and a model
     change is a re-embed of the same chunks (`pipelines/reembed.py`), not a re-parse."""
-    shaping = {
+    shaping: dict[str, object] = {
         "parse_strategy": settings.parse_strategy if filetype in _LAYOUT_PARSED else None,
         "chunker": settings.chunker,
         "chunk_context": settings.chunk_context,
         "chunk_max_tokens": settings.chunk_max_tokens,
         "chunk_overlap_tokens": settings.chunk_overlap_tokens,
     }
+    if filetype in _LAYOUT_PARSED and ocr_available(settings.ocr):
+        # Only where OCR runs, so that fingerprints made without it stay valid: a machine that
+        # gains Tesseract re-reads its PDFs and images once (same chunks, embeddings cached).
+        shaping["ocr"] = "tesseract"
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -303,7 +309,7 @@ class Components:
         )
 
     def parser(self) -> UnstructuredParser:
-        return UnstructuredParser(strategy=self.settings.parse_strategy)
+        return UnstructuredParser(strategy=self.settings.parse_strategy, ocr=self.settings.ocr)
 
     def chunker(self, embedder: Embedder) -> Chunker:
         if self.settings.chunker == "document":
@@ -347,6 +353,7 @@ class Components:
             dry_run=dry_run,
             max_deleted_fraction=s.max_deleted_fraction,
             parse_workers=s.parse_workers,
+            read_budget=ReadBudget(s.parse_timeout_s, s.parse_memory_mb),
             attempts=s.ingest_attempts,
             backoff_s=s.ingest_backoff_s,
             batch_size=s.ingest_batch_size,

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     )
 
     parse_strategy: Literal["fast", "auto", "ocr_only"] = "fast"
+    ocr: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Text of image-only PDF pages and of images by Tesseract: auto (where it is "
+        "installed), on (required: ingest refuses to start without it), off.",
+    )
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: ["**/.*", "**/.*/**"])
 
@@ -138,6 +143,18 @@ class Settings(BaseSettings):
     )
     parse_workers: int = Field(
         default=2, ge=1, le=64, description="Processes that fetch and parse beside the embedding."
+    )
+    parse_timeout_s: float = Field(
+        default=300,
+        ge=0,
+        description="Longest one document may take to fetch and parse; past it its worker is "
+        "stopped and the document quarantined (0: no limit).",
+    )
+    parse_memory_mb: int = Field(
+        default=2048,
+        ge=0,
+        description="Most memory a parse worker (with what it starts, such as OCR) may use for "
+        "one document; past it the worker is stopped and the document quarantined (0: no limit).",
     )
     ingest_batch_size: int = Field(
         default=256, ge=1, description="Chunks per embed-and-upsert batch."

@@ -54,7 +54,11 @@ def plan_changes(
             reason = "new"
         elif record.status == "pending":
             reason = "interrupted"
-        elif record.status == "quarantined" and record.fingerprint == item.fingerprint:
+        elif (
+            record.status == "quarantined"
+            and record.fingerprint == item.fingerprint
+            and record.config_fingerprint == config
+        ):  # a file that failed is read again once it, or how it would be read, changes
             plan.quarantined.append(item)
             continue
         elif record.status != "indexed":

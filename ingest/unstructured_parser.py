@@ -6,6 +6,18 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ingest.ocr import (
+    HOW_TO_ENABLE,
+    IMAGE_TYPES,
+    OcrMode,
+    OcrUnavailable,
+    PageText,
+    elements_of,
+    image_text,
+    ocr_available,
+    pdf_text,
+    tesseract,
+)
 from ingest.offline_unstructured import prepare_unstructured
 from ingest.types import Element, ParsedDocument, ParseError, SourceFile, readable
 
@@ -30,8 +42,10 @@ def _failure_reason(source: SourceFile, error: BaseException) -> str:
 class UnstructuredParser:
     """Partitions documents with `unstructured`, offline.
 
-    `strategy="fast"` reads PDFs' text layers with pdfminer; a PDF with no text layer is reported
-    as failed unless OCR is installed and `strategy` allows it.
+    `strategy="fast"` reads PDFs' text layers with pdfminer. A PDF in which pdfminer finds no
+    text, and an image, are read by `ingest/ocr.py`: PDFium's text layer, else Tesseract where
+    `ocr` allows it (`auto`: where it is installed; `on`: required, refused at construction
+    where it is not; `off`: never).
 
     >>> parser = UnstructuredParser()
     >>> parsed = parser.parse(source_file)  # doctest: +SKIP
@@ -39,8 +53,11 @@ class UnstructuredParser:
     'Title'
     """
 
-    def __init__(self, strategy: str = "fast") -> None:
+    def __init__(self, strategy: str = "fast", ocr: OcrMode = "auto") -> None:
+        if ocr == "on" and tesseract() is None:
+            raise OcrUnavailable(f"SLUICE_OCR=on, but Tesseract is not installed: {HOW_TO_ENABLE}")
         self.strategy = strategy
+        self.ocr = ocr
         self._partition: Any = None
 
     def warm_up(self) -> None:
@@ -68,18 +85,23 @@ class UnstructuredParser:
         self.warm_up()
         if source.path.stat().st_size == 0:
             raise ParseError("an empty file (0 bytes)")
+        filetype = source.path.suffix.lower().lstrip(".") or "unknown"
         try:
-            raw_elements = self._partition_file(source.path)
+            if filetype in IMAGE_TYPES:
+                elements = self._image_elements(source.path)
+            else:
+                raw_elements = self._partition_file(source.path)
+                elements = [_to_element(raw) for raw in raw_elements]
+                elements = [element for element in elements if element.text.strip()]
+                if not elements and filetype == "pdf":
+                    elements = elements_of(pdf_text(source.path, self.ocr))
+        except ParseError:
+            raise
         except Exception as error:  # every parser failure becomes a reported reason
             raise ParseError(_failure_reason(source, error)) from error
-        elements = [_to_element(raw) for raw in raw_elements]
-        elements = [element for element in elements if element.text.strip()]
-        filetype = source.path.suffix.lower().lstrip(".") or "unknown"
         if not elements:
             if filetype == "pdf":
-                raise ParseError(
-                    "no text layer found (image-only or scanned PDF); OCR is not enabled"
-                )
+                raise ParseError(f"no text layer found (image-only or scanned PDF); {self._why()}")
             raise ParseError("no extractable text")
         return ParsedDocument(
             source=source,
@@ -88,6 +110,19 @@ class UnstructuredParser:
             title=_document_title(elements, source),
             filetype=filetype,
         )
+
+    def _image_elements(self, path: Path) -> list[Element]:
+        if not ocr_available(self.ocr):
+            raise ParseError(f"an image, whose text needs OCR; {self._why()}")
+        return elements_of([PageText(1, image_text(path), recognised=True)])
+
+    def _why(self) -> str:
+        """Why OCR found nothing, or did not run: what a user can do about it."""
+        if self.ocr == "off":
+            return "OCR is off (SLUICE_OCR=off)"
+        if tesseract() is None:
+            return f"OCR needs Tesseract: {HOW_TO_ENABLE}"
+        return "OCR found no text either"
 
 
 def _to_element(raw: Any) -> Element:

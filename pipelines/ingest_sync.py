@@ -19,7 +19,7 @@ from ingest.manifest import DocumentRecord, Manifest, RunState
 from ingest.reader import DocumentReader, ReadResult
 from ingest.types import DocumentParser, DocumentSource, SourceItem, readable
 from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
-from pipelines.document_stream import read_documents
+from pipelines.document_stream import NO_BUDGET, ReadBudget, read_documents
 from pipelines.progress import ProgressCallback, no_progress
 from pipelines.report import DocumentOutcome, IngestReport
 
@@ -32,7 +32,10 @@ class SyncOptions:
     dry_run: bool = False
     max_deleted_fraction: float = 0.2
     parse_workers: int = 1
-    """Processes that fetch and parse beside the embedding; 1 parses in this process."""
+    """Processes that fetch and parse beside the embedding."""
+    read_budget: ReadBudget = NO_BUDGET
+    """Time and memory one document's read may take; with a budget, reading always runs in
+    worker processes (one at least), so that a read past it can be stopped."""
     attempts: int = 3
     backoff_s: float = 1.0
     batch_size: int = 256
@@ -215,7 +218,9 @@ def _sync(
     def chunked_documents() -> Iterator[tuple[str, list[Chunk]]]:
         nonlocal read_seconds
         done = 0
-        for result in read_documents(reader, plan.candidates, options.parse_workers):
+        for result in read_documents(
+            reader, plan.candidates, options.parse_workers, options.read_budget
+        ):
             done += 1
             progress("read", done, len(plan.candidates))
             read_seconds += result.seconds
@@ -298,6 +303,7 @@ def _fail(run: _Run, result: ReadResult) -> None:
             replace(
                 before or run.record(result, [], "quarantined"),
                 fingerprint=result.candidate.item.fingerprint,
+                config_fingerprint=result.candidate.config_fingerprint,
                 status="quarantined",
                 attempts=(before.attempts if before else 0) + result.attempts,
                 last_error=result.error,

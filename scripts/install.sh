@@ -20,3 +20,16 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # openvino and nncf declare openvino-telemetry, which sends usage events to Google Analytics;
 # both run without it (index/inference_backends.py also keeps it from importing).
 "${PIP[@]}" uninstall -y openvino-telemetry 2>/dev/null || true
+# OCR of scanned PDFs and images (ingest/ocr.py) runs the `tesseract` program: installed from the
+# system's packages where this runs as root with apt; elsewhere parsing says how to get it, and
+# SLUICE_OCR=off turns it off.
+if ! command -v tesseract >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q --no-install-recommends tesseract-ocr tesseract-ocr-eng >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 \
+        && apt-get install -y -q --no-install-recommends tesseract-ocr tesseract-ocr-eng >/dev/null 2>&1; } \
+      || echo "note: could not install Tesseract; scanned PDFs and images will not be read (docs/parsing.md)" >&2
+  else
+    echo "note: Tesseract is not installed; scanned PDFs and images will not be read until it is (docs/parsing.md)" >&2
+  fi
+fi

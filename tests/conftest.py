@@ -60,20 +60,32 @@ def ingest_folder(  # type: ignore[no-untyped-def]
     source_name: str = "test",
     dry_run: bool = False,
     store=None,
+    budget=None,
 ):
     """The ingest pipeline (no Prefect) syncing a folder into `settings`' index."""
     from ingest.sources.local_folder import LocalFolderSource
 
-    return sync(settings, LocalFolderSource(folder), embedder, source_name, cache, dry_run, store)
+    return sync(
+        settings, LocalFolderSource(folder), embedder, source_name, cache, dry_run, store, budget
+    )
 
 
 def sync(  # type: ignore[no-untyped-def]
-    settings, source, embedder, source_name: str, cache=None, dry_run: bool = False, store=None
+    settings,
+    source,
+    embedder,
+    source_name: str,
+    cache=None,
+    dry_run: bool = False,
+    store=None,
+    budget=None,
 ):
-    """`sync_source` with the session's embedder and in-process parsing; returns the report.
+    """`sync_source` with the session's embedder and in-process parsing (in one worker process
+    under `budget`, a `ReadBudget`, where given); returns the report.
     `store`: one the caller holds open (and closes)."""
     from composition.components import Components
     from index.target import IndexTarget
+    from pipelines.document_stream import NO_BUDGET
     from pipelines.ingest_sync import IngestParts, SyncOptions, sync_source
 
     parts = Components(settings)
@@ -90,6 +102,7 @@ def sync(  # type: ignore[no-untyped-def]
         options = SyncOptions(
             dry_run=dry_run,
             parse_workers=1,
+            read_budget=budget or NO_BUDGET,
             max_deleted_fraction=settings.max_deleted_fraction,
             attempts=settings.ingest_attempts,
             backoff_s=0.0,

@@ -82,3 +82,12 @@ def test_deletions_above_the_fraction_are_held() -> None:
     assert not allowed.deletions_held
     empty = plan_changes([], known, lambda item: "cfg", max_deleted_fraction=0.9)
     assert empty.deletions_held, "an empty listing never wipes an index"
+
+
+def test_a_quarantined_file_is_read_again_when_how_it_is_read_changes() -> None:
+    """As when Tesseract is installed, or SLUICE_OCR turned on, after a scanned PDF failed."""
+    known = {r.doc_id: r for r in [_record("scan.pdf", "quarantined")]}
+    same = plan_changes([_item("scan.pdf")], known, lambda item: "cfg")
+    assert [i.name for i in same.quarantined] == ["scan.pdf"]
+    changed = plan_changes([_item("scan.pdf")], known, lambda item: "cfg+ocr")
+    assert _reasons(changed) == {"scan.pdf": "retry"}

@@ -72,6 +72,76 @@ def test_broken_files_are_reported_and_the_run_goes_on(tmp_path: Path, embedder)
     assert all(reasons.values())
 
 
+def _docx_that_takes_long_to_parse(path: Path, paragraphs: int = 200_000) -> None:
+    """A 30 kB .docx of 11 MB of XML: `unstructured` needs ~30 s and ~700 MB to parse it."""
+    import zipfile
+
+    main = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+    office = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as docx:
+        docx.writestr(
+            "[Content_Types].xml",
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            f'<Override PartName="/word/document.xml" ContentType="{main}"/></Types>',
+        )
+        docx.writestr(
+            "_rels/.rels",
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{office}" Target="word/document.xml"/></Relationships>',
+        )
+        with docx.open("word/document.xml", "w") as document:
+            document.write(f'<w:document xmlns:w="{w}"><w:body>'.encode())
+            paragraph = b"<w:p><w:r><w:t>word again and again</w:t></w:r></w:p>" * 1000
+            for _ in range(paragraphs // 1000):
+                document.write(paragraph)
+            document.write(b"</w:body></w:document>")
+
+
+def test_a_file_that_stalls_the_parser_is_stopped_quarantined_and_the_run_goes_on(
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+) -> None:
+    from pipelines.document_stream import ReadBudget
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Good\n\nalpha content that parses fine.\n")
+    _docx_that_takes_long_to_parse(folder / "stall.docx")
+    settings = Settings(data_dir=tmp_path / "data")
+    budget = ReadBudget(seconds=3, memory_mb=0)
+    first = ingest_folder(settings, folder, embedder, budget=budget)
+    assert [d.uri.rsplit("/", 1)[-1] for d in first.new] == ["good.md"]
+    [failed] = first.failed
+    assert failed.uri.endswith("stall.docx") and "longer than 3 s" in failed.reason
+    second = ingest_folder(settings, folder, embedder, budget=budget)
+    assert [q.rsplit("/", 1)[-1] for q in second.quarantined] == ["stall.docx"]
+    assert not second.failed and second.seconds < 3, "a quarantined file is not read again"
+
+
+def test_a_file_that_makes_the_parser_grow_past_the_memory_limit_is_stopped(
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+) -> None:
+    from pipelines.document_stream import ReadBudget
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Good\n\nalpha content that parses fine.\n")
+    _docx_that_takes_long_to_parse(folder / "huge.docx")
+    report = ingest_folder(
+        Settings(data_dir=tmp_path / "data"),
+        folder,
+        embedder,
+        budget=ReadBudget(seconds=120, memory_mb=600),
+    )
+    assert len(report.new) == 1
+    [failed] = report.failed
+    assert "over the per-document memory limit of 600 MB" in failed.reason
+
+
 def test_known_chunk_texts_take_their_embedding_from_the_cache(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     from index.embedding_cache import EmbeddingCache
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.ocr import tesseract
 from ingest.sources.local_folder import LocalFolderSource
 from ingest.types import ParseError
 from ingest.unstructured_parser import UnstructuredParser
@@ -48,5 +49,8 @@ def test_every_shared_document_parses_or_fails_with_a_reason() -> None:
             failed[source.path.name] = str(error)
         else:
             assert document.elements and all(e.text.strip() for e in document.elements)
-    assert set(failed) <= {"ocr_test.pdf", "amt_handbook_sample.pdf", "copy-protected.pdf"}, failed
-    assert "text layer" in failed["ocr_test.pdf"]
+    if tesseract():
+        assert not failed, failed
+    else:  # amt_handbook_sample.pdf's text layer is one pdfminer skips (drawn invisible)
+        assert set(failed) == {"ocr_test.pdf"}, failed
+        assert "apt-get install tesseract-ocr" in failed["ocr_test.pdf"]

@@ -112,11 +112,13 @@ IndexOption = Annotated[
 
 
 def index_errors() -> tuple[type[Exception], ...]:
-    """Failures of a command on an index that a user acts on: it is busy, held, or missing."""
+    """Failures of a command on an index that a user acts on: it is busy, held, or missing, or
+    its ingest needs what this machine lacks (OCR)."""
     from index.types import IndexLockedError, IndexNotFoundError
     from ingest.manifest import IngestAlreadyRunning
+    from ingest.ocr import OcrUnavailable
 
-    return (IndexLockedError, IndexNotFoundError, IngestAlreadyRunning)
+    return (IndexLockedError, IndexNotFoundError, IngestAlreadyRunning, OcrUnavailable)
 
 
 @contextmanager
