@@ -144,7 +144,7 @@ class ParquetStore:
         return {k: self.matrix[self.index[k]] for k in keys if k in self.index}
 
 
-STORES = {
+STORES: dict[str, type[SqliteStore | LmdbStore | ParquetStore]] = {
     "sqlite": SqliteStore,
     "sqlite-rowid": SqliteRowidStore,
     "lmdb": LmdbStore,
