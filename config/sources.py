@@ -111,6 +111,12 @@ class HttpConfig(_SourceModel):
     urls: list[Url] = Field(default_factory=list)
     sitemap: Url | None = Field(default=None, description="sitemap.xml URL; its <loc>s are added.")
     timeout_s: float = Field(default=30.0, gt=0)
+    max_file_mb: float = Field(
+        default=100,
+        gt=0,
+        description="A page, file or sitemap larger than this is not read (it is streamed to "
+        "disk, never held in memory, and cut off here).",
+    )
     schedule: Schedule = None
 
     @model_validator(mode="after")

@@ -114,7 +114,8 @@ def test_s3_source_that_cannot_be_listed_is_a_clear_error(s3_endpoint: str) -> N
 
 
 class _Site(SimpleHTTPRequestHandler):
-    """Serves a folder; /flaky fails twice before it works, /down always fails."""
+    """Serves a folder; /flaky fails twice before it works, /down always fails, /endless sends
+    a page that never ends, without a Content-Length."""
 
     hits: ClassVar[dict[str, int]] = {}
 
@@ -128,6 +129,15 @@ class _Site(SimpleHTTPRequestHandler):
             return
         if self.path == "/flaky":
             self.path = "/flaky.html"
+        if self.path == "/endless":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"<p>more and more</p>" * 5000)
+            except OSError:  # the client hung up
+                return
         super().do_GET()
 
 
@@ -191,6 +201,28 @@ def test_http_failures_are_retried_with_backoff_then_quarantined(
     assert _Site.hits["/down"] == 3
     again: IngestReport = sync(settings, build_source(config), embedder, "site")
     assert _names(again.quarantined) == ["down"] and _Site.hits["/down"] == 3
+
+
+def test_http_bodies_past_the_size_cap_fail_without_being_held_in_memory(
+    website: tuple[str, Path],
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+) -> None:
+    base, root = website
+    (root / "big.html").write_text("<p>" + "x" * 3_000_000 + "</p>")
+    config = HttpConfig(
+        name="site", urls=[f"{base}/a.html", f"{base}/big.html", f"{base}/endless"], max_file_mb=2
+    )
+    report: IngestReport = sync(
+        Settings(data_dir=tmp_path / "data"), build_source(config), embedder, "site"
+    )
+    assert _names(report.new) == ["a.html"]
+    reasons = {r.uri.rsplit("/", 1)[-1]: r.reason for r in report.failed}
+    assert reasons["big.html"].startswith(
+        "too large: 3,000,007 bytes, over the source's max_file_mb"
+    )
+    assert reasons["endless"].startswith("too large: more than 2,097,152 bytes")
+    assert _Site.hits["/endless"] == 1, "a body too large is not fetched again"
 
 
 def _source_failure(tmp_path: Path, source_toml: str) -> subprocess.CompletedProcess[str]:

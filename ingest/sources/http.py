@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from config.sources import HttpConfig
-from ingest.types import SourceFile, SourceItem, SourceUnavailable
+from ingest.types import ParseError, SourceFile, SourceItem, SourceUnavailable
 
 if TYPE_CHECKING:
     import httpx
@@ -47,9 +47,8 @@ class HttpSource:
         with self._client() as client:
             try:
                 if self.config.sitemap:
-                    response = client.get(self.config.sitemap)
-                    response.raise_for_status()
-                    for url, modified in _sitemap_entries(response.content):
+                    sitemap = self._download(client, self.config.sitemap)
+                    for url, modified in _sitemap_entries(sitemap):
                         urls.append(url)
                         if modified:
                             lastmod[url] = modified
@@ -61,18 +60,50 @@ class HttpSource:
                             uri=url, name=urlparse(url).path, size=None, fingerprint=fingerprint
                         )
                     )
-            except httpx.HTTPError as error:
+            except (httpx.HTTPError, ParseError) as error:
                 cause = str(error).splitlines()[0]  # httpx appends a line pointing to MDN
                 raise SourceUnavailable(f"cannot list {self.config.name}: {cause}") from error
         return items
 
+    @property
+    def max_bytes(self) -> int:
+        return int(self.config.max_file_mb * 2**20)
+
     def fetch(self, item: SourceItem, folder: Path) -> SourceFile:
-        with self._client() as client:
-            response = client.get(item.uri)
+        """Streamed to disk in blocks: a body never sits whole in memory, and one past
+        `max_file_mb` is cut off and reported (not retried: it would be as large again)."""
+        with self._client() as client, client.stream("GET", item.uri) as response:
             response.raise_for_status()
-        path = folder / _file_name(item.uri, response.headers.get("content-type", ""))
-        path.write_bytes(response.content)
-        return SourceFile(uri=item.uri, path=path, size=len(response.content), mtime=0.0)
+            self._refuse_declared_size(response)
+            path = folder / _file_name(item.uri, response.headers.get("content-type", ""))
+            size = 0
+            with path.open("wb") as out:
+                for block in response.iter_bytes(1 << 20):
+                    size += len(block)
+                    if size > self.max_bytes:
+                        raise ParseError(self._too_large(f"more than {self.max_bytes:,} bytes"))
+                    out.write(block)
+        return SourceFile(uri=item.uri, path=path, size=size, mtime=0.0)
+
+    def _download(self, client: httpx.Client, url: str) -> bytes:
+        """A sitemap, in memory but within the same cap."""
+        with client.stream("GET", url) as response:
+            response.raise_for_status()
+            self._refuse_declared_size(response)
+            body = bytearray()
+            for block in response.iter_bytes(1 << 20):
+                body += block
+                if len(body) > self.max_bytes:
+                    raise ParseError(self._too_large(f"more than {self.max_bytes:,} bytes"))
+        return bytes(body)
+
+    def _refuse_declared_size(self, response: httpx.Response) -> None:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise ParseError(self._too_large(f"{int(declared):,} bytes"))
+
+    def _too_large(self, size: str) -> str:
+        return f"too large: {size}, over the source's max_file_mb of {self.config.max_file_mb:g} MB"
 
 
 def _sitemap_entries(xml: bytes) -> list[tuple[str, str | None]]:
