@@ -102,8 +102,10 @@ class TermMatrix:
         frequency = np.bincount(columns, minlength=shape[1]).astype(np.float64)
         self.idf = np.log(1 + (n - frequency + 0.5) / (frequency + 0.5))
 
-    def weights(self, k1: float, b: float) -> sparse.csc_matrix:
-        average = max(1.0, float(self.lengths.mean()))
+    def weights(self, k1: float, b: float, average: float | None = None) -> sparse.csc_matrix:
+        """`average`: the avgdl to normalise by (default: the texts' own mean length)."""
+        if average is None:
+            average = max(1.0, float(self.lengths.mean()))
         norm = k1 * (1 - b + b * self.lengths / average)
         tf = self.tf.tocoo()
         values = tf.data * (k1 + 1) / (tf.data + norm[tf.row])

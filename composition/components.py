@@ -34,7 +34,14 @@ from index.reranker import CrossEncoderReranker
 from index.searcher import IndexSearcher
 from index.store_factory import open_vector_store
 from index.target import IndexTarget
-from index.types import CollectionSpec, Embedder, HybridOptions, Reranker, VectorStore
+from index.types import (
+    CollectionSpec,
+    Embedder,
+    HybridOptions,
+    QuantizedSearch,
+    Reranker,
+    VectorStore,
+)
 from ingest.manifest import Manifest, RunLock
 from ingest.ocr import IMAGE_TYPES, ocr_available
 from ingest.sources.http import HttpSource
@@ -151,6 +158,7 @@ class Components:
                 run_lock=self.run_lock,
                 embedder_for=self.embedder_for,
                 cache_for=self.embedding_cache,
+                vector_quantization=self.settings.vector_quantization,
             )
         finally:
             manifest.close()
@@ -266,7 +274,13 @@ class Components:
             self.hybrid_defaults(),
             result_cache_entries=s.result_cache_entries if cached else 0,
             query_vector_cache_entries=s.query_embedding_cache_entries if cached else 0,
+            quantized_search=self.quantized_search(),
         )
+
+    def quantized_search(self) -> QuantizedSearch:
+        """How dense searches read a collection built with int8 vectors."""
+        s = self.settings
+        return QuantizedSearch(s.vector_quantization_rescore, s.vector_quantization_oversampling)
 
     def query_log(self) -> QueryLog | None:
         s = self.settings
@@ -330,8 +344,15 @@ class Components:
         self, store: VectorStore, embedder: Embedder, cache: EmbeddingCache | None
     ) -> IndexTarget:
         """Where ingest writes: the configured index, created with the configured BM25
-        parameters on its first write."""
-        return IndexTarget(store, self.index_name, embedder, self.bm25_params(), cache)
+        parameters and vector storage on its first write."""
+        return IndexTarget(
+            store,
+            self.index_name,
+            embedder,
+            self.bm25_params(),
+            cache,
+            self.settings.vector_quantization,
+        )
 
     def ingest_parts(
         self, store: VectorStore, embedder: Embedder | None = None, dry_run: bool = False

@@ -59,6 +59,24 @@ class Settings(BaseSettings):
         default=None, description="Qdrant server URL; unset means the embedded engine."
     )
     qdrant_api_key: SecretStr | None = None
+    vector_quantization: Quantization = Field(
+        default="none",
+        description="int8: a new index (or a re-embed) keeps its dense vectors as int8 in RAM "
+        "(a quarter of float32's bytes) and the float32 originals on disk, on either engine. "
+        "Only optimised segments hold int8 (a segment is optimised past ~6,700 chunks of "
+        "384-d); measured in docs/benchmarks.md.",
+    )
+    vector_quantization_rescore: bool = Field(
+        default=True,
+        description="Score the best int8 candidates again on the original vectors (exact "
+        "scores; each read from the page cache or disk); false: int8 scores only.",
+    )
+    vector_quantization_oversampling: float = Field(
+        default=2.0,
+        ge=1,
+        le=16,
+        description="With rescoring, candidates taken from the int8 vectors per hit asked for.",
+    )
 
     embedding_model: ModelName = Field(
         default=DEFAULT_EMBEDDING_MODEL,

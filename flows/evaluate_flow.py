@@ -42,6 +42,7 @@ def index_dataset(
         parts.bm25_params(),
         parts.embedding_cache(embedder),
         report_progress,
+        parts.settings.vector_quantization,
     )
 
 
@@ -92,6 +93,15 @@ def run_evaluation(
             "chunker": settings.chunker,
             "chunk_context": settings.chunk_context,
             "chunk_max_tokens": settings.chunk_max_tokens,
+            "vector_quantization": settings.vector_quantization,
+            **(
+                {
+                    "vector_quantization_rescore": settings.vector_quantization_rescore,
+                    "vector_quantization_oversampling": settings.vector_quantization_oversampling,
+                }
+                if settings.vector_quantization != "none"
+                else {}
+            ),
         },
         modes=scores,
         seconds={

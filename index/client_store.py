@@ -55,6 +55,25 @@ def _contract_errors(collection: str) -> Iterator[None]:
         raise
 
 
+def _dense_params(spec: CollectionSpec) -> models.VectorParams:
+    """The dense vector's storage; with int8 quantisation the int8 copies stay in RAM and the
+    originals on disk, read only to rescore. (`on_disk` and `always_ram` rather than the newer
+    `memory`: the v1.16 server of docker-compose.yml knows only these.)"""
+    if spec.vector_quantization == "none":
+        return models.VectorParams(size=spec.dimension, distance=models.Distance.COSINE)
+    if spec.vector_quantization == "int8":
+        int8 = models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+        )
+        return models.VectorParams(
+            size=spec.dimension,
+            distance=models.Distance.COSINE,
+            on_disk=True,
+            quantization_config=models.ScalarQuantization(scalar=int8),
+        )
+    raise ValueError(f"unknown vector quantization {spec.vector_quantization!r}")
+
+
 class QdrantClientStore:
     """Collections, aliases and hybrid queries on a Qdrant server via its Query API.
 
@@ -67,11 +86,7 @@ class QdrantClientStore:
     def create_collection(self, spec: CollectionSpec) -> None:
         self.client.create_collection(
             spec.name,
-            vectors_config={
-                DENSE_VECTOR: models.VectorParams(
-                    size=spec.dimension, distance=models.Distance.COSINE
-                )
-            },
+            vectors_config={DENSE_VECTOR: _dense_params(spec)},
             sparse_vectors_config={
                 SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
             },
@@ -217,6 +232,15 @@ class QdrantClientStore:
         for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
             yield stored_points(records)
 
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        with _contract_errors(collection):
+            records = self.client.retrieve(
+                collection, list(ids), with_payload=False, with_vectors=False
+            )
+        return {str(record.id) for record in records}
+
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         with _contract_errors(collection):
             query_filter = to_client_filter(request.filter)
@@ -228,11 +252,20 @@ class QdrantClientStore:
             )
             # The same search params as the embedded engine: ACORN on every filtered search keeps
             # filtered HNSW search exact enough on an optimised collection (edge_store.search).
-            params = (
-                models.SearchParams(acorn=models.AcornSearchParams(enable=True))
-                if query_filter
-                else None
-            )
+            acorn = models.AcornSearchParams(enable=True) if query_filter else None
+            quantized = request.quantized
+            sparse_params = models.SearchParams(acorn=acorn) if acorn else None
+            params = {
+                SPARSE_VECTOR: sparse_params,
+                DENSE_VECTOR: models.SearchParams(
+                    acorn=acorn,
+                    quantization=models.QuantizationSearchParams(
+                        rescore=quantized.rescore, oversampling=quantized.oversampling
+                    ),
+                )
+                if quantized
+                else sparse_params,
+            }
             inputs: list[tuple[Any, str]] = []
             if dense is not None and request.mode in ("dense", "hybrid"):
                 inputs.append((dense, DENSE_VECTOR))
@@ -248,7 +281,7 @@ class QdrantClientStore:
                     using=using,
                     limit=request.limit,
                     query_filter=query_filter,
-                    search_params=params,
+                    search_params=params[using],
                     with_payload=True,
                 )
                 return SearchResult(hits=scored_points(response.points))
@@ -258,7 +291,7 @@ class QdrantClientStore:
                     using=u,
                     limit=request.candidate_pool,
                     filter=query_filter,
-                    params=params,
+                    params=params[u],
                     with_payload=True,
                 )
                 for q, u in inputs

@@ -43,6 +43,21 @@ from index.types import (
 )
 
 
+def _dense_params(edge: Any, spec: CollectionSpec) -> Any:
+    """The dense vector's storage: float32 in the page cache, or with int8 quantisation the
+    int8 copies pinned in RAM and the originals left on disk, read only to rescore."""
+    if spec.vector_quantization == "none":
+        return edge.EdgeVectorParams(spec.dimension, edge.Distance.Cosine)
+    if spec.vector_quantization == "int8":
+        int8 = edge.ScalarQuantizationConfig(
+            edge.ScalarType.Int8, quantile=0.99, memory=edge.Memory.Pinned
+        )
+        return edge.EdgeVectorParams(
+            spec.dimension, edge.Distance.Cosine, quantization_config=int8, memory=edge.Memory.Cold
+        )
+    raise ValueError(f"unknown vector quantization {spec.vector_quantization!r}")
+
+
 class EdgeVectorStore:
     """Collections and aliases over Qdrant Edge shards under `path`.
 
@@ -130,7 +145,7 @@ class EdgeVectorStore:
                 # aside, never deleted on a guess.
                 shard_dir.rename(shard_dir.with_name(f".orphan-{spec.name}-{time.time_ns()}"))
             config = edge.EdgeConfig(
-                vectors={DENSE_VECTOR: edge.EdgeVectorParams(spec.dimension, edge.Distance.Cosine)},
+                vectors={DENSE_VECTOR: _dense_params(edge, spec)},
                 sparse_vectors={
                     SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)
                 },
@@ -215,8 +230,20 @@ class EdgeVectorStore:
             for point in points
         ]
         with self._lock:
-            self._shard(collection).update(edge.UpdateOperation.upsert_points(edge_points))
+            shard = self._shard(collection)
+            shard.update(edge.UpdateOperation.upsert_points(edge_points))
+            if self._quantized(collection):
+                # Only optimised segments hold int8 copies, so a quantised collection runs the
+                # engine's optimiser after each write, as a server does in the background (other
+                # collections are never optimised: one appendable segment searched exactly is
+                # fastest, docs/benchmarks.md). It plans nothing, in microseconds, until a
+                # segment's vectors pass the indexing threshold (10,000 KB: ~6,700 chunks of 384-d).
+                shard.optimize()
             self._wrote(collection)
+
+    def _quantized(self, collection: str) -> bool:
+        data = self._catalog()["collections"].get(collection) or {}
+        return bool(data.get("vector_quantization", "none") != "none")
 
     def delete(self, collection: str, filter: PayloadFilter) -> None:
         if not filter:
@@ -268,6 +295,13 @@ class EdgeVectorStore:
         for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
             yield stored_points(records)
 
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self._lock:
+            records = self._shard(collection).retrieve(list(ids), False, False)
+        return {str(record.id) for record in records}
+
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         edge = self._edge
         payload_filter = to_edge_filter(request.filter)
@@ -287,11 +321,22 @@ class EdgeVectorStore:
 
         # ACORN keeps filtered HNSW search exact enough once a shard is optimised (measured
         # recall 0.33 -> 0.999 with a selective filter; docs/benchmarks.md).
-        params = (
-            edge.SearchParams(acorn=edge.AcornSearchParams(enable=True)) if payload_filter else None
+        acorn = edge.AcornSearchParams(enable=True) if payload_filter else None
+        quantized = request.quantized
+        sparse_params = edge.SearchParams(acorn=acorn) if acorn else None
+        dense_params = (
+            edge.SearchParams(
+                acorn=acorn,
+                quantization=edge.QuantizationSearchParams(
+                    rescore=quantized.rescore, oversampling=quantized.oversampling
+                ),
+            )
+            if quantized
+            else sparse_params
         )
 
         def single(query: Any, limit: int) -> Any:
+            params = dense_params if query is dense_query else sparse_params
             return edge.QueryRequest(
                 limit=limit, query=query, filter=payload_filter, with_payload=True, params=params
             )

@@ -24,6 +24,7 @@ from index.types import (
     IndexNotFoundError,
     MatchAny,
     PayloadFilter,
+    QuantizedSearch,
     Reranker,
     RerankSkipped,
     ScoredPoint,
@@ -74,10 +75,14 @@ class IndexSearcher:
         defaults: HybridOptions = DEFAULT_HYBRID,
         result_cache_entries: int = 0,
         query_vector_cache_entries: int = 0,
+        quantized_search: QuantizedSearch | None = None,
     ) -> None:
         """`defaults`: complete hybrid options for a collection nobody tuned. The caches
-        (`index/search_cache.py`) are for a long-lived server; 0 entries: none."""
+        (`index/search_cache.py`) are for a long-lived server; 0 entries: none.
+        `quantized_search`: how dense searches read a collection built with int8 vectors
+        (default: rescored, oversampled twofold)."""
         self.defaults = defaults
+        self.quantized_search = quantized_search or QuantizedSearch()
         self.results: BoundedCache[tuple[object, ...], SearchOutcome] = BoundedCache(
             result_cache_entries
         )
@@ -190,6 +195,7 @@ class IndexSearcher:
             dense=dense,
             sparse=sparse,
             filter=payload_filter or PayloadFilter(),
+            quantized=self.quantized_search if spec.vector_quantization != "none" else None,
         )
         started = time.perf_counter()
         result = self.store.search(collection, request)

@@ -42,6 +42,7 @@ CALLS = frozenset(
         "delete",
         "count",
         "distinct_values",
+        "existing_ids",
         "search",
     }
 )

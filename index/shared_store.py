@@ -177,6 +177,10 @@ class SharedEdgeStore:
     def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
         return self._scan("read_points", collection, page_size)
 
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
+        existing: set[str] = self._call("existing_ids", collection, list(ids))
+        return existing
+
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         result: SearchResult = self._call("search", collection, request)
         return result

@@ -14,7 +14,7 @@ from config.sources import DEFAULT_TENANT
 from index.bm25 import Bm25Encoder, Bm25Params, average_length
 from index.embedding_cache import EmbeddingCache
 from index.models import canonical_model_id
-from index.types import CollectionSpec, Embedder, VectorStore
+from index.types import CollectionSpec, Embedder, VectorQuantization, VectorStore
 from index.versions import active_spec, collection_name, create_next_version, versions_of
 from index.writer import IndexWriter, WriteStats
 
@@ -25,10 +25,12 @@ def ensure_collection(
     embedder: Embedder,
     bm25: Bm25Params,
     sample: Sequence[Chunk],
+    vector_quantization: VectorQuantization = "none",
 ) -> CollectionSpec:
     """The collection the alias serves; the first ingest creates `alias__v1`, with BM25's average
     chunk length measured on the chunks it brings. A first version left unaliased by a crash is
-    adopted rather than joined by a second."""
+    adopted rather than joined by a second. `vector_quantization` applies to a new collection
+    only: an existing one keeps its storage until a re-embed builds the next version."""
     spec = active_spec(store, alias)
     if spec is None and (existing := versions_of(store, alias)):
         orphan = store.collection_spec(collection_name(alias, existing[-1]))
@@ -50,7 +52,7 @@ def ensure_collection(
             )
         return spec
     measured = replace(bm25, avg_doc_length=average_length(Bm25Encoder(bm25), sample))
-    spec = create_next_version(store, alias, embedder, measured)
+    spec = create_next_version(store, alias, embedder, measured, vector_quantization)
     store.set_alias(alias, spec.name)
     return spec
 
@@ -72,11 +74,20 @@ class IndexTarget:
     embedder: Embedder
     bm25: Bm25Params
     cache: EmbeddingCache | None = None
+    vector_quantization: VectorQuantization = "none"
+    """How a collection this target creates stores its dense vectors."""
     _writer: IndexWriter | None = None
 
     def writer(self, first_batch: Sequence[Chunk]) -> IndexWriter:
         if self._writer is None:
-            spec = ensure_collection(self.store, self.alias, self.embedder, self.bm25, first_batch)
+            spec = ensure_collection(
+                self.store,
+                self.alias,
+                self.embedder,
+                self.bm25,
+                first_batch,
+                self.vector_quantization,
+            )
             self._writer = IndexWriter(
                 self.store, spec.name, self.embedder, Bm25Encoder(spec.bm25), self.cache
             )

@@ -55,6 +55,17 @@ together, and every search of a tenant's key is confined to it by the searcher."
 
 
 FusionMethod = Literal["rrf", "dbsf", "minmax"]
+VectorQuantization = Literal["none", "int8"]
+
+
+@dataclass(frozen=True)
+class QuantizedSearch:
+    """How a dense search reads a collection with int8 vectors: candidates are found on the
+    int8 copies, and with `rescore` the best `oversampling` x limit of them are scored again
+    on the original float32 vectors (read from disk), which restores their exact scores."""
+
+    rescore: bool = True
+    oversampling: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,9 @@ class CollectionSpec:
     embedding_backend: str = "torch"
     """The runtime and precision that made its vectors (`InferenceBackend.label`); collections
     made before backends existed were made by torch."""
+    vector_quantization: VectorQuantization = "none"
+    """int8: its dense vectors also kept as int8 in RAM (a quarter of float32), the originals
+    on disk for rescoring; collections made before it keep float32 only."""
 
     @property
     def embedder_key(self) -> tuple[str, str, str, str]:
@@ -208,6 +222,8 @@ class SearchRequest:
     dense: npt.NDArray[np.float32] | None = None
     sparse: SparseVector | None = None
     filter: PayloadFilter = field(default_factory=PayloadFilter)
+    quantized: QuantizedSearch | None = None
+    """Set by the searcher for a collection with quantised vectors; None: no such params."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +286,11 @@ class VectorStore(Protocol):
 
     def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
         """Every point with its whole payload and BM25 vector, a page at a time."""
+        ...
+
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` the collection holds (a page of ids at a time: nothing is loaded
+        beyond them)."""
         ...
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult: ...

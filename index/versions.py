@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 
 from index.bm25 import Bm25Params
-from index.types import CollectionSpec, Embedder, VectorStore
+from index.types import CollectionSpec, Embedder, VectorQuantization, VectorStore
 
 
 def collection_name(alias: str, version: int) -> str:
@@ -25,10 +25,14 @@ def version_number(collection: str) -> int:
 
 
 def create_next_version(
-    store: VectorStore, alias: str, embedder: Embedder, bm25: Bm25Params
+    store: VectorStore,
+    alias: str,
+    embedder: Embedder,
+    bm25: Bm25Params,
+    vector_quantization: VectorQuantization = "none",
 ) -> CollectionSpec:
     """Creates the next collection version of `alias` (the alias is not moved), recording how
-    its vectors are made so that queries are embedded the same way."""
+    its vectors are made so that queries are embedded the same way, and how they are stored."""
     existing = versions_of(store, alias)
     spec = CollectionSpec(
         name=collection_name(alias, (existing[-1] if existing else 0) + 1),
@@ -40,6 +44,7 @@ def create_next_version(
         passage_prefix=embedder.passage_prefix,
         tenants=True,
         embedding_backend=embedder.backend.label,
+        vector_quantization=vector_quantization,
     )
     store.create_collection(spec)
     return spec

@@ -19,7 +19,7 @@ from index.bm25 import Bm25Params
 from index.embedding_cache import EmbeddingCache
 from index.searcher import IndexSearcher
 from index.target import IndexTarget, write_documents
-from index.types import Embedder, HybridOptions, SearchMode, VectorStore
+from index.types import Embedder, HybridOptions, SearchMode, VectorQuantization, VectorStore
 from index.versions import collection_name, versions_of
 from pipelines.beir import BeirDataset, as_parsed_documents, doc_id_from_uri, load_beir
 from pipelines.cost import Cost
@@ -90,9 +90,10 @@ def index_chunks(
     bm25: Bm25Params,
     cache: EmbeddingCache | None = None,
     progress: ProgressCallback = no_progress,
+    vector_quantization: VectorQuantization = "none",
 ) -> IndexingResult:
     """Write already chunked documents into the index behind `alias` (evaluation indexes)."""
-    target = IndexTarget(store, alias, embedder, bm25, cache)
+    target = IndexTarget(store, alias, embedder, bm25, cache, vector_quantization)
     # BM25's average length is measured on the whole corpus here, not only a first batch.
     target.writer([c for chunks in chunks_by_doc.values() for c in chunks])
     done = 0
@@ -129,6 +130,7 @@ def build_eval_index(
     bm25: Bm25Params,
     cache: EmbeddingCache | None,
     progress: ProgressCallback = no_progress,
+    vector_quantization: VectorQuantization = "none",
 ) -> tuple[str, IndexingResult, int]:
     """A fresh index of the corpus (dense vectors come from the cache when known)."""
     alias = eval_alias(dataset.name)
@@ -140,7 +142,9 @@ def build_eval_index(
         chunks_by_doc[document.source.doc_id] = chunker.run(document)
         if done % 500 == 0 or done == len(documents):
             progress("chunk", done, len(documents))
-    result = index_chunks(chunks_by_doc, embedder, store, alias, bm25, cache, progress)
+    result = index_chunks(
+        chunks_by_doc, embedder, store, alias, bm25, cache, progress, vector_quantization
+    )
     return alias, result, sum(len(c) for c in chunks_by_doc.values())
 
 

@@ -3,18 +3,21 @@
 A re-embed never reads a source: the serving collection holds every chunk's text, payload and
 BM25 vector, and `index.version_sync.sync_version` copies them into a new collection version with
 dense vectors from the new model (through the embedding cache, so a repeated or resumed run
-embeds nothing twice). Ingest runs go on meanwhile into the serving version; just before the
-alias moves, under the index's run lock, the new version is caught up with what they wrote, so no
-write is lost. `/retrieve` resolves the alias and the collection's model on every request, so a
-running API follows the switch without a restart.
+embeds nothing twice; BM25 vectors are re-weighted to the corpus's current mean chunk length
+where it drifted from the recorded one, `_current_bm25`). Ingest runs go on meanwhile into the
+serving version; just before the alias moves, under the index's run lock, the new version is
+caught up with what they wrote, so no write is lost. `/retrieve` resolves the alias and the
+collection's model on every request, so a running API follows the switch without a restart.
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
+from index.bm25 import Bm25Params
+from index.bm25_stats import REMEASURE, measure_avgdl
 from index.embedding_cache import EmbeddingCache
 from index.searcher import IndexSearcher
 from index.types import CollectionSpec, Embedder
@@ -194,6 +197,7 @@ def _build_target(
     versions this manifest knows nothing of are left alone."""
     store, manifest = index.store, index.manifest
     records = manifest.versions()
+    bm25 = _current_bm25(index, previous)
     for version in versions_of(store, index.alias):
         name = collection_name(index.alias, version)
         record = records.get(name)
@@ -205,23 +209,33 @@ def _build_target(
             spec.embedding_backend,
             spec.query_prefix,
             spec.passage_prefix,
-            spec.bm25,
+            replace(spec.bm25, avg_doc_length=0),
+            spec.vector_quantization,
         ) == (
             embedder.model_id,
             embedder.backend.label,
             embedder.query_prefix,
             embedder.passage_prefix,
-            previous.bm25,
+            replace(previous.bm25, avg_doc_length=0),
+            index.vector_quantization,
         )
         if same_build and spec is not None:
             return spec, True
         if record is not None:
             store.drop_collection(name)
             manifest.record_version(name, "dropped", note="abandoned build of another model")
-    # BM25 vectors are copied as they are, so the new version keeps the old parameters.
-    target = create_next_version(store, index.alias, embedder, previous.bm25)
+    target = create_next_version(store, index.alias, embedder, bm25, index.vector_quantization)
     manifest.record_version(target.name, "building", {}, note=f"re-embed of {previous.name}")
     return target, False
+
+
+def _current_bm25(index: VersionedIndex, previous: CollectionSpec) -> Bm25Params:
+    """The serving version's BM25 parameters, avgdl re-measured on a sample of its vectors
+    where the corpus drifted from it (`sync_version` re-weights the copied vectors to it)."""
+    drift = measure_avgdl(index.store, previous.name, previous.bm25)
+    if drift is None or abs(drift.drift) <= REMEASURE:
+        return previous.bm25
+    return replace(previous.bm25, avg_doc_length=round(drift.current, 2))
 
 
 def _switch(

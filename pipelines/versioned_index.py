@@ -7,7 +7,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from index.embedding_cache import EmbeddingCache
-from index.types import CollectionSpec, Embedder, IndexNotFoundError, VectorStore
+from index.types import (
+    CollectionSpec,
+    Embedder,
+    IndexNotFoundError,
+    VectorQuantization,
+    VectorStore,
+)
 from ingest.manifest import Manifest
 
 
@@ -26,6 +32,8 @@ class VersionedIndex:
     embedder_for: Callable[[CollectionSpec], Embedder]
     """An embedder that makes vectors the way a version's were made."""
     cache_for: Callable[[Embedder], EmbeddingCache]
+    vector_quantization: VectorQuantization = "none"
+    """How a version built now stores its dense vectors (a re-embed applies the setting)."""
 
     def serving_spec(self) -> CollectionSpec:
         name = self.store.resolve_alias(self.alias)

@@ -53,6 +53,36 @@ def test_the_searchers_defaults_are_the_settings_defaults() -> None:
     assert Components(Settings()).hybrid_defaults() == DEFAULT_HYBRID
 
 
+def test_vector_quantization_reaches_new_collections_reembeds_and_searches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typing import cast
+
+    from composition.components import Components
+    from index.types import Embedder, QuantizedSearch
+
+    defaults = Settings(data_dir=tmp_path)
+    assert defaults.vector_quantization == "none"
+    assert Components(defaults).quantized_search() == QuantizedSearch(), "the searcher's default"
+    monkeypatch.setenv("SLUICE_VECTOR_QUANTIZATION", "int8")
+    monkeypatch.setenv("SLUICE_VECTOR_QUANTIZATION_RESCORE", "false")
+    monkeypatch.setenv("SLUICE_VECTOR_QUANTIZATION_OVERSAMPLING", "3")
+    parts = Components(Settings(data_dir=tmp_path))
+    store = parts.store()
+    try:
+        target = parts.index_target(store, cast(Embedder, None), None)
+        assert target.vector_quantization == "int8", "a new index is made with int8 vectors"
+        with parts.versioned_index(store) as index:
+            assert index.vector_quantization == "int8", "so is a re-embed's new version"
+        searcher = parts.searcher(store, lambda spec: cast(Embedder, None))
+        assert searcher.quantized_search == QuantizedSearch(rescore=False, oversampling=3.0)
+    finally:
+        store.close()
+    for wrong in ({"vector_quantization": "int4"}, {"vector_quantization_oversampling": 0.5}):
+        with pytest.raises(ValidationError):
+            Settings(**wrong)  # type: ignore[arg-type]
+
+
 CONFIG_TYPOS = {
     "a typo in a [[sources]] entry": (
         '[[sources]]\ntype = "local"\nname = "a"\npath = "/srv"\nschedul = "*/5 * * * *"\n',

@@ -134,6 +134,8 @@ def test_a_client_takes_over_when_the_owner_closes(tmp_path: Path) -> None:
             SearchRequest("dense", 5, 5, dense=_points(0, 1)[0].dense),
         ).hits
         assert len(hits) == 5 and hits[0].id == str(uuid.UUID(int=1))
+        asked = [str(uuid.UUID(int=i)) for i in (1, 2, 99)]
+        assert client.existing_ids("docs__v1", asked) == set(asked[:2])
         owner.close()
         client.upsert("docs__v1", _points(12, 3))  # the owner is gone: this call takes over
         assert client.role == "owner"

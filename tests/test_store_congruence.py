@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from index.bm25 import Bm25Encoder, Bm25Params, SparseVector, term_index
 from index.client_store import QdrantClientStore
@@ -53,6 +53,7 @@ from index.types import (
     IndexLockedError,
     MatchAny,
     PayloadFilter,
+    QuantizedSearch,
     Range,
     RetrievalTuning,
     ScoredPoint,
@@ -73,7 +74,7 @@ pytestmark = [
 # threshold (10,000 KB; qdrant's DEFAULT_INDEXING_THRESHOLD_KB, which qdrant-edge 0.9 uses), and
 # a search walks that graph only where the points it may return exceed the full-scan threshold
 # (10,000 KB of vectors, i.e. 10,240,000 / (4 * dim) points; fewer are scored exactly). The store
-# never optimizes by itself (its one appendable segment is searched exactly); `corpus` runs
+# never optimizes a float32 collection (one appendable segment, searched exactly); `corpus` runs
 # `optimize()` on the shard, as an operator would. At dim 16 that needs ~160,000 points, so the
 # vectors here are 4,096-d: 3,000 of them are 48,000 KB, and the full-scan threshold is 625 points.
 # Filters matching 625..1,200 points (up to 40%, ACORN's default max selectivity) are searched with
@@ -259,7 +260,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         store.set_alias(BIG_ALIAS, BIG_SPEC.name)
         for start in range(0, BIG_N, 500):
             store.upsert(BIG_SPEC.name, points[start : start + 500])
-    shard = edge._shard(BIG_SPEC.name)  # the store never optimizes; an operator can
+    shard = edge._shard(BIG_SPEC.name)  # the store optimizes only int8 collections
     info = shard.info()
     before = ShardInfo(info.segments_count, info.indexed_vectors_count)
     optimized = bool(shard.optimize())
@@ -758,6 +759,151 @@ def test_backends_rank_identically_under_random_filters(
         event("a filter in ACORN's range")
 
 
+# -- int8 quantisation ---------------------------------------------------------------------------
+# The same corpus in both backends again, its collection made with `vector_quantization="int8"`.
+# The embedded store optimises a quantised collection after each write: at 4,096-d the indexing
+# threshold (10,000 KB) is 625 points, so every second batch of 500 is indexed and quantised, and
+# no point is left in the appendable segment. qdrant-client's local mode ignores quantisation (it
+# scores exactly), so the client store's side is checked on what it sends: a server quantises.
+QUANTIZED_SPEC = dataclasses.replace(BIG_SPEC, vector_quantization="int8")
+
+
+class RecordingClient:
+    """A `QdrantClient` that records the calls that carry quantisation settings."""
+
+    RECORDED = frozenset({"create_collection", "query_points", "query_batch_points"})
+
+    def __init__(self, client: QdrantClient) -> None:
+        self.client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+        if name not in self.RECORDED:
+            return method
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return method(*args, **kwargs)
+
+        return record
+
+
+@dataclass
+class Quantized:
+    corpus: Corpus
+    """The big corpus over the quantised collections, searched with rescoring."""
+    unrescored: IndexSearcher
+    """The edge store's searcher with rescoring off: int8 scores only."""
+    recorder: RecordingClient
+    info: ShardInfo
+
+
+@pytest.fixture(scope="module")
+def quantized(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quantized]:
+    stored = [p for page in corpus.client.read_points(BIG_SPEC.name, page_size=500) for p in page]
+    points = [
+        IndexedPoint(
+            p.id, corpus.dense[uuid.UUID(p.id).int - 1].astype(np.float32), p.sparse, p.payload
+        )
+        for p in sorted(stored, key=lambda p: uuid.UUID(p.id).int)
+    ]
+    edge = EdgeVectorStore(tmp_path_factory.mktemp("quantized") / "edge")
+    recorder = RecordingClient(QdrantClient(location=":memory:"))
+    client = QdrantClientStore(cast(QdrantClient, recorder))
+    for store in (edge, client):
+        store.create_collection(QUANTIZED_SPEC)
+        store.set_alias(BIG_ALIAS, QUANTIZED_SPEC.name)
+        for start in range(0, BIG_N, 500):
+            store.upsert(QUANTIZED_SPEC.name, points[start : start + 500])
+    info = edge._shard(QUANTIZED_SPEC.name).info()
+    embedder = cast(Embedder, FixedQueryEmbedder(corpus.query_vectors))
+    searchers = {
+        name: IndexSearcher(store, embedder_for=lambda spec: embedder)
+        for name, store in (("edge", edge), ("client", client))
+    }
+    unrescored = IndexSearcher(
+        edge, embedder_for=lambda spec: embedder, quantized_search=QuantizedSearch(rescore=False)
+    )
+    yield Quantized(
+        dataclasses.replace(corpus, edge=edge, client=client, searchers=searchers),
+        unrescored,
+        recorder,
+        ShardInfo(info.segments_count, info.indexed_vectors_count),
+    )
+    edge.close()
+    client.close()
+
+
+def test_both_backends_record_int8_and_the_embedded_one_optimises_it(quantized: Quantized) -> None:
+    for _, store in quantized.corpus.stores:
+        assert store.collection_spec(QUANTIZED_SPEC.name) == QUANTIZED_SPEC
+    # Every dense vector is in an optimised segment (BM25's N plus the dense N), with no
+    # `optimize()` from here: the store ran it.
+    assert quantized.info.indexed_vectors == 2 * BIG_N, quantized.info
+    # A spec written before quantisation existed reads as float32 only.
+    old = BIG_SPEC.to_metadata()
+    del old["vector_quantization"]
+    assert CollectionSpec.from_metadata(old).vector_quantization == "none"
+
+
+QUANTIZED_FILTERS = ("none", "filetype (ACORN)", "source (ACORN)", "pages and Table (exact)")
+
+
+@pytest.mark.parametrize("name", QUANTIZED_FILTERS)
+def test_with_rescoring_both_backends_rank_int8_collections_identically(
+    quantized: Quantized, name: str
+) -> None:
+    """Rescored, the int8 shortlist (twice the limit) gives the exact neighbours with their exact
+    scores: the same answers as float32 in every mode, id by id and score by score."""
+    fusions = [FusionParams(method=m, weights=(1.0, 0.7)) for m in FUSION_METHODS]
+    for query in QUERIES[:3]:
+        _check_congruent(
+            quantized.corpus, query, FIXED_FILTERS[name], fusions, nonempty=True, dense_exact=True
+        )
+
+
+def test_without_rescoring_the_embedded_engine_ranks_by_int8_scores(quantized: Quantized) -> None:
+    """int8 scores are close to the true ones but not equal (which shows that the int8 vectors
+    are searched), and their ranking keeps most of the exact neighbours."""
+    errors, kept = [], []
+    for query in QUERIES:
+        hits = quantized.unrescored.search(BIG_ALIAS, query, "dense", limit=LIMIT).result.hits
+        exact = quantized.corpus.searchers["client"].search(BIG_ALIAS, query, "dense", LIMIT)
+        vector = quantized.corpus.query_vectors[query].astype(np.float64)
+        true = [float(quantized.corpus.dense[uuid.UUID(p.id).int - 1] @ vector) for p in hits]
+        errors += [abs(p.score - t) for p, t in zip(hits, true, strict=True)]
+        kept.append(len({p.id for p in hits} & {p.id for p in exact.result.hits}) / LIMIT)
+    assert max(errors) > 1e-4, "scores are exact: the int8 vectors were not searched"
+    assert max(errors) < 0.05, max(errors)
+    assert statistics.fmean(kept) >= 0.8, kept
+
+
+def test_the_client_store_asks_the_server_for_int8_vectors_and_rescoring(
+    quantized: Quantized,
+) -> None:
+    recorder = quantized.recorder
+    created = [kwargs for name, kwargs in recorder.calls if name == "create_collection"]
+    dense = created[0]["vectors_config"]["dense"]
+    assert dense.on_disk is True, "the originals stay on disk"
+    assert dense.quantization_config == models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+        )
+    )
+    recorder.calls.clear()
+    searcher = quantized.corpus.searchers["client"]
+    searcher.search(BIG_ALIAS, QUERIES[0], "dense", LIMIT)
+    searcher.search(BIG_ALIAS, QUERIES[0], "hybrid", HYBRID_LIMIT, payload_filter=ACORN_FILTER)
+    (_, single), (_, batch) = recorder.calls
+    rescored = models.QuantizationSearchParams(rescore=True, oversampling=2.0)
+    assert single["search_params"].quantization == rescored
+    dense_request, sparse_request = batch["requests"]
+    assert dense_request.params.quantization == rescored
+    assert dense_request.params.acorn is not None, "ACORN stays on filtered searches"
+    assert sparse_request.params.quantization is None, "a sparse vector has no int8 copy"
+
+
 # -- the small corpus ------------------------------------------------------------------------------
 DIM = 16
 SPEC = CollectionSpec("docs__v1", "test-model", DIM, Bm25Params(avg_doc_length=10))
@@ -834,6 +980,14 @@ def test_backends_read_back_every_point_with_payload_and_bm25_vector(
             assert point.payload == written[point_id].payload
             assert point.sparse.indices == written[point_id].sparse.indices
             assert point.sparse.values == pytest.approx(written[point_id].sparse.values)
+
+
+def test_backends_tell_which_ids_a_collection_holds(stores: list[VectorStore]) -> None:
+    held = [p.id for p in _points()[:40]]
+    unknown = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"absent-{i}")) for i in range(10)]
+    for store in stores:
+        assert store.existing_ids("docs__v1", [*held, *unknown]) == set(held)
+        assert store.existing_ids("docs__v1", []) == set()
 
 
 def test_alias_moves_to_a_new_version(stores: list[VectorStore]) -> None:

@@ -40,6 +40,7 @@ def status(
             console.print(f"no index yet: {settings.data_dir} does not exist (ingest creates it)")
         return
     from composition.components import Components
+    from index.bm25_stats import measure_avgdl
 
     parts = Components(settings)
     store = parts.store()
@@ -48,6 +49,7 @@ def status(
         for alias, collection in store.list_aliases().items():
             spec = store.collection_spec(collection)
             storage = parts.storage(store, alias)
+            avgdl = measure_avgdl(store, collection, spec.bm25) if spec else None
             indexes[alias] = {
                 "collection": collection,
                 "embedding_model": spec.embedding_model if spec else None,
@@ -57,6 +59,7 @@ def status(
                 "documents": store.distinct_values(collection, "doc_id"),
                 "created_at": spec.created_at if spec else None,
                 "storage": storage.to_dict(),
+                "bm25_avgdl": avgdl.to_dict() if avgdl else None,
                 **_manifest_summary(settings, alias),
             }
     finally:
@@ -82,6 +85,8 @@ def status(
             f"{storage['monthly_cost']:.6f} {storage['currency']}",
         )
     out.print(table)
+    for alias, info in indexes.items():
+        _print_avgdl(alias, info)
     if prefect:
         out.print(f"Prefect (runs, logs, reports): {prefect}")
     for alias, info in indexes.items():
@@ -89,6 +94,28 @@ def status(
             out.print(
                 runs_table(f"Last ingest runs into '{alias}' (sluice runs)", info["last_runs"])
             )
+
+
+def _print_avgdl(alias: str, info: dict[str, Any]) -> None:
+    """BM25's recorded avgdl against the chunks' mean now, and what to do when it drifted far
+    enough to cost ranking quality (index/bm25_stats.py)."""
+    avgdl = info["bm25_avgdl"]
+    if not avgdl:
+        return
+    out.print(
+        f"{alias}: bm25 avgdl: recorded {avgdl['recorded']:.1f}, current {avgdl['current']:.1f} "
+        f"({avgdl['drift']:+.0%}; {avgdl['sampled']} of {avgdl['points']} points sampled)",
+        soft_wrap=True,
+    )
+    if avgdl["stale"]:
+        out.print(
+            f"[yellow]warning:[/yellow] in '{alias}', chunks are {abs(avgdl['drift']):.0%} "
+            f"{'shorter' if avgdl['drift'] < 0 else 'longer'} on average than the avgdl its "
+            "BM25 vectors were weighted with, which costs BM25 ranking (docs/retrieval-quality.md);"
+            f" `sluice reembed --model {info['embedding_model']}` builds a new version with them "
+            "re-weighted to the current mean",
+            soft_wrap=True,
+        )
 
 
 def _prefect_ui(settings: Settings) -> str | None:
