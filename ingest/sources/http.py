@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -73,34 +74,31 @@ class HttpSource:
         """Streamed to disk in blocks: a body never sits whole in memory, and one past
         `max_file_mb` is cut off and reported (not retried: it would be as large again)."""
         with self._client() as client, client.stream("GET", item.uri) as response:
-            response.raise_for_status()
-            self._refuse_declared_size(response)
             path = folder / _file_name(item.uri, response.headers.get("content-type", ""))
             size = 0
             with path.open("wb") as out:
-                for block in response.iter_bytes(1 << 20):
+                for block in self._capped_blocks(response):
                     size += len(block)
-                    if size > self.max_bytes:
-                        raise ParseError(self._too_large(f"more than {self.max_bytes:,} bytes"))
                     out.write(block)
         return SourceFile(uri=item.uri, path=path, size=size, mtime=0.0)
 
     def _download(self, client: httpx.Client, url: str) -> bytes:
         """A sitemap, in memory but within the same cap."""
         with client.stream("GET", url) as response:
-            response.raise_for_status()
-            self._refuse_declared_size(response)
-            body = bytearray()
-            for block in response.iter_bytes(1 << 20):
-                body += block
-                if len(body) > self.max_bytes:
-                    raise ParseError(self._too_large(f"more than {self.max_bytes:,} bytes"))
-        return bytes(body)
+            return b"".join(self._capped_blocks(response))
 
-    def _refuse_declared_size(self, response: httpx.Response) -> None:
+    def _capped_blocks(self, response: httpx.Response) -> Iterator[bytes]:
+        """The body in 1 MB blocks, refused past `max_bytes`: declared or as it arrives."""
+        response.raise_for_status()
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise ParseError(self._too_large(f"{int(declared):,} bytes"))
+        received = 0
+        for block in response.iter_bytes(1 << 20):
+            received += len(block)
+            if received > self.max_bytes:
+                raise ParseError(self._too_large(f"more than {self.max_bytes:,} bytes"))
+            yield block
 
     def _too_large(self, size: str) -> str:
         return f"too large: {size}, over the source's max_file_mb of {self.config.max_file_mb:g} MB"
