@@ -63,8 +63,8 @@ class Settings(BaseSettings):
         default="none",
         description="int8: a new index (or a re-embed) keeps its dense vectors as int8 in RAM "
         "(a quarter of float32's bytes) and the float32 originals on disk, on either engine. "
-        "Only optimised segments hold int8 (a segment is optimised past ~6,700 chunks of "
-        "384-d); measured in docs/benchmarks.md.",
+        "Only optimised segments hold int8 (the embedded engine optimises a segment past "
+        "~32,000 chunks of 384-d); measured in docs/benchmarks.md.",
     )
     vector_quantization_rescore: bool = Field(
         default=True,

@@ -42,12 +42,37 @@ from index.types import (
     StoredPoint,
 )
 
+SEGMENT_KB = 48_000
+"""Dense vectors per optimised segment (~32,000 chunks of 384-d). Points arrive in the one
+appendable segment, which holds everything in RAM and is searched exactly; once its vectors pass
+this size the store has the engine build it into an immutable segment (HNSW, everything else on
+disk, paged in as searched). Larger segments mean fewer to search but a longer optimisation,
+during which the engine holds the process (~10 s here): docs/benchmarks.md, "Ingest at scale"."""
+
+MAX_SEGMENTS = 64
+"""Segments before the engine merges the smallest: merging rebuilds their graph, so a corpus
+below 64 x SEGMENT_KB (~2M chunks of 384-d) is never merged."""
+
+
+def _optimizers(edge: Any, segment_kb: int) -> Any:
+    return edge.EdgeOptimizersConfig(
+        default_segment_number=MAX_SEGMENTS, max_segment_size=2 * segment_kb
+    )
+
+
+def _hnsw(edge: Any) -> Any:
+    """Qdrant's default graph, with no extra graph per payload value (`payload_m=0`): a filtered
+    search walks the one graph with ACORN (`search`), so those only cost build time and RAM."""
+    return edge.HnswIndexConfig(
+        m=16, ef_construct=100, full_scan_threshold=10_000, payload_m=0, memory=edge.Memory.Cold
+    )
+
 
 def _dense_params(edge: Any, spec: CollectionSpec) -> Any:
-    """The dense vector's storage: float32 in the page cache, or with int8 quantisation the
-    int8 copies pinned in RAM and the originals left on disk, read only to rescore."""
+    """The dense vector's storage: float32 on disk, paged in as searched, or with int8
+    quantisation the int8 copies pinned in RAM and the originals read only to rescore."""
     if spec.vector_quantization == "none":
-        return edge.EdgeVectorParams(spec.dimension, edge.Distance.Cosine)
+        return edge.EdgeVectorParams(spec.dimension, edge.Distance.Cosine, memory=edge.Memory.Cold)
     if spec.vector_quantization == "int8":
         int8 = edge.ScalarQuantizationConfig(
             edge.ScalarType.Int8, quantile=0.99, memory=edge.Memory.Pinned
@@ -64,13 +89,18 @@ class EdgeVectorStore:
     >>> store = EdgeVectorStore(Path(".sluice/qdrant"))
     >>> store.resolve_alias("docs")  # doctest: +SKIP
     'docs__v1'
+
+    `segment_kb` sets when the appendable segment is optimised (`SEGMENT_KB`).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, segment_kb: int = SEGMENT_KB) -> None:
         import qdrant_edge
 
         self._edge: Any = qdrant_edge
         self.path = path
+        self._segment_kb = segment_kb
+        # Dense vectors per collection not yet in an optimised segment.
+        self._unindexed: dict[str, int] = {}
         self.path.mkdir(parents=True, exist_ok=True)
         self._catalog_file = self.path / "catalog.json"
         self._shards: dict[str, Any] = {}
@@ -118,8 +148,34 @@ class EdgeVectorStore:
             if name not in self._shards:
                 if name not in self._catalog()["collections"]:
                     raise CollectionNotFoundError(f"collection {name} does not exist")
-                self._shards[name] = self._open(self._edge.EdgeShard.load, self._shard_dir(name))
+                self._load(name)
             return self._shards[name]
+
+    def _config(self, spec: CollectionSpec) -> Any:
+        """Optimised segments keep everything on disk (`Cold`: paged in as searched), so the
+        RAM an ingest holds is the appendable segment's, whatever the corpus size."""
+        edge = self._edge
+        sparse = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf, memory=edge.Memory.Cold)
+        return edge.EdgeConfig(
+            vectors={DENSE_VECTOR: _dense_params(edge, spec)},
+            sparse_vectors={SPARSE_VECTOR: sparse},
+            hnsw_config=_hnsw(edge),
+            optimizers=_optimizers(edge, self._segment_kb),
+            payload_memory=edge.Memory.Cold,
+        )
+
+    def _load(self, name: str) -> Any:
+        """Open a shard with this version's optimiser settings (a shard made by an older one
+        takes them on), and count its points not yet optimised: each has a dense and a BM25
+        vector, of which only the BM25 one is indexed until its segment is optimised."""
+        spec = self.collection_spec(name)
+        if spec is None:
+            raise CollectionNotFoundError(f"collection {name} does not exist")
+        shard = self._open(self._edge.EdgeShard.load, self._shard_dir(name), self._config(spec))
+        info = shard.info()
+        self._unindexed[name] = max(0, 2 * info.points_count - info.indexed_vectors_count)
+        self._shards[name] = shard
+        return shard
 
     def _open(self, opener: Any, shard_dir: Path, *args: Any) -> Any:
         try:
@@ -144,32 +200,29 @@ class EdgeVectorStore:
                 # A shard the catalog does not name: a crashed create, most likely. It is set
                 # aside, never deleted on a guess.
                 shard_dir.rename(shard_dir.with_name(f".orphan-{spec.name}-{time.time_ns()}"))
-            config = edge.EdgeConfig(
-                vectors={DENSE_VECTOR: _dense_params(edge, spec)},
-                sparse_vectors={
-                    SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)
-                },
-            )
-            shard = self._open(edge.EdgeShard.create, shard_dir, config)
+            shard = self._open(edge.EdgeShard.create, shard_dir, self._config(spec))
+            cold = edge.Memory.Cold
+            keyword = edge.KeywordIndexParams(memory=cold, enable_hnsw=False)
             for key in KEYWORD_FIELDS:
-                shard.update(
-                    edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Keyword)
-                )
+                shard.update(edge.UpdateOperation.create_field_index(key, keyword))
+            integer = edge.IntegerIndexParams(
+                lookup=True, range=True, memory=cold, enable_hnsw=False
+            )
             for key in INTEGER_FIELDS:
-                shard.update(
-                    edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Integer)
-                )
+                shard.update(edge.UpdateOperation.create_field_index(key, integer))
             if spec.tenants:
-                tenant_index = edge.KeywordIndexParams(is_tenant=True)
+                tenant_index = edge.KeywordIndexParams(is_tenant=True, memory=cold)
                 shard.update(edge.UpdateOperation.create_field_index(TENANT_FIELD, tenant_index))
             shard.flush()
             self._shards[spec.name] = shard
+            self._unindexed[spec.name] = 0
             catalog["collections"][spec.name] = spec.to_metadata()
             self._write_catalog(catalog)
 
     def drop_collection(self, name: str) -> None:
         with self._lock, self._catalog_lock:
             shard = self._shards.pop(name, None)
+            self._unindexed.pop(name, None)
             self._wrote(name)
             if shard is not None:
                 shard.close()
@@ -232,18 +285,22 @@ class EdgeVectorStore:
         with self._lock:
             shard = self._shard(collection)
             shard.update(edge.UpdateOperation.upsert_points(edge_points))
-            if self._quantized(collection):
-                # Only optimised segments hold int8 copies, so a quantised collection runs the
-                # engine's optimiser after each write, as a server does in the background (other
-                # collections are never optimised: one appendable segment searched exactly is
-                # fastest, docs/benchmarks.md). It plans nothing, in microseconds, until a
-                # segment's vectors pass the indexing threshold (10,000 KB: ~6,700 chunks of 384-d).
-                shard.optimize()
+            self._unindexed[collection] += len(points)
+            if self._unindexed[collection] * points[0].dense.nbytes >= self._segment_kb * 1024:
+                self._optimize(collection)
             self._wrote(collection)
 
-    def _quantized(self, collection: str) -> bool:
-        data = self._catalog()["collections"].get(collection) or {}
-        return bool(data.get("vector_quantization", "none") != "none")
+    def _optimize(self, collection: str) -> None:
+        """Build the appendable segment into an optimised one (and the int8 copies of a
+        quantised collection, which only optimised segments hold), as a server does in the
+        background. The shard is then reopened: the engine keeps the RAM it wrote the old
+        appendable segment with until then (measured: ~4 kB a chunk, docs/benchmarks.md)."""
+        shard = self._shards[collection]
+        shard.optimize()
+        shard.flush()
+        shard.close()
+        del self._shards[collection]
+        self._load(collection)
 
     def delete(self, collection: str, filter: PayloadFilter) -> None:
         if not filter:

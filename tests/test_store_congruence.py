@@ -69,14 +69,15 @@ pytestmark = [
 ]
 
 # -- the big corpus: why these sizes --------------------------------------------------------------
-# `EdgeVectorStore.create_collection` exposes no HNSW or optimizer settings, so a shard has the
-# engine's defaults: a segment gets an HNSW graph once its dense vectors exceed the indexing
-# threshold (10,000 KB; qdrant's DEFAULT_INDEXING_THRESHOLD_KB, which qdrant-edge 0.9 uses), and
-# a search walks that graph only where the points it may return exceed the full-scan threshold
-# (10,000 KB of vectors, i.e. 10,240,000 / (4 * dim) points; fewer are scored exactly). The store
-# never optimizes a float32 collection (one appendable segment, searched exactly); `corpus` runs
-# `optimize()` on the shard, as an operator would. At dim 16 that needs ~160,000 points, so the
-# vectors here are 4,096-d: 3,000 of them are 48,000 KB, and the full-scan threshold is 625 points.
+# A shard has the engine's default thresholds: a segment gets an HNSW graph once its dense vectors
+# exceed the indexing threshold (10,000 KB; qdrant's DEFAULT_INDEXING_THRESHOLD_KB, which
+# qdrant-edge 0.9 uses), and a search walks that graph only where the points it may return exceed
+# the full-scan threshold (10,000 KB of vectors, i.e. 10,240,000 / (4 * dim) points; fewer are
+# scored exactly). The store optimises a collection only once its appendable segment holds
+# `segment_kb` of dense vectors (48,000 KB by default); here it is set never to, so the corpus is
+# first one appendable segment, searched exactly, and `corpus` runs `optimize()` on the shard.
+# At dim 16 an HNSW graph needs ~160,000 points, so the vectors here are 4,096-d: 3,000 of them
+# are 48,000 KB, and the full-scan threshold is 625 points.
 # Filters matching 625..1,200 points (up to 40%, ACORN's default max selectivity) are searched with
 # ACORN, more with plain filtered HNSW, fewer exactly. `test_the_edge_collection_is_hnsw_indexed`
 # checks all of this on the shard: its info, and a filtered search without ACORN that misses
@@ -251,7 +252,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         query: _unit(rng.normal(size=LATENT_DIM) @ lift.T).astype(np.float32) for query in QUERIES
     }
 
-    edge = EdgeVectorStore(root / "edge")
+    edge = EdgeVectorStore(root / "edge", segment_kb=10**9)
     # In memory rather than `path=`: the same local-mode collection code searches both, but a
     # path commits each point to SQLite (~16 ms a point here: 48 s for this corpus).
     client = QdrantClientStore(QdrantClient(location=":memory:"))
@@ -260,7 +261,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         store.set_alias(BIG_ALIAS, BIG_SPEC.name)
         for start in range(0, BIG_N, 500):
             store.upsert(BIG_SPEC.name, points[start : start + 500])
-    shard = edge._shard(BIG_SPEC.name)  # the store optimizes only int8 collections
+    shard = edge._shard(BIG_SPEC.name)
     info = shard.info()
     before = ShardInfo(info.segments_count, info.indexed_vectors_count)
     optimized = bool(shard.optimize())
@@ -761,10 +762,11 @@ def test_backends_rank_identically_under_random_filters(
 
 # -- int8 quantisation ---------------------------------------------------------------------------
 # The same corpus in both backends again, its collection made with `vector_quantization="int8"`.
-# The embedded store optimises a quantised collection after each write: at 4,096-d the indexing
-# threshold (10,000 KB) is 625 points, so every second batch of 500 is indexed and quantised, and
-# no point is left in the appendable segment. qdrant-client's local mode ignores quantisation (it
-# scores exactly), so the client store's side is checked on what it sends: a server quantises.
+# The embedded store here optimises its appendable segment once it holds 10,000 KB of dense
+# vectors (`segment_kb`; 625 points at 4,096-d), so every second batch of 500 is indexed and
+# quantised, and no point is left in the appendable segment. qdrant-client's local mode ignores
+# quantisation (it scores exactly), so the client store's side is checked on what it sends: a
+# server quantises.
 QUANTIZED_SPEC = dataclasses.replace(BIG_SPEC, vector_quantization="int8")
 
 
@@ -808,7 +810,7 @@ def quantized(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )
         for p in sorted(stored, key=lambda p: uuid.UUID(p.id).int)
     ]
-    edge = EdgeVectorStore(tmp_path_factory.mktemp("quantized") / "edge")
+    edge = EdgeVectorStore(tmp_path_factory.mktemp("quantized") / "edge", segment_kb=10_000)
     recorder = RecordingClient(QdrantClient(location=":memory:"))
     client = QdrantClientStore(cast(QdrantClient, recorder))
     for store in (edge, client):
