@@ -37,8 +37,12 @@ def plan_changes(
     known: dict[str, DocumentRecord],
     config_fingerprint: Callable[[SourceItem], str],
     max_deleted_fraction: float = 0.2,
+    kept: Sequence[str] = (),
 ) -> ChangePlan:
     """Unchanged documents are recognised by fingerprint and config alone, without being read.
+
+    A known document missing from `items` is deleted, unless its uri is in `kept` or below one
+    of its folders (uris ending with "/"): what the source could not read, not what is gone.
 
     >>> plan = plan_changes(source.list_items(), manifest.documents("docs"), fingerprint_of)
     ... # doctest: +SKIP
@@ -73,7 +77,12 @@ def plan_changes(
             plan.unchanged.append(item)
         else:
             plan.candidates.append(Candidate(item, reason, config, record))
-    plan.deleted = sorted(doc_id for doc_id in known if doc_id not in listed)
+    folders = tuple(uri for uri in kept if uri.endswith("/"))
+    plan.deleted = sorted(
+        doc_id
+        for doc_id in known
+        if doc_id not in listed and doc_id not in kept and not doc_id.startswith(folders)
+    )
     present = len(known)
     if plan.deleted and len(plan.deleted) > max_deleted_fraction * present:
         plan.deletions_held = (

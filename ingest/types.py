@@ -85,6 +85,11 @@ class SourceUnavailable(Exception):
     """The source could not be listed or read at all (network, credentials, missing folder)."""
 
 
+UNREADABLE = "unreadable"
+"""How a skip reason starts when the file or folder is there but this process may not read it:
+documents already indexed from it are kept (a permission slip never deletes), not deleted."""
+
+
 class DocumentSource(Protocol):
     """Lists the documents of one source and fetches their bytes."""
 
@@ -95,7 +100,8 @@ class DocumentSource(Protocol):
         ...
 
     def skipped(self) -> list[tuple[str, str]]:
-        """(uri, reason) of what the last listing found but will not read."""
+        """(uri, reason) of what the last listing found but will not read; a folder's uri ends
+        with "/" (it stands for everything below it)."""
         ...
 
 

@@ -17,7 +17,7 @@ from index.target import IndexTarget, write_documents
 from ingest.changes import ChangePlan, plan_changes
 from ingest.manifest import DocumentRecord, Manifest, RunState
 from ingest.reader import DocumentReader, ReadResult
-from ingest.types import DocumentParser, DocumentSource, SourceItem, readable
+from ingest.types import UNREADABLE, DocumentParser, DocumentSource, SourceItem, readable
 from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
 from pipelines.document_stream import NO_BUDGET, ReadBudget, read_documents
 from pipelines.progress import ProgressCallback, no_progress
@@ -185,9 +185,12 @@ def _sync(
     started = time.perf_counter()
     items = source.list_items()
     known = manifest.documents(source_name)
-    plan = plan_changes(items, known, _fingerprint(parts, options), options.max_deleted_fraction)
+    skipped = source.skipped()
+    unreadable = [uri for uri, reason in skipped if reason.startswith(UNREADABLE)]
+    fingerprint = _fingerprint(parts, options)
+    plan = plan_changes(items, known, fingerprint, options.max_deleted_fraction, unreadable)
     report.files_seen = len(items)
-    for uri, reason in source.skipped():
+    for uri, reason in skipped:
         log.warning("%s skipped: %s", uri, reason)
         report.skipped.append(DocumentOutcome(uri, reason, 0))
     report.stage_seconds["list"] = round(time.perf_counter() - started, 3)

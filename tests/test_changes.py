@@ -91,3 +91,16 @@ def test_a_quarantined_file_is_read_again_when_how_it_is_read_changes() -> None:
     assert [i.name for i in same.quarantined] == ["scan.pdf"]
     changed = plan_changes([_item("scan.pdf")], known, lambda item: "cfg+ocr")
     assert _reasons(changed) == {"scan.pdf": "retry"}
+
+
+def test_what_the_source_could_not_read_is_kept_not_deleted() -> None:
+    names = ["a.md", "locked.md", "private/b.md", "private/deep/c.md", "gone.md"]
+    known = {r.doc_id: r for r in [_record(name) for name in names]}
+    plan = plan_changes(
+        [_item("a.md")],
+        known,
+        lambda item: "cfg",
+        max_deleted_fraction=1.0,
+        kept=["s3://b/locked.md", "s3://b/private/"],
+    )
+    assert plan.deleted == ["s3://b/gone.md"]

@@ -143,3 +143,53 @@ def test_odd_names_and_empty_files_are_ingested_or_reported_accurately(
         ("empty.md", "an empty file (0 bytes)"),
         ("empty.pdf", "an empty file (0 bytes)"),
     ]
+
+
+def test_files_and_folders_it_may_not_read_are_reported_as_unreadable(tmp_path: Path) -> None:
+    """Listed by a user who may not read them (root reads everything, so as root the listing runs
+    in a forked child that drops to `nobody`)."""
+    import json
+    import os
+    import stat
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="sluice-perm-"))  # tmp_path is root's alone
+    try:
+        shared.chmod(0o755)
+        root = shared / "docs"
+        (root / "private").mkdir(parents=True)
+        for name in ("a.md", "locked.md", "private/b.md"):
+            (root / name).write_text("# Title\n\nText.\n")
+        for path in root.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        root.chmod(0o755)
+        (root / "locked.md").chmod(0)
+        (root / "private").chmod(0)
+        reader, writer = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child: drop to nobody, list, report, exit
+            try:
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                source = LocalFolderSource(root)
+                items = [item.name for item in source.list_items()]
+                os.write(writer, json.dumps({"items": items, "skipped": source.skipped()}).encode())
+            finally:
+                os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader) as output:
+            listed = json.loads(output.read())
+        os.waitpid(child, 0)
+        assert listed["items"] == ["a.md"]
+        reasons = {uri.removeprefix(root.as_uri()): reason for uri, reason in listed["skipped"]}
+        assert reasons == {
+            "/locked.md": "unreadable: this process may not read it (permission denied)",
+            "/private/": "unreadable: a folder this process may not list (Permission denied)",
+        }
+    finally:
+        for path in (root / "private", root / "locked.md"):
+            path.chmod(stat.S_IRWXU)
+        import shutil
+
+        shutil.rmtree(shared)

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from config.sources import LocalFolderConfig
-from ingest.types import ParseError, SourceFile, SourceItem, SourceUnavailable
+from ingest.types import UNREADABLE, ParseError, SourceFile, SourceItem, SourceUnavailable
 
 
 def glob_matches(relative_path: str, pattern: str) -> bool:
@@ -86,7 +86,8 @@ class LocalFolderSource:
         """Regular files under the root, sorted; everything else it meets is `skipped`."""
         found = []
         visited: set[str] = set()
-        for folder, folders, files in os.walk(self.root, followlinks=self.follow_symlinks):
+        walk = os.walk(self.root, onerror=self._unlistable, followlinks=self.follow_symlinks)
+        for folder, folders, files in walk:
             real = os.path.realpath(folder)
             if real in visited:  # a link loop, or a second way into one folder
                 folders.clear()
@@ -107,9 +108,16 @@ class LocalFolderSource:
                     self._skip(path, refused)
         return sorted(found)
 
+    def _unlistable(self, error: OSError) -> None:
+        """A folder `os.walk` cannot list: reported, never silently missing (which would read
+        as its documents deleted)."""
+        folder = Path(error.filename)
+        reason = f"{UNREADABLE}: a folder this process may not list ({error.strerror})"
+        self._skipped.append((folder.as_uri().rstrip("/") + "/", reason))
+
     def _refusal(self, path: Path) -> str | None:
-        """Why `path` is not read, or None: a source never opens a FIFO, socket or device,
-        and never follows a link out of its folder unless told to."""
+        """Why `path` is not read, or None: a source never opens a FIFO, socket or device, nor a
+        file it may not read, and never follows a link out of its folder unless told to."""
         if path.is_symlink():
             if not path.exists():
                 return "a broken link"
@@ -119,6 +127,8 @@ class LocalFolderSource:
         if not stat.S_ISREG(mode):
             kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
             return f"not a regular file (a {kind}); never opened"
+        if not os.access(path, os.R_OK):
+            return f"{UNREADABLE}: this process may not read it (permission denied)"
         return None
 
     def _skip(self, path: Path, reason: str) -> None:
