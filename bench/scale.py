@@ -174,23 +174,32 @@ class RssSampler:
         import threading
 
         self.peaks = {"RssAnon": 0, "RssFile": 0}
+        self.started = time.perf_counter()
+        self.series: list[tuple[float, int, int]] = []  # (seconds, anon MB, file MB) every 10 s
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
     def _sample(self) -> None:
         while not self.stopped.wait(0.5):
+            now = {}
             for line in Path("/proc/self/status").read_text().splitlines():
                 key, _, value = line.partition(":")
                 if key in self.peaks:
-                    self.peaks[key] = max(self.peaks[key], int(value.split()[0]))
+                    now[key] = int(value.split()[0])
+                    self.peaks[key] = max(self.peaks[key], now[key])
+            seconds = time.perf_counter() - self.started
+            if not self.series or seconds - self.series[-1][0] >= 10:
+                anon, file = now["RssAnon"] // 1024, now["RssFile"] // 1024
+                self.series.append((round(seconds), anon, file))
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> dict[str, Any]:
         self.stopped.set()
         self.thread.join()
         return {
             "peak_anon_mb": round(self.peaks["RssAnon"] / 1024, 1),
             "peak_file_mb": round(self.peaks["RssFile"] / 1024, 1),
+            "rss_every_10s": self.series,
         }
 
 
@@ -245,7 +254,10 @@ def phase_search(data_dir: Path) -> dict[str, Any]:
     only_txt = PayloadFilter(must=[MatchAny("filetype", ["txt"])])
     figures: dict[str, Any] = {}
     try:
-        for _ in range(10):  # warm: the engine's first searches load its segments
+        started = time.perf_counter()
+        searcher.search("scale", queries[0], "hybrid", 10)
+        figures["first_search_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        for _ in range(10):  # warm: the engine's first searches page its segments in
             searcher.search("scale", queries[0], "hybrid", 10)
         for label, payload_filter in (("hybrid", None), ("hybrid_filtered", only_txt)):
             seconds = []
