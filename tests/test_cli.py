@@ -362,3 +362,23 @@ def test_a_full_disk_is_reported_as_such_not_as_a_bug(capsys: pytest.CaptureFixt
     assert code == 2
     assert "the disk is full" in err and "run the command again" in err
     assert "unexpected error" not in err
+
+
+def test_ocr_on_without_tesseract_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest.ocr import tesseract
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# Pumps\n\nImpellers wear.\n")
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLUICE_OCR", "on")
+    monkeypatch.setenv("PATH", "")
+    tesseract.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["ingest", str(tmp_path / "docs")])
+    finally:
+        tesseract.cache_clear()
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert "SLUICE_OCR=on" in line and "tesseract" in line.lower(), line
