@@ -17,7 +17,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from index.qdrant_filters import to_client_filter
-from index.qdrant_records import ids_and_payloads, scored_points, stored_points
+from index.qdrant_records import fetched_points, ids_and_payloads, scored_points, stored_points
 from index.types import (
     DENSE_VECTOR,
     INTEGER_FIELDS,
@@ -26,6 +26,7 @@ from index.types import (
     TENANT_FIELD,
     CollectionNotFoundError,
     CollectionSpec,
+    FetchedPoint,
     IndexedPoint,
     PayloadFilter,
     RetrievalTuning,
@@ -240,6 +241,18 @@ class QdrantClientStore:
                 collection, list(ids), with_payload=False, with_vectors=False
             )
         return {str(record.id) for record in records}
+
+    def fetch(self, collection: str, ids: Sequence[str], dense: bool = False) -> list[FetchedPoint]:
+        if not ids:
+            return []
+        with _contract_errors(collection):
+            records = self.client.retrieve(
+                collection,
+                list(ids),
+                with_payload=True,
+                with_vectors=[DENSE_VECTOR] if dense else False,
+            )
+        return fetched_points(records)
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         with _contract_errors(collection):

@@ -24,7 +24,7 @@ from typing import Any
 from filelock import FileLock
 
 from index.qdrant_filters import to_edge_filter
-from index.qdrant_records import ids_and_payloads, scored_points, stored_points
+from index.qdrant_records import fetched_points, ids_and_payloads, scored_points, stored_points
 from index.types import (
     DENSE_VECTOR,
     INTEGER_FIELDS,
@@ -33,6 +33,7 @@ from index.types import (
     TENANT_FIELD,
     CollectionNotFoundError,
     CollectionSpec,
+    FetchedPoint,
     IndexedPoint,
     IndexLockedError,
     PayloadFilter,
@@ -358,6 +359,15 @@ class EdgeVectorStore:
         with self._lock:
             records = self._shard(collection).retrieve(list(ids), False, False)
         return {str(record.id) for record in records}
+
+    def fetch(self, collection: str, ids: Sequence[str], dense: bool = False) -> list[FetchedPoint]:
+        if not ids:
+            return []
+        with self._lock:
+            records = self._shard(collection).retrieve(
+                list(ids), True, [DENSE_VECTOR] if dense else False
+            )
+        return fetched_points(records)
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         edge = self._edge

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from index.bm25 import SparseVector
-from index.types import SPARSE_VECTOR, ScoredPoint, StoredPoint
+from index.types import DENSE_VECTOR, SPARSE_VECTOR, FetchedPoint, ScoredPoint, StoredPoint
 
 
 def scored_points(scored: Sequence[Any]) -> list[ScoredPoint]:
@@ -36,3 +38,19 @@ def ids_and_payloads(pages: Iterable[Sequence[Any]]) -> Iterator[tuple[str, dict
     for records in pages:
         for record in records:
             yield str(record.id), dict(record.payload or {})
+
+
+def fetched_points(records: Sequence[Any]) -> list[FetchedPoint]:
+    """Records retrieved with their payload and, when asked for, the dense vector."""
+    points = []
+    for record in records:
+        vectors = record.vector if isinstance(record.vector, dict) else {}
+        dense = vectors.get(DENSE_VECTOR)
+        points.append(
+            FetchedPoint(
+                id=str(record.id),
+                payload=dict(record.payload or {}),
+                dense=None if dense is None else np.asarray(dense, dtype=np.float32),
+            )
+        )
+    return points

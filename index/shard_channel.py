@@ -43,6 +43,7 @@ CALLS = frozenset(
         "count",
         "distinct_values",
         "existing_ids",
+        "fetch",
         "search",
     }
 )

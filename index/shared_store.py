@@ -27,6 +27,7 @@ from index.edge_store import EdgeVectorStore
 from index.shard_channel import OwnerGone, ShardClient, ShardServer
 from index.types import (
     CollectionSpec,
+    FetchedPoint,
     IndexedPoint,
     IndexLockedError,
     PayloadFilter,
@@ -180,6 +181,10 @@ class SharedEdgeStore:
     def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
         existing: set[str] = self._call("existing_ids", collection, list(ids))
         return existing
+
+    def fetch(self, collection: str, ids: Sequence[str], dense: bool = False) -> list[FetchedPoint]:
+        fetched: list[FetchedPoint] = self._call("fetch", collection, list(ids), dense)
+        return fetched
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
         result: SearchResult = self._call("search", collection, request)

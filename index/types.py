@@ -174,6 +174,15 @@ class StoredPoint:
 
 
 @dataclass(frozen=True)
+class FetchedPoint:
+    """A point read by id: its payload and, when asked for, its dense vector."""
+
+    id: str
+    payload: dict[str, Any]
+    dense: npt.NDArray[np.float32] | None = None
+
+
+@dataclass(frozen=True)
 class MatchAny:
     """`key` equals one of `values` (for a list field: contains one of them)."""
 
@@ -291,6 +300,11 @@ class VectorStore(Protocol):
     def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
         """Which of `ids` the collection holds (a page of ids at a time: nothing is loaded
         beyond them)."""
+        ...
+
+    def fetch(self, collection: str, ids: Sequence[str], dense: bool = False) -> list[FetchedPoint]:
+        """The points of `ids` the collection holds (others are left out), in no set order;
+        with their dense vectors when `dense`."""
         ...
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult: ...

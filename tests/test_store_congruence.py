@@ -992,6 +992,24 @@ def test_backends_tell_which_ids_a_collection_holds(stores: list[VectorStore]) -
         assert store.existing_ids("docs__v1", []) == set()
 
 
+def test_backends_fetch_points_by_id_with_payload_and_dense_vector(
+    stores: list[VectorStore],
+) -> None:
+    written = {p.id: p for p in _points()}
+    asked = [p.id for p in _points()[10:20]]
+    unknown = str(uuid.uuid5(uuid.NAMESPACE_URL, "absent"))
+    for store in stores:
+        fetched = {p.id: p for p in store.fetch("docs__v1", [*asked, unknown], dense=True)}
+        assert sorted(fetched) == sorted(asked), "an unknown id is left out"
+        for point_id, point in fetched.items():
+            assert point.payload == written[point_id].payload
+            assert point.dense is not None
+            np.testing.assert_allclose(point.dense, written[point_id].dense, atol=1e-6)
+        without = store.fetch("docs__v1", asked[:3])
+        assert all(p.dense is None and p.payload for p in without)
+        assert store.fetch("docs__v1", []) == []
+
+
 def test_alias_moves_to_a_new_version(stores: list[VectorStore]) -> None:
     v2 = CollectionSpec("docs__v2", "other-model", DIM, SPEC.bm25)
     for store in stores:
