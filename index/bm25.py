@@ -88,6 +88,13 @@ class Bm25Encoder:
             return words
         return list(self._stemmer.stemWords(words))
 
+    def term_spans(self, text: str) -> list[tuple[str, int, int]]:
+        """Each indexed term of `text` with its character span: what a highlight marks."""
+        matches = [m for m in _TOKEN.finditer(text) if m.group().lower() not in self._stopwords]
+        words = [m.group().lower() for m in matches]
+        terms = list(self._stemmer.stemWords(words)) if self._stemmer is not None else words
+        return [(term, m.start(), m.end()) for term, m in zip(terms, matches, strict=True)]
+
     def encode_document(self, text: str) -> SparseVector:
         tokens = self.tokenize(text)
         weights = term_weights(Counter(tokens), len(tokens), self.params)

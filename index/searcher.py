@@ -31,7 +31,6 @@ from index.types import (
     SearchMode,
     SearchRequest,
     SearchResult,
-    SparseEncoder,
     VectorStore,
 )
 
@@ -94,10 +93,11 @@ class IndexSearcher:
         self.rerank_candidates = rerank_candidates
         self.store = store
         self.embedder_for = embedder_for
-        self._encoders: dict[str, SparseEncoder] = {}
+        self._encoders: dict[str, Bm25Encoder] = {}
         self._lock = threading.Lock()
 
-    def _bm25(self, spec: CollectionSpec) -> SparseEncoder:
+    def bm25_for(self, spec: CollectionSpec) -> Bm25Encoder:
+        """The collection's BM25 tokenizer and encoder, one per collection."""
         with self._lock:
             if spec.name not in self._encoders:
                 self._encoders[spec.name] = Bm25Encoder(spec.bm25)
@@ -108,6 +108,27 @@ class IndexSearcher:
         then the defaults."""
         tuned = spec.tuning.options if spec.tuning else HybridOptions()
         return (options or HybridOptions()).over(tuned).over(self.defaults)
+
+    def candidate_pool(self, alias: str, requested: HybridOptions | None = None) -> int:
+        """The candidate pool a search of `alias` runs with: how deep a ranking is the same
+        whichever `limit` cuts it (the depth paging and grouping work within)."""
+        spec = self.store.collection_spec(self.store.resolve_alias(alias) or alias)
+        options = (
+            self.resolve(spec, requested)
+            if spec
+            else (requested or HybridOptions()).over(self.defaults)
+        )
+        assert options.candidate_pool is not None
+        return options.candidate_pool
+
+    def version(self, alias: str) -> tuple[str, str] | None:
+        """The collection `alias` names and its write stamp: what a ranking is valid for
+        (None: nothing ingested yet)."""
+        collection = self.store.resolve_alias(alias) or alias
+        try:
+            return collection, self.store.write_stamp(collection)
+        except CollectionNotFoundError:
+            return None
 
     def search(
         self,
@@ -185,7 +206,7 @@ class IndexSearcher:
             timings["embed_ms"] = (time.perf_counter() - started) * 1000
         if mode in ("bm25", "hybrid"):
             started = time.perf_counter()
-            sparse = self._bm25(spec).encode_query(query)
+            sparse = self.bm25_for(spec).encode_query(query)
             timings["bm25_encode_ms"] = (time.perf_counter() - started) * 1000
         first_stage_limit = max(limit, self.rerank_candidates) if rerank else limit
         request = SearchRequest(

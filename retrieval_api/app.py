@@ -41,7 +41,9 @@ ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     408: "request_timeout",
+    410: "cursor_expired",
     413: "body_too_large",
+    422: "invalid_request",
     429: "rate_limited",
     503: "unavailable",
 }

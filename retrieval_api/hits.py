@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from index.searcher import SearchOutcome
+from index.shaping import Shaped, relative_scores
 from index.types import Condition, MatchAny, PayloadFilter, Range, ScoredPoint
 from ingest.types import public_uri
 from retrieval_api.schemas import Filters, Hit, IntegerRange, StageScores
@@ -29,10 +30,17 @@ def _ranks(points: list[ScoredPoint]) -> dict[str, tuple[int, float]]:
     return {p.id: (rank, p.score) for rank, p in enumerate(points, start=1)}
 
 
-def build_hits(outcome: SearchOutcome, mode: str, full_paths: bool = True) -> list[Hit]:
+def build_hits(
+    outcome: SearchOutcome,
+    mode: str,
+    full_paths: bool = True,
+    shaped: Shaped | None = None,
+    first_rank: int = 1,
+) -> list[Hit]:
     """Hits in final order, each with every stage's score and rank where it took part.
     Without `full_paths` (a key that is not admin) a file is shown as its source and its path
-    within it, never as the server's absolute path."""
+    within it, never as the server's absolute path. `shaped`: the page to show (by default
+    the outcome's hits), its hits ranked from `first_rank`."""
     dense = _ranks(outcome.result.dense)
     sparse = _ranks(outcome.result.sparse)
     first = _ranks(outcome.first_stage)
@@ -45,8 +53,11 @@ def build_hits(outcome: SearchOutcome, mode: str, full_paths: bool = True) -> li
         point_id: rank
         for rank, point_id in enumerate(sorted(reranked, key=lambda i: -reranked[i]), start=1)
     }
+    shaped = shaped or Shaped(
+        hits=outcome.result.hits, relative=relative_scores(outcome.result.hits)
+    )
     hits = []
-    for rank, point in enumerate(outcome.result.hits, start=1):
+    for rank, point in enumerate(shaped.hits, start=first_rank):
         scores = StageScores()
         if point.id in dense:
             scores.dense_rank, scores.dense = dense[point.id]
@@ -56,6 +67,7 @@ def build_hits(outcome: SearchOutcome, mode: str, full_paths: bool = True) -> li
             scores.fused_rank, scores.fused = first[point.id]
         if point.id in reranked:
             scores.rerank, scores.rerank_rank = reranked[point.id], rerank_ranks[point.id]
+        scores.mmr = shaped.mmr.get(point.id)
         payload = point.payload
         hits.append(
             Hit(
@@ -71,7 +83,10 @@ def build_hits(outcome: SearchOutcome, mode: str, full_paths: bool = True) -> li
                 char_end=int(payload.get("char_end", 0)),
                 rank=rank,
                 score=point.score,
+                relative_score=round(shaped.relative.get(point.id, 0.0), 6),
                 scores=scores,
+                highlights=shaped.highlights.get(point.id, []),
+                context_text=shaped.contexts.get(point.id),
             )
         )
     return hits

@@ -145,6 +145,36 @@ class FusionRequest(BaseModel):
         return value
 
 
+class ExpandRequest(BaseModel):
+    """Each hit's neighbouring chunks of the same document version, merged in order (overlap
+    removed) into `context_text`, nearest first within `max_tokens`; or its whole section."""
+
+    model_config = _STRICT
+    before: Annotated[int, Field(ge=0, le=10), BeforeValidator(_whole)] = 0
+    after: Annotated[int, Field(ge=0, le=10), BeforeValidator(_whole)] = 0
+    section: bool = Field(
+        default=False,
+        description="The chunks under the same headings as the hit, instead of before/after.",
+    )
+    max_tokens: Annotated[int, Field(ge=1, le=8192), BeforeValidator(_whole)] = Field(
+        default=1024, description="The context's budget in the embedding model's tokens."
+    )
+
+
+class MmrRequest(BaseModel):
+    """Maximal marginal relevance over the final candidates: each next hit maximises
+    `(1 - diversity) * relevance - diversity * (max cosine to the hits above it)`, relevance
+    being the final score scaled to [0, 1] over the candidates."""
+
+    model_config = _STRICT
+    diversity: float = Field(ge=0, le=1, description="0: the ranking as it is; 1: only novelty")
+    candidates: Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole)] = Field(
+        default=50,
+        description="How many of the final ranking MMR reorders (capped by the candidate "
+        "pool); hits below them are not returned.",
+    )
+
+
 class RetrieveRequest(BaseModel):
     """Strict: a number given as a string, or a boolean as a number, is a 422, never coerced."""
 
@@ -176,6 +206,31 @@ class RetrieveRequest(BaseModel):
         description="Weight of the rerank score against the first stage's; unset uses the "
         "collection's tuned value, else the server default.",
     )
+    group_by: Literal["doc"] | None = Field(
+        default=None,
+        description="`doc`: the best documents (top_k of them), each with its best chunks; "
+        "grouped after fusion, reranking and MMR.",
+    )
+    group_size: Annotated[int, Field(ge=1, le=50), BeforeValidator(_whole)] = Field(
+        default=3, description="Chunks per document with group_by."
+    )
+    expand: ExpandRequest | None = None
+    mmr: MmrRequest | None = None
+    min_score: float | None = Field(
+        default=None, description="Only hits whose final `score` is at least this."
+    )
+    min_relative_score: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Only hits whose `relative_score` (score over the best hit's score) is at "
+        "least this: the same scale for every query, mode and fusion.",
+    )
+    cursor: Annotated[str, Field(min_length=1, max_length=2048)] | None = Field(
+        default=None,
+        description="`next_cursor` of the previous page: the next top_k hits (or groups) of the "
+        "same ranking. Repeat the request's other fields; 410 once the index has changed.",
+    )
 
 
 class StageScores(BaseModel):
@@ -187,6 +242,9 @@ class StageScores(BaseModel):
     fused_rank: int | None = None
     rerank: float | None = None
     rerank_rank: int | None = None
+    mmr: float | None = Field(
+        default=None, description="The marginal relevance the hit was picked with (MMR)."
+    )
 
 
 class Hit(BaseModel):
@@ -202,7 +260,24 @@ class Hit(BaseModel):
     char_end: int
     rank: int
     score: float
+    relative_score: float = Field(description="`score` over the best hit's score, in (0, 1]")
     scores: StageScores
+    highlights: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description="[start, end) character spans in `text` of the query's terms, matched as "
+        "BM25 matches them (lowercased, stemmed, stop words left out).",
+    )
+    context_text: str | None = Field(
+        default=None, description="With `expand`: the hit's text with its neighbours."
+    )
+
+
+class DocumentGroup(BaseModel):
+    doc_id: str
+    score: float = Field(description="Its best chunk's final score")
+    uri: str
+    title: str
+    hits: list[Hit]
 
 
 class IndexInfo(BaseModel):
@@ -250,6 +325,14 @@ class RetrieveResponse(BaseModel):
         description="hit: answered from the result cache (the index has not changed since)",
     )
     cost: RetrievalCost | None = None
+    groups: list[DocumentGroup] | None = Field(
+        default=None, description="With group_by: the documents in order; `hits` lists theirs."
+    )
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as `cursor` for the next page; null when none follows (the ranking "
+        "is paged to the candidate pool's depth).",
+    )
 
 
 class ErrorBody(BaseModel):

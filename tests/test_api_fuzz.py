@@ -66,6 +66,10 @@ def test_generated_requests_never_get_a_5xx_or_an_undocumented_answer(
     states every constraint the server enforces."""
     client, key = served
     kind, case = generated
+    if kind == "valid" and isinstance(case.body, dict):
+        # A cursor is opaque: one the server did not issue is refused (422, tested in
+        # test_result_shaping.py), and none can be generated from the schema.
+        case.body.pop("cursor", None)
     arguments = case.as_transport_kwargs(base_url="")
     arguments["headers"] = {**(arguments.get("headers") or {}), "Authorization": f"Bearer {key}"}
     response = client.request(**arguments)

@@ -353,6 +353,7 @@ def _hit(**scores: Any) -> Hit:
         char_end=19,
         rank=1,
         score=0.8,
+        relative_score=1.0,
         scores=StageScores(**scores),
     )
 
@@ -389,6 +390,9 @@ def test_a_response_serialises_every_hit_field_and_round_trips() -> None:
         "rank",
         "score",
         "scores",
+        "relative_score",
+        "highlights",
+        "context_text",
     }
     assert body["hits"][0]["scores"]["dense_rank"] == 1
     assert body["hits"][0]["scores"]["bm25"] is None

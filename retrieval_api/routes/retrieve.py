@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from composition.tracing import record_stages
+from index.context import Expansion
 from index.search_cache import normalised_query
-from index.searcher import SearchOutcome
-from index.types import HybridOptions, IndexNotFoundError
+from index.searcher import IndexSearcher, SearchOutcome
+from index.shaping import DEFAULT_MMR_CANDIDATES, Shape, Shaped
+from index.shaping import shape as shape_ranking
+from index.types import HybridOptions, IndexNotFoundError, PayloadFilter
 from pipelines.cost import Cost
 from retrieval_api.access import Retriever
 from retrieval_api.audit import audit_row
+from retrieval_api.cursor import Cursor, fingerprint
+from retrieval_api.cursor import decode as decode_cursor
+from retrieval_api.cursor import expired as cursor_expired
 from retrieval_api.deps import Searcher, State
 from retrieval_api.hits import build_hits, to_payload_filter
 from retrieval_api.schemas import (
     AppliedOptions,
+    DocumentGroup,
     ErrorResponse,
+    Hit,
     IndexInfo,
     RetrievalCost,
     RetrieveRequest,
@@ -33,6 +41,7 @@ ERROR_STATUSES = {
     400: "The body is not JSON",
     401: "No API key, or one that is unknown, revoked or expired",
     403: "The key does not grant a tenant the request asks for",
+    410: "The cursor's index version is gone: the index changed since its first page",
     408: "The body did not arrive in time",
     413: "The body is larger than the server accepts",
     422: "The request does not match the schema",
@@ -68,29 +77,33 @@ async def retrieve(
     top_k = body.top_k or settings.default_top_k
     payload_filter = to_payload_filter(body.filters)
     cpu_call = state.cpu.start()
-    outcome: SearchOutcome | None = None
-    with contextlib.suppress(IndexNotFoundError):  # nothing ingested yet: no hits
-        outcome = await run_in_threadpool(
-            searcher.search,
-            settings.index_name,
-            body.query,
-            body.mode,
-            top_k,
-            HybridOptions(
-                body.fusion.method,
-                body.fusion.rrf_k,
-                (body.fusion.weights[0], body.fusion.weights[1]) if body.fusion.weights else None,
-                body.candidate_pool,
-                body.rerank_blend,
-            ),
-            payload_filter,
-            settings.rerank_default if body.rerank is None else body.rerank,
-            scope.tenants,
-        )
+    requested = HybridOptions(
+        body.fusion.method,
+        body.fusion.rrf_k,
+        (body.fusion.weights[0], body.fusion.weights[1]) if body.fusion.weights else None,
+        body.candidate_pool,
+        body.rerank_blend,
+    )
+    page = await run_in_threadpool(
+        _search_page,
+        searcher,
+        settings.index_name,
+        body,
+        top_k,
+        requested,
+        payload_filter,
+        settings.rerank_default if body.rerank is None else body.rerank,
+        scope.tenants,
+    )
+    outcome = page.outcome
     cpu_s = state.cpu.stop(cpu_call)
     timings = dict(outcome.timings_ms) if outcome else {}
     timings["total_ms"] = (time.perf_counter() - started) * 1000
-    hits = build_hits(outcome, body.mode, full_paths=caller.admin) if outcome else []
+    hits = (
+        build_hits(outcome, body.mode, caller.admin, page.shaped, page.first_rank)
+        if outcome and page.shaped
+        else []
+    )
     cost = Cost.of(state.cost_rates, cpu_s).estimated_cost
     if outcome is not None and request.app.state.metrics is not None:
         request.app.state.metrics.observe_search(timings, outcome.degraded)
@@ -127,7 +140,7 @@ async def retrieve(
             "sluice.hits": len(hits),
         },
     )
-    if outcome is None:
+    if outcome is None or page.shaped is None:
         return RetrieveResponse(
             query=body.query, mode=body.mode, hits=[], index=None, timings_ms=timings
         )
@@ -149,4 +162,102 @@ async def retrieve(
         cost=RetrievalCost(
             cpu_ms=round(cpu_s * 1000, 3), estimated_cost=cost, currency=state.cost_rates.currency
         ),
+        groups=_groups(page.shaped, hits),
+        next_cursor=page.next_cursor,
     )
+
+
+@dataclass
+class Page:
+    outcome: SearchOutcome | None = None
+    shaped: Shaped | None = None
+    first_rank: int = 1
+    next_cursor: str | None = None
+
+
+def _search_page(
+    searcher: IndexSearcher,
+    alias: str,
+    body: RetrieveRequest,
+    top_k: int,
+    requested: HybridOptions,
+    payload_filter: PayloadFilter,
+    rerank: bool,
+    tenants: Sequence[str] | None,
+) -> Page:
+    """One page of the shaped ranking. The ranking is computed to a pinned depth (the
+    candidate pool of the first page), so every page cuts the same one; a page is refused
+    (410) when the index changed since the first, or while it was searched."""
+    version = searcher.version(alias)
+    if version is None:
+        if body.cursor:
+            raise HTTPException(410, "cursor expired: the index is empty now")
+        return Page()
+    if body.cursor:
+        cursor = decode_cursor(body.cursor, body, tenants)
+        if (cursor.collection, cursor.stamp) != version:
+            raise cursor_expired(cursor, *version)
+        pool, offset = cursor.pool, cursor.offset
+    else:
+        pool, offset = max(searcher.candidate_pool(alias, requested), top_k), 0
+    shape = Shape(
+        limit=top_k,
+        offset=offset,
+        group_by=body.group_by,
+        group_size=body.group_size,
+        mmr_diversity=body.mmr.diversity if body.mmr else None,
+        mmr_candidates=body.mmr.candidates if body.mmr else DEFAULT_MMR_CANDIDATES,
+        min_score=body.min_score,
+        min_relative_score=body.min_relative_score,
+        expansion=Expansion(
+            body.expand.before, body.expand.after, body.expand.section, body.expand.max_tokens
+        )
+        if body.expand
+        else None,
+    )
+    try:
+        outcome = searcher.search(
+            alias,
+            body.query,
+            body.mode,
+            shape.depth(pool),
+            replace(requested, candidate_pool=pool),
+            payload_filter,
+            rerank,
+            tenants,
+        )
+    except IndexNotFoundError:
+        return Page()
+    if body.cursor and searcher.version(alias) != version:
+        raise cursor_expired(cursor, *version)
+    shaped = shape_ranking(searcher, outcome, body.query, shape)
+    next_cursor = None
+    if shaped.more:
+        next_cursor = Cursor(
+            collection=version[0],
+            stamp=version[1],
+            pool=pool,
+            offset=offset + top_k,
+            request=fingerprint(body, tenants),
+        ).encode()
+    first_rank = 1 if body.group_by else offset + 1
+    return Page(outcome, shaped, first_rank, next_cursor)
+
+
+def _groups(shaped: Shaped, hits: list[Hit]) -> list[DocumentGroup] | None:
+    if shaped.groups is None:
+        return None
+    by_id = {hit.chunk_id: hit for hit in hits}
+    groups = []
+    for group in shaped.groups:
+        members = [by_id[p.id] for p in group.points]
+        groups.append(
+            DocumentGroup(
+                doc_id=group.doc_id,
+                score=group.score,
+                uri=members[0].uri,
+                title=members[0].title,
+                hits=members,
+            )
+        )
+    return groups
