@@ -38,14 +38,15 @@ class Shape:
     highlights: bool = True
 
     def depth(self, pool: int) -> int:
-        """How many first-stage hits the ranking needs: grouping sees the whole pool, MMR its
-        own candidates, a plain list one more than this page (to know whether more follow).
+        """How many first-stage hits the ranking needs: grouping sees the whole pool, MMR at
+        least its own candidates, a list one more than this page (to know whether more follow).
         Never past `pool`, the depth at which a ranking is the same on every page."""
         if self.group_by:
             return pool
+        wanted = self.offset + self.limit + 1
         if self.mmr_diversity is not None:
-            return min(pool, self.mmr_candidates)
-        return min(pool, self.offset + self.limit + 1)
+            wanted = max(wanted, self.mmr_candidates)
+        return min(pool, wanted)
 
 
 @dataclass
@@ -73,10 +74,12 @@ def shape(searcher: IndexSearcher, outcome: SearchOutcome, query: str, spec: Sha
     relative = relative_scores(ranking)
     mmr: dict[str, float] = {}
     if spec.mmr_diversity is not None and ranking:
+        # MMR reorders its candidates; the hits below them follow in their order (as below
+        # the rerank pool), so a page past the candidates continues the same ranking.
         candidates = ranking[: spec.mmr_candidates]
         vectors = _dense_vectors(searcher, outcome.collection, candidates)
         picked = mmr_order(candidates, vectors, spec.mmr_diversity)
-        ranking = [point for point, _ in picked]
+        ranking = [point for point, _ in picked] + ranking[spec.mmr_candidates :]
         mmr = {point.id: round(score, 6) for point, score in picked}
     if spec.min_score is not None:
         ranking = [p for p in ranking if p.score >= spec.min_score]

@@ -170,8 +170,8 @@ class MmrRequest(BaseModel):
     diversity: float = Field(ge=0, le=1, description="0: the ranking as it is; 1: only novelty")
     candidates: Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole)] = Field(
         default=50,
-        description="How many of the final ranking MMR reorders (capped by the candidate "
-        "pool); hits below them are not returned.",
+        description="How many of the top of the final ranking MMR reorders (capped by the "
+        "candidate pool); the hits below them follow in their order.",
     )
 
 

@@ -149,8 +149,13 @@ def test_mmr_diversifies_the_top_and_zero_keeps_the_ranking(client: TestClient) 
     assert diverse[0]["chunk_id"] == plain[0]["chunk_id"], "the most relevant comes first"
     assert all(h["scores"]["mmr"] is not None for h in diverse)
     assert all(h["scores"]["fused"] is not None for h in diverse), "stage scores kept"
-    capped = retrieve(client, top_k=10, mmr={"diversity": 0.5, "candidates": 4})
-    assert len(capped["hits"]) == 4 and capped["next_cursor"] is None
+    capped = retrieve(client, top_k=10, mmr={"diversity": 0.5, "candidates": 4})["hits"]
+    plain = retrieve(client, top_k=10)["hits"]
+    assert [h["scores"]["mmr"] is not None for h in capped] == [True] * 4 + [False] * 6
+    assert {h["chunk_id"] for h in capped[:4]} == {h["chunk_id"] for h in plain[:4]}
+    assert [h["chunk_id"] for h in capped[4:]] == [h["chunk_id"] for h in plain[4:]], (
+        "below its candidates, the ranking as it was"
+    )
 
 
 def test_min_score_and_min_relative_score_cut_the_ranking(client: TestClient) -> None:
@@ -196,6 +201,13 @@ def test_paging_stops_at_the_candidate_pool_the_first_page_ran_with(client: Test
     assert [h["chunk_id"] for page in pages for h in page["hits"]] == [h["chunk_id"] for h in whole]
     assert [len(page["hits"]) for page in pages] == [3, 2]
     assert pages[0]["options"]["candidate_pool"] == 5
+
+
+def test_a_cursor_pages_through_a_diversified_ranking(client: TestClient) -> None:
+    mmr = {"diversity": 0.6, "candidates": 8}
+    whole = [h["chunk_id"] for h in retrieve(client, top_k=100, mmr=mmr)["hits"]]
+    pages = _pages(client, top_k=3, mmr=mmr)
+    assert [h["chunk_id"] for page in pages for h in page["hits"]] == whole
 
 
 def test_a_cursor_pages_through_groups(client: TestClient) -> None:
