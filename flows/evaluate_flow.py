@@ -17,11 +17,11 @@ from pipelines.beir import BeirDataset, load_beir
 from pipelines.cost import Cost, CpuMeter, gpu_seconds
 from pipelines.evaluation import (
     MODES,
-    EvalMode,
     EvalReport,
     IndexingResult,
     build_eval_index,
     evaluate_modes,
+    is_mode,
     write_reports,
 )
 from pipelines.progress import report_progress
@@ -49,7 +49,7 @@ def index_dataset(
 def run_evaluation(
     dataset_dir: Path,
     settings: Settings,
-    modes: tuple[EvalMode, ...] | None = None,
+    modes: tuple[str, ...] | None = None,
     max_docs: int | None = None,
     out_dir: Path | None = None,
 ) -> EvalReport:
@@ -132,7 +132,10 @@ def evaluate_flow(
 ) -> dict[str, Any]:
     """nDCG@10, Recall@100 and MRR@10 of each retrieval mode on a BEIR-format dataset."""
     settings = settings or Settings()
-    chosen = tuple(m for m in MODES if m in modes) if modes else None
+    unknown = [m for m in modes or () if not is_mode(m)]
+    if unknown:
+        raise ValueError(f"unknown evaluation mode(s): {', '.join(unknown)}")
+    chosen = tuple(dict.fromkeys(modes)) if modes else None
     report = run_evaluation(
         Path(dataset_dir), settings, chosen, max_docs, Path(out_dir) if out_dir else None
     )

@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from chunking.types import Chunk, Chunker
 from index.bm25 import Bm25Params
 from index.embedding_cache import EmbeddingCache
 from index.searcher import IndexSearcher
+from index.shaping import Shape, shape
 from index.target import IndexTarget, write_documents
 from index.types import Embedder, HybridOptions, SearchMode, VectorQuantization, VectorStore
 from index.versions import collection_name, versions_of
@@ -29,8 +30,31 @@ METRICS = ("ndcg@10", "recall@100", "mrr@10")
 EvalMode = Literal["bm25", "dense", "hybrid", "hybrid+rerank"]
 MODES: tuple[EvalMode, ...] = ("bm25", "dense", "hybrid", "hybrid+rerank")
 DEPTH = 100
+SHAPES = ("hybrid+group_by", "hybrid+mmr0.1", "hybrid+mmr0.3", "hybrid+mmr0.5")
+"""What `sluice eval --shapes` adds: /retrieve's group_by and MMR at three diversity weights,
+over plain hybrid search."""
+_SHAPED = re.compile(r"^(bm25|dense|hybrid|hybrid\+rerank)\+(group_by|mmr(0(\.\d+)?|1(\.0+)?))$")
 
 Run = dict[str, dict[str, float]]
+
+
+def is_mode(name: str) -> bool:
+    """A mode (`hybrid`), or a mode with a result shape (`hybrid+group_by`, `dense+mmr0.3`)."""
+    return name in MODES or bool(_SHAPED.match(name))
+
+
+def parse_mode(name: str) -> tuple[EvalMode, Shape | None]:
+    """The search mode of `name` and the shape applied to its ranking, as /retrieve would with
+    `group_by: "doc"` (one chunk per document) or `mmr: {"diversity": x}`."""
+    if name in MODES:
+        return name, None
+    if not (match := _SHAPED.match(name)):
+        raise ValueError(f"unknown evaluation mode {name!r}")
+    mode, shaping = cast(EvalMode, match.group(1)), match.group(2)
+    if shaping == "group_by":
+        return mode, Shape(limit=DEPTH, group_by="doc", group_size=1, highlights=False)
+    diversity = float(shaping.removeprefix("mmr"))
+    return mode, Shape(limit=2 * DEPTH, mmr_diversity=diversity, highlights=False)
 
 
 @dataclass
@@ -59,14 +83,15 @@ class EvalReport:
             f"Embedding model `{self.embedding_model}`; "
             f"parameters `{json.dumps(self.parameters)}`.",
             "",
-            "| mode | " + " | ".join(METRICS) + " | ms/query | degraded queries |",
-            "|---|" + "---:|" * (len(METRICS) + 2),
+            "| mode | " + " | ".join(METRICS) + " | distinct docs in top 10 chunks | ms/query "
+            "| degraded queries |",
+            "|---|" + "---:|" * (len(METRICS) + 3),
         ]
         for mode, scores in self.modes.items():
             cells = " | ".join(f"{scores[m]:.4f}" for m in METRICS)
             lines.append(
-                f"| {mode} | {cells} | {scores['ms_per_query']:.1f} "
-                f"| {scores.get('degraded_queries', 0):.0f} |"
+                f"| {mode} | {cells} | {scores.get('distinct_docs@10', 0):.2f} "
+                f"| {scores['ms_per_query']:.1f} | {scores.get('degraded_queries', 0):.0f} |"
             )
         lines += ["", f"Cost: {self.cost.describe()}."]
         return "\n".join(lines)
@@ -152,28 +177,32 @@ def retrieve_run(
     searcher: IndexSearcher,
     alias: str,
     queries: dict[str, str],
-    mode: EvalMode,
+    mode: str,
     options: HybridOptions | None = None,
     degraded: list[str] | None = None,
+    distinct: list[int] | None = None,
 ) -> Run:
-    """Each query's top `DEPTH` documents in order of their best chunk. Each query's
-    `degraded` reasons (a skipped rerank) are appended to `degraded`."""
+    """Each query's top `DEPTH` documents in order of their best chunk (with `group_by`, in
+    the order of the groups, which is the same by construction). Each query's `degraded`
+    reasons (a skipped rerank) are appended to `degraded`, and the number of distinct
+    documents among its top 10 chunks to `distinct`."""
     run: Run = {}
-    search_mode: SearchMode = "hybrid" if mode == "hybrid+rerank" else mode
+    eval_mode, result_shape = parse_mode(mode)
+    rerank = eval_mode == "hybrid+rerank"
+    search_mode: SearchMode = "hybrid" if eval_mode == "hybrid+rerank" else eval_mode
+    pool = searcher.candidate_pool(alias, options) if result_shape else 0
     for query_id, text in queries.items():
-        outcome = searcher.search(
-            alias,
-            text,
-            search_mode,
-            limit=2 * DEPTH,
-            options=options,
-            rerank=mode == "hybrid+rerank",
-        )
+        limit = result_shape.depth(pool) if result_shape else 2 * DEPTH
+        outcome = searcher.search(alias, text, search_mode, limit, options, rerank=rerank)
         if degraded is not None and outcome.degraded:
             degraded.append("; ".join(outcome.degraded))
-        run[query_id] = document_ranking(
-            doc_id_from_uri(str(hit.payload["uri"])) for hit in outcome.result.hits
-        )
+        hits = outcome.result.hits
+        if result_shape is not None:
+            hits = shape(searcher, outcome, text, result_shape).hits
+        doc_ids = [doc_id_from_uri(str(hit.payload["uri"])) for hit in hits]
+        if distinct is not None:
+            distinct.append(len(set(doc_ids[:10])))
+        run[query_id] = document_ranking(doc_ids)
     return run
 
 
@@ -228,7 +257,7 @@ def evaluate_modes(
     dataset: BeirDataset,
     searcher: IndexSearcher,
     alias: str,
-    modes: Sequence[EvalMode],
+    modes: Sequence[str],
     options: HybridOptions | None = None,
     progress: ProgressCallback = no_progress,
 ) -> dict[str, dict[str, float]]:
@@ -236,11 +265,13 @@ def evaluate_modes(
     for done, mode in enumerate(modes, start=1):
         started = time.perf_counter()
         degraded: list[str] = []
-        run = retrieve_run(searcher, alias, dataset.queries, mode, options, degraded)
+        distinct: list[int] = []
+        run = retrieve_run(searcher, alias, dataset.queries, mode, options, degraded, distinct)
         elapsed = time.perf_counter() - started
         scores = score_run(dataset.qrels, run)
         scores["ms_per_query"] = 1000 * elapsed / max(1, len(dataset.queries))
         scores["degraded_queries"] = len(degraded)
+        scores["distinct_docs@10"] = sum(distinct) / max(1, len(distinct))
         results[mode] = scores
         progress("query", done, len(modes))
     return results

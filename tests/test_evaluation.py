@@ -56,7 +56,7 @@ def test_scores_match_hand_computed_values() -> None:
 @pytest.mark.slow
 def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> None:
     from config.settings import Settings
-    from flows.evaluate_flow import run_evaluation
+    from flows.evaluate_flow import evaluate_flow, run_evaluation
     from pipelines.evaluation import retrieve_run
 
     settings = Settings(data_dir=tmp_path / "data")
@@ -81,3 +81,18 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
 
     again = run_evaluation(SCIFACT, settings, ("bm25",), max_docs=250, out_dir=tmp_path / "r2")
     assert again.embedded == 0 and again.from_cache == report.chunks
+
+    shaped = run_evaluation(
+        SCIFACT,
+        settings,
+        ("hybrid", "hybrid+group_by", "hybrid+mmr0", "hybrid+mmr0.9"),
+        max_docs=250,
+        out_dir=tmp_path / "r3",
+    ).modes
+    # Grouped, documents come in the order of their best chunk: the harness's own ranking.
+    for name in ("hybrid+group_by", "hybrid+mmr0"):
+        assert shaped[name]["ndcg@10"] == pytest.approx(shaped["hybrid"]["ndcg@10"]), name
+    assert shaped["hybrid+mmr0.9"]["ndcg@10"] != shaped["hybrid"]["ndcg@10"]
+    assert shaped["hybrid+mmr0.9"]["distinct_docs@10"] >= shaped["hybrid"]["distinct_docs@10"]
+    with pytest.raises(ValueError, match="unknown evaluation mode"):
+        evaluate_flow.fn(str(SCIFACT), ["hybrid+mmr2"], settings=settings)

@@ -33,8 +33,18 @@ def evaluate(
         Path | None, typer.Argument(help="BEIR-format folder (corpus, queries, qrels).")
     ] = None,
     mode: Annotated[
-        list[str] | None, typer.Option(help="bm25, dense, hybrid (repeatable; default all).")
+        list[str] | None,
+        typer.Option(
+            help="bm25, dense, hybrid, hybrid+rerank (repeatable; default all), each also with "
+            "a result shape: hybrid+group_by, hybrid+mmr0.3 (MMR diversity 0.3)."
+        ),
     ] = None,
+    shapes: Annotated[
+        bool,
+        typer.Option(
+            "--shapes", help="Also score hybrid with group_by and with MMR at 0.1, 0.3, 0.5."
+        ),
+    ] = False,
     max_docs: Annotated[int | None, typer.Option(help="Evaluate on a slice of the corpus.")] = None,
     report_dir: Annotated[
         Path | None, typer.Option("--out", help="Report folder (JSON, Markdown, PNG).")
@@ -73,8 +83,12 @@ def evaluate(
         raise typer.Exit(2)
     use_prefect(settings)
     from flows.evaluate_flow import evaluate_flow
+    from pipelines.evaluation import MODES, SHAPES
 
-    with exit_on("eval", FileNotFoundError), progress_bars(not as_json):
+    if shapes:
+        plain = [m for m in MODES if m != "hybrid+rerank" or settings.reranker_model]
+        mode = [*(mode or plain), *SHAPES]
+    with exit_on("eval", FileNotFoundError, ValueError), progress_bars(not as_json):
         report = evaluate_flow(
             str(dataset_dir),
             modes=mode,
@@ -85,7 +99,7 @@ def evaluate(
     if as_json:
         out.print_json(json.dumps(report))
         return
-    columns = ("mode", "nDCG@10", "Recall@100", "MRR@10", "ms/query")
+    columns = ("mode", "nDCG@10", "Recall@100", "MRR@10", "docs in top 10", "ms/query")
     table = report_table(
         f"{report['dataset']}: {report['queries']} queries, {report['documents']} documents",
         columns,
@@ -97,6 +111,7 @@ def evaluate(
             f"{scores['ndcg@10']:.4f}",
             f"{scores['recall@100']:.4f}",
             f"{scores['mrr@10']:.4f}",
+            f"{scores.get('distinct_docs@10', 0):.2f}",
             f"{scores['ms_per_query']:.1f}",
         )
     out.print(table)
