@@ -85,7 +85,7 @@ async def retrieve(
         body.rerank_blend,
     )
     page = await run_in_threadpool(
-        _search_page,
+        search_page,
         searcher,
         settings.index_name,
         body,
@@ -175,7 +175,7 @@ class Page:
     next_cursor: str | None = None
 
 
-def _search_page(
+def search_page(
     searcher: IndexSearcher,
     alias: str,
     body: RetrieveRequest,
