@@ -175,6 +175,12 @@ class MmrRequest(BaseModel):
     )
 
 
+# One character outside Unicode White_Space, spelled out: `\S` means a different set in
+# each regex dialect (ECMA, Python, Rust), so a client validating against the schema and
+# the server would disagree on what is blank (U+0085, U+001C, U+FEFF).
+NOT_ONLY_WHITESPACE = r"[^\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
 class RetrieveRequest(BaseModel):
     """Strict: a number given as a string, or a boolean as a number, is a 422, never coerced."""
 
@@ -186,15 +192,30 @@ class RetrieveRequest(BaseModel):
     )
     query: Annotated[
         str,
-        # Not only whitespace, in the schema's own terms (Unicode White_Space), so that a client
-        # and the server agree on what is blank.
-        Field(min_length=1, max_length=4000, pattern=r"\S", description="Not only whitespace."),
+        Field(
+            min_length=1,
+            max_length=4000,
+            pattern=NOT_ONLY_WHITESPACE,
+            description="Not only whitespace (Unicode White_Space).",
+        ),
         AfterValidator(_unicode),
     ]
     top_k: Annotated[int, Field(ge=1, le=200), BeforeValidator(_whole)] | None = None
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     filters: Filters = Field(default_factory=Filters)
-    candidate_pool: Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole)] | None = None
+    candidate_pool: (
+        Annotated[
+            int,
+            Field(
+                ge=1,
+                le=1000,
+                description="How deep each first-stage list goes; at least top_k. Unset uses the "
+                "index's tuned or default pool; `options` in the answer reports the pool used.",
+            ),
+            BeforeValidator(_whole),
+        ]
+        | None
+    ) = None
     fusion: FusionRequest = Field(default_factory=FusionRequest)
     rerank: bool | None = Field(
         default=None, description="Cross-encoder reranking; unset uses the server default."

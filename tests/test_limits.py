@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -31,11 +30,10 @@ class SlowSearcher:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def search(self, *args: Any, **kwargs: Any) -> Any:
-        from index.types import IndexNotFoundError
-
+    def version(self, alias: str) -> None:
+        """The first call a search makes: held, then "no index yet" (an empty answer)."""
         time.sleep(self.seconds)
-        raise IndexNotFoundError("empty")
+        return None
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,6 +58,25 @@ def test_a_query_alone_is_a_hybrid_request_with_every_other_choice_left_to_the_s
 def test_an_empty_or_blank_query_is_rejected(query: str) -> None:
     with pytest.raises(ValidationError):
         RetrieveRequest(query=query)
+
+
+@given(
+    query=st.text(
+        alphabet=st.sampled_from(" \t\n\v\f\r\x1c\x1f\x85\xa0\u1680\u2007\u2028\u3000\ufeffa"),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_the_schema_and_the_server_agree_on_what_is_blank(query: str) -> None:
+    """A client validating against the published schema refuses exactly what the server does."""
+    schema = RetrieveRequest.model_json_schema()["properties"]["query"]
+    by_schema = jsonschema.Draft202012Validator(schema).is_valid(query)
+    try:
+        RetrieveRequest(query=query)
+        by_server = True
+    except ValidationError:
+        by_server = False
+    assert by_schema == by_server
 
 
 def test_a_query_may_be_up_to_4000_characters() -> None:

@@ -137,9 +137,12 @@ def test_tune_records_its_choice_and_retrieve_uses_it_unless_asked_otherwise(
         }
         asked = client.post(
             "/retrieve",
-            json={"query": "bees", "fusion": {"method": "dbsf"}, "candidate_pool": 7},
+            json={"query": "bees", "fusion": {"method": "dbsf"}, "candidate_pool": 7, "top_k": 5},
         ).json()["options"]
         assert asked["method"] == "dbsf" and asked["candidate_pool"] == 7
+        shallow = {"query": "bees", "candidate_pool": 3, "top_k": 5}
+        # A pool shallower than the page would cut it short: the pool used is at least top_k.
+        assert client.post("/retrieve", json=shallow).json()["options"]["candidate_pool"] == 5
         assert asked["weights"] == list(tuned.weights or ())
 
 
