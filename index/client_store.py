@@ -305,7 +305,7 @@ class QdrantClientStore:
                     limit=request.candidate_pool,
                     filter=query_filter,
                     params=params[u],
-                    with_payload=True,
+                    with_payload=request.candidate_payloads,
                 )
                 for q, u in inputs
             ]

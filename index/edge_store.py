@@ -402,10 +402,10 @@ class EdgeVectorStore:
             else sparse_params
         )
 
-        def single(query: Any, limit: int) -> Any:
+        def single(query: Any, limit: int, payload: bool = True) -> Any:
             params = dense_params if query is dense_query else sparse_params
             return edge.QueryRequest(
-                limit=limit, query=query, filter=payload_filter, with_payload=True, params=params
+                limit=limit, query=query, filter=payload_filter, with_payload=payload, params=params
             )
 
         with self._lock:
@@ -422,7 +422,11 @@ class EdgeVectorStore:
                 return SearchResult(
                     hits=scored_points(shard.query(single(sparse_query, request.limit)))
                 )
-            batch = [single(q, request.candidate_pool) for q in (dense_query, sparse_query) if q]
+            batch = [
+                single(q, request.candidate_pool, request.candidate_payloads)
+                for q in (dense_query, sparse_query)
+                if q
+            ]
             answers = shard.query_batch(edge.QueryBatchRequest(batch)) if batch else []
         dense = scored_points(answers[0]) if dense_query is not None else []
         sparse = scored_points(answers[-1]) if sparse_query is not None else []

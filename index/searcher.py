@@ -140,6 +140,7 @@ class IndexSearcher:
         payload_filter: PayloadFilter | None = None,
         rerank: bool = False,
         tenants: Sequence[str] | None = None,
+        candidate_payloads: bool = False,
     ) -> SearchOutcome:
         """`limit` hits; in hybrid mode, fused from the candidate pool of each list (at least
         `limit`) as `options` (completed by `resolve`) say. `tenants`: only their points
@@ -148,9 +149,21 @@ class IndexSearcher:
         `alias` may also name a collection version directly (a re-embed evaluates one before
         it serves). A version dropped between resolving the alias and searching it (a switch
         and retention in between) is answered from the one the alias names now. The query is
-        searched as `normalised_query` makes it."""
+        searched as `normalised_query` makes it. The hybrid candidate lists (`result.dense`,
+        `result.sparse`) carry ids and scores only, unless `candidate_payloads` (what tuning
+        scores them by); the hits always carry their payloads."""
         query = normalised_query(query)
-        arguments = (alias, query, mode, limit, options, payload_filter, rerank, tenants)
+        arguments = (
+            alias,
+            query,
+            mode,
+            limit,
+            options,
+            payload_filter,
+            rerank,
+            tenants,
+            candidate_payloads,
+        )
         try:
             return self._search_once(*arguments)
         except CollectionNotFoundError:
@@ -166,6 +179,7 @@ class IndexSearcher:
         payload_filter: PayloadFilter | None,
         rerank: bool,
         tenants: Sequence[str] | None,
+        candidate_payloads: bool,
     ) -> SearchOutcome:
         timings: dict[str, float] = {}
         resolved = self.store.resolve_alias(alias)
@@ -189,6 +203,7 @@ class IndexSearcher:
                 repr(payload_filter),
                 rerank,
                 None if tenants is None else tuple(sorted(tenants)),
+                candidate_payloads,
             )
             if (cached := self.results.get(key)) is not None:
                 return replace(cached, timings_ms={}, cache="hit")
@@ -217,6 +232,7 @@ class IndexSearcher:
             sparse=sparse,
             filter=payload_filter or PayloadFilter(),
             quantized=self.quantized_search if spec.vector_quantization != "none" else None,
+            candidate_payloads=candidate_payloads,
         )
         started = time.perf_counter()
         result = self.store.search(collection, request)
@@ -231,6 +247,10 @@ class IndexSearcher:
                 result.dense, result.sparse, FusionParams.of(options), first_stage_limit
             )
             timings["fusion_ms"] = (time.perf_counter() - started) * 1000
+            if not candidate_payloads:
+                started = time.perf_counter()
+                result.hits = self._with_payloads(collection, result.hits)
+                timings["payloads_ms"] = (time.perf_counter() - started) * 1000
         outcome = SearchOutcome(
             result=result,
             collection=collection,
@@ -248,6 +268,14 @@ class IndexSearcher:
             if not outcome.degraded:  # a degraded answer is not kept: the next may be whole
                 self.results.put(key, self._slim(outcome))
         return outcome
+
+    def _with_payloads(self, collection: str, hits: list[ScoredPoint]) -> list[ScoredPoint]:
+        """The hits with their payloads, read in one call; a point deleted since it was
+        found is left out."""
+        payloads = {p.id: p.payload for p in self.store.fetch(collection, [h.id for h in hits])}
+        return [
+            ScoredPoint(hit.id, hit.score, payloads[hit.id]) for hit in hits if hit.id in payloads
+        ]
 
     def _follow(self, alias: str, collection: str) -> None:
         """An alias that moved (a switch, a rollback) empties the result cache: its answers

@@ -71,7 +71,9 @@ def collect_candidates(
     options = HybridOptions(candidate_pool=depth)
     candidates = GoldenCandidates(dict(dataset.queries), {}, {})
     for query_id, text in dataset.queries.items():
-        result = searcher.search(alias, text, "hybrid", depth, options).result
+        result = searcher.search(
+            alias, text, "hybrid", depth, options, candidate_payloads=True
+        ).result
         candidates.dense[query_id], candidates.sparse[query_id] = result.dense, result.sparse
     return candidates
 
