@@ -1,17 +1,24 @@
-"""Shared fixtures: the packaged embedder (loaded once), shared data, a Prefect test server."""
+"""Shared fixtures: the packaged embedder (loaded once), shared data, a Prefect test server,
+a served corpus."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from config.runtime import prepare_process
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DOCS = SHARED / "data" / "docs"
@@ -140,3 +147,65 @@ def wait_until_answering(
             process.kill()
             raise TimeoutError(f"{what} did not answer on {url} within {seconds:.0f} s")
         time.sleep(0.3)
+
+
+@dataclass(frozen=True)
+class ServedCorpus:
+    """A real `sluice serve` on loopback, keys required, over three small Markdown documents
+    of tenant `acme` (one chunk each)."""
+
+    url: str
+    admin_key: str
+    settings: Settings
+
+
+CORPUS = {
+    "pump.md": "# Pump maintenance\n\nThe impeller of the centrifugal pump wears after 2,000 "
+    "hours of running; replace it together with the mechanical seal.\n",
+    "keys.md": "# Rotating API keys\n\nCreate a new key with sluice keys create, give it to "
+    "every caller, then revoke the old key.\n",
+    "valves.md": "# Valve inspection\n\nThe butterfly valves are inspected every quarter for "
+    "leaks at the stem packing.\n",
+    # Sections too long to share a chunk: a document of several chunks, for `expand`.
+    "boiler.md": "# Boiler handbook\n\n"
+    + "\n\n".join(
+        f"## {title}\n\n"
+        + " ".join(f"{sentence} (step {n} of {title.lower()})." for n in range(12))
+        for title, sentence in (
+            ("Start-up", "Open the feedwater valve and check the drum level gauge"),
+            ("Blowdown", "Drain sludge from the mud drum through the bottom blowdown line"),
+            ("Shutdown", "Close the burner fuel valve and let the furnace purge with air"),
+        )
+    )
+    + "\n",
+}
+
+
+@pytest.fixture(scope="session")
+def served_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCorpus]:
+    from composition.components import Components
+    from config.settings import Settings
+    from flows.ingest_flow import run_sync
+    from retrieval_api.keys import KeyStore
+
+    folder = tmp_path_factory.mktemp("served-corpus")
+    for name, text in CORPUS.items():
+        (folder / name).write_text(text)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("served-data"), auth="required")
+    run_sync(settings, Components(settings).folder_source(folder, "acme"))
+    admin_key, _ = KeyStore(settings.api_keys_path).create([], scope="admin")
+    port = free_port()
+    env = dict(os.environ, SLUICE_DATA_DIR=str(settings.data_dir), SLUICE_AUTH="required")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{url}/ready", server, 120, "sluice serve")
+        yield ServedCorpus(url, admin_key, settings)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

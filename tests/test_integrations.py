@@ -1,0 +1,121 @@
+"""The LangChain and LlamaIndex retrievers against a real `sluice serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import subprocess
+import sys
+
+import pytest
+from langchain_core.documents import Document
+from llama_index.core.schema import MetadataMode, NodeWithScore
+
+from sluice.client import SluiceClient
+from sluice.integrations import langchain as lc
+from sluice.integrations import llamaindex as li
+from tests.conftest import ServedCorpus
+
+PUMP = "how often does the pump impeller need replacing"
+
+
+def test_langchain_retriever_returns_documents_of_the_hits(served_corpus: ServedCorpus) -> None:
+    retriever = lc.SluiceRetriever(
+        base_url=served_corpus.url,
+        api_key=served_corpus.admin_key,
+        options={"top_k": 2, "mode": "hybrid"},
+    )
+    assert served_corpus.admin_key not in repr(retriever)
+    documents = retriever.invoke(PUMP)
+    with SluiceClient(served_corpus.url, api_key=served_corpus.admin_key) as client:
+        hits = client.retrieve(PUMP, top_k=2).hits
+    assert all(isinstance(document, Document) for document in documents)
+    assert [d.page_content for d in documents] == [hit.text for hit in hits]
+    first = documents[0].metadata
+    assert first["chunk_id"] == hits[0].chunk_id == documents[0].id
+    assert first["uri"].endswith("pump.md") and first["score"] == hits[0].score
+    assert first["headings"] == hits[0].headings and first["pages"] == hits[0].pages
+
+    later = asyncio.run(retriever.ainvoke("revoke the old key"))
+    assert len(later) == 2 and later[0].metadata["uri"].endswith("keys.md")
+
+
+def test_langchain_documents_carry_the_expanded_context(served_corpus: ServedCorpus) -> None:
+    query, expand = "drain sludge from the mud drum blowdown", {"before": 1, "after": 1}
+    retriever = lc.SluiceRetriever(
+        base_url=served_corpus.url,
+        api_key=served_corpus.admin_key,
+        options={"top_k": 1, "expand": expand},
+    )
+    with SluiceClient(served_corpus.url, api_key=served_corpus.admin_key) as client:
+        hit = client.retrieve(query, top_k=1, expand=expand).hits[0]
+    assert hit.context_text is not None and len(hit.context_text) > len(hit.text)
+    assert "mud drum" in hit.text and "feedwater" in hit.context_text
+    assert retriever.invoke(query)[0].page_content == hit.context_text
+
+
+def test_llamaindex_retriever_returns_scored_nodes_of_the_hits(
+    served_corpus: ServedCorpus,
+) -> None:
+    retriever = li.SluiceRetriever(
+        served_corpus.url, api_key=served_corpus.admin_key, options={"top_k": 2}
+    )
+    nodes = retriever.retrieve(PUMP)
+    with SluiceClient(served_corpus.url, api_key=served_corpus.admin_key) as client:
+        hits = client.retrieve(PUMP, top_k=2).hits
+    assert all(isinstance(node, NodeWithScore) for node in nodes)
+    assert [(n.node.node_id, n.score) for n in nodes] == [(h.chunk_id, h.score) for h in hits]
+    first = nodes[0].node
+    assert first.get_content() == hits[0].text and first.metadata["uri"].endswith("pump.md")
+    prompt = first.get_content(metadata_mode=MetadataMode.LLM)
+    assert "pump.md" in prompt and hits[0].chunk_id not in prompt, "no ids in a prompt"
+    assert first.get_content(metadata_mode=MetadataMode.EMBED) == hits[0].text
+
+    later = asyncio.run(retriever.aretrieve("revoke the old key"))
+    assert len(later) == 2 and later[0].node.metadata["uri"].endswith("keys.md")
+
+
+@pytest.mark.parametrize(
+    ("module", "framework", "extra"),
+    [
+        ("sluice.integrations.langchain", "langchain_core.retrievers", "langchain"),
+        ("sluice.integrations.llamaindex", "llama_index.core.retrievers", "llamaindex"),
+    ],
+)
+def test_a_missing_framework_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, module: str, framework: str, extra: str
+) -> None:
+    monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, framework, None)  # type: ignore[arg-type]
+    with pytest.raises(ImportError, match=rf"pip install 'sluice-rag\[{extra}\]'"):
+        importlib.import_module(module)
+
+
+NO_NETWORK = """
+import socket
+tried = []
+def refuse(self, address):
+    tried.append(address)
+    raise OSError("no network in this test")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+from retrieval_api.schemas import Hit, StageScores
+from sluice.integrations.langchain import SluiceRetriever as L
+from sluice.integrations.llamaindex import SluiceRetriever, hit_node
+SluiceRetriever("http://127.0.0.1:1")
+hit = Hit(chunk_id="c", doc_id="d", uri="u", title="t", text="The pump wears.", headings=[],
+          pages=[], element_types=[], char_start=0, char_end=15, rank=1, score=1.0,
+          relative_score=1.0, scores=StageScores())
+node = hit_node(hit).node
+node.get_content(), node.get_content(metadata_mode="llm")
+print(tried)
+"""
+
+
+def test_importing_the_integrations_touches_no_network() -> None:
+    """LlamaIndex can download NLTK data on first use of its tokenizers; nothing here may."""
+    done = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
