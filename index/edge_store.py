@@ -48,7 +48,7 @@ SEGMENT_KB = 48_000
 appendable segment, which holds everything in RAM and is searched exactly; once its vectors pass
 this size the store has the engine build it into an immutable segment (HNSW, everything else on
 disk, paged in as searched). Larger segments mean fewer to search but a longer optimisation,
-during which the engine holds the process (~10 s here): docs/benchmarks.md, "Ingest at scale"."""
+during which the engine holds the process (~10 s here): docs/benchmarks.md, "Scale"."""
 
 MAX_SEGMENTS = 64
 """Segments before the engine merges the smallest: merging rebuilds their graph, so a corpus
