@@ -16,8 +16,9 @@ deterministic embedder of the same dimension: words feature-hashed into 384 sign
 Per size it reports: wall time and chunks/s per stage of the first ingest, its peak RSS (the
 ingest process; parse workers separately), disk per chunk, hybrid search p50/p99 with and
 without a filter (10 % of the corpus: `filetype = txt`), an unchanged rerun's time and an
-edit-one-file (and delete-one-file) rerun's time. Each phase runs in a process of its own, so
-each peak RSS is that phase's.
+edit-one-file (and delete-one-file) rerun's time. Searches are timed after the warm-up that
+`sluice serve` does on start (`--warm-up`, default 50; one query right after it is reported
+apart). Each phase runs in a process of its own, so each peak RSS is that phase's.
 
     python bench/scale.py --chunks 100000
 
@@ -53,7 +54,8 @@ FILES_PER_FOLDER = 1000
 TXT_SHARE = 0.1
 DIMENSION = 384
 QUERIES = 300
-WARM_UP = 20
+WARM_UP = 50
+"""As `sluice serve` by default (SLUICE_WARM_UP_SEARCHES)."""
 
 
 # -- the synthetic corpus ----------------------------------------------------------------------
@@ -241,10 +243,11 @@ def phase_ingest(data_dir: Path, corpus: Path) -> dict[str, Any]:
     }
 
 
-def phase_search(data_dir: Path) -> dict[str, Any]:
+def phase_search(data_dir: Path, warm_up_searches: int = WARM_UP) -> dict[str, Any]:
     from composition.components import Components
     from index.searcher import IndexSearcher
     from index.types import MatchAny, PayloadFilter
+    from retrieval_api.warm_up import warm_up
 
     components = Components(_settings(data_dir))
     embedder = HashingEmbedder()
@@ -255,21 +258,13 @@ def phase_search(data_dir: Path) -> dict[str, Any]:
     only_txt = PayloadFilter(must=[MatchAny("filetype", ["txt"])])
     figures: dict[str, Any] = {}
     try:
-        # The first searches after opening page the engine's segments in (distinct queries:
-        # a repeated one is answered from the result cache); reported apart from steady state.
-        warm_writer = Writer(seed=SEED + 3)
-        warm_up = [warm_writer.query() for _ in range(WARM_UP)]
-        seconds = []
-        for query in warm_up:
-            started = time.perf_counter()
-            searcher.search("scale", query, "hybrid", 10)
-            seconds.append(time.perf_counter() - started)
-        figures["first_search_ms"] = round(seconds[0] * 1000, 1)
-        figures["warm_up"] = {
-            "searches": WARM_UP,
-            "p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 1),
-            "max_ms": round(max(seconds) * 1000, 1),
-        }
+        # What `sluice serve` does before it takes requests: the first searches after opening
+        # page the engine's segments in. Then the first query is timed on its own too.
+        warmed = warm_up(store, searcher, "scale", warm_up_searches)
+        figures["warm_up"] = {"searches": warmed.searches, "seconds": round(warmed.seconds, 2)}
+        started = time.perf_counter()
+        searcher.search("scale", Writer(seed=SEED + 3).query(), "hybrid", 10)
+        figures["first_search_ms"] = round((time.perf_counter() - started) * 1000, 1)
         for label, payload_filter in (("hybrid", None), ("hybrid_filtered", only_txt)):
             seconds = []
             hits = 0
@@ -329,12 +324,15 @@ def main() -> None:
     parser.add_argument("--phase", choices=["ingest", "search"], help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--warm-up", type=int, default=WARM_UP, help="searches before timing (as sluice serve)"
+    )
     args = parser.parse_args()
     if args.phase == "ingest":
         print(json.dumps(phase_ingest(args.data_dir, args.corpus)))
         return
     if args.phase == "search":
-        print(json.dumps(phase_search(args.data_dir)))
+        print(json.dumps(phase_search(args.data_dir, args.warm_up)))
         return
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="sluice-scale-"))
@@ -390,7 +388,9 @@ def main() -> None:
         flush=True,
     )
 
-    search = _run_phase("--phase", "search", "--data-dir", str(data_dir))
+    search = _run_phase(
+        "--phase", "search", "--data-dir", str(data_dir), "--warm-up", str(args.warm_up)
+    )
     print(
         f"hybrid search: {search['hybrid']}, with a 10 % filter: {search['hybrid_filtered']}",
         flush=True,

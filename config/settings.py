@@ -223,6 +223,13 @@ class Settings(BaseSettings):
         description="Time a client has to send a request's head (also after an idle "
         "keep-alive) and, separately, its body; then the connection is closed or gets 408.",
     )
+    warm_up_searches: int = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description="Searches `sluice serve` runs on start, before taking requests, so the "
+        "first callers do not wait for a large index to page in (0: none).",
+    )
     max_concurrent_searches: int = Field(
         default=16,
         ge=1,

@@ -10,6 +10,7 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,6 +30,7 @@ from retrieval_api.metrics import ApiMetrics, CacheCollector, IndexCollector, Re
 from retrieval_api.request_id import RequestId
 from retrieval_api.routes import health, retrieve
 from retrieval_api.routes import metrics as metrics_route
+from retrieval_api.warm_up import warm_up
 
 logger = logging.getLogger("sluice.api")
 
@@ -69,6 +71,13 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         spec = active_spec(serving_store, settings.index_name)
         if spec is not None:
             state.embedder_for(spec)
+            await run_in_threadpool(
+                warm_up,
+                serving_store,
+                state.searcher,
+                settings.index_name,
+                settings.warm_up_searches,
+            )
         app.state.service = state
         if not app.state.access.required:
             logger.warning(
