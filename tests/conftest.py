@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,6 +150,28 @@ def wait_until_answering(
         time.sleep(0.3)
 
 
+@contextmanager
+def sluice_serving(
+    env: dict[str, str], ready_seconds: float = 180
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real `sluice serve` on a free loopback port with `env`, once `/ready` answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{url}/ready", server, ready_seconds, "sluice serve")
+        yield url, server
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=60)
+
+
 @dataclass(frozen=True)
 class ServedCorpus:
     """A real `sluice serve` on loopback, keys required, over three small Markdown documents
@@ -194,18 +217,6 @@ def served_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCo
     settings = Settings(data_dir=tmp_path_factory.mktemp("served-data"), auth="required")
     run_sync(settings, Components(settings).folder_source(folder, "acme"))
     admin_key, _ = KeyStore(settings.api_keys_path).create([], scope="admin")
-    port = free_port()
     env = dict(os.environ, SLUICE_DATA_DIR=str(settings.data_dir), SLUICE_AUTH="required")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{url}/ready", server, 120, "sluice serve")
+    with sluice_serving(env) as (url, _):
         yield ServedCorpus(url, admin_key, settings)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import pytest
 
 from config.settings import Settings
 from ingest.ocr import tesseract
-from tests.conftest import SHARED_DOCS, free_port, needs_shared_docs, wait_until_answering
+from tests.conftest import SHARED_DOCS, needs_shared_docs, sluice_serving
 
 pytestmark = [needs_shared_docs, pytest.mark.slow]
 
@@ -55,19 +53,9 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> 
 
 @pytest.fixture(scope="module")
 def api(ingested: dict[str, Any]) -> Iterator[str]:
-    port = free_port()
     env = dict(os.environ, SLUICE_DATA_DIR=str(ingested["settings"].data_dir))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_answering(f"{url}/ready", server, 120, "sluice serve")
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+    with sluice_serving(env) as (url, _):
+        yield url
 
 
 def test_every_file_is_parsed_or_reported_with_a_reason(ingested: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_until_answering
+from tests.conftest import free_port, sluice_serving, wait_until_answering
 
 pytestmark = pytest.mark.slow
 
@@ -48,25 +48,6 @@ def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=600,
     )
-
-
-@contextmanager
-def _serving(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{url}/ready", server, 180, "sluice serve")
-        yield url, server
-    finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(timeout=60)
 
 
 class _Poller:
@@ -117,7 +98,7 @@ def test_commands_from_other_processes_work_while_the_api_serves(
         (folder / name).write_text(text)
     # One of three documents deleted is past the default guard against partial listings.
     env = dict(_env(tmp_path / "data"), SLUICE_MAX_DELETED_FRACTION="0.5")
-    with _serving(env) as (url, _):
+    with sluice_serving(env) as (url, _):
         poller = _Poller(url)
         try:
             first = _sluice(env, "ingest", str(folder), "--json")
@@ -162,7 +143,7 @@ def test_an_api_killed_mid_ingest_loses_and_duplicates_nothing(
         body = " ".join(f"Sentence {j} of note {i} about pumps and valves." for j in range(30))
         (folder / f"note{i:02}.md").write_text(f"# Note {i}\n\n{body}\n")
     env = dict(_env(tmp_path / "data"), SLUICE_INGEST_BATCH_SIZE="4")
-    with _serving(env) as (_, server):
+    with sluice_serving(env) as (_, server):
         ingest = subprocess.Popen(
             [sys.executable, "-m", "sluice", "ingest", str(folder), "--json"],
             env=env,
@@ -183,7 +164,7 @@ def test_an_api_killed_mid_ingest_loses_and_duplicates_nothing(
     assert ingest.returncode == 0, err[-3000:]
     report = json.loads(out)
     assert report["new"] == 40 and report["failed"] == 0
-    with _serving(env) as (url, _):
+    with sluice_serving(env) as (url, _):
         status = _sluice(env, "status", "--json")
         index = json.loads(status.stdout)["indexes"]["docs"]
         assert index["documents"] == 40 and index["points"] == report["points_in_index"]
@@ -267,7 +248,7 @@ def test_a_scheduled_run_a_reembed_and_a_rollback_while_the_api_serves(tmp_path:
     packaged = "sentence-transformers/all-MiniLM-L6-v2"
     with (
         _real_prefect_server(tmp_path / "prefect") as prefect_api,
-        _serving(
+        sluice_serving(
             dict(os.environ, SLUICE_DATA_DIR=str(tmp_path / "data"), PREFECT_API_URL=prefect_api)
         ) as (url, _),
     ):
