@@ -165,8 +165,9 @@ class Settings(BaseSettings):
     parse_timeout_s: float = Field(
         default=300,
         ge=0,
-        description="Longest one document may take to fetch and parse; past it its worker is "
-        "stopped and the document quarantined (0: no limit).",
+        description="CPU seconds one document may take to fetch and parse (its worker's, with "
+        "what it started), and a tenth of the wall time; past either its worker is stopped and "
+        "the document quarantined (0: no limit).",
     )
     parse_memory_mb: int = Field(
         default=2048,
@@ -220,8 +221,28 @@ class Settings(BaseSettings):
     client_timeout_s: float = Field(
         default=10.0,
         gt=0,
-        description="Time a client has to send a request's head (also after an idle "
-        "keep-alive) and, separately, its body; then the connection is closed or gets 408.",
+        description="Time a client has to send a whole request, head and body, counted from "
+        "the connection's opening or its last answer; then the connection is closed (head "
+        "unfinished) or gets 408 (body unfinished).",
+    )
+    keep_alive_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="An idle keep-alive connection (no new request after an answer) is closed "
+        "after this long.",
+    )
+    max_connections: int = Field(
+        default=512,
+        ge=1,
+        description="Open connections in all. At the cap, the connection idle the longest is "
+        "closed to make room for a new one; with none idle, the new one gets 503 and is closed.",
+    )
+    max_connections_per_client: int = Field(
+        default=64,
+        ge=1,
+        description="Open connections from one client address, the same way: its own longest "
+        "idle connection makes room, else the new one gets 503. Behind a reverse proxy every "
+        "connection comes from the proxy's address.",
     )
     warm_up_searches: int = Field(
         default=50,
@@ -243,6 +264,13 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API (CORS); empty: none.",
+    )
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Key of the HMAC that signs /retrieve cursors; unset: a random one made "
+        "once in the data dir (`cursor-secret`, mode 0600), shared by every API process on "
+        "it. Set the same value on API servers that share no data dir.",
     )
     default_top_k: int = Field(default=10, ge=1, le=200)
     candidate_pool: int = Field(default=200, ge=1, le=1000)
@@ -340,6 +368,10 @@ class Settings(BaseSettings):
     @property
     def api_keys_path(self) -> Path:
         return self.data_dir / "api-keys.json"
+
+    @property
+    def cursor_secret_path(self) -> Path:
+        return self.data_dir / "cursor-secret"
 
     @property
     def query_log_dir(self) -> Path:

@@ -1,25 +1,27 @@
 """Bounds on what one request, and all of them together, can take from the server.
 
 * `BodyGuard`: a body over `max_bytes` is a 413 before it is read (Content-Length) or as soon as
-  it is (chunked, or a Content-Length that lies); a body that does not arrive within
-  `timeout_s` is a 408. Starlette would otherwise read any body whole, however large or slow.
+  it is (chunked, or a Content-Length that lies); a request whose body is not complete by the
+  request's deadline is a 408. Starlette would otherwise read any body whole, however large or
+  slow. The body is read before the request counts as a search.
 * `ConcurrencyLimit`: at most `limit` searches at once; one more is answered 503 with
   `Retry-After` at once, rather than queued without bound. `/health` and `/ready` are not
   counted, so probes answer under load.
-* `HeadDeadline`: uvicorn's HTTP/1.1 protocol closing a connection whose request head is not
-  complete `head_timeout_s` after it opened or after its last response: idle and
-  slow-header (slowloris) connections, which uvicorn alone keeps open indefinitely.
+
+Connections themselves (the request-head deadline, keep-alive, caps per client address and in
+all) are bounded by the server's protocol: `retrieval_api/connections.py`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import anyio
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+REQUEST_DEADLINE = "sluice.request_deadline"
+"""The scope key of the request's deadline (`anyio.current_time()`'s clock), set by
+`connections.GuardedH11Protocol`."""
 
 
 async def _send_error(send: Send, status: int, code: str, message: str, **headers: str) -> None:
@@ -39,8 +41,12 @@ async def _send_error(send: Send, status: int, code: str, message: str, **header
 
 
 class BodyGuard:
-    """Add with `app.add_middleware`: it runs inside Starlette's error handling, so the 408 and
-    413 it raises while the route reads the body come out as the API's JSON errors."""
+    """Reads each request's body whole before the app runs, then hands it on: a body over
+    `max_bytes` is a 413 (before it is read, from Content-Length, or as soon as it is), and a
+    request whose body is not complete by its deadline is a 408; both close the connection.
+    The deadline is the one `GuardedH11Protocol` set for the whole request, head and body
+    (`REQUEST_DEADLINE` in the scope), else `timeout_s` from now. Added outside
+    `ConcurrencyLimit`, so a slow body never holds a search slot."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
@@ -51,27 +57,42 @@ class BodyGuard:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            message = f"the body is larger than {self.max_bytes} bytes"
-            await _send_error(send, 413, "body_too_large", message, Connection="close")
+            await self._too_large(send)
             return
-        seen = 0
-
-        async def bounded() -> Message:
-            nonlocal seen
-            try:
-                with anyio.fail_after(self.timeout_s):
+        deadline = scope.get(REQUEST_DEADLINE) or anyio.current_time() + self.timeout_s
+        chunks: list[bytes] = []
+        seen, more = 0, True
+        try:
+            with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                while more:
                     message = await receive()
-            except TimeoutError:
-                raise HTTPException(
-                    408, f"the body did not arrive within {self.timeout_s:g} s"
-                ) from None
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, f"the body is larger than {self.max_bytes} bytes")
-            return message
+                    if message["type"] == "http.disconnect":
+                        return  # the client went away: nobody to answer
+                    chunk = message.get("body", b"")
+                    seen += len(chunk)
+                    if seen > self.max_bytes:
+                        await self._too_large(send)
+                        return
+                    chunks.append(chunk)
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            message_text = f"the request did not arrive within {self.timeout_s:g} s"
+            await _send_error(send, 408, "request_timeout", message_text, Connection="close")
+            return
+        body, replayed = b"".join(chunks), False
 
-        await self.app(scope, bounded, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # what follows the body: a disconnect
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        message = f"the body is larger than {self.max_bytes} bytes"
+        await _send_error(send, 413, "body_too_large", message, Connection="close")
 
 
 class ConcurrencyLimit:
@@ -95,36 +116,3 @@ class ConcurrencyLimit:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
-
-
-class HeadDeadline(H11Protocol):
-    """Uses uvicorn's protocol internals (`cycle`, `on_response_complete`): uvicorn is pinned
-    below its next minor version, and `tests/test_limits.py` opens real sockets against it."""
-
-    head_timeout_s = 10.0
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._arm()
-
-    def _arm(self) -> None:
-        self._deadline = self.loop.call_later(self.head_timeout_s, self._expire, self.cycle)
-
-    def _expire(self, cycle_when_armed: object) -> None:
-        """No request head completed since the deadline was armed: close the connection."""
-        if self.cycle is cycle_when_armed and not self.transport.is_closing():
-            self.transport.close()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._deadline.cancel()
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._deadline.cancel()
-        super().connection_lost(exc)
-
-
-def head_deadline(seconds: float) -> type[HeadDeadline]:
-    """The protocol class `uvicorn.Config(http=…)` takes, with this deadline."""
-    return type("HeadDeadline", (HeadDeadline,), {"head_timeout_s": seconds})

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from config.settings import Settings
 from retrieval_api.app import create_app
 from retrieval_api.deps import get_searcher
-from retrieval_api.limits import head_deadline
-from tests.conftest import free_port
+from tests.real_server import serving
 
 LOCAL = "http://localhost"
 
@@ -51,24 +49,8 @@ def server(settings: Settings) -> Iterator[tuple[str, int, FastAPI]]:
     """`sluice serve`'s uvicorn settings on a free loopback port."""
     app = create_app(settings)
     app.dependency_overrides[get_searcher] = lambda: SlowSearcher(1.0)
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=head_deadline(settings.client_timeout_s),
-        log_level="warning",
-    )
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not running.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://localhost:{port}", port, app
-    running.should_exit = True
-    thread.join(timeout=30)
+    with serving(app, settings) as port:
+        yield f"http://localhost:{port}", port, app
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> bool:

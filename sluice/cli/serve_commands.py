@@ -47,19 +47,12 @@ def serve(
             f"SLUICE_AUTH={settings.auth}): every caller reads every tenant",
             soft_wrap=True,
         )
-    from retrieval_api.limits import head_deadline
+    from retrieval_api.server import server_config
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=port or settings.api_port,
-        http=head_deadline(settings.client_timeout_s),
-        timeout_keep_alive=5,
-        h11_max_incomplete_event_size=16 * 1024,  # request line and headers
-        # Connections, idle ones included (they close after client_timeout_s): a last resort
-        # behind the app's own 503 at max_concurrent_searches.
-        limit_concurrency=8 * settings.max_concurrent_searches,
-    )
+    server = uvicorn.Server(server_config(create_app(settings), settings, port))
+    server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, or the app failed to start
+        raise SystemExit(3)
 
 
 def _api_url(settings: Settings) -> str | None:
