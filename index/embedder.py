@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,11 @@ class SentenceTransformerEmbedder:
         self._query_prefix = query_prefix
         self._passage_prefix = passage_prefix
         self._model: Any = None
+        self._inference = threading.Lock()
+        """One call at a time into the model and its tokenizer: neither is safe to share
+        between threads (an OpenVINO model's one infer request and output buffer; a fast
+        tokenizer's truncation settings, which each call may change). Measured against a
+        batching queue and per-thread infer requests in bench/inference_concurrency.py."""
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -197,15 +203,17 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)[
-            "input_ids"
-        ]
-        return [len(ids) for ids in encoded]
+        tokenizer = self.model.tokenizer
+        with self._inference:
+            encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        encoded = self.model.tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        tokenizer = self.model.tokenizer
+        with self._inference:
+            encoded = tokenizer(
+                text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
         return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
 
     def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -237,13 +245,15 @@ class SentenceTransformerEmbedder:
     ) -> npt.NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            prompt=prefix,
-            batch_size=batch_size or self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        model = self.model
+        with self._inference:
+            vectors = model.encode(
+                list(texts),
+                prompt=prefix,
+                batch_size=batch_size or self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         array: npt.NDArray[np.float32] = np.asarray(vectors, dtype=np.float32)
         return array

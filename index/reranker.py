@@ -88,6 +88,9 @@ class CrossEncoderReranker:
         self.exports_dir = exports_dir
         self.load_in_background = load_in_background
         self._loading = threading.Lock()
+        self._inference = threading.Lock()
+        """One `predict` at a time: the model and its tokenizer are not safe to share between
+        threads (see `SentenceTransformerEmbedder`); waiting for it counts in the budget."""
         self._load_error: str | None = None
         self.requested_device = device
         self.batch_size = batch_size
@@ -108,7 +111,8 @@ class CrossEncoderReranker:
                 self.backend,
                 self.exports_dir,
             )
-            model.predict([("warm", "up")], show_progress_bar=False)
+            with self._inference:
+                model.predict([("warm", "up")], show_progress_bar=False)
             self._model = model
 
     def warm_up_in_background(self) -> None:
@@ -145,14 +149,18 @@ class CrossEncoderReranker:
                 f"over the {self.budget_ms:.0f} ms budget"
             )
         started = time.perf_counter()
+        computing = 0.0  # the model's own time, without waiting for other requests' turns
         scores: list[float] = []
         for first in range(0, len(candidates), self.batch_size):
             batch = candidates[first : first + self.batch_size]
             pairs = [(query, stored_indexed_text(p.payload)) for p in batch]
             try:
-                predicted = self._model.predict(
-                    pairs, batch_size=self.batch_size, show_progress_bar=False
-                )
+                with self._inference:
+                    turn = time.perf_counter()
+                    predicted = self._model.predict(
+                        pairs, batch_size=self.batch_size, show_progress_bar=False
+                    )
+                    computing += time.perf_counter() - turn
             except Exception as error:
                 raise RerankSkipped(f"reranker failed: {type(error).__name__}: {error}") from error
             scores.extend(float(s) for s in predicted)
@@ -160,7 +168,7 @@ class CrossEncoderReranker:
                 candidates
             ):
                 raise RerankSkipped(f"rerank_budget: exceeded {self.budget_ms:.0f} ms mid-way")
-        per_pair = (time.perf_counter() - started) / len(candidates)
+        per_pair = computing / len(candidates)
         self._seconds_per_pair = (
             per_pair
             if self._seconds_per_pair is None
