@@ -1,12 +1,13 @@
 """Reading (fetch, hash, parse) documents in supervised worker processes beside the embedding.
 
-Each document is read in a worker process under a budget: a read that runs past the time limit,
-or whose worker (with anything it started, such as an OCR process) grows past the memory limit,
-is stopped by killing that worker, reported with the reason, and the run goes on with a fresh
-worker. Memory stays bounded: a worker is handed a document only while fewer than `window`
-results wait for the caller, so a slow embedder holds back parsing instead of piling up parsed
-documents, and closing the stream (the caller failed, or was interrupted) kills every worker at
-once rather than waiting for queued parses.
+Each document is read in a worker process under a budget (`read_budget`): a read that uses more
+CPU time than its limit, waits far longer than it without using CPU, or whose worker (with
+anything it started, such as an OCR process) grows past the memory limit, is stopped by killing
+that worker, reported with the limit it passed, and the run goes on with a fresh worker. Memory
+stays bounded: a worker is handed a document only while fewer than `window` results wait for the
+caller, so a slow embedder holds back parsing instead of piling up parsed documents, and closing
+the stream (the caller failed, or was interrupted) kills every worker at once rather than
+waiting for queued parses; a caller killed outright takes its workers with it (`read_worker`).
 """
 
 from __future__ import annotations
@@ -24,29 +25,13 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
-import psutil
-
 from ingest.changes import Candidate
 from ingest.reader import DocumentReader, ReadResult
+from pipelines.read_budget import NO_BUDGET, ReadBudget, Usage, family_usage, overrun
+from pipelines.read_worker import work
 
+__all__ = ["NO_BUDGET", "ReadBudget", "read_documents"]
 
-@dataclass(frozen=True)
-class ReadBudget:
-    """What one document's read may take; 0 means no limit."""
-
-    seconds: float = 300.0
-    memory_mb: int = 2048
-
-    @property
-    def limited(self) -> bool:
-        return self.seconds > 0 or self.memory_mb > 0
-
-
-NO_BUDGET = ReadBudget(0, 0)
-
-# Parse processes yield the CPU to the embedder in the main process: embedding is the costlier
-# stage, and parsing only needs to stay a batch ahead of it, which idle cycles are enough for.
-PARSE_WORKER_NICENESS = 10
 _POLL_S = 0.1
 
 
@@ -82,8 +67,18 @@ class _Worker:
     connection: Connection
     candidate: Candidate | None = None
     started: float = 0.0
+    cpu_at_start: float = 0.0
     ready: bool = False
-    """Its parser is loaded: the time limit counts from then, not from the process start."""
+    """Its parser is loaded: the time limits count from then, not from the process start."""
+
+    def start_clock(self) -> None:
+        """The current read's time and CPU time count from now."""
+        self.started = time.monotonic()
+        usage = self.usage()
+        self.cpu_at_start = usage.cpu_s if usage else 0.0
+
+    def usage(self) -> Usage | None:
+        return None if self.process.pid is None else family_usage(self.process.pid)
 
     def kill(self) -> None:
         """The worker and what it started (it leads its own process group once it runs)."""
@@ -93,20 +88,6 @@ class _Worker:
         self.process.kill()  # one still starting has no group of its own yet
         self.process.join(timeout=5)
         self.connection.close()
-
-    def rss_mb(self) -> float:
-        try:
-            process = psutil.Process(self.process.pid)
-            family = [process, *process.children(recursive=True)]
-            total = 0
-            for member in family:
-                try:
-                    total += member.memory_info().rss
-                except psutil.NoSuchProcess:
-                    continue
-            return total / 2**20
-        except psutil.NoSuchProcess:
-            return 0.0
 
 
 class _SupervisedPool:
@@ -171,14 +152,16 @@ class _SupervisedPool:
                 return
             idle = next((w for w in self.workers if w.candidate is None), None) or self._spawn()
             idle.candidate = pending.popleft()
-            idle.started = time.monotonic()
+            idle.start_clock()
             idle.connection.send(idle.candidate)
 
     def _spawn(self) -> _Worker:
+        """A new worker, started from this supervising thread: the kernel kills it when the
+        thread that started it exits (`read_worker`), and this one outlives its workers."""
         context = get_context("spawn")
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_work, args=(theirs, self.reader), name="sluice-reader", daemon=True
+            target=work, args=(theirs, self.reader, os.getpid()), name="sluice-reader", daemon=True
         )
         process.start()
         theirs.close()
@@ -200,9 +183,9 @@ class _SupervisedPool:
                 except (EOFError, OSError):
                     self._replace(worker, _died(worker))
                     continue
-                if isinstance(message, str):  # _READY
+                if isinstance(message, str):  # READY
                     worker.ready = True
-                    worker.started = time.monotonic()
+                    worker.start_clock()
                     continue
                 worker.candidate = None
                 self.results.put(message)
@@ -210,24 +193,23 @@ class _SupervisedPool:
                 self._replace(worker, _died(worker))
 
     def _enforce_budget(self) -> None:
+        if not self.budget.limited:
+            return
         now = time.monotonic()
         for worker in self._busy():
             assert worker.candidate is not None
             if worker.connection.poll():
                 continue  # finished in time; collected on the next round
-            if self.budget.seconds and worker.ready and now - worker.started > self.budget.seconds:
-                self._replace(
-                    worker,
-                    f"reading took longer than {self.budget.seconds:g} s, the per-document "
-                    "time limit (SLUICE_PARSE_TIMEOUT_S); its worker was stopped",
-                )
-            elif self.budget.memory_mb and (used := worker.rss_mb()) > self.budget.memory_mb:
-                self._replace(
-                    worker,
-                    f"reading used {used:,.0f} MB, over the per-document memory limit of "
-                    f"{self.budget.memory_mb:,} MB (SLUICE_PARSE_MEMORY_MB); its worker was "
-                    "stopped",
-                )
+            usage = worker.usage()
+            if usage is None:
+                continue  # it died; collected on the next round
+            if worker.ready:
+                read = Usage(usage.cpu_s - worker.cpu_at_start, usage.rss_mb)
+                reason = overrun(self.budget, read, now - worker.started)
+            else:  # while the parser loads, only its memory counts
+                reason = overrun(ReadBudget(0, self.budget.memory_mb), usage, 0.0)
+            if reason:
+                self._replace(worker, reason)
 
     def _replace(self, worker: _Worker, reason: str) -> None:
         """A stopped or dead worker's document fails with `reason`; a new worker is spawned
@@ -258,31 +240,3 @@ def _died(worker: _Worker) -> str:
     else:
         how = f"exited with code {code}"
     return f"the reading process {how} (out of memory, or a crash in a parser library)"
-
-
-_READY = "ready"
-
-
-def _exit_with(parent: int) -> None:
-    """A worker whose run was killed (its parent gone) stops too, mid-parse if need be."""
-    while os.getppid() == parent:
-        time.sleep(1)
-    os._exit(1)
-
-
-def _work(connection: Connection, reader: DocumentReader) -> None:
-    """A worker's loop: load the parser, then read each candidate it is sent until None."""
-    os.setpgrp()  # so that stopping it stops what it started too
-    if hasattr(os, "nice"):
-        os.nice(PARSE_WORKER_NICENESS)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
-    warm_up = getattr(reader.parser, "warm_up", None)
-    if reader.parse and callable(warm_up):
-        warm_up()
-    connection.send(_READY)
-    while True:
-        candidate = connection.recv()
-        if candidate is None:
-            return
-        connection.send(reader.read(candidate))

@@ -1,8 +1,12 @@
-"""Reading under a per-document budget: a read that hangs, grows or crashes is stopped, reported
-with its reason, and every other document is still read; a caller that stops early stops it all."""
+"""Reading under a per-document budget: a read that spins, hangs, grows or crashes is stopped,
+reported with its reason, and every other document is still read; a read slowed only by a busy
+machine is not; a caller that stops early, or is killed, stops it all."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +17,8 @@ from ingest.reader import DocumentReader
 from ingest.sources.local_folder import LocalFolderSource
 from pipelines.document_stream import ReadBudget, read_documents
 from tests.stalling_parser import StallingParser
+
+ROOT = Path(__file__).parents[1]
 
 
 def _candidates(folder: Path) -> tuple[DocumentReader, list[Candidate]]:
@@ -31,22 +37,78 @@ def _outcomes(results) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {Path(r.candidate.item.name).name: r.error for r in results}
 
 
-def test_a_read_past_the_time_limit_is_stopped_and_the_rest_are_read(tmp_path: Path) -> None:
-    folder = _folder(tmp_path, ["a.txt", "stuck.hang", "b.txt", "c.txt"])
+def _workers(of: psutil.Process) -> list[psutil.Process]:
+    return [p for p in of.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_for(path: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} was never read"
+        time.sleep(0.05)
+
+
+def test_a_read_that_burns_cpu_past_the_limit_is_stopped_and_the_rest_are_read(
+    tmp_path: Path,
+) -> None:
+    folder = _folder(tmp_path, ["a.txt", "stuck.spin", "b.txt", "c.txt"])
     reader, candidates = _candidates(folder)
     started = time.monotonic()
     outcomes = _outcomes(read_documents(reader, candidates, 2, ReadBudget(seconds=1.5)))
     assert time.monotonic() - started < 60
     assert outcomes["a.txt"] == outcomes["b.txt"] == outcomes["c.txt"] == ""
-    assert "longer than 1.5 s" in outcomes["stuck.hang"]
-    assert "SLUICE_PARSE_TIMEOUT_S" in outcomes["stuck.hang"]
+    assert "longer than 1.5 s of CPU time" in outcomes["stuck.spin"]
+    assert "SLUICE_PARSE_TIMEOUT_S" in outcomes["stuck.spin"]
 
 
 def test_one_worker_is_enough_to_enforce_the_budget(tmp_path: Path) -> None:
-    reader, candidates = _candidates(_folder(tmp_path, ["stuck.hang", "a.txt"]))
+    reader, candidates = _candidates(_folder(tmp_path, ["stuck.spin", "a.txt"]))
     outcomes = _outcomes(read_documents(reader, candidates, 1, ReadBudget(seconds=1)))
     assert outcomes["a.txt"] == ""
-    assert "longer than 1 s" in outcomes["stuck.hang"]
+    assert "longer than 1 s of CPU time" in outcomes["stuck.spin"]
+
+
+def test_a_read_slowed_only_by_a_busy_machine_is_not_stopped(tmp_path: Path) -> None:
+    """Its worker is stopped (SIGSTOP) for 4 s, as a machine too busy to run it would: time
+    that passes without CPU for it does not count against its 2 s of CPU."""
+    (tmp_path / "marks").mkdir()
+    (docs := tmp_path / "docs").mkdir()
+    (docs / "slow.burn").write_text("0.5")
+    reader, candidates = _candidates(docs)
+
+    def starve_the_worker() -> None:
+        _wait_for(tmp_path / "marks" / "slow.burn")
+        [worker] = _workers(psutil.Process())
+        worker.suspend()
+        time.sleep(4)
+        worker.resume()
+
+    starving = threading.Thread(target=starve_the_worker)
+    starving.start()
+    [result] = read_documents(reader, candidates, 1, ReadBudget(seconds=2))
+    starving.join()
+    assert result.error == ""
+    assert result.seconds > 4, "the read took longer than its CPU limit in wall time"
+
+
+def test_a_read_blocked_without_using_cpu_is_stopped_by_the_wall_time_backstop(
+    tmp_path: Path,
+) -> None:
+    reader, candidates = _candidates(_folder(tmp_path, ["stuck.hang", "a.txt"]))
+    budget = ReadBudget(seconds=0.5, wall_factor=4)
+    started = time.monotonic()
+    outcomes = _outcomes(read_documents(reader, candidates, 1, budget))
+    assert time.monotonic() - started < 60
+    assert outcomes["a.txt"] == ""
+    assert "longer than 2 s of wall time" in outcomes["stuck.hang"]
+    assert "4 × SLUICE_PARSE_TIMEOUT_S" in outcomes["stuck.hang"]
 
 
 def test_a_read_past_the_memory_limit_is_stopped(tmp_path: Path) -> None:
@@ -69,12 +131,12 @@ def test_stopping_early_kills_the_workers_at_once(tmp_path: Path) -> None:
     reader, candidates = _candidates(_folder(tmp_path, ["a.txt", "x.hang", "y.hang"]))
     stream = read_documents(reader, candidates, 3, ReadBudget(seconds=3600))
     next(stream)
-    workers = [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+    workers = _workers(psutil.Process())
     assert len(workers) == 3
     started = time.monotonic()
     stream.close()  # as when the embedding fails mid-run
     assert time.monotonic() - started < 10
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
+    assert all(_gone(p) for p in workers)
 
 
 def test_no_more_documents_are_read_ahead_than_the_window(tmp_path: Path) -> None:
@@ -89,3 +151,64 @@ def test_no_more_documents_are_read_ahead_than_the_window(tmp_path: Path) -> Non
     rest = list(stream)
     assert len(rest) == 11
     assert all(r.error == "" for r in rest)
+
+
+_READ_IN_A_CHILD = """
+import sys
+from pathlib import Path
+from tests.test_document_stream import _candidates
+from pipelines.document_stream import ReadBudget, read_documents
+reader, candidates = _candidates(Path(sys.argv[1]))
+list(read_documents(reader, candidates, 2, ReadBudget(seconds=3600)))
+"""
+
+
+def test_workers_die_with_a_killed_parent_even_mid_parse(tmp_path: Path) -> None:
+    """An ingest killed with SIGKILL while its workers are deep in a parser library's C code,
+    where no thread of theirs can run to notice: the workers go within ~2 s all the same."""
+    (marks := tmp_path / "marks").mkdir()
+    (docs := tmp_path / "docs").mkdir()
+    _folder(docs, ["x.spin", "y.spin"])
+    child = subprocess.Popen([sys.executable, "-c", _READ_IN_A_CHILD, str(docs)], cwd=ROOT)
+    try:
+        _wait_for(marks / "x.spin")
+        _wait_for(marks / "y.spin")
+        workers = _workers(psutil.Process(child.pid))
+        assert len(workers) == 2
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 2
+    while not all(_gone(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [p for p in workers if not _gone(p)]
+    for process in survivors:  # leave nothing burning behind a failed test
+        process.kill()
+    assert not survivors, "parse workers outlived their killed parent"
+
+
+_GRANDCHILD = """
+import sys, time
+from pipelines.read_worker import die_with_parent
+print("started", flush=True)
+time.sleep(1)  # its parent exits meanwhile
+die_with_parent(int(sys.argv[1]))
+print("outlived its parent", flush=True)
+"""
+
+_ORPHANING_PARENT = f"""
+import os, subprocess, sys
+subprocess.Popen([sys.executable, "-c", {_GRANDCHILD!r}, str(os.getpid())])
+"""
+
+
+def test_a_worker_whose_parent_died_before_it_could_watch_it_exits() -> None:
+    """The race the death signal leaves open: the parent gone before the worker asked for it."""
+    parent = subprocess.run(
+        [sys.executable, "-c", _ORPHANING_PARENT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # its output ends only once the grandchild, which shares it, has exited too
+    assert parent.stdout == "started\n", parent.stderr
