@@ -165,8 +165,9 @@ class Settings(BaseSettings):
     parse_timeout_s: float = Field(
         default=300,
         ge=0,
-        description="Longest one document may take to fetch and parse; past it its worker is "
-        "stopped and the document quarantined (0: no limit).",
+        description="CPU seconds one document may take to fetch and parse (its worker's, with "
+        "what it started), and a tenth of the wall time; past either its worker is stopped and "
+        "the document quarantined (0: no limit).",
     )
     parse_memory_mb: int = Field(
         default=2048,
