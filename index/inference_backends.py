@@ -107,31 +107,31 @@ def accelerate(
 
     transformer = model[0]
     output, inputs = _output_name(transformer), _input_names(transformer)
-    folder = exports_dir / export_id(model_id, backend)
+    folder = exports_dir / export_id(model_id, backend, output)
     file = folder / _file_name(backend)
     if not file.is_file():
         _export(transformer, inputs, output, backend, folder)
     transformer.model = RuntimeModel(file, backend, inputs, output, transformer.model.config)
 
 
-def export_id(model_id: str, backend: InferenceBackend) -> str:
+def export_id(model_id: str, backend: InferenceBackend, output: str = "last_hidden_state") -> str:
+    """`output`: what the export answers; one model id loaded as a bi-encoder (hidden states)
+    and as a cross-encoder with a classifier head (`logits`) makes two exports, not one."""
     path = resolve_model_path(model_id)
-    key = "|".join(
-        [
-            model_id,
-            local_model_stamp(path),
-            backend.label,
-            _runtime_version(backend),
-            str(EXPORT_FORMAT),
-        ]
-    )
+    parts = [model_id, local_model_stamp(path), backend.label, _runtime_version(backend)]
+    parts.append(str(EXPORT_FORMAT))
+    if output != "last_hidden_state":  # the exports made before this was keyed stay valid
+        parts.append(output)
+    key = "|".join(parts)
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)[-60:]
     return f"{readable}-{backend.label}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def export_size(model_id: str, backend: InferenceBackend, exports_dir: Path) -> int:
+def export_size(
+    model_id: str, backend: InferenceBackend, exports_dir: Path, output: str = "last_hidden_state"
+) -> int:
     """Bytes on disk of the export (0 where none is made yet, or for torch)."""
-    folder = exports_dir / export_id(model_id, backend)
+    folder = exports_dir / export_id(model_id, backend, output)
     return sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.is_dir() else 0
 
 

@@ -161,9 +161,9 @@ class CrossEncoderReranker:
                         pairs, batch_size=self.batch_size, show_progress_bar=False
                     )
                     computing += time.perf_counter() - turn
+                scores.extend(float(s) for s in predicted)  # one score a pair, or it failed
             except Exception as error:
                 raise RerankSkipped(f"reranker failed: {type(error).__name__}: {error}") from error
-            scores.extend(float(s) for s in predicted)
             if 1000 * (time.perf_counter() - started) > self.budget_ms and len(scores) < len(
                 candidates
             ):

@@ -165,6 +165,35 @@ def test_reranker_heads_score_alike_on_every_backend(
         assert max(got, key=got.__getitem__) == max(expected, key=expected.__getitem__)
 
 
+def test_one_model_as_embedder_and_as_reranker_gets_an_export_each(
+    exports: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """The packaged bi-encoder also loads as a cross-encoder (a classifier head on it): each
+    must run its own export, or the reranker gets hidden states instead of one score a pair."""
+    backend = InferenceBackend.from_label("openvino-int8")
+    SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=exports).warm_up()
+    reranker = CrossEncoderReranker(
+        MINILM, device="cpu", budget_ms=60_000, backend=backend, exports_dir=exports
+    )
+    assert len(reranker.rerank("why do pumps leak", _pairs_candidates())) == len(TEXTS)
+
+
+def test_a_reranker_without_one_score_a_pair_is_reported_not_raised(tmp_path: Path) -> None:
+    """A model answering something else than one score a pair is a skipped rerank, not a 500:
+    here a bi-encoder's export put in the place of the cross-encoder's."""
+    from index.inference_backends import export_id
+    from index.types import RerankSkipped
+
+    backend = InferenceBackend.from_label("openvino")
+    SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=tmp_path).warm_up()
+    (tmp_path / export_id(MINILM, backend)).rename(tmp_path / export_id(MINILM, backend, "logits"))
+    reranker = CrossEncoderReranker(
+        MINILM, device="cpu", budget_ms=60_000, backend=backend, exports_dir=tmp_path
+    )
+    with pytest.raises(RerankSkipped, match="reranker failed"):
+        reranker.rerank("why do pumps leak", _pairs_candidates())
+
+
 def test_openvino_runs_without_its_usage_analytics(tmp_path: Path) -> None:
     """openvino and nncf send usage events through `openvino_telemetry` wherever it imports;
     here one is installed that leaves a mark when imported, and must not be."""
