@@ -18,12 +18,14 @@ class DocumentChunker:
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
 
-    def run(self, document: ParsedDocument, config_fingerprint: str = "") -> list[Chunk]:
+    def run(
+        self, document: ParsedDocument, config_fingerprint: str = "", origin: str = ""
+    ) -> list[Chunk]:
         texts = [element.text.strip() for element in document.elements if element.text.strip()]
         if not texts:
             return []
         text = "\n\n".join(texts)
-        version = document_version(document.content_hash, config_fingerprint)
+        version = document_version(document.content_hash, config_fingerprint, origin)
         return [
             Chunk(
                 chunk_id=chunk_point_id(document.source.doc_id, version, 0),

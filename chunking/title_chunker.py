@@ -77,9 +77,11 @@ class TitleChunker:
             raise ValueError("overlap_tokens must be smaller than the chunk size")
         return size
 
-    def run(self, document: ParsedDocument, config_fingerprint: str = "") -> list[Chunk]:
+    def run(
+        self, document: ParsedDocument, config_fingerprint: str = "", origin: str = ""
+    ) -> list[Chunk]:
         text, sections = self._sections(document)
-        version = document_version(document.content_hash, config_fingerprint)
+        version = document_version(document.content_hash, config_fingerprint, origin)
         chunks: list[Chunk] = []
         for section in _merge_small(sections, self.min_section_tokens, self.max_tokens):
             context = self._context_line(document.title, section.headings)

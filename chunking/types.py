@@ -30,9 +30,12 @@ class Tokenizer(Protocol):
 
 
 class Chunker(Protocol):
-    """Turns a parsed document into chunks; `config_fingerprint` enters the chunks' version."""
+    """Turns a parsed document into chunks; `config_fingerprint` and `origin` (the document's
+    source and tenant, `chunking.ids.document_origin`) enter the chunks' version."""
 
-    def run(self, document: ParsedDocument, config_fingerprint: str = "") -> list[Chunk]: ...
+    def run(
+        self, document: ParsedDocument, config_fingerprint: str = "", origin: str = ""
+    ) -> list[Chunk]: ...
 
 
 MAX_NEIGHBOURS = 2

@@ -116,12 +116,13 @@ def write_documents(
 ) -> int:
     """Embeds and upserts in batches across documents, as `documents` yields them.
 
-    A document's older versions are retired only after all of its new chunks are written; then
+    A document's older versions (its source's: chunks carry their source) are retired only
+    after all of its new chunks are written; then
     `after_write` gets its id. `before_write` gets the ids of documents whose first chunks are
     about to be written (the manifest marks them pending).
     """
     pending: list[Chunk] = []
-    complete: list[tuple[str, str, int]] = []
+    complete: list[tuple[str, str, int, str]] = []
     started: set[str] = set()
     written = 0
 
@@ -137,10 +138,10 @@ def write_documents(
             pending.clear()
         if complete:
             writer = target.writer([])
-            for doc_id, version, count in complete:
-                writer.retire_other_versions(doc_id, version, count)
+            for doc_id, version, count, source in complete:
+                writer.retire_other_versions(doc_id, version, count, source)
             if after_write:
-                after_write([doc_id for doc_id, _, _ in complete])
+                after_write([doc_id for doc_id, _, _, _ in complete])
             complete.clear()
 
     for doc_id, chunks in documents:
@@ -148,6 +149,6 @@ def write_documents(
             pending.append(chunk)
             if len(pending) >= batch_size:
                 flush()
-        complete.append((doc_id, chunks[0].doc_version, len(chunks)))
+        complete.append((doc_id, chunks[0].doc_version, len(chunks), chunks[0].source))
     flush()
     return written

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from chunking.types import Chunk
 from index.embedding_cache import EmbeddingCache
 from index.types import (
+    Condition,
     Embedder,
     IndexedPoint,
     MatchAny,
@@ -125,15 +126,16 @@ class IndexWriter:
         )
 
     def retire_other_versions(
-        self, doc_id: str, keep_version: str, keep_chunks: int | None = None
+        self, doc_id: str, keep_version: str, keep_chunks: int | None = None, source: str = ""
     ) -> None:
         """Deletes the document's points of other versions and, given its chunk count, any of
         this version beyond it (left by an earlier attempt that chunked it differently, e.g.
-        before a model switch changed the tokenizer)."""
+        before a model switch changed the tokenizer). The document is `source`'s copy: another
+        source's copy of the same file is never touched."""
         self.store.delete(
             self.collection,
             PayloadFilter(
-                must=[MatchAny("doc_id", [doc_id])],
+                must=_document(source, [doc_id]),
                 must_not=[MatchAny("doc_version", [keep_version])],
             ),
         )
@@ -142,15 +144,21 @@ class IndexWriter:
                 self.collection,
                 PayloadFilter(
                     must=[
-                        MatchAny("doc_id", [doc_id]),
+                        *_document(source, [doc_id]),
                         MatchAny("doc_version", [keep_version]),
                         Range("ordinal", gte=keep_chunks),
                     ]
                 ),
             )
 
-    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+    def delete_documents(self, doc_ids: Sequence[str], source: str = "") -> None:
+        """`source`'s copies of these documents."""
         if doc_ids:
-            self.store.delete(
-                self.collection, PayloadFilter(must=[MatchAny("doc_id", list(doc_ids))])
-            )
+            self.store.delete(self.collection, PayloadFilter(must=_document(source, doc_ids)))
+
+
+def _document(source: str, doc_ids: Sequence[str]) -> list[Condition]:
+    """A document is identified by its source and its location (doc_id); a chunk written
+    without a source (an evaluation corpus) by its location alone."""
+    located = MatchAny("doc_id", list(doc_ids))
+    return [located, MatchAny("source", [source])] if source else [located]

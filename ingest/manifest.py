@@ -20,9 +20,9 @@ from typing import Any, Literal
 DocumentStatus = Literal["pending", "indexed", "failed", "quarantined"]
 """`pending`: its points are being written; a run that finds it so redoes the document."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS documents (
-    doc_id TEXT PRIMARY KEY,
+_DOCUMENTS = """
+CREATE TABLE IF NOT EXISTS {name} (
+    doc_id TEXT NOT NULL,
     source TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     content_hash TEXT NOT NULL,
@@ -32,9 +32,15 @@ CREATE TABLE IF NOT EXISTS documents (
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (source, doc_id)
 );
-CREATE INDEX IF NOT EXISTS documents_by_source ON documents (source);
+"""
+"""A document is a source's: two sources listing the same file have a row each."""
+
+_SCHEMA = (
+    _DOCUMENTS.format(name="documents")
+    + """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -58,6 +64,7 @@ CREATE TABLE IF NOT EXISTS versions (
     updated_at REAL NOT NULL
 );
 """
+)
 
 RunState = Literal[
     "running", "completed", "completed_with_failures", "deletions_held", "failed", "interrupted"
@@ -117,6 +124,21 @@ class Manifest:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._key_documents_by_source()
+
+    def _key_documents_by_source(self) -> None:
+        """A manifest written before documents were a source's (`doc_id` alone was the key) is
+        rewritten in place, once, keeping every row as it is: each doc_id had one row, so it
+        stays unique under (source, doc_id)."""
+        if _source_is_keyed(self._db):
+            return
+        with self._transaction() as db:  # another process may have rewritten it meanwhile
+            if _source_is_keyed(db):
+                return
+            db.execute(_DOCUMENTS.format(name="documents_by_origin"))
+            db.execute("INSERT INTO documents_by_origin SELECT * FROM documents")
+            db.execute("DROP TABLE documents")  # and its index on source, which the key covers
+            db.execute("ALTER TABLE documents_by_origin RENAME TO documents")
 
     def close(self) -> None:
         self._db.close()
@@ -131,10 +153,14 @@ class Manifest:
             raise
         self._db.execute("COMMIT")
 
-    def documents(self, source: str | None = None) -> dict[str, DocumentRecord]:
-        query = "SELECT * FROM documents" + (" WHERE source = ?" if source is not None else "")
-        rows = self._db.execute(query, (source,) if source is not None else ())
+    def documents(self, source: str) -> dict[str, DocumentRecord]:
+        """One source's documents by doc_id."""
+        rows = self._db.execute("SELECT * FROM documents WHERE source = ?", (source,))
         return {row[0]: DocumentRecord(*row) for row in rows}
+
+    def all_documents(self) -> list[DocumentRecord]:
+        """Every source's documents; a file two sources list is there twice."""
+        return [DocumentRecord(*row) for row in self._db.execute("SELECT * FROM documents")]
 
     def put_many(self, records: Sequence[DocumentRecord]) -> None:
         """All rows in one transaction."""
@@ -160,19 +186,25 @@ class Manifest:
                 ],
             )
 
-    def update_fingerprints(self, fingerprints: Sequence[tuple[str, str]]) -> None:
-        """Documents touched but not changed: remember their new (doc_id, fingerprint), nothing
-        else, in one transaction. Lost in a crash, they only cost the next run a re-hash."""
+    def update_fingerprints(self, source: str, fingerprints: Sequence[tuple[str, str]]) -> None:
+        """A source's documents touched but not changed: remember their new (doc_id,
+        fingerprint), nothing else, in one transaction. Lost in a crash, they only cost the next
+        run a re-hash."""
         now = time.time()
         with self._transaction() as db:
             db.executemany(
-                "UPDATE documents SET fingerprint = ?, updated_at = ? WHERE doc_id = ?",
-                [(fingerprint, now, doc_id) for doc_id, fingerprint in fingerprints],
+                "UPDATE documents SET fingerprint = ?, updated_at = ?"
+                " WHERE source = ? AND doc_id = ?",
+                [(fingerprint, now, source, doc_id) for doc_id, fingerprint in fingerprints],
             )
 
-    def remove(self, doc_ids: Sequence[str]) -> None:
+    def remove(self, source: str, doc_ids: Sequence[str]) -> None:
+        """A source's rows of these documents; another source's rows of them stay."""
         with self._transaction() as db:
-            db.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
+            db.executemany(
+                "DELETE FROM documents WHERE source = ? AND doc_id = ?",
+                [(source, d) for d in doc_ids],
+            )
 
     def release_quarantine(self, source: str | None = None) -> list[str]:
         """Failed and quarantined documents get a fresh set of attempts on the next run."""
@@ -255,6 +287,12 @@ class Manifest:
     def versions(self) -> dict[str, VersionRecord]:
         rows = self._db.execute("SELECT * FROM versions")
         return {r[0]: VersionRecord(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows}
+
+
+def _source_is_keyed(db: sqlite3.Connection) -> bool:
+    """Whether `documents` is keyed by (source, doc_id) rather than by doc_id alone."""
+    keyed = db.execute("SELECT pk FROM pragma_table_info('documents') WHERE name = 'source'")
+    return bool(keyed.fetchone()[0])
 
 
 def _run_record(

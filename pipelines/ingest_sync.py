@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
+from chunking.ids import document_origin
 from chunking.types import Chunk, Chunker
 from config.sources import DEFAULT_TENANT
 from index.target import IndexTarget, write_documents
@@ -251,7 +252,7 @@ def _sync(
         after_write=run.mark_indexed,
     )
     if run.manifest and touched:
-        run.manifest.update_fingerprints(touched)
+        run.manifest.update_fingerprints(source_name, touched)
     report.stage_seconds["read_parse"] = round(read_seconds, 3)
     _apply_deletions(plan, parts.target, run, options.dry_run)
     stats = parts.target.stats
@@ -281,7 +282,11 @@ def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str, tenant: s
     if result.document is None:
         return []
     try:
-        chunks = chunker.run(result.document, result.candidate.config_fingerprint)
+        chunks = chunker.run(
+            result.document,
+            result.candidate.config_fingerprint,
+            document_origin(source_name, tenant),
+        )
     except Exception as error:  # a chunker bug is this document's failure, not the run's
         result.error = f"chunking failed: {type(error).__name__}: {error}"
         return []
@@ -325,7 +330,7 @@ def _apply_deletions(plan: ChangePlan, target: IndexTarget, run: _Run, dry_run: 
         return
     started = time.perf_counter()
     if target.collection:
-        target.writer([]).delete_documents(plan.deleted)
+        target.writer([]).delete_documents(plan.deleted, run.source_name)
     if run.manifest:
-        run.manifest.remove(plan.deleted)
+        run.manifest.remove(run.source_name, plan.deleted)
     run.report.stage_seconds["delete"] = round(time.perf_counter() - started, 3)

@@ -12,7 +12,7 @@ from retrieval_api.schemas import Filters, Hit, IntegerRange, StageScores
 def to_payload_filter(filters: Filters) -> PayloadFilter:
     must: list[Condition] = []
     if filters.doc_ids:
-        must.append(MatchAny("doc_id", filters.doc_ids))
+        must.append(_documents(filters.doc_ids))
     if filters.sources:
         must.append(MatchAny("source", filters.sources))
     for key, condition in filters.metadata:
@@ -24,6 +24,16 @@ def to_payload_filter(filters: Filters) -> PayloadFilter:
         values = condition if isinstance(condition, list) else [condition]
         must.append(MatchAny("public_uri" if key == "source_path" else key, values))
     return PayloadFilter(must=must)
+
+
+def _documents(doc_ids: list[str]) -> MatchAny:
+    """Documents by the ids a caller was shown: a location (`file:///…`, `s3://…`), which an
+    admin key sees, or a file's public form (`<source>/<path>`: a slash, no `://`), which every
+    other key sees. An S3 or web document's public form is its location, so a list with any
+    file's public form is matched on the public form alone, which finds those too."""
+    if any("/" in doc_id and "://" not in doc_id for doc_id in doc_ids):
+        return MatchAny("public_uri", doc_ids)
+    return MatchAny("doc_id", doc_ids)
 
 
 def _ranks(points: list[ScoredPoint]) -> dict[str, tuple[int, float]]:
@@ -39,7 +49,8 @@ def build_hits(
 ) -> list[Hit]:
     """Hits in final order, each with every stage's score and rank where it took part.
     Without `full_paths` (a key that is not admin) a file is shown as its source and its path
-    within it, never as the server's absolute path. `shaped`: the page to show (by default
+    within it, never as the server's absolute path, in its `uri` and its `doc_id` alike (a
+    filter by `doc_ids` takes that form back). `shaped`: the page to show (by default
     the outcome's hits), its hits ranked from `first_rank`."""
     dense = _ranks(outcome.result.dense)
     sparse = _ranks(outcome.result.sparse)
@@ -69,11 +80,12 @@ def build_hits(
             scores.rerank, scores.rerank_rank = reranked[point.id], rerank_ranks[point.id]
         scores.mmr = shaped.mmr.get(point.id)
         payload = point.payload
+        public = None if full_paths else _public_uri(payload)
         hits.append(
             Hit(
                 chunk_id=point.id,
-                doc_id=str(payload.get("doc_id", "")),
-                uri=str(payload.get("uri", "")) if full_paths else _public_uri(payload),
+                doc_id=str(payload.get("doc_id", "")) if public is None else public,
+                uri=str(payload.get("uri", "")) if public is None else public,
                 title=str(payload.get("title", "")),
                 text=str(payload.get("text", "")),
                 headings=list(payload.get("headings", [])),

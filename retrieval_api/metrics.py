@@ -228,7 +228,7 @@ class IndexCollector(Collector):
 
 def _add_manifest(alias: str, manifest: Any, documents: Any, versions: Any, scores: Any) -> None:
     by_status: dict[str, int] = {}
-    for record in manifest.documents().values():
+    for record in manifest.all_documents():
         by_status[record.status] = by_status.get(record.status, 0) + 1
     for status, count in by_status.items():
         documents.add_metric([alias, status], count)

@@ -96,6 +96,16 @@ def test_a_document_is_filtered_by_its_uri_or_by_its_source_and_path() -> None:
     assert list(shown.must) == [MatchAny("public_uri", ["handbook/a.md"])]
 
 
+def test_doc_ids_in_the_public_form_a_key_was_shown_match_the_public_form() -> None:
+    """Keys that are not admin see a file's doc_id as `<source>/<path>`; a web or S3 document's
+    public form is its location, so it is found on either field."""
+    public = to_payload_filter(Filters(doc_ids=["handbook/a.md", "https://example.com/p"]))
+    located = to_payload_filter(Filters(doc_ids=["file:///srv/a.md", "s3://bucket/b.md"]))
+
+    assert list(public.must) == [MatchAny("public_uri", ["handbook/a.md", "https://example.com/p"])]
+    assert list(located.must) == [MatchAny("doc_id", ["file:///srv/a.md", "s3://bucket/b.md"])]
+
+
 def test_every_request_condition_must_hold_together() -> None:
     filters = Filters.model_validate(
         {
@@ -147,6 +157,34 @@ def test_a_hit_carries_every_payload_field_its_rank_and_score() -> None:
     assert hit.element_types == ["Title", "NarrativeText"]
     assert (hit.char_start, hit.char_end) == (10, 42)
     assert (hit.rank, hit.score) == (1, 0.75)
+
+
+def test_a_key_that_is_not_admin_sees_a_files_doc_id_without_the_servers_path() -> None:
+    payload = {
+        "doc_id": "file:///srv/bravo/secret.md",
+        "uri": "file:///srv/bravo/secret.md",
+        "source": "bravo",
+        "path": "secret.md",
+        "public_uri": "bravo/secret.md",
+    }
+    legacy = {k: v for k, v in payload.items() if k != "public_uri"}
+    web = {"doc_id": "https://example.com/p", "uri": "https://example.com/p", "source": "web"}
+    points = [ScoredPoint("p1", 0.7, payload), ScoredPoint("p2", 0.6, legacy)]
+    points.append(ScoredPoint("p3", 0.5, web))
+
+    shown = build_hits(_outcome(points), "dense", full_paths=False)
+    full = build_hits(_outcome(points), "dense")
+
+    assert [(h.doc_id, h.uri) for h in shown] == [
+        ("bravo/secret.md", "bravo/secret.md"),
+        ("bravo/secret.md", "bravo/secret.md"),
+        ("https://example.com/p", "https://example.com/p"),
+    ]
+    assert [h.doc_id for h in full] == [
+        "file:///srv/bravo/secret.md",
+        "file:///srv/bravo/secret.md",
+        "https://example.com/p",
+    ]
 
 
 def test_missing_payload_fields_get_empty_defaults() -> None:

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from chunking.ids import chunk_point_id, document_version
+from chunking.ids import chunk_point_id, document_origin, document_version
 
 # Golden values. Point ids and document versions are stored in every index and manifest: a change
 # to the namespace, the separator or the field order re-identifies every chunk of every document
@@ -31,6 +31,10 @@ GOLDEN_VERSIONS = [
     (HELLO_SHA256, "", "686d0e3773ea56de"),
     ("hash1", "cfg", "77a861d24aa851b6"),
 ]
+
+
+# A document's origin (its source and tenant) extends the name: "sha256|fingerprint|origin".
+GOLDEN_ORIGIN_VERSION = (HELLO_SHA256, "cfg", "handbook", "acme", "23448fe1d5b550c1")
 
 
 @pytest.mark.parametrize(("doc_id", "version", "ordinal", "expected"), GOLDEN_POINT_IDS)
@@ -71,3 +75,20 @@ def test_document_version_follows_content_and_config() -> None:
     assert document_version("hash1", "cfg") == document_version("hash1", "cfg")
     assert document_version("hash1", "cfg") != document_version("hash2", "cfg")
     assert document_version("hash1", "cfg") != document_version("hash1", "other")
+
+
+def test_a_documents_origin_has_its_pinned_value_and_none_keeps_the_versions_before_it() -> None:
+    content_hash, fingerprint, source, tenant, expected = GOLDEN_ORIGIN_VERSION
+    origin = document_origin(source, tenant)
+    assert origin == "tenant=acme|source=handbook"
+    assert document_version(content_hash, fingerprint, origin) == expected
+    assert document_version(content_hash, fingerprint, "") == GOLDEN_VERSIONS[0][2]
+
+
+def test_the_same_file_from_two_sources_or_two_tenants_gets_two_versions() -> None:
+    versions = {
+        document_version("hash1", "cfg", document_origin(source, tenant))
+        for source in ("a", "b")
+        for tenant in ("acme", "globex")
+    }
+    assert len(versions) == 4 and document_version("hash1", "cfg") not in versions

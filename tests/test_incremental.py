@@ -111,7 +111,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, embedder) ->
     (folder / "doc1.md").unlink()
     _write(folder, "new.md", "New.")
     manifest_before = Manifest(settings.manifest_path())
-    rows_before = manifest_before.documents()
+    rows_before = manifest_before.all_documents()
     runs_before = len(manifest_before.runs())
     manifest_before.close()
 
@@ -120,7 +120,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, embedder) ->
     assert (len(plan.new), len(plan.changed), plan.unchanged, len(plan.deleted)) == (1, 1, 4, 1)
     assert plan.embedded == 0 and plan.chunks == 0
     manifest = Manifest(settings.manifest_path())
-    assert manifest.documents() == rows_before and len(manifest.runs()) == runs_before
+    assert manifest.all_documents() == rows_before and len(manifest.runs()) == runs_before
     manifest.close()
     assert _count(settings) == 6
 
@@ -164,7 +164,7 @@ def test_an_interrupted_document_is_redone(tmp_path: Path, embedder) -> None:  #
     _corpus(folder, 2)
     _sync(settings, folder, embedder)
     manifest = Manifest(settings.manifest_path())
-    row = next(iter(manifest.documents().values()))
+    row = manifest.all_documents()[0]
     manifest.put_many([dataclasses.replace(row, status="pending")])
     manifest.close()
     report = _sync(settings, folder, embedder)

@@ -141,7 +141,7 @@ def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:
 
     manifest = Components(settings).manifest(index)
     try:
-        by_status = Counter(r.status for r in manifest.documents().values())
+        by_status = Counter(r.status for r in manifest.all_documents())
     finally:
         manifest.close()
     return {"manifest": dict(by_status), "last_runs": run_history(settings, index, limit=5)}

@@ -179,7 +179,11 @@ def retry_failed(
 
     manifest = Components(settings).manifest()
     try:
-        by_source = {r.source for r in manifest.documents(source).values() if r.status != "indexed"}
+        by_source = {
+            r.source
+            for r in manifest.all_documents()
+            if r.status != "indexed" and source in (None, r.source)
+        }
         released = manifest.release_quarantine(source)
     finally:
         manifest.close()
