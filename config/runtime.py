@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 OFFLINE_DEFAULTS = {
@@ -32,9 +33,15 @@ OFFLINE_DEFAULTS = {
 }
 
 
-def prepare_process(data_dir: Path, hub_offline: bool = True, console_level: str = "INFO") -> None:
+OWNER_ONLY = 0o077
+"""Permission bits no file or folder of Sluice's grants: group and others get nothing."""
+
+
+def prepare_process(data_dir: Path, hub_offline: bool = True, console_level: str = "INFO") -> int:
     """`console_level`: the least level of Prefect's log records printed to this process's
-    stderr; the run logs Prefect keeps are not affected."""
+    stderr; the run logs Prefect keeps are not affected. Returns how many files and folders of
+    an existing data dir were tightened to its owner (`keep_to_owner`), for a note."""
+    tightened = keep_to_owner(data_dir)
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
     for key, value in OFFLINE_DEFAULTS.items():
         if key.startswith(("HF_", "TRANSFORMERS_")) and not hub_offline:
@@ -45,3 +52,36 @@ def prepare_process(data_dir: Path, hub_offline: bool = True, console_level: str
     )
     prefect_home.mkdir(parents=True, exist_ok=True)
     logging.getLogger("sluice").setLevel(logging.INFO)
+    return tightened
+
+
+def keep_to_owner(data_dir: Path) -> int:
+    """Everything this process creates from now on, and the processes it starts (parse workers,
+    the data dir's Prefect server), is its user's alone: the umask gains 077. The data dir is
+    created 0700; an existing one that group or others may enter is tightened, with everything
+    in it, and how many paths changed is returned. A data dir already closed to others is not
+    walked: nobody else can reach what is inside it."""
+    os.umask(os.umask(OWNER_ONLY) | OWNER_ONLY)
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True, mode=0o700)
+        return 0
+    if data_dir.stat().st_mode & OWNER_ONLY == 0:
+        return 0
+    tightened = 0
+    for folder, folders, files in os.walk(data_dir, topdown=False):
+        for name in (*files, *folders):
+            tightened += _tighten(Path(folder) / name)
+    return tightened + _tighten(data_dir)
+
+
+def _tighten(path: Path) -> int:
+    """1 where group or other bits were taken off `path`; links and what this user may not
+    change (another user's file) are left as they are."""
+    try:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode) or not mode & OWNER_ONLY:
+            return 0
+        path.chmod(stat.S_IMODE(mode) & ~OWNER_ONLY)
+    except OSError:
+        return 0
+    return 1

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import os
 import secrets
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -22,10 +23,11 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from index.types import StoreError
+from index.types import IndexLockedError, StoreError
 
-# AF_UNIX paths are limited to 107 bytes on Linux; a deeper data dir gets its socket in the
-# temporary folder, under a name derived from the data dir (both sides compute the same one).
+# AF_UNIX paths are limited to 107 bytes on Linux; a deeper data dir gets its socket in a folder
+# of this user's own in the temporary folder, under a name derived from the data dir (both sides
+# compute the same one).
 _MAX_SOCKET_PATH = 100
 
 # Calls a client may make: the `VectorStore` protocol, nothing else of the owner's store.
@@ -56,12 +58,45 @@ class OwnerGone(ConnectionError):
     """The owner closed the channel or died; the caller may take the shards over."""
 
 
+class UnsafeSocketFolder(IndexLockedError):
+    """The folder the owner socket would live in is not this user's alone: the index is not
+    opened (reported like an index another process holds)."""
+
+
 def socket_path(store_dir: Path) -> Path:
     inside = store_dir / "owner.sock"
     if len(str(inside)) <= _MAX_SOCKET_PATH:
         return inside
     digest = hashlib.sha256(str(store_dir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"sluice-{os.getuid()}-{digest}.sock"
+    return _private_folder() / f"{digest}.sock"
+
+
+def _private_folder() -> Path:
+    """`sluice-<uid>` in the temporary folder, created 0700. Anyone may create names there, so
+    one that is not a folder, that another user owns, or that group or others may write is
+    refused rather than used: its owner could squat or replace the socket."""
+    folder = Path(tempfile.gettempdir()) / f"sluice-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    problem = _not_private(folder.lstat())
+    if problem:
+        raise UnsafeSocketFolder(
+            f"{folder}, where the index owner's socket goes (the data dir's path is too long "
+            f"for a socket), is {problem}; remove it, or give Sluice a temporary folder of "
+            "your own (TMPDIR)"
+        )
+    return folder
+
+
+def _not_private(info: os.stat_result) -> str:
+    """What makes a folder unfit for the socket; empty when it is this user's alone."""
+    if not stat.S_ISDIR(info.st_mode):
+        return "not a folder"
+    if info.st_uid != os.getuid():
+        return f"owned by uid {info.st_uid}, not by this user (uid {os.getuid()})"
+    if info.st_mode & 0o022:
+        return f"writable by group or others (mode {stat.S_IMODE(info.st_mode):o})"
+    return ""
 
 
 def key_path(store_dir: Path) -> Path:

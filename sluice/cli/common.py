@@ -78,7 +78,15 @@ def load_settings(
 
     local_model = Path(resolve_model_path(settings.embedding_model)).exists()
     console_level = "DEBUG" if flags.debug else prefect_console
-    prepare_process(settings.data_dir, hub_offline=local_model, console_level=console_level)
+    tightened = prepare_process(
+        settings.data_dir, hub_offline=local_model, console_level=console_level
+    )
+    if tightened:
+        console.print(
+            f"[dim]note: {tightened} file(s) and folder(s) of the data dir {settings.data_dir} "
+            "were readable by other users; they are now its owner's only (0700/0600)[/dim]",
+            soft_wrap=True,
+        )
     return settings
 
 
