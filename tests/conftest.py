@@ -8,11 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -50,6 +50,30 @@ def embedder():  # type: ignore[no-untyped-def]
     model = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
     model.warm_up()
     return model
+
+
+@pytest.fixture(scope="session")
+def model_exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of onnx and openvino exports for the session's data dirs: each model is
+    exported once, not once per data dir."""
+    return tmp_path_factory.mktemp("model-exports")
+
+
+DEFAULT_BACKENDS: dict[str, Any] = {"embedding_backend": "auto", "rerank_backend": "auto"}
+"""Settings for what users run: the default backends (OpenVINO int8 on a CPU), which this
+suite otherwise leaves for torch."""
+
+
+def default_backend_data_dir(data_dir: Path, exports: Path) -> Path:
+    """A data dir whose model exports are the session's (`model_exports`)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "model-exports").symlink_to(exports)
+    return data_dir
+
+
+def default_backend_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` less the backend choices this suite sets, so that a process runs the defaults."""
+    return {k: v for k, v in env.items() if not k.endswith(("_BACKEND", "_QUANTIZATION"))}
 
 
 @pytest.fixture(scope="session")
@@ -205,7 +229,10 @@ CORPUS = {
 
 
 @pytest.fixture(scope="session")
-def served_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCorpus]:
+def served_corpus(
+    tmp_path_factory: pytest.TempPathFactory, model_exports: Path
+) -> Iterator[ServedCorpus]:
+    """On the default backends, as users run it."""
     from composition.components import Components
     from config.settings import Settings
     from flows.ingest_flow import run_sync
@@ -214,9 +241,11 @@ def served_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCo
     folder = tmp_path_factory.mktemp("served-corpus")
     for name, text in CORPUS.items():
         (folder / name).write_text(text)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("served-data"), auth="required")
+    data_dir = default_backend_data_dir(tmp_path_factory.mktemp("served-data"), model_exports)
+    settings = Settings(data_dir=data_dir, auth="required", **DEFAULT_BACKENDS)
     run_sync(settings, Components(settings).folder_source(folder, "acme"))
     admin_key, _ = KeyStore(settings.api_keys_path).create([], scope="admin")
-    env = dict(os.environ, SLUICE_DATA_DIR=str(settings.data_dir), SLUICE_AUTH="required")
+    env = default_backend_env(os.environ)
+    env |= {"SLUICE_DATA_DIR": str(settings.data_dir), "SLUICE_AUTH": "required"}
     with sluice_serving(env) as (url, _):
         yield ServedCorpus(url, admin_key, settings)

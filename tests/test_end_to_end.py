@@ -13,7 +13,14 @@ import pytest
 
 from config.settings import Settings
 from ingest.ocr import tesseract
-from tests.conftest import SHARED_DOCS, needs_shared_docs, sluice_serving
+from tests.conftest import (
+    DEFAULT_BACKENDS,
+    SHARED_DOCS,
+    default_backend_data_dir,
+    default_backend_env,
+    needs_shared_docs,
+    sluice_serving,
+)
 
 pytestmark = [needs_shared_docs, pytest.mark.slow]
 
@@ -38,7 +45,10 @@ FILES = [
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dict[str, Any]:
+def ingested(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: None, model_exports: Path
+) -> dict[str, Any]:
+    """On the default backends, as users run it."""
     from flows.ingest_flow import ingest_flow
 
     folder = tmp_path_factory.mktemp("corpus")
@@ -46,14 +56,16 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> 
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((SHARED_DOCS / name).read_bytes())
-    settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
+    data_dir = default_backend_data_dir(tmp_path_factory.mktemp("data"), model_exports)
+    settings = Settings(data_dir=data_dir, **DEFAULT_BACKENDS)
     report: dict[str, Any] = ingest_flow(path=str(folder), settings=settings)
     return {"report": report, "settings": settings, "folder": folder}
 
 
 @pytest.fixture(scope="module")
 def api(ingested: dict[str, Any]) -> Iterator[str]:
-    env = dict(os.environ, SLUICE_DATA_DIR=str(ingested["settings"].data_dir))
+    env = default_backend_env(os.environ)
+    env["SLUICE_DATA_DIR"] = str(ingested["settings"].data_dir)
     with sluice_serving(env) as (url, _):
         yield url
 
