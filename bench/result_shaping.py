@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 import time
@@ -27,9 +28,10 @@ from composition.components import Components  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from index.types import HybridOptions, PayloadFilter  # noqa: E402
 from pipelines.beir import load_beir  # noqa: E402
+from retrieval_api.cursor import CursorCodec  # noqa: E402
 from retrieval_api.hits import build_hits  # noqa: E402
 from retrieval_api.routes.retrieve import search_page  # noqa: E402
-from retrieval_api.schemas import RetrieveRequest  # noqa: E402
+from retrieval_api.schemas import MAX_CANDIDATE_POOL, RetrieveRequest  # noqa: E402
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "plain hybrid": {},
@@ -40,6 +42,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "min_relative_score 0.5": {"min_relative_score": 0.5},
     "page 2 (cursor)": {"cursor": "next"},
 }
+CURSORS = CursorCodec(secrets.token_bytes(32), MAX_CANDIDATE_POOL)
 
 
 def answer(searcher: Any, alias: str, query: str, extra: dict[str, Any], cursor: str) -> float:
@@ -47,7 +50,9 @@ def answer(searcher: Any, alias: str, query: str, extra: dict[str, Any], cursor:
         {"query": query, "top_k": 10, **extra, **({"cursor": cursor} if "cursor" in extra else {})}
     )
     started = time.perf_counter()
-    page = search_page(searcher, alias, body, 10, HybridOptions(), PayloadFilter(), False, None)
+    page = search_page(
+        searcher, alias, body, 10, HybridOptions(), PayloadFilter(), False, None, CURSORS
+    )
     assert page.outcome is not None and page.shaped is not None
     build_hits(page.outcome, "hybrid", True, page.shaped, page.first_rank)
     return (time.perf_counter() - started) * 1000
@@ -68,7 +73,15 @@ def main() -> None:
         for query in queries:  # the first pages, whose cursors the page-2 option continues
             body = RetrieveRequest(query=query, top_k=10)
             page = search_page(
-                searcher, args.alias, body, 10, HybridOptions(), PayloadFilter(), False, None
+                searcher,
+                args.alias,
+                body,
+                10,
+                HybridOptions(),
+                PayloadFilter(),
+                False,
+                None,
+                CURSORS,
             )
             cursors[query] = page.next_cursor or ""
         names = list(OPTIONS)

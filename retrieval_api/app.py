@@ -146,9 +146,8 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = _error(
-            exc.status_code, ERROR_CODES.get(exc.status_code, "http_error"), str(exc.detail)
-        )
+        code = getattr(exc, "code", None) or ERROR_CODES.get(exc.status_code, "http_error")
+        response = _error(exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})
         return response
 

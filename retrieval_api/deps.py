@@ -15,6 +15,8 @@ from index.searcher import IndexSearcher, SearchOutcome
 from index.types import CollectionSpec, Embedder, VectorStore
 from pipelines.cost import CostRates
 from retrieval_api.cpu_ledger import CpuLedger
+from retrieval_api.cursor import CursorCodec, cursor_key
+from retrieval_api.schemas import MAX_CANDIDATE_POOL
 
 
 @dataclass
@@ -72,8 +74,10 @@ class ServiceState:
     query_log: QueryLog | None = field(init=False)
     cost_rates: CostRates = field(init=False)
     cpu: CpuLedger = field(default_factory=CpuLedger)
+    cursors: CursorCodec = field(init=False)
 
     def __post_init__(self) -> None:
+        self.cursors = CursorCodec(cursor_key(self.settings), MAX_CANDIDATE_POOL)
         parts = Components(self.settings)
         reranker = parts.reranker(load_in_background=True)
         self.searcher = parts.searcher(self.store, self.embedder_for, reranker, cached=True)

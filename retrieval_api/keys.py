@@ -21,6 +21,7 @@ import string
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -124,6 +125,12 @@ class KeyStore:
                 raise KeyStoreError(f"'{tenant}' is not a tenant name (letters, digits, _ . -)")
         if not tenants and scope != "admin":
             raise KeyStoreError("a key needs a tenant (--tenant), or the admin scope")
+        if expires_at is not None and expires_at <= time.time():
+            when = datetime.fromtimestamp(expires_at, UTC).isoformat(timespec="seconds")
+            raise KeyStoreError(
+                f"the expiry {when} is not in the future, so the key would never work; "
+                "give a later date or a duration (--expires 30d)"
+            )
         key_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(12))
         secret = "".join(secrets.choice(_BASE62) for _ in range(43))
         record = KeyRecord(

@@ -19,6 +19,14 @@ from config.sources import Tenant
 SAFE_INT = 2**53 - 1
 """Integer filter values stay within JSON's safe integers: every client (JavaScript too) reads
 the schema's bounds and sends the values exactly, and every backend stores them (int64)."""
+MAX_CANDIDATE_POOL = 1000
+"""The deepest first-stage lists a request may ask for, and so the deepest ranking a cursor may
+page through."""
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}"
+"""A cursor as the server writes it: a base64url payload, a dot, a base64url HMAC-SHA256. No
+`$`: it means "end, or before a final newline" in Python's `re` (which Python validators use)
+and "end" in ECMA and Rust (the server), so with it the dialects would disagree; what follows
+the signature is refused by the signature check instead (400)."""
 MAX_VALUES = 100
 """Values one metadata condition may list; `doc_ids` may list 1,000 (and no metadata field is
 another way to name documents), so no request holds more than ~1,800 values in all."""
@@ -131,10 +139,16 @@ class FusionRequest(BaseModel):
     model_config = _STRICT
     method: Literal["rrf", "dbsf", "minmax"] | None = None
     rrf_k: Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole)] | None = None
-    weights: Annotated[list[Weight], Field(min_length=2, max_length=2)] | None = Field(
+    # "Not both 0" belongs to the list itself: said of the field, it would refuse null too.
+    weights: (
+        Annotated[
+            list[Weight],
+            Field(min_length=2, max_length=2, json_schema_extra={"not": {"items": {"const": 0}}}),
+        ]
+        | None
+    ) = Field(
         default=None,
         description="[dense, bm25] weights, each between 0 and 10; at least one above 0",
-        json_schema_extra={"not": {"items": {"const": 0}}},
     )
 
     @field_validator("weights")
@@ -208,7 +222,7 @@ class RetrieveRequest(BaseModel):
             int,
             Field(
                 ge=1,
-                le=1000,
+                le=MAX_CANDIDATE_POOL,
                 description="How deep each first-stage list goes; at least top_k. Unset uses the "
                 "index's tuned or default pool; `options` in the answer reports the pool used.",
             ),
@@ -247,10 +261,12 @@ class RetrieveRequest(BaseModel):
         description="Only hits whose `relative_score` (score over the best hit's score) is at "
         "least this: the same scale for every query, mode and fusion.",
     )
-    cursor: Annotated[str, Field(min_length=1, max_length=2048)] | None = Field(
+    cursor: Annotated[str, Field(max_length=2048, pattern=CURSOR_PATTERN)] | None = Field(
         default=None,
         description="`next_cursor` of the previous page: the next top_k hits (or groups) of the "
-        "same ranking. Repeat the request's other fields; 410 once the index has changed.",
+        "same ranking. Repeat the request's other fields (only top_k may change). A cursor is "
+        "signed by the server: one it did not issue, or one of another request, is a 400 "
+        "(`invalid_cursor`); 410 once the index has changed.",
     )
 
 
@@ -364,3 +380,13 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class Readiness(BaseModel):
+    """`/ready`: 200 when `/retrieve` can answer, else 503 with the reason."""
+
+    status: Literal["ready", "loading", "unavailable"]
+    index: str | None = None
+    collection: str | None = None
+    note: str | None = Field(default=None, description="e.g. that the index is empty")
+    reason: str | None = Field(default=None, description="why it is unavailable")

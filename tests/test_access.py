@@ -46,6 +46,25 @@ def test_an_expired_key_is_refused(tmp_path: Path) -> None:
     assert store.verify(key, now=time.time() + 120) is None
 
 
+def test_a_key_created_already_expired_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It could never be used: refused with what to do, by the store and by `sluice keys
+    create` (exit 2), and nothing is written."""
+    from sluice.cli.main import app
+
+    path = tmp_path / "data" / "api-keys.json"
+    with pytest.raises(KeyStoreError, match="not in the future"):
+        KeyStore(path).create(["acme"], expires_at=time.time() - 1)
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(path.parent))
+    runner = CliRunner()
+    for expires in ("2020-01-01", "0d", "1999-12-31T23:00:00+01:00"):
+        refused = runner.invoke(app, ["keys", "create", "--tenant", "acme", "--expires", expires])
+        assert refused.exit_code == 2, (expires, refused.output)
+        assert "not in the future" in refused.output and "--expires 30d" in refused.output
+    assert KeyStore(path).records() == {}
+
+
 @pytest.mark.parametrize(
     ("auth", "host", "required"),
     [

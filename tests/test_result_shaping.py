@@ -4,7 +4,10 @@ index of multi-chunk documents, in-process."""
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ from hypothesis import strategies as st
 from config.settings import Settings
 from index.bm25 import Bm25Encoder, Bm25Params
 from retrieval_api.app import create_app
+from retrieval_api.cursor import Cursor, CursorCodec
+from retrieval_api.schemas import MAX_CANDIDATE_POOL
 from tests.conftest import ingest_folder
 
 PUMP = (
@@ -217,16 +222,61 @@ def test_a_cursor_pages_through_groups(client: TestClient) -> None:
     assert len(whole) == len(DOCS)
 
 
-def test_a_cursor_for_another_request_or_a_forged_one_is_a_422(client: TestClient) -> None:
+def test_a_cursor_for_another_request_or_a_forged_one_is_a_400(client: TestClient) -> None:
     cursor = retrieve(client, top_k=2)["next_cursor"]
     other = client.post("/retrieve", json={"query": "solar", "top_k": 2, "cursor": cursor})
-    assert other.status_code == 422
+    assert other.status_code == 400
+    assert other.json()["error"]["code"] == "invalid_cursor"
     assert "different request" in other.json()["error"]["message"]
     forged = client.post("/retrieve", json={"query": QUERY, "cursor": cursor[:-4] + "AAAA"})
-    assert forged.status_code == 422
-    assert forged.json()["error"]["message"].startswith("cursor:")
+    assert forged.status_code == 400
+    assert forged.json()["error"]["message"].startswith("cursor: not a cursor this server")
     resized = client.post("/retrieve", json={"query": QUERY, "top_k": 5, "cursor": cursor})
     assert resized.status_code == 200, "the page size may change"
+
+
+def _payload(cursor: str) -> dict[str, Any]:
+    payload = cursor.split(".")[0]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    return decoded
+
+
+def _unsigned(fields: dict[str, Any]) -> str:
+    """A payload as the server writes one, without the server's key: a forger's cursor."""
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
+
+
+def test_a_forged_cursor_claiming_a_deeper_ranking_is_refused(client: TestClient) -> None:
+    """Unsigned cursors (base64 JSON) let a client ask for a 100,000-deep ranking: ~28 times
+    the work of a page. Today's refuse a changed payload, whatever signature comes with it."""
+    cursor = retrieve(client, top_k=2)["next_cursor"]
+    deeper = _unsigned({**_payload(cursor), "pool": 100_000})
+    for token in (
+        f"{deeper}.{cursor.split('.')[1]}",  # the real page's signature
+        f"{deeper}.{'A' * 43}",
+        deeper,  # no signature at all: the schema's pattern refuses it
+    ):
+        answer = client.post("/retrieve", json={"query": QUERY, "top_k": 2, "cursor": token})
+        assert answer.status_code in (400, 422), answer.text
+        assert answer.json()["error"]["message"].startswith(("cursor", "body.cursor"))
+    assert retrieve(client, top_k=2, cursor=cursor)["hits"], "the real cursor still works"
+
+
+def test_a_signed_cursor_deeper_than_the_servers_limit_is_refused(
+    client: TestClient, settings: Settings
+) -> None:
+    """Even a cursor with a valid signature (a leaked key, or a limit lowered since) is held to
+    the server's own maximum candidate pool. The key is the data dir's, made once, 0600."""
+    cursor = retrieve(client, top_k=2)["next_cursor"]
+    assert stat.S_IMODE(settings.cursor_secret_path.stat().st_mode) == 0o600
+    codec = CursorCodec(settings.cursor_secret_path.read_text().encode(), MAX_CANDIDATE_POOL)
+    deep = codec.encode(Cursor(**{**_payload(cursor), "pool": MAX_CANDIDATE_POOL + 1}))
+    answer = client.post("/retrieve", json={"query": QUERY, "top_k": 2, "cursor": deep})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "invalid_cursor"
+    assert "limit (1000)" in answer.json()["error"]["message"]
+    deepest = codec.encode(Cursor(**{**_payload(cursor), "pool": MAX_CANDIDATE_POOL}))
+    assert retrieve(client, top_k=2, cursor=deepest)["hits"], "the limit itself is allowed"
 
 
 def test_a_cursor_that_outlived_its_index_version_is_a_410(embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from retrieval_api.schemas import (
+    CURSOR_PATTERN,
     Filters,
     FusionRequest,
     Hit,
@@ -183,6 +185,60 @@ def test_weights_outside_0_to_10_or_both_0_are_rejected(weights: list[float]) ->
 @pytest.mark.parametrize("weights", [[1], [1, 2, 3], []])
 def test_weights_are_exactly_a_dense_and_a_bm25_weight(weights: list[float]) -> None:
     _rejected(fusion={"weights": weights})
+
+
+# -- the schema and the server agree --------------------------------------------------------
+
+REQUEST_SCHEMA = jsonschema.Draft202012Validator(RetrieveRequest.model_json_schema())
+
+
+def _agree(body: dict[str, Any]) -> None:
+    """A client validating `body` against the published schema and the server parsing it (as
+    JSON, as it arrives) say the same."""
+    by_schema = REQUEST_SCHEMA.is_valid(body)
+    try:
+        RetrieveRequest.model_validate_json(json.dumps(body))
+        by_server = True
+    except ValidationError:
+        by_server = False
+    assert by_schema == by_server, body
+
+
+NUMBERS = st.sampled_from([0, 0.0, -0.0, 1, 2.5, 10, 10.0, 10.5, -1, 1e-300, 1000, 1001, 5.0])
+
+
+@given(
+    fusion=st.fixed_dictionaries(
+        {},
+        optional={
+            "method": st.none() | st.sampled_from(["rrf", "dbsf", "minmax", "RRF", ""]),
+            "rrf_k": st.none() | NUMBERS | st.booleans() | st.just("60"),
+            "weights": st.none() | st.lists(NUMBERS, max_size=3) | st.just("1,1"),
+            "other": st.just(1),
+        },
+    )
+)
+def test_the_schema_and_the_server_agree_on_fusion_options(fusion: dict[str, Any]) -> None:
+    """Before, the schema's "not both 0" applied to the field and refused `weights: null`,
+    which the server takes as "unset"."""
+    _agree({"query": "pumps", "fusion": fusion})
+
+
+@given(
+    cursor=st.none()
+    | st.text(max_size=60)
+    | st.from_regex(CURSOR_PATTERN, fullmatch=True)
+    | st.from_regex(CURSOR_PATTERN).map(lambda token: token[:2048])
+    | st.just("x" * 2049)
+)
+def test_the_schema_and_the_server_agree_on_what_a_cursor_looks_like(cursor: str | None) -> None:
+    """Whether this server signed it is the server's to say (400 `invalid_cursor`); its shape
+    the schema states, in a way every regex dialect reads alike."""
+    _agree({"query": "pumps", "cursor": cursor})
+
+
+def test_a_cursor_followed_by_a_newline_is_read_alike_by_every_dialect() -> None:
+    _agree({"query": "pumps", "cursor": "eyJ2IjoyfQ." + "A" * 43 + "\n"})
 
 
 # -- filters ---------------------------------------------------------------------------------

@@ -7,16 +7,34 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from retrieval_api.deps import ServiceState, State
+from retrieval_api.routes.responses import EVERY_ROUTE, error_responses
+from retrieval_api.schemas import ErrorResponse, Readiness
 
 router = APIRouter()
 
 
-@router.get("/health", summary="The process is up, and which deployment and index it serves")
+@router.get(
+    "/health",
+    summary="The process is up, and which deployment and index it serves",
+    responses=error_responses(*EVERY_ROUTE),
+)
 async def health(state: State) -> dict[str, str]:
     return {"status": "ok", "deployment": state.deployment, "index": state.settings.index_name}
 
 
-@router.get("/ready", summary="The index answers searches and its embedding model is loaded")
+@router.get(
+    "/ready",
+    summary="The index answers searches and its embedding model is loaded",
+    response_model=Readiness,
+    responses={
+        **error_responses(*EVERY_ROUTE, 401, 429),
+        503: {
+            "model": Readiness | ErrorResponse,
+            "description": "Not ready (the index does not answer, or its model is loading), "
+            "or the server is at its connection limit",
+        },
+    },
+)
 async def ready(state: State, request: Request) -> JSONResponse:
     if state.settings.ready_needs_key:
         request.app.state.access.caller(request)

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from retrieval_api.deps import State
+from retrieval_api.routes.responses import EVERY_ROUTE, error_responses
 
 router = APIRouter()
 
@@ -16,6 +17,20 @@ router = APIRouter()
     "/metrics",
     summary="Prometheus metrics: requests, stage latencies, indexes and ingest runs",
     response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        },
+        **error_responses(
+            *EVERY_ROUTE,
+            401,
+            403,
+            429,
+            s401="No API key where keys are required, or one that is unknown, revoked or expired",
+            s403="The key is not an admin key (SLUICE_METRICS_NEEDS_KEY)",
+        ),
+    },
 )
 async def metrics(state: State, request: Request) -> Response:
     """An admin key where keys are required, unless SLUICE_METRICS_NEEDS_KEY is false."""

@@ -19,15 +19,14 @@ from index.types import HybridOptions, IndexNotFoundError, PayloadFilter
 from pipelines.cost import Cost
 from retrieval_api.access import Retriever
 from retrieval_api.audit import audit_row
-from retrieval_api.cursor import Cursor, fingerprint
-from retrieval_api.cursor import decode as decode_cursor
+from retrieval_api.cursor import Cursor, CursorCodec, fingerprint
 from retrieval_api.cursor import expired as cursor_expired
 from retrieval_api.deps import Searcher, State
 from retrieval_api.hits import build_hits, to_payload_filter
+from retrieval_api.routes.responses import EVERY_ROUTE, error_responses
 from retrieval_api.schemas import (
     AppliedOptions,
     DocumentGroup,
-    ErrorResponse,
     Hit,
     IndexInfo,
     RetrievalCost,
@@ -37,27 +36,22 @@ from retrieval_api.schemas import (
 
 router = APIRouter()
 
-ERROR_STATUSES = {
-    400: "The body is not JSON",
-    401: "No API key, or one that is unknown, revoked or expired",
-    403: "The key does not grant a tenant the request asks for",
-    410: "The cursor's index version is gone: the index changed since its first page",
-    408: "The body did not arrive in time",
-    413: "The body is larger than the server accepts",
-    422: "The request does not match the schema",
-    429: "The key's rate limit is exceeded (see Retry-After)",
-    500: "A server error",
-    503: "The index is unavailable, or the server is at its concurrency limit (see Retry-After)",
-}
-
 
 @router.post(
     "/retrieve",
     response_model=RetrieveResponse,
-    responses={
-        status: {"model": ErrorResponse, "description": why}
-        for status, why in ERROR_STATUSES.items()
-    },
+    responses=error_responses(
+        *EVERY_ROUTE,
+        401,
+        403,
+        410,
+        422,
+        429,
+        500,
+        s400="The body is not JSON; the cursor is not one this server issued for this request "
+        "(`invalid_cursor`); or the Host header is not one this API answers (a text body)",
+        s403="The key does not grant a tenant the request asks for",
+    ),
     summary="Ranked chunks for a query (hybrid BM25 + dense, dense, or BM25)",
 )
 async def retrieve(
@@ -94,6 +88,7 @@ async def retrieve(
         payload_filter,
         settings.rerank_default if body.rerank is None else body.rerank,
         scope.tenants,
+        state.cursors,
     )
     outcome = page.outcome
     cpu_s = state.cpu.stop(cpu_call)
@@ -184,17 +179,18 @@ def search_page(
     payload_filter: PayloadFilter,
     rerank: bool,
     tenants: Sequence[str] | None,
+    cursors: CursorCodec,
 ) -> Page:
     """One page of the shaped ranking. The ranking is computed to a pinned depth (the
     candidate pool of the first page), so every page cuts the same one; a page is refused
     (410) when the index changed since the first, or while it was searched."""
+    cursor = cursors.decode(body.cursor, body, tenants) if body.cursor else None
     version = searcher.version(alias)
     if version is None:
-        if body.cursor:
+        if cursor:
             raise HTTPException(410, "cursor expired: the index is empty now")
         return Page()
-    if body.cursor:
-        cursor = decode_cursor(body.cursor, body, tenants)
+    if cursor:
         if (cursor.collection, cursor.stamp) != version:
             raise cursor_expired(cursor, *version)
         pool, offset = cursor.pool, cursor.offset
@@ -228,18 +224,20 @@ def search_page(
         )
     except IndexNotFoundError:
         return Page()
-    if body.cursor and searcher.version(alias) != version:
+    if cursor and searcher.version(alias) != version:
         raise cursor_expired(cursor, *version)
     shaped = shape_ranking(searcher, outcome, body.query, shape)
     next_cursor = None
     if shaped.more:
-        next_cursor = Cursor(
-            collection=version[0],
-            stamp=version[1],
-            pool=pool,
-            offset=offset + top_k,
-            request=fingerprint(body, tenants),
-        ).encode()
+        next_cursor = cursors.encode(
+            Cursor(
+                collection=version[0],
+                stamp=version[1],
+                pool=pool,
+                offset=offset + top_k,
+                request=fingerprint(body, tenants),
+            )
+        )
     first_rank = 1 if body.group_by else offset + 1
     return Page(outcome, shaped, first_rank, next_cursor)
 
