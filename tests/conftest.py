@@ -178,22 +178,31 @@ def wait_until_answering(
 def sluice_serving(
     env: dict[str, str], ready_seconds: float = 180
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A real `sluice serve` on a free loopback port with `env`, once `/ready` answers."""
+    """A real `sluice serve` on a free loopback port with `env`, once `/ready` answers. Its
+    log goes to a file, not a pipe: a pipe nobody reads fills up and stops the server in the
+    middle of logging (an error's traceback, say)."""
+    import tempfile
+
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{url}/ready", server, ready_seconds, "sluice serve")
-        yield url, server
-    finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(timeout=60)
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                wait_until_answering(f"{url}/ready", server, ready_seconds, "sluice serve")
+            except RuntimeError:
+                log.seek(0)
+                raise RuntimeError(log.read().decode(errors="replace")[-5000:]) from None
+            yield url, server
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=60)
 
 
 @dataclass(frozen=True)

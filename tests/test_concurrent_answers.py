@@ -140,13 +140,13 @@ def test_concurrent_requests_get_their_one_at_a_time_answers(
     served: str, requests: list[tuple[str, str, bool]]
 ) -> None:
     bodies = [_body(*request) for request in requests]
-    with httpx.Client(timeout=300) as http:
+    with httpx.Client(timeout=120) as http:
         alone = [_answer(http, served, body) for body in bodies]
     assert all(answer[0] == 200 for answer in alone), alone  # type: ignore[index]
     start = threading.Barrier(len(bodies))
 
     def together(body: dict[str, Any]) -> object:
-        with httpx.Client(timeout=300) as http:
+        with httpx.Client(timeout=120) as http:
             start.wait()
             return [_answer(http, served, body) for _ in range(2)]
 
