@@ -254,7 +254,19 @@ class Settings(BaseSettings):
     max_concurrent_searches: int = Field(
         default=16,
         ge=1,
-        description="Searches served at once; one more gets 503 with Retry-After, never a queue.",
+        description="Searches served at once; more wait in the queue below, then get 503.",
+    )
+    max_queued_searches: int = Field(
+        default=256,
+        ge=0,
+        description="Searches that wait, in arrival order, for one of the served ones to "
+        "finish; one more gets 503 with Retry-After at once (0: no waiting).",
+    )
+    search_queue_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="The longest a search waits in the queue before it gets 503 with "
+        "Retry-After.",
     )
     allowed_hosts: list[str] | None = Field(
         default=None,

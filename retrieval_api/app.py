@@ -105,7 +105,12 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     # The last added runs first: hosts, then CORS, then the body bound (the whole body is read
     # before the request counts as a search, so a slow body holds no search slot), then the
     # concurrency bound.
-    app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_searches)
+    app.add_middleware(
+        ConcurrencyLimit,
+        limit=settings.max_concurrent_searches,
+        queued=settings.max_queued_searches,
+        wait_s=settings.search_queue_wait_s,
+    )
     app.add_middleware(
         BodyGuard, max_bytes=settings.max_body_bytes, timeout_s=settings.client_timeout_s
     )

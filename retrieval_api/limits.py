@@ -4,9 +4,9 @@
   it is (chunked, or a Content-Length that lies); a request whose body is not complete by the
   request's deadline is a 408. Starlette would otherwise read any body whole, however large or
   slow. The body is read before the request counts as a search.
-* `ConcurrencyLimit`: at most `limit` searches at once; one more is answered 503 with
-  `Retry-After` at once, rather than queued without bound. `/health` and `/ready` are not
-  counted, so probes answer under load.
+* `ConcurrencyLimit`: at most `limit` searches at once, and a bounded waiting room in front
+  of them (in number and in time); past it, 503 with `Retry-After` at once rather than a queue
+  without bound. `/health` and `/ready` are not counted, so probes answer under load.
 
 Connections themselves (the request-head deadline, keep-alive, caps per client address and in
 all) are bounded by the server's protocol: `retrieval_api/connections.py`.
@@ -96,23 +96,47 @@ class BodyGuard:
 
 
 class ConcurrencyLimit:
-    """One event loop runs the app, so a plain counter is exact."""
+    """At most `limit` searches at once; up to `queued` more wait their turn in arrival order,
+    each for at most `wait_s`; a search past both is answered 503 with `Retry-After` at once.
+    A burst from many clients is served a little later rather than refused, while the wait
+    stays bounded in time and in memory (docs/architecture.md, "Concurrency")."""
 
     UNCOUNTED = frozenset({"/health", "/ready"})
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit, self.in_flight = app, limit, 0
+    def __init__(self, app: ASGIApp, limit: int, queued: int = 0, wait_s: float = 0.0) -> None:
+        self.app, self.limit, self.queued, self.wait_s = app, limit, queued, wait_s
+        self.slots = anyio.Semaphore(limit, fast_acquire=True)
+        self.waiting = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.limit - self.slots.value
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.UNCOUNTED:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
-            message = f"the server is answering {self.limit} requests already; retry shortly"
+        if not await self._turn():
+            message = (
+                f"the server is answering {self.limit} requests and {self.waiting} are waiting; "
+                "retry shortly"
+            )
             await _send_error(send, 503, "overloaded", message, **{"Retry-After": "1"})
             return
-        self.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            self.slots.release()
+
+    async def _turn(self) -> bool:
+        """Whether a slot was had: at once, or within `wait_s` in the waiting room."""
+        if self.slots.value == 0 and self.waiting >= self.queued:
+            return False
+        self.waiting += 1
+        try:
+            with anyio.move_on_after(self.wait_s if self.slots.value == 0 else None):
+                await self.slots.acquire()
+                return True
+            return False
+        finally:
+            self.waiting -= 1

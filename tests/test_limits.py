@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -92,27 +93,58 @@ def test_a_body_that_never_finishes_gets_408(server: tuple[str, int, FastAPI]) -
     assert b"request_timeout" in answer
 
 
-def test_one_search_too_many_gets_503_with_retry_after(
-    server: tuple[str, int, FastAPI],
-) -> None:
-    url, _, _ = server
-    answers: list[httpx.Response] = []
+def _burst(url: str, requests: int) -> list[tuple[int, float, httpx.Response]]:
+    """`requests` searches sent 0.1 s apart, each held 1 s: (status, seconds, answer)."""
+    answers: list[tuple[int, float, httpx.Response]] = []
 
     def ask() -> None:
-        answers.append(httpx.post(f"{url}/retrieve", json={"query": "pumps"}, timeout=30))
+        started = time.perf_counter()
+        answer = httpx.post(f"{url}/retrieve", json={"query": "pumps"}, timeout=30)
+        answers.append((answer.status_code, time.perf_counter() - started, answer))
 
-    threads = [threading.Thread(target=ask) for _ in range(3)]
+    threads = [threading.Thread(target=ask) for _ in range(requests)]
     for thread in threads:
         thread.start()
         time.sleep(0.1)
     for thread in threads:
         thread.join()
-    statuses = sorted(answer.status_code for answer in answers)
-    assert statuses == [200, 503, 503], statuses
-    refused = next(answer for answer in answers if answer.status_code == 503)
-    assert refused.headers["retry-after"] == "1"
-    assert refused.json()["error"]["code"] == "overloaded"
-    assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+    return sorted(answers, key=lambda answer: answer[1])
+
+
+@contextmanager
+def _served(settings: Settings, **limits: float) -> Iterator[str]:
+    app = create_app(settings.model_copy(update=limits))
+    app.dependency_overrides[get_searcher] = lambda: SlowSearcher(1.0)
+    with serving(app, settings) as port:
+        yield f"http://localhost:{port}"
+
+
+def test_a_burst_waits_its_turn_in_arrival_order(settings: Settings) -> None:
+    with _served(settings, max_queued_searches=2, search_queue_wait_s=5) as url:
+        answers = _burst(url, 3)
+        assert [status for status, _, _ in answers] == [200, 200, 200]
+        assert [round(seconds) for _, seconds, _ in answers] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("queued", "wait_s"), [(1, 5.0), (0, 5.0), (5, 0.5)], ids=["room-full", "no-room", "wait"]
+)
+def test_past_the_waiting_room_a_search_gets_503_with_retry_after(
+    settings: Settings, queued: int, wait_s: float
+) -> None:
+    """The room holds `queued` searches for `wait_s` each: one more, or one waiting longer,
+    is refused at once with Retry-After, and probes still answer."""
+    with _served(settings, max_queued_searches=queued, search_queue_wait_s=wait_s) as url:
+        answers = _burst(url, 3)
+        statuses = [status for status, _, _ in answers]
+        admitted = 1 + queued if wait_s > 1 else 1
+        assert sorted(statuses) == sorted([200] * admitted + [503] * (3 - admitted)), statuses
+        refused = next(answer for status, _, answer in answers if status == 503)
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["code"] == "overloaded"
+        waited = [seconds for status, seconds, _ in answers if status == 503]
+        assert max(waited) < (wait_s + 0.5 if queued else 0.5), waited
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
 
 
 def test_a_body_over_the_limit_gets_413_declared_or_streamed(settings: Settings) -> None:
