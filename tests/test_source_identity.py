@@ -266,6 +266,13 @@ def test_a_key_that_is_not_admin_is_shown_no_server_path_and_filters_by_what_it_
         "b/s1.md"
     ]
 
+    grouped = client.post(
+        "/retrieve",
+        json={"query": "shared rock", "mode": "bm25", "top_k": 20, "group_by": "doc"},
+        headers={"X-API-Key": keys["a"]},
+    ).json()["groups"]
+    assert {g["doc_id"] for g in grouped} == shown, "a group's id is its hits' public one"
+
     location = (ov / "sub" / "s1.md").as_uri()
     admin = _hits(client, keys["admin"], "shared rock", doc_ids=[location])
     assert [h["doc_id"] for h in admin] == [location] * 2, "an admin sees and filters locations"

@@ -251,7 +251,7 @@ def _groups(shaped: Shaped, hits: list[Hit]) -> list[DocumentGroup] | None:
         members = [by_id[p.id] for p in group.points]
         groups.append(
             DocumentGroup(
-                doc_id=group.doc_id,
+                doc_id=members[0].doc_id,  # as its hits show it to this key
                 score=group.score,
                 uri=members[0].uri,
                 title=members[0].title,
