@@ -96,7 +96,9 @@ def resident() -> dict[str, int]:
 
 
 def indexed_dense(store: EdgeVectorStore, collection: str) -> int:
-    """Dense vectors in optimised segments (the engine counts BM25's vectors in too)."""
+    """Dense vectors in optimised segments (the engine counts BM25's vectors in too), once the
+    optimisations under way are done."""
+    store.settle()
     info = store._shard(collection).info()
     return int(info.indexed_vectors_count) - int(info.points_count)
 

@@ -126,6 +126,7 @@ class Components:
             self.settings.qdrant_path,
             self.settings.qdrant_url,
             key.get_secret_value() if key else None,
+            self.settings.owner_timeout_s,
         )
 
     def manifest(self, index: str | None = None) -> Manifest:

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
         default=None, description="Qdrant server URL; unset means the embedded engine."
     )
     qdrant_api_key: SecretStr | None = None
+    owner_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=300,
+        description="Embedded engine: how long a process waits for the process that holds the "
+        "data dir's index to answer (connecting, its key challenge, each call) before giving "
+        "up for now: 503 with Retry-After from the API, one line and exit 2 from a command. An "
+        "owner at a long call says it is alive, so only a stopped or wedged one times out.",
+    )
     vector_quantization: Quantization = Field(
         default="none",
         description="int8: a new index (or a re-embed) keeps its dense vectors as int8 in RAM "
@@ -265,8 +274,7 @@ class Settings(BaseSettings):
     search_queue_wait_s: float = Field(
         default=5.0,
         ge=0,
-        description="The longest a search waits in the queue before it gets 503 with "
-        "Retry-After.",
+        description="The longest a search waits in the queue before it gets 503 with Retry-After.",
     )
     allowed_hosts: list[str] | None = Field(
         default=None,

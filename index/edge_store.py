@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from index.edge_optimizer import copy_for_optimising, optimise_in_child, recover, swap_in
 from index.qdrant_filters import to_edge_filter
 from index.qdrant_records import fetched_points, ids_and_payloads, scored_points, stored_points
 from index.types import (
@@ -42,6 +44,8 @@ from index.types import (
     SearchResult,
     StoredPoint,
 )
+
+logger = logging.getLogger("sluice.index")
 
 SEGMENT_KB = 48_000
 """Dense vectors per optimised segment (~32,000 chunks of 384-d). Points arrive in the one
@@ -84,6 +88,19 @@ def _dense_params(edge: Any, spec: CollectionSpec) -> Any:
     raise ValueError(f"unknown vector quantization {spec.vector_quantization!r}")
 
 
+def shard_config(edge: Any, spec: CollectionSpec, segment_kb: int) -> Any:
+    """Optimised segments keep everything on disk (`Cold`: paged in as searched), so the RAM
+    an ingest holds is the appendable segment's, whatever the corpus size."""
+    sparse = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf, memory=edge.Memory.Cold)
+    return edge.EdgeConfig(
+        vectors={DENSE_VECTOR: _dense_params(edge, spec)},
+        sparse_vectors={SPARSE_VECTOR: sparse},
+        hnsw_config=_hnsw(edge),
+        optimizers=_optimizers(edge, segment_kb),
+        payload_memory=edge.Memory.Cold,
+    )
+
+
 class EdgeVectorStore:
     """Collections and aliases over Qdrant Edge shards under `path`.
 
@@ -91,10 +108,14 @@ class EdgeVectorStore:
     >>> store.resolve_alias("docs")  # doctest: +SKIP
     'docs__v1'
 
-    `segment_kb` sets when the appendable segment is optimised (`SEGMENT_KB`).
+    `segment_kb` sets when the appendable segment is optimised (`SEGMENT_KB`); `optimise_apart`
+    does it in a child process on a copy, so searches go on meanwhile (`index/edge_optimizer.py`);
+    false: in this process, which answers nothing until it is done.
     """
 
-    def __init__(self, path: Path, segment_kb: int = SEGMENT_KB) -> None:
+    def __init__(
+        self, path: Path, segment_kb: int = SEGMENT_KB, optimise_apart: bool = True
+    ) -> None:
         import qdrant_edge
 
         self._edge: Any = qdrant_edge
@@ -113,6 +134,12 @@ class EdgeVectorStore:
         # with an id of this opening so that a takeover never repeats an earlier stamp.
         self._opened = uuid.uuid4().hex
         self._writes: dict[str, int] = {}
+        # Collections a child process is optimising (`index/edge_optimizer.py`): their writes
+        # wait for `_settled`, their searches go on.
+        self._optimising: dict[str, threading.Thread] = {}
+        self._settled = threading.Condition(self._lock)
+        self.optimise_apart = optimise_apart
+        recover(self.path / "collections")
 
     # -- catalog -----------------------------------------------------------------------------
     def _read_catalog(self) -> dict[str, Any]:
@@ -153,17 +180,7 @@ class EdgeVectorStore:
             return self._shards[name]
 
     def _config(self, spec: CollectionSpec) -> Any:
-        """Optimised segments keep everything on disk (`Cold`: paged in as searched), so the
-        RAM an ingest holds is the appendable segment's, whatever the corpus size."""
-        edge = self._edge
-        sparse = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf, memory=edge.Memory.Cold)
-        return edge.EdgeConfig(
-            vectors={DENSE_VECTOR: _dense_params(edge, spec)},
-            sparse_vectors={SPARSE_VECTOR: sparse},
-            hnsw_config=_hnsw(edge),
-            optimizers=_optimizers(edge, self._segment_kb),
-            payload_memory=edge.Memory.Cold,
-        )
+        return shard_config(self._edge, spec, self._segment_kb)
 
     def _load(self, name: str) -> Any:
         """Open a shard with this version's optimiser settings (a shard made by an older one
@@ -221,6 +238,8 @@ class EdgeVectorStore:
             self._write_catalog(catalog)
 
     def drop_collection(self, name: str) -> None:
+        with self._lock:
+            self._wait_settled(name)
         with self._lock, self._catalog_lock:
             shard = self._shards.pop(name, None)
             self._unindexed.pop(name, None)
@@ -284,12 +303,56 @@ class EdgeVectorStore:
             for point in points
         ]
         with self._lock:
+            self._wait_settled(collection)
             shard = self._shard(collection)
             shard.update(edge.UpdateOperation.upsert_points(edge_points))
             self._unindexed[collection] += len(points)
             if self._unindexed[collection] * points[0].dense.nbytes >= self._segment_kb * 1024:
-                self._optimize(collection)
+                if self.optimise_apart:
+                    self._start_optimising(collection)
+                else:
+                    self._optimize(collection)
             self._wrote(collection)
+
+    def _wait_settled(self, collection: str) -> None:
+        """Writes wait while a child optimises a copy of the shard (what they wrote would be
+        lost with the original); the caller holds the lock, which the wait gives up."""
+        while collection in self._optimising:
+            self._settled.wait()
+
+    def _start_optimising(self, collection: str) -> None:
+        spec = self.collection_spec(collection)
+        assert spec is not None
+        self._shards[collection].flush()
+        worker = threading.Thread(
+            target=self._optimise_in_child,
+            args=(collection, spec),
+            name=f"optimise-{collection}",
+            daemon=True,
+        )
+        self._optimising[collection] = worker
+        worker.start()
+
+    def _optimise_in_child(self, collection: str, spec: CollectionSpec) -> None:
+        shard_dir, replaced = self._shard_dir(collection), None
+        try:
+            optimised = copy_for_optimising(shard_dir)  # no lock: searches go on, writes wait
+            failure = optimise_in_child(optimised, spec.to_metadata(), self._segment_kb)
+            with self._lock:
+                if failure:
+                    shutil.rmtree(optimised, ignore_errors=True)
+                    logger.warning("optimising %s apart failed (%s); here", collection, failure)
+                    self._optimize(collection)
+                    return
+                self._shards.pop(collection).close()
+                replaced = swap_in(shard_dir, optimised)
+                self._load(collection)
+        finally:
+            with self._lock:
+                self._optimising.pop(collection, None)
+                self._settled.notify_all()
+            if replaced is not None:
+                shutil.rmtree(replaced, ignore_errors=True)
 
     def _optimize(self, collection: str) -> None:
         """Build the appendable segment into an optimised one (and the int8 copies of a
@@ -307,6 +370,7 @@ class EdgeVectorStore:
         if not filter:
             raise ValueError("refusing to delete with an empty filter")
         with self._lock:
+            self._wait_settled(collection)
             self._shard(collection).update(
                 self._edge.UpdateOperation.delete_points_by_filter(to_edge_filter(filter))
             )
@@ -316,6 +380,8 @@ class EdgeVectorStore:
         self._writes[collection] = self._writes.get(collection, 0) + 1
 
     def write_stamp(self, collection: str) -> str:
+        if collection not in self._catalog()["collections"]:
+            raise CollectionNotFoundError(f"collection {collection} does not exist")
         return f"{self._opened}:{self._writes.get(collection, 0)}"
 
     def count(self, collection: str, filter: PayloadFilter | None = None) -> int:
@@ -437,8 +503,17 @@ class EdgeVectorStore:
             for shard in self._shards.values():
                 shard.flush()
 
-    def close(self) -> None:
+    def settle(self) -> None:
+        """Waits until no optimisation is in progress (what a test or a benchmark measures
+        after)."""
         with self._lock:
+            for collection in list(self._optimising):
+                self._wait_settled(collection)
+
+    def close(self) -> None:
+        """Waits for optimisations in progress: their copies become the shards."""
+        with self._lock:
+            self.settle()
             for shard in self._shards.values():
                 shard.flush()
                 shard.close()

@@ -24,7 +24,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from index.edge_store import EdgeVectorStore
-from index.shard_channel import OwnerGone, ShardClient, ShardServer
+from index.shard_channel import KeyChanged, OwnerGone, ShardClient, ShardServer
 from index.types import (
     CollectionSpec,
     FetchedPoint,
@@ -42,12 +42,15 @@ from index.types import (
 class SharedEdgeStore:
     """A `VectorStore` over the embedded engine that any number of processes can open."""
 
-    def __init__(self, path: Path, owner_wait_s: float = 30.0) -> None:
-        """`owner_wait_s`: how long to wait for an owner that holds the lock but does not answer
-        yet (it is starting up) before giving up with `IndexLockedError`."""
+    def __init__(self, path: Path, owner_wait_s: float = 30.0, deadline_s: float = 20.0) -> None:
+        """`owner_wait_s`: how long to wait for an owner that holds the lock but does not listen
+        yet (it is starting up) before giving up with `IndexLockedError`. `deadline_s`: how
+        long any step over the channel may wait for an owner that does not answer (stopped,
+        wedged) before the call fails with `OwnerUnresponsive`."""
         self.path = path
         self.path.mkdir(parents=True, exist_ok=True)
         self.owner_wait_s = owner_wait_s
+        self.deadline_s = deadline_s
         # Not thread-local: a takeover may happen in one thread and the release in another.
         self._owner_lock = FileLock(self.path / "owner.lock", thread_local=False)
         self._local: EdgeVectorStore | None = None
@@ -61,26 +64,30 @@ class SharedEdgeStore:
         return "owner" if self._local is not None else "client"
 
     def _elect(self) -> None:
-        """Become the owner if none is alive, else a client of the one that is."""
+        """Become the owner if none is alive, else a client of the one that is. The owner
+        lock decides, never a guess: an owner that holds it but does not answer in time is
+        alive (stopped, busy) and is reported, not replaced."""
         deadline = time.monotonic() + self.owner_wait_s
         while True:
             try:
                 self._owner_lock.acquire(timeout=0)
             except Timeout:
                 try:
-                    self._client = ShardClient(self.path)
+                    self._client = ShardClient(self.path, self.deadline_s)
                     return
-                except (OwnerGone, FileNotFoundError) as error:
+                except (OwnerGone, KeyChanged, FileNotFoundError) as error:
+                    # Starting up, just gone, or a new owner whose key was read half a moment
+                    # too early: the lock and the key are read again.
                     if time.monotonic() > deadline:
                         raise IndexLockedError(
                             f"the embedded index at {self.path} is held by a process that does "
                             f"not answer ({error}); is an older Sluice version running on it?"
                         ) from error
-                    time.sleep(0.1)  # the owner is starting up, or just went away
+                    time.sleep(0.1)
                     continue
             try:
                 self._local = EdgeVectorStore(self.path)
-                self._server = ShardServer(self._local, self.path)
+                self._server = ShardServer(self._local, self.path, self.deadline_s)
             except BaseException:
                 self._release()
                 raise
@@ -99,10 +106,14 @@ class SharedEdgeStore:
             local, client = self._local, self._client
             if local is not None:
                 return getattr(local, name)(*args, **kwargs)
-            assert client is not None
+            if client is None:  # a re-election failed before: try again now
+                with self._election:
+                    if self._client is None and self._local is None:
+                        self._elect()
+                continue
             try:
                 return client.call(name, *args, **kwargs)
-            except OwnerGone:
+            except (OwnerGone, KeyChanged):
                 # Every call is safe to repeat: ids are deterministic, deletes are by filter,
                 # and an alias move or a drop lands in the same state twice.
                 self._take_over(client)

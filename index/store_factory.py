@@ -8,10 +8,14 @@ from index.types import VectorStore
 
 
 def open_vector_store(
-    embedded_path: Path, qdrant_url: str | None = None, api_key: str | None = None
+    embedded_path: Path,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    owner_timeout_s: float = 20.0,
 ) -> VectorStore:
     """A Qdrant server when `qdrant_url` is set, else the embedded engine at `embedded_path`,
-    shared with every other process that opens it (`index/shared_store.py`)."""
+    shared with every other process that opens it (`index/shared_store.py`), whose owner
+    process gets `owner_timeout_s` to answer each step."""
     if qdrant_url:
         from qdrant_client import QdrantClient
 
@@ -20,4 +24,4 @@ def open_vector_store(
         return QdrantClientStore(QdrantClient(url=qdrant_url, api_key=api_key, timeout=60))
     from index.shared_store import SharedEdgeStore
 
-    return SharedEdgeStore(embedded_path)
+    return SharedEdgeStore(embedded_path, deadline_s=owner_timeout_s)

@@ -158,9 +158,12 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
 
     @app.exception_handler(StoreError)
     async def index_unavailable(request: Request, exc: StoreError) -> JSONResponse:
-        """Either backend: the index is held elsewhere, or its collection went away (a
-        version dropped between resolving the alias and searching); a retry may succeed."""
-        return _error(503, "index_unavailable", str(exc))
+        """Either backend: the index is held elsewhere, its owner process does not answer in
+        time (stopped), or its collection went away (a version dropped between resolving the
+        alias and searching); a retry may succeed."""
+        response = _error(503, "index_unavailable", str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

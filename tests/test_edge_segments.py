@@ -6,6 +6,9 @@ so the vectors here are 4,096-d: `segment_kb=10_000` is 625 points."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -48,13 +51,14 @@ def _write(store: EdgeVectorStore, start: int, count: int) -> list[IndexedPoint]
 
 
 def _indexed_and_segments(store: EdgeVectorStore) -> tuple[int, int]:
+    store.settle()
     info = store._shard(SPEC.name).info()
     return int(info.indexed_vectors_count), int(info.segments_count)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> EdgeVectorStore:
-    opened = EdgeVectorStore(tmp_path, segment_kb=10_000)
+@pytest.fixture(params=[True, False], ids=["apart", "in-process"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> EdgeVectorStore:
+    opened = EdgeVectorStore(tmp_path, segment_kb=10_000, optimise_apart=request.param)
     opened.create_collection(SPEC)
     return opened
 
@@ -87,7 +91,45 @@ def test_points_left_unoptimised_by_an_earlier_process_count_towards_the_next_se
 ) -> None:
     _write(store, 0, 500)
     store.close()
-    reopened = EdgeVectorStore(tmp_path, segment_kb=10_000)
+    reopened = EdgeVectorStore(tmp_path, segment_kb=10_000, optimise_apart=store.optimise_apart)
     _write(reopened, 500, 250)  # 250 written here, 750 unoptimised in all
     assert _indexed_and_segments(reopened)[0] == 2 * 750
     reopened.close()
+
+
+def _digests(folder: Path) -> dict[Path, str]:
+    return {
+        p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file() and "segments" in p.parts
+    }
+
+
+def test_searches_go_on_while_a_segment_is_optimised_apart_and_writes_wait(
+    tmp_path: Path,
+) -> None:
+    """The child process optimises a copy; this process answers searches meanwhile, holds
+    writes until the copy is in place, and never has its own segment files written."""
+    store = EdgeVectorStore(tmp_path, segment_kb=10_000)
+    store.create_collection(SPEC)
+    written = _write(store, 0, 500)
+    shard_dir = tmp_path / "collections" / SPEC.name
+    written += _write(store, 500, 250)  # past the segment: the child starts
+    assert store._optimising, "an optimisation runs apart"
+    before = _digests(shard_dir)
+    latencies = []
+    while store._optimising:
+        started = time.perf_counter()
+        request = SearchRequest(mode="dense", limit=1, candidate_pool=1, dense=written[3].dense)
+        found = store.search(SPEC.name, request)
+        latencies.append(time.perf_counter() - started)
+        assert [hit.id for hit in found.hits] == [written[3].id]
+        if len(latencies) == 5:
+            assert _digests(shard_dir) == before, "the child writes its copy only"
+    assert len(latencies) > 5 and max(latencies) < 0.5, latencies
+    writer = threading.Thread(target=_write, args=(store, 750, 250))
+    writer.start()
+    writer.join(timeout=120)
+    assert store.count(SPEC.name) == 1000
+    assert _indexed_and_segments(store)[0] >= 2 * 750
+    store.close()

@@ -231,15 +231,12 @@ def test_a_shard_folder_the_catalog_does_not_name_is_set_aside_not_deleted(tmp_p
 
 
 def test_a_client_without_the_key_is_refused_and_the_owner_keeps_serving(tmp_path: Path) -> None:
-    from multiprocessing import AuthenticationError
-    from multiprocessing.connection import Client
-
-    from index.shard_channel import socket_path
+    from index.shard_channel import KeyChanged, ShardClient
 
     owner = SharedEdgeStore(tmp_path)
     try:
-        with pytest.raises((AuthenticationError, EOFError, ConnectionError)):
-            Client(str(socket_path(tmp_path)), family="AF_UNIX", authkey=b"a guessed key")
+        with pytest.raises(KeyChanged):
+            ShardClient(tmp_path, key=b"a guessed key")
         client = SharedEdgeStore(tmp_path)
         try:
             assert client.role == "client"

@@ -46,7 +46,9 @@ def _readiness(state: ServiceState) -> JSONResponse:
     the shards are open, here or in the process that owns them) and its model is loaded."""
     alias = state.settings.index_name
     try:
-        collection = state.store.resolve_alias(alias)
+        # What a search asks first (the alias and the version's write stamp), then a count.
+        version = state.searcher.version(alias)
+        collection = version[0] if version else None
         spec = state.store.collection_spec(collection) if collection else None
         if collection and spec:
             state.store.count(collection)
