@@ -260,10 +260,12 @@ class Settings(BaseSettings):
         description="Searches `sluice serve` runs on start, before taking requests, so the "
         "first callers do not wait for a large index to page in (0: none).",
     )
-    max_concurrent_searches: int = Field(
-        default=16,
+    max_concurrent_searches: int | None = Field(
+        default=None,
         ge=1,
-        description="Searches served at once; more wait in the queue below, then get 503.",
+        description="Searches served at once; more wait in the queue below, then get 503. "
+        "Unset: one per CPU core, at least 2 (a search is CPU work under one GIL: more at once "
+        "only makes the slowest slower; docs/benchmarks.md, 'Concurrent requests').",
     )
     max_queued_searches: int = Field(
         default=256,

@@ -25,7 +25,7 @@ from index.versions import active_spec
 from ingest.manifest import Manifest
 from retrieval_api.access import RATE_HEADERS, Access, allowed_hosts
 from retrieval_api.deps import ServiceState
-from retrieval_api.limits import BodyGuard, ConcurrencyLimit
+from retrieval_api.limits import BodyGuard, ConcurrencyLimit, searches_at_once
 from retrieval_api.metrics import ApiMetrics, CacheCollector, IndexCollector, RequestCounter
 from retrieval_api.request_id import RequestId
 from retrieval_api.routes import health, retrieve
@@ -107,7 +107,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     # concurrency bound.
     app.add_middleware(
         ConcurrencyLimit,
-        limit=settings.max_concurrent_searches,
+        limit=searches_at_once(settings.max_concurrent_searches),
         queued=settings.max_queued_searches,
         wait_s=settings.search_queue_wait_s,
     )
