@@ -12,7 +12,8 @@ from composition.components import Components
 from config.settings import Settings
 from index.query_log import QueryLog
 from index.searcher import IndexSearcher, SearchOutcome
-from index.types import CollectionSpec, Embedder, VectorStore
+from index.types import CollectionSpec, Embedder, StoreError, VectorStore
+from index.versions import active_spec
 from pipelines.cost import CostRates
 from retrieval_api.cpu_ledger import CpuLedger
 from retrieval_api.cursor import CursorCodec, cursor_key
@@ -46,7 +47,20 @@ class ServiceState:
                 embedder = Components(self.settings).embedder_for(spec)
                 embedder.warm_up()
                 self.embedders[key] = embedder
+                self._release_unserved(keep=key)
             return self.embedders[key]
+
+    def _release_unserved(self, keep: tuple[str, ...]) -> None:
+        """After a re-embed moved the alias, the old version's model is dropped when the new
+        one loads (a request still using it keeps it until it answers); one served model
+        stays loaded, not one per version ever served."""
+        try:
+            served = active_spec(self.store, self.settings.index_name)
+        except StoreError:
+            return  # the index does not answer now: keep what is loaded
+        wanted = {keep, served.embedder_key} if served else {keep}
+        for key in [k for k in self.embedders if k not in wanted]:
+            del self.embedders[key]
 
     def load_in_background(self, spec: CollectionSpec) -> None:
         """One loading thread per model, however often `/ready` is polled meanwhile."""

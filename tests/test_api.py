@@ -218,3 +218,29 @@ def test_rerank_stage_scores_or_budget_degradation(
     else:
         assert body["degraded"][0].startswith("rerank_budget")
         assert [h["scores"]["fused_rank"] for h in hits] == list(range(1, len(hits) + 1))
+
+
+def test_a_model_no_version_serves_is_released_when_another_loads(client: TestClient) -> None:
+    """After a re-embed moved the alias, the old version's model goes with the next load."""
+    from dataclasses import replace
+
+    from index.versions import active_spec
+    from retrieval_api.deps import ServiceState
+
+    state: ServiceState = client.app.state.service  # type: ignore[attr-defined]
+    alias = state.settings.index_name
+    serving = active_spec(state.store, alias)
+    assert serving is not None
+    moved = replace(serving, name=f"{alias}__v90", query_prefix="query: ")
+    other = replace(serving, name=f"{alias}__v91", query_prefix="search: ")
+    state.store.create_collection(moved)
+    try:
+        state.embedder_for(moved)  # loaded while the first still serves: both kept
+        assert set(state.embedders) == {serving.embedder_key, moved.embedder_key}
+        state.store.set_alias(alias, moved.name)
+        state.embedder_for(other)  # the first serves nothing now: released
+        assert set(state.embedders) == {moved.embedder_key, other.embedder_key}
+    finally:
+        state.store.set_alias(alias, serving.name)
+        state.store.drop_collection(moved.name)
+    assert client.post("/retrieve", json={"query": "water"}).status_code == 200
