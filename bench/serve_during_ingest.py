@@ -193,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     from bench.scale import _chunks_per_file, write_corpus
 
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="sluice-stall-"))
+    work = (args.work_dir or Path(tempfile.mkdtemp(prefix="sluice-stall-"))).resolve()
     corpus = work / f"corpus-{args.chunks}"
     if not corpus.is_dir():
         files = max(1, round(args.chunks / _chunks_per_file()))
