@@ -32,6 +32,7 @@ import struct
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -338,7 +339,9 @@ def _mismatch(other: str) -> str:
 
 
 class ShardClient:
-    """Calls on the owner's store; one connection per thread (calls on one are sequential)."""
+    """Calls on the owner's store; one connection per thread (calls on one are sequential),
+    closed when its thread ends (a server's worker threads come and go: a connection kept past
+    its thread would hold a thread of the owner's for good)."""
 
     def __init__(self, store_dir: Path, deadline_s: float = 20.0, key: bytes | None = None) -> None:
         """`key`: the owner's key as this client knows it (default: read from its file)."""
@@ -346,7 +349,7 @@ class ShardClient:
         self.deadline_s = deadline_s
         self._key = key if key is not None else key_path(store_dir).read_bytes()
         self._local = threading.local()
-        self._all: list[Connection] = []
+        self._all: weakref.WeakSet[Connection] = weakref.WeakSet()  # its thread holds each
         self._lock = threading.Lock()
         self._connection()  # fails now, not at the first call, when no owner answers
 
@@ -356,7 +359,7 @@ class ShardClient:
             connection = self._connect()
             self._local.connection = connection
             with self._lock:
-                self._all.append(connection)
+                self._all.add(connection)
         return connection
 
     def _connect(self) -> Connection:
@@ -428,8 +431,7 @@ class ShardClient:
         """A connection that missed a reply is out of step: closed, never used again."""
         self._local.connection = None
         with self._lock:
-            if connection in self._all:
-                self._all.remove(connection)
+            self._all.discard(connection)
         with contextlib.suppress(OSError):
             connection.close()
 
@@ -455,7 +457,7 @@ class ShardClient:
 
     def close(self) -> None:
         with self._lock:
-            for connection in self._all:
+            for connection in list(self._all):
                 with contextlib.suppress(OSError):
                     connection.close()
             self._all.clear()
