@@ -8,7 +8,8 @@ bash scripts/install.sh test
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports
 .venv/bin/mypy
-QDRANT_API_KEY=validation-only .venv/bin/docker-compose -f docker-compose.yml config --quiet
+# docker-compose config exits 0 on a broken file; this fails on anything it prints.
+.venv/bin/python scripts/check_compose.py docker-compose.yml
 export SLUICE_TEST_DATA_DIR=${SLUICE_TEST_DATA_DIR:-$(mktemp -d)}
 export COVERAGE_FILE=${COVERAGE_FILE:-$SLUICE_TEST_DATA_DIR/.coverage}
 .venv/bin/python -m pytest --cov --cov-report= "$@"
