@@ -144,9 +144,9 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         # Union members show up in `loc` as tags (`constrained-int`, `IntegerRange`): not places.
         place = [str(p) for p in first["loc"] if isinstance(p, int) or FIELD.match(str(p))]
         where = ".".join(p for p in place if p != "body") or "body"
-        if first.get("type") == "json_invalid":
-            where = "body"
         message = str(first["msg"]).removeprefix("Value error, ")
+        if first.get("type") == "json_invalid":  # not a request at all: a syntax error
+            return _error(400, "invalid_json", f"body: {message}", details)
         return _error(422, "invalid_request", f"{where}: {message}", details)
 
     @app.exception_handler(StarletteHTTPException)

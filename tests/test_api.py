@@ -125,11 +125,14 @@ def test_invalid_requests_get_422_with_a_message(client: TestClient, body: objec
     assert error["code"] == "invalid_request" and error["message"]
 
 
-def test_malformed_json_is_a_422_not_a_500(client: TestClient) -> None:
+def test_a_body_that_is_not_json_is_a_400_saying_so(client: TestClient) -> None:
+    """As the README and the OpenAPI schema say: a syntax error, not an invalid request."""
     response = client.post(
         "/retrieve", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json" and error["message"].startswith("body: JSON")
 
 
 def test_health_ready_and_openapi(client: TestClient) -> None:
@@ -138,7 +141,13 @@ def test_health_ready_and_openapi(client: TestClient) -> None:
     deployment = Components(client.app.state.service.settings).deployment_id()  # type: ignore[attr-defined]
     assert deployment.startswith("embedded-")
     health = client.get("/health").json()
-    assert health == {"status": "ok", "deployment": deployment, "index": "docs"}
+    data_dir = str(client.app.state.service.settings.data_dir.resolve())  # type: ignore[attr-defined]
+    assert health == {
+        "status": "ok",
+        "deployment": deployment,
+        "index": "docs",
+        "data_dir": data_dir,  # only on loopback: a CLI command of another data dir names it
+    }
     answer = client.post("/retrieve", json={"query": "pumps"}).json()
     assert answer["index"]["deployment"] == deployment
     ready = client.get("/ready")
@@ -244,3 +253,10 @@ def test_a_model_no_version_serves_is_released_when_another_loads(client: TestCl
         state.store.set_alias(alias, serving.name)
         state.store.drop_collection(moved.name)
     assert client.post("/retrieve", json={"query": "water"}).status_code == 200
+
+
+def test_health_names_the_data_dir_only_where_no_other_machine_can_ask(tmp_path: Path) -> None:
+    exposed = Settings(data_dir=tmp_path, api_host="0.0.0.0")
+    with TestClient(create_app(exposed), base_url="http://sluice.example") as client:
+        health = client.get("/health").json()
+    assert health["status"] == "ok" and "data_dir" not in health

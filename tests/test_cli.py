@@ -102,7 +102,11 @@ def test_query_refuses_an_api_that_serves_another_deployment(
         monkeypatch.setenv("SLUICE_API_PORT", str(port))
         answer = CliRunner().invoke(app, ["query", "pumps"])
         assert answer.exit_code == 2
-        assert "serves another deployment" in answer.output
+        said = " ".join(answer.output.split())
+        other_dir, my_dir = (tmp_path / "other").resolve(), (tmp_path / "mine").resolve()
+        assert f"serves the data dir {other_dir}" in said
+        assert f"SLUICE_DATA_DIR ({my_dir})" in said
+        assert f"export SLUICE_DATA_DIR={other_dir}" in said
     finally:
         server.should_exit = True
         thread.join(timeout=30)

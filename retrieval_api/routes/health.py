@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from retrieval_api.access import is_loopback
 from retrieval_api.deps import ServiceState, State
 from retrieval_api.routes.responses import EVERY_ROUTE, error_responses
 from retrieval_api.schemas import ErrorResponse, Readiness
@@ -19,7 +20,13 @@ router = APIRouter()
     responses=error_responses(*EVERY_ROUTE),
 )
 async def health(state: State) -> dict[str, str]:
-    return {"status": "ok", "deployment": state.deployment, "index": state.settings.index_name}
+    """`data_dir` only where no other machine can ask (bound to loopback, embedded engine): a
+    CLI command of another data dir names it in its error, so the fix is one variable away."""
+    body = {"status": "ok", "deployment": state.deployment, "index": state.settings.index_name}
+    settings = state.settings
+    if is_loopback(settings.api_host) and not settings.qdrant_url:
+        body["data_dir"] = str(settings.data_dir.resolve())
+    return body
 
 
 @router.get(

@@ -71,15 +71,30 @@ def _api_url(settings: Settings) -> str | None:
         return None
     ours = Components(settings).deployment_id()
     if health.get("deployment") != ours:
-        console.print(
-            f"[red]the API on {url} serves another deployment[/red] "
-            f"({health.get('deployment') or 'unknown'}), not this one ({ours}); set "
-            "SLUICE_API_PORT to this deployment's API, or stop the other one"
-        )
+        console.print(_another_deployment(url, health, settings, ours), soft_wrap=True)
         raise typer.Exit(2)
     if health.get("index") != settings.index_name:
         return None  # the API serves another index of this deployment: ask the store directly
     return url
+
+
+def _another_deployment(url: str, health: dict[str, str], settings: Settings, ours: str) -> str:
+    """The mismatch, naming both data dirs (an API on loopback says which it serves) and the
+    variable that points this command at the API's."""
+    mine = settings.qdrant_url or str(settings.data_dir.resolve())
+    theirs = health.get("data_dir")
+    if theirs:
+        return (
+            f"[red]the API on {url} serves the data dir {theirs}[/red], not this command's "
+            f"SLUICE_DATA_DIR ({mine}): run `export SLUICE_DATA_DIR={theirs}` to use that "
+            "API's data, or set SLUICE_API_PORT to this data dir's API, or stop the other one"
+        )
+    return (
+        f"[red]the API on {url} serves another deployment[/red] "
+        f"({health.get('deployment') or 'unknown'}), not this command's ({mine}, {ours}): set "
+        "SLUICE_DATA_DIR (or SLUICE_QDRANT_URL) to that API's data, or SLUICE_API_PORT to this "
+        "deployment's API, or stop the other one"
+    )
 
 
 def query(
