@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-export SLUICE_DATA_DIR=${SLUICE_DATA_DIR:-.sluice-demo}
+# The default data dir (.sluice, or SLUICE_DATA_DIR when set): every later command run in this
+# folder finds what the demo ingested.
 exec .venv/bin/sluice demo "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -162,8 +163,15 @@ def demo(
     report = run_ingest(settings, None, path, False, show_progress=sys.stderr.isatty())
     print_report(report)
     port = port or settings.api_port
+    data_dir = settings.data_dir.resolve()
+    where = (
+        f"set by SLUICE_DATA_DIR: in another terminal, first `export SLUICE_DATA_DIR={data_dir}`"
+        if os.environ.get("SLUICE_DATA_DIR")
+        else f"the default: every sluice command run in {Path.cwd()} uses it"
+    )
     out.print(
-        "\n[bold]Query it[/bold] (in another terminal):\n"
+        f"\n[bold]Data dir[/bold] {data_dir} ({where})\n"
+        "[bold]Query it[/bold] (in another terminal, in this folder):\n"
         f"  curl -s http://127.0.0.1:{port}/retrieve -H 'content-type: application/json' "
         '-d \'{"query": "How does Sluice keep re-ingestion free of duplicates?", "top_k": 3}\'\n'
         f'  .venv/bin/sluice query "which embedded Qdrant engine does Sluice use?"\n'
