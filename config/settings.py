@@ -52,7 +52,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Without PREFECT_API_URL, commands record their runs on a Prefect server of "
         "the data dir's own (loopback, started on first use) that stops after this long "
-        "without a request; 0: a temporary server per command, as Prefect does by itself.",
+        "without a request once no command using it runs (`sluice server stop` stops it now); "
+        "0: a temporary server per command, as Prefect does by itself.",
     )
 
     qdrant_url: str | None = Field(

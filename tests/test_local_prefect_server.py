@@ -64,3 +64,68 @@ def test_runs_are_recorded_on_a_reused_server_that_stops_when_idle(tmp_path: Pat
     while _alive(state["pid"]):
         assert time.monotonic() < deadline, "the server outlived its idle time"
         time.sleep(1)
+
+
+def test_server_status_shows_it_and_stop_stops_it(tmp_path: Path) -> None:
+    from flows.local_server import ensure_local_server
+
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+    env |= {"SLUICE_DATA_DIR": str(data)}
+    before = _sluice(env, "server", "status", "--json")
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["running"] is False
+
+    home = (data / "prefect").resolve()
+    url = ensure_local_server(home, 600)  # as the first command recording a run starts it
+    pid = json.loads((home / "server.json").read_text())["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert str(home).encode() in argv, argv  # `ps` tells whose server it is
+
+    shown = json.loads(_sluice(env, "server", "status", "--json").stdout)
+    assert shown["running"] and shown["answers"] and shown["pid"] == pid
+    assert shown["api"] == url and shown["ui"] == url.removesuffix("/api")
+    assert shown["data_dir"] == str(data.resolve()) and shown["idle_minutes"] == 60
+    said = " ".join(_sluice(env, "server", "status").stdout.split())
+    assert f"PREFECT_API_URL={url} prefect" in said and f"pid {pid}" in said
+
+    stopped = _sluice(env, "server", "stop")
+    assert stopped.returncode == 0 and f"pid {pid}" in stopped.stdout, stopped.stderr
+    assert not _alive(pid)
+    assert json.loads(_sluice(env, "server", "status", "--json").stdout)["running"] is False
+    again = _sluice(env, "server", "stop")
+    assert again.returncode == 0 and "no Prefect server runs" in again.stderr
+
+
+def test_a_command_still_running_keeps_an_idle_server_up(tmp_path: Path) -> None:
+    """A command may go longer than the idle time without a request (a model loading, one long
+    task); the server must not go from under it, and must go once it has ended."""
+    from flows.local_server import ensure_local_server
+
+    home = (tmp_path / "data" / "prefect").resolve()
+    command = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from flows.local_server import register_client; register_client(Path(sys.argv[1])); "
+            "print('registered', flush=True); time.sleep(600)",
+            str(home),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        ensure_local_server(home, 2.0)
+        assert command.stdout is not None and command.stdout.readline() == "registered\n"
+        pid = json.loads((home / "server.json").read_text())["pid"]
+        time.sleep(12)  # six idle times
+        assert _alive(pid), "the server stopped under a running command"
+    finally:
+        command.kill()
+        command.wait()
+    deadline = time.monotonic() + 60
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the server outlived its last command"
+        time.sleep(0.5)

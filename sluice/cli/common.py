@@ -97,21 +97,40 @@ def use_prefect(settings: Settings) -> None:
         return
     if "prefect" in sys.modules:  # its settings are read once, on import
         raise RuntimeError("use_prefect must run before Prefect is imported")
-    from flows.local_server import ensure_local_server, running_server
+    from flows.local_server import ensure_local_server, register_client, running_server
 
     home = Path(os.environ["PREFECT_HOME"])
+    register_client(home)  # before the server may start: it stays up while this command runs
     url = running_server(home)
     if url is None:
         console.print(
             "[dim]starting this data dir's Prefect server (first use: ~20 s)…[/dim]", soft_wrap=True
         )
         url = ensure_local_server(home, settings.prefect_server_idle_minutes * 60)
-        ui = url.removesuffix("/api")
         console.print(
-            f"[dim]runs are recorded in Prefect at {ui} (`sluice status` shows it)[/dim]",
+            f"[dim]runs are recorded in Prefect at {url.removesuffix('/api')} (`sluice server "
+            "status` shows it)[/dim]",
             soft_wrap=True,
         )
     os.environ["PREFECT_API_URL"] = url
+
+
+def prefect_api(settings: Settings) -> str | None:
+    """Where runs are recorded: PREFECT_API_URL's server, or the data dir's own while it runs."""
+    from flows.local_server import running_server
+
+    if api := os.environ.get("PREFECT_API_URL"):
+        return api
+    return running_server(Path(os.environ.get("PREFECT_HOME") or settings.prefect_home))
+
+
+def prefect_hint(api: str, example: str = "prefect flow-run ls") -> str:
+    """The UI and API address, and how Prefect's own commands (and the hints Prefect prints,
+    such as `prefect deployment run ...`) reach this server rather than a temporary one."""
+    return (
+        f"Prefect UI {api.removesuffix('/api')} (API {api}); Prefect's own commands need the "
+        f"address: PREFECT_API_URL={api} {example}"
+    )
 
 
 IndexOption = Annotated[

@@ -17,6 +17,8 @@ from sluice.cli.common import (
     index_errors,
     load_settings,
     out,
+    prefect_api,
+    prefect_hint,
     progress_bars,
     report_table,
     use_prefect,
@@ -64,9 +66,11 @@ def status(
             }
     finally:
         store.close()
-    prefect = _prefect_ui(settings)
+    prefect = prefect_api(settings)
     if as_json:
-        out.print_json(json.dumps({"qdrant": deployment, "prefect": prefect, "indexes": indexes}))
+        ui = prefect.removesuffix("/api") if prefect else None
+        body = {"qdrant": deployment, "prefect": ui, "prefect_api": prefect, "indexes": indexes}
+        out.print_json(json.dumps(body))
         return
     table = report_table(
         f"Sluice indexes on {deployment}",
@@ -88,7 +92,7 @@ def status(
     for alias, info in indexes.items():
         _print_avgdl(alias, info)
     if prefect:
-        out.print(f"Prefect (runs, logs, reports): {prefect}")
+        out.print(prefect_hint(prefect), soft_wrap=True)
     for alias, info in indexes.items():
         if info.get("last_runs"):
             out.print(
@@ -116,18 +120,6 @@ def _print_avgdl(alias: str, info: dict[str, Any]) -> None:
             "re-weighted to the current mean",
             soft_wrap=True,
         )
-
-
-def _prefect_ui(settings: Settings) -> str | None:
-    """Where runs are recorded: PREFECT_API_URL's server, or the data dir's own while it runs."""
-    import os
-
-    from flows.local_server import running_server
-
-    if api := os.environ.get("PREFECT_API_URL"):
-        return api.removesuffix("/api")
-    url = running_server(settings.data_dir / "prefect")
-    return url.removesuffix("/api") if url else None
 
 
 def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from sluice.cli.common import (
     index_errors,
     load_settings,
     out,
+    prefect_api,
+    prefect_hint,
     progress_bars,
     report_table,
     use_prefect,
@@ -235,4 +237,8 @@ def deploy(
     for source in settings.sources:
         table.add_row(f"ingest/{source.name}", source.type, source.schedule or "manual only")
     out.print(table)
+    api = prefect_api(settings)
+    if api:  # Prefect's hints below (`prefect deployment run ...`) need the address
+        first = f"prefect deployment run 'ingest/{settings.sources[0].name}'"
+        out.print(prefect_hint(api, first), soft_wrap=True)
     serve(*source_deployments(settings))

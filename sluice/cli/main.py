@@ -1,6 +1,6 @@
 """The `sluice` command: ingest, retry-failed, deploy, serve, query, demo, status, runs, reembed,
 versions, rollback, cost, eval, tune, train-reranker, train-embedder, models, keys, config
-check."""
+check, server."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from sluice.cli import (
     model_commands,
     run_commands,
     serve_commands,
+    server_commands,
 )
 from sluice.cli.common import flags, report_unexpected
 
@@ -73,6 +74,7 @@ app.command()(serve_commands.demo)
 app.command()(model_commands.models)
 app.add_typer(config_commands.app, name="config")
 app.add_typer(key_commands.app, name="keys")
+app.add_typer(server_commands.app, name="server")
 
 
 def main() -> None:

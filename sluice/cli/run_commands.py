@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from config.settings import Settings
-from sluice.cli.common import IndexOption, console, load_settings, out, report_table
+from sluice.cli.common import (
+    IndexOption,
+    console,
+    load_settings,
+    out,
+    prefect_api,
+    prefect_hint,
+    report_table,
+)
 
 COUNTS = ("new", "changed", "unchanged", "deleted", "failed")
 
@@ -103,10 +111,14 @@ def runs(
     Prefect."""
     settings = load_settings(index, reads_only=True)
     rows = run_history(settings, settings.index_name, limit, source)
+    prefect = prefect_api(settings)
     if as_json:
-        out.print_json(json.dumps({"index": settings.index_name, "runs": rows}))
+        body = {"index": settings.index_name, "runs": rows, "prefect_api": prefect}
+        out.print_json(json.dumps(body))
         return
     if not rows:
         console.print(f"no ingest runs into '{settings.index_name}' yet")
         return
     out.print(runs_table(f"Ingest runs into '{settings.index_name}'", rows))
+    if prefect:  # each run's logs: `flow_run_id` in --json
+        out.print(prefect_hint(prefect, "prefect flow-run logs FLOW_RUN_ID"), soft_wrap=True)
