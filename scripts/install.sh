@@ -9,9 +9,15 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+STARTED=$SECONDS
+# One line per step with the time so far: pip -q is silent for minutes otherwise.
+step() { echo "install [$((SECONDS - STARTED)) s] $*" >&2; }
+step "pip"
 "${PIP[@]}" install --upgrade pip
 # torch first and pinned, so nothing later pulls a multi-GB CUDA build on a CPU machine.
+step "torch 2.13.0 (CPU)"
 "${PIP[@]}" install -c constraints.txt "torch==2.13.0"
+step "sluice${EXTRAS:+[$EXTRAS]} and its dependencies (the longest step on a new machine)"
 "${PIP[@]}" install -c constraints.txt -e ".${EXTRAS:+[$EXTRAS]}"
 # unstructured's PDF partitioner imports a few modules of unstructured-inference; its declared
 # dependencies (timm, torchvision, accelerate) are only for layout models we do not use, and
@@ -20,6 +26,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # openvino and nncf declare openvino-telemetry, which sends usage events to Google Analytics;
 # both run without it (index/inference_backends.py also keeps it from importing).
 "${PIP[@]}" uninstall -y openvino-telemetry 2>/dev/null || true
+step "OCR (tesseract)"
 # OCR of scanned PDFs and images (ingest/ocr.py) runs the `tesseract` program: installed from the
 # system's packages where this runs as root with apt; elsewhere parsing says how to get it, and
 # SLUICE_OCR=off turns it off.
@@ -33,3 +40,4 @@ if ! command -v tesseract >/dev/null 2>&1; then
     echo "note: Tesseract is not installed; scanned PDFs and images will not be read until it is (docs/parsing.md)" >&2
   fi
 fi
+step "done"

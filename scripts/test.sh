@@ -3,14 +3,21 @@
 # with coverage, printed per package at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+STARTED=$SECONDS
+step() { echo "test [$((SECONDS - STARTED)) s] $*" >&2; }
 bash scripts/install.sh test
+step "ruff check, ruff format --check"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+step "layer contracts (lint-imports)"
 .venv/bin/lint-imports
+step "mypy (~2 min)"
 .venv/bin/mypy
+step "compose file"
 # docker-compose config exits 0 on a broken file; this fails on anything it prints.
 .venv/bin/python scripts/check_compose.py docker-compose.yml
 export SLUICE_TEST_DATA_DIR=${SLUICE_TEST_DATA_DIR:-$(mktemp -d)}
 export COVERAGE_FILE=${COVERAGE_FILE:-$SLUICE_TEST_DATA_DIR/.coverage}
+step "pytest (the longest step: see the README for how long)"
 .venv/bin/python -m pytest --cov --cov-report= "$@"
 .venv/bin/python scripts/coverage_by_package.py
