@@ -184,7 +184,7 @@ def test_status_reports_a_drifted_index_and_a_reembed_reweights_it(
     assert avgdl["drift"] > DRIFT_WARNING[1] and avgdl["stale"], avgdl
     assert (avgdl["sampled"], avgdl["points"]) == (12, 12)
     table = CliRunner().invoke(app, ["status"], terminal_width=200)
-    assert f"docs: bm25 avgdl: recorded {avgdl['recorded']:.1f}" in table.stdout
+    assert f"bm25 avgdl: recorded {avgdl['recorded']:.1f}" in table.stdout
     assert "warning:" in table.stdout and "sluice reembed --model" in table.stdout
 
     report = run_reembed(settings, embedder.model_id, force=True)
@@ -198,3 +198,5 @@ def test_status_reports_a_drifted_index_and_a_reembed_reweights_it(
         assert after is not None and abs(after.drift) < 1e-3, after
     finally:
         store.close()
+    quiet = CliRunner().invoke(app, ["status"], terminal_width=200)
+    assert "avgdl" not in quiet.stdout and "warning" not in quiet.stdout  # nothing to do

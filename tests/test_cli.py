@@ -232,6 +232,10 @@ def test_exit_codes_and_flow_states_for_failed_documents_and_held_deletions(
     held = runner.invoke(app, ["ingest", str(folder), "--json"])
     assert held.exit_code == 5, held.output
     assert json.loads(held.stdout)["deletions_held"]
+    runs = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)["runs"]
+    assert runs[0]["state"] == "deletions_held"
+    assert runs[0]["error"].startswith("deletions held: the listing lost 5 of 7 known documents")
+    assert "SLUICE_MAX_DELETED_FRACTION" in runs[0]["error"]  # the way on, not just the state
 
     state = ingest_flow(path=str(folder), settings=Settings(), return_state=True)
     assert (state.type.value, state.name) == ("COMPLETED", "DeletionsHeld")

@@ -101,25 +101,22 @@ def status(
 
 
 def _print_avgdl(alias: str, info: dict[str, Any]) -> None:
-    """BM25's recorded avgdl against the chunks' mean now, and what to do when it drifted far
-    enough to cost ranking quality (index/bm25_stats.py)."""
+    """A warning, with what to do, when BM25's recorded avgdl has drifted far enough from the
+    chunks' mean now to cost ranking quality (index/bm25_stats.py); nothing otherwise: a drift
+    within the tolerance needs no action (the figures are in `--json`)."""
     avgdl = info["bm25_avgdl"]
-    if not avgdl:
+    if not avgdl or not avgdl["stale"]:
         return
     out.print(
-        f"{alias}: bm25 avgdl: recorded {avgdl['recorded']:.1f}, current {avgdl['current']:.1f} "
-        f"({avgdl['drift']:+.0%}; {avgdl['sampled']} of {avgdl['points']} points sampled)",
+        f"[yellow]warning:[/yellow] in '{alias}', chunks are {abs(avgdl['drift']):.0%} "
+        f"{'shorter' if avgdl['drift'] < 0 else 'longer'} on average than the avgdl its "
+        f"BM25 vectors were weighted with (bm25 avgdl: recorded {avgdl['recorded']:.1f}, "
+        f"current {avgdl['current']:.1f}, {avgdl['sampled']} of {avgdl['points']} points "
+        "sampled), which costs BM25 ranking (docs/retrieval-quality.md); "
+        f"`sluice reembed --model {info['embedding_model']}` builds a new version with them "
+        "re-weighted to the current mean",
         soft_wrap=True,
     )
-    if avgdl["stale"]:
-        out.print(
-            f"[yellow]warning:[/yellow] in '{alias}', chunks are {abs(avgdl['drift']):.0%} "
-            f"{'shorter' if avgdl['drift'] < 0 else 'longer'} on average than the avgdl its "
-            "BM25 vectors were weighted with, which costs BM25 ranking (docs/retrieval-quality.md);"
-            f" `sluice reembed --model {info['embedding_model']}` builds a new version with them "
-            "re-weighted to the current mean",
-            soft_wrap=True,
-        )
 
 
 def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:

@@ -47,11 +47,19 @@ def run_history(
             "seconds": round(run.finished_at - run.started_at, 1) if run.finished_at else None,
             **{key: (run.report or {}).get(key) for key in COUNTS},  # None: no report yet
             "cost": (run.report or {}).get("cost"),  # None: no report, or one from before costs
-            "error": run.error,
+            "error": run.error or _held((run.report or {}).get("deletions_held")),
             "flow_run_id": run.external_id,
         }
         for run in records
     ]
+
+
+def _held(reason: str | None) -> str | None:
+    """A run that held its deletions ended without an error; the reason, and the way on, is
+    what its row must say."""
+    if not reason:
+        return None
+    return f"deletions held: {reason}"
 
 
 def _iso(timestamp: float | None) -> str | None:
