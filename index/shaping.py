@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from index.bm25 import Bm25Encoder
 from index.context import Expansion, expand_context
 from index.diversity import mmr_order
 from index.grouping import DocumentGroup, group_by_document
@@ -60,6 +61,10 @@ class Shaped:
     mmr: dict[str, float] = field(default_factory=dict)
     contexts: dict[str, str] = field(default_factory=dict)
     highlights: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    context_highlights: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """The same spans in a hit's `context_text` (with `expand`)."""
+    highlight_notes: dict[str, str] = field(default_factory=dict)
+    """Why a hit has no highlights in its text, where it has none."""
 
 
 def relative_scores(ranking: list[ScoredPoint]) -> dict[str, float]:
@@ -97,11 +102,37 @@ def shape(searcher: IndexSearcher, outcome: SearchOutcome, query: str, spec: Sha
     if spec.expansion is not None and hits:
         shaped.contexts = expand_context(searcher.store, outcome.collection, hits, spec.expansion)
     if spec.highlights:
-        encoder = searcher.bm25_for(outcome.spec)
-        shaped.highlights = {
-            p.id: highlight_spans(encoder, query, str(p.payload.get("text", ""))) for p in hits
-        }
+        _highlight(shaped, searcher.bm25_for(outcome.spec), query)
     return shaped
+
+
+HIGHLIGHT_NOTES = {
+    "context": "the query's terms are in the hit's title or headings (`title`, `headings`), "
+    "which are indexed with its text, not in the text itself",
+    "context_text": "the query's terms are in the neighbouring chunks (`context_text`, "
+    "`context_highlights`), not in this one",
+    "none": "no query term is in the hit's text: it was found by meaning (dense search)",
+}
+
+
+def _highlight(shaped: Shaped, encoder: Bm25Encoder, query: str) -> None:
+    """Spans of the query's terms in each hit's text (and its `context_text`); a hit with none
+    in its text says why, since a BM25 score can come from the title and headings indexed with
+    it."""
+    for point in shaped.hits:
+        spans = highlight_spans(encoder, query, str(point.payload.get("text", "")))
+        shaped.highlights[point.id] = spans
+        around = shaped.contexts.get(point.id)
+        if around is not None:
+            shaped.context_highlights[point.id] = highlight_spans(encoder, query, around)
+        if spans:
+            continue
+        if highlight_spans(encoder, query, str(point.payload.get("context") or "")):
+            shaped.highlight_notes[point.id] = HIGHLIGHT_NOTES["context"]
+        elif shaped.context_highlights.get(point.id):
+            shaped.highlight_notes[point.id] = HIGHLIGHT_NOTES["context_text"]
+        else:
+            shaped.highlight_notes[point.id] = HIGHLIGHT_NOTES["none"]
 
 
 def _dense_vectors(

@@ -99,6 +99,8 @@ def build_hits(
                 scores=scores,
                 highlights=shaped.highlights.get(point.id, []),
                 context_text=shaped.contexts.get(point.id),
+                context_highlights=shaped.context_highlights.get(point.id),
+                highlights_note=shaped.highlight_notes.get(point.id),
             )
         )
     return hits

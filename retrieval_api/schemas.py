@@ -307,6 +307,16 @@ class Hit(BaseModel):
     context_text: str | None = Field(
         default=None, description="With `expand`: the hit's text with its neighbours."
     )
+    context_highlights: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="With `expand`: the query's terms' spans in `context_text`, as `highlights`.",
+    )
+    highlights_note: str | None = Field(
+        default=None,
+        description="Why `highlights` is empty, where it is: the terms are in the title or "
+        "headings (indexed with the text), in the neighbouring chunks, or nowhere (found by "
+        "meaning).",
+    )
 
 
 class DocumentGroup(BaseModel):

@@ -315,6 +315,34 @@ def test_highlights_mark_the_query_terms_as_bm25_matches_them(client: TestClient
     assert first["highlights"], "the best hit matches some query term"
 
 
+@pytest.mark.parametrize("mode", ["bm25", "hybrid", "dense"])
+@pytest.mark.parametrize("query", ["repair tools", "pump repair", "inverter night", QUERY])
+def test_a_hit_without_highlights_says_why(client: TestClient, mode: str, query: str) -> None:
+    from index.shaping import HIGHLIGHT_NOTES
+
+    encoder = Bm25Encoder(Bm25Params(avg_doc_length=1))
+    wanted = set(encoder.tokenize(query))
+    body = {"query": query, "mode": mode, "top_k": 10, "expand": {"before": 1, "after": 1}}
+    for hit in retrieve(client, **body)["hits"]:
+        around = hit["context_text"]
+        assert [around[a:b] for a, b in hit["context_highlights"]] == [
+            around[a:b] for _, a, b in encoder.term_spans(around) if _ in wanted
+        ]
+        if hit["highlights"]:
+            assert hit["highlights_note"] is None
+            continue
+        note = hit["highlights_note"]
+        labelled = " ".join([hit["title"], *hit["headings"]])
+        if note == HIGHLIGHT_NOTES["context"]:
+            assert set(encoder.tokenize(labelled)) & wanted, hit
+        elif note == HIGHLIGHT_NOTES["context_text"]:
+            assert hit["context_highlights"], hit
+        else:
+            assert note == HIGHLIGHT_NOTES["none"], hit
+            assert mode != "bm25", "a BM25 hit matched some term somewhere"
+            assert not hit["context_highlights"] and not set(encoder.tokenize(labelled)) & wanted
+
+
 def _pairs(words: list[str], encoder: Bm25Encoder) -> list[tuple[str, str]]:
     return [(word, encoder.tokenize(word)[0]) for word in words]
 

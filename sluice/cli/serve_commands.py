@@ -45,7 +45,8 @@ def serve(
     elif not auth_required(settings):
         console.print(
             f"[yellow]serving without API keys[/yellow] ({settings.api_host} is loopback, "
-            f"SLUICE_AUTH={settings.auth}): every caller reads every tenant",
+            f"SLUICE_AUTH={settings.auth}): every caller on this machine reads every tenant; "
+            "SLUICE_AUTH=required and `sluice keys create --tenant T` to require keys",
             soft_wrap=True,
         )
     from retrieval_api.server import server_config

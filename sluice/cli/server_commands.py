@@ -72,7 +72,12 @@ def status(
         f"Prefect server of the data dir {body['data_dir']}: pid {body['pid']}, started "
         f"{started}, stops after {settings.prefect_server_idle_minutes:g} minutes without a "
         "request (SLUICE_PREFECT_SERVER_IDLE_MINUTES)"
-        + ("" if body["answers"] else "; [yellow]it does not answer now[/yellow]"),
+        + (
+            ""
+            if body["answers"]
+            else "; [yellow]it does not answer now[/yellow]: `sluice server stop`, and the next "
+            "command starts a new one"
+        ),
         soft_wrap=True,
     )
     out.print(prefect_hint(body["api"]), soft_wrap=True)
