@@ -42,9 +42,10 @@ from typing import Any
 
 from index.types import IndexLockedError, StoreError, VectorStore
 
-PROTOCOL = 2
+PROTOCOL = 3
 """The channel's protocol; bumped whenever a message, a call's arguments or a type that crosses
-the channel changes shape. Version 1 (no handshake) is refused by name."""
+the channel changes shape (3: search results cross as columns). Version 1 (no handshake) is
+refused by name."""
 
 # AF_UNIX paths are limited to 107 bytes on Linux; a deeper data dir gets its socket in a folder
 # of this user's own in the temporary folder, under a name derived from the data dir (both sides

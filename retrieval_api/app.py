@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -79,6 +80,11 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
                 settings.warm_up_searches,
             )
         app.state.service = state
+        # What start-up made (models, tokenizers, the index's tables) lives as long as the
+        # process: out of the collector's sight, a full collection stops every request ~250 ms
+        # every ~40 s under load (measured) instead of looking at them all again.
+        gc.collect()
+        gc.freeze()
         if not app.state.access.required:
             logger.warning(
                 "serving %s without API keys (SLUICE_AUTH=%s, bound to %s): every caller reads "
