@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
+
+from config.file_modes import OWNER_ONLY, tighten_tree
 
 OFFLINE_DEFAULTS = {
     # No model hub and no analytics: models come from local paths or packages.
@@ -31,10 +32,6 @@ OFFLINE_DEFAULTS = {
     "PREFECT_LOGGING_EXTRA_LOGGERS": "sluice",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
-
-
-OWNER_ONLY = 0o077
-"""Permission bits no file or folder of Sluice's grants: group and others get nothing."""
 
 
 def prepare_process(data_dir: Path, hub_offline: bool = True, console_level: str = "INFO") -> int:
@@ -67,21 +64,4 @@ def keep_to_owner(data_dir: Path) -> int:
         return 0
     if data_dir.stat().st_mode & OWNER_ONLY == 0:
         return 0
-    tightened = 0
-    for folder, folders, files in os.walk(data_dir, topdown=False):
-        for name in (*files, *folders):
-            tightened += _tighten(Path(folder) / name)
-    return tightened + _tighten(data_dir)
-
-
-def _tighten(path: Path) -> int:
-    """1 where group or other bits were taken off `path`; links and what this user may not
-    change (another user's file) are left as they are."""
-    try:
-        mode = path.lstat().st_mode
-        if stat.S_ISLNK(mode) or not mode & OWNER_ONLY:
-            return 0
-        path.chmod(stat.S_IMODE(mode) & ~OWNER_ONLY)
-    except OSError:
-        return 0
-    return 1
+    return tighten_tree(data_dir)

@@ -24,6 +24,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from config.file_modes import tighten_tree
 from index.edge_optimizer import copy_for_optimising, optimise_in_child, recover, swap_in
 from index.qdrant_filters import to_edge_filter
 from index.qdrant_records import fetched_points, ids_and_payloads, scored_points, stored_points
@@ -190,6 +191,10 @@ class EdgeVectorStore:
         if spec is None:
             raise CollectionNotFoundError(f"collection {name} does not exist")
         shard = self._open(self._edge.EdgeShard.load, self._shard_dir(name), self._config(spec))
+        # The engine writes its config files 0644 whatever the umask (edge_config.json,
+        # each segment's segment.json): after a create, an optimise or a swap, they are made
+        # the user's alone like the rest of the data dir.
+        tighten_tree(self._shard_dir(name))
         info = shard.info()
         self._unindexed[name] = max(0, 2 * info.points_count - info.indexed_vectors_count)
         self._shards[name] = shard
@@ -232,6 +237,7 @@ class EdgeVectorStore:
                 tenant_index = edge.KeywordIndexParams(is_tenant=True, memory=cold)
                 shard.update(edge.UpdateOperation.create_field_index(TENANT_FIELD, tenant_index))
             shard.flush()
+            tighten_tree(shard_dir)  # as in `_load`
             self._shards[spec.name] = shard
             self._unindexed[spec.name] = 0
             catalog["collections"][spec.name] = spec.to_metadata()
@@ -514,7 +520,8 @@ class EdgeVectorStore:
         """Waits for optimisations in progress: their copies become the shards."""
         with self._lock:
             self.settle()
-            for shard in self._shards.values():
+            for name, shard in self._shards.items():
                 shard.flush()
                 shard.close()
+                tighten_tree(self._shard_dir(name))  # the close rewrote segment.json
             self._shards.clear()

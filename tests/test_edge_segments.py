@@ -7,6 +7,8 @@ so the vectors here are 4,096-d: `segment_kb=10_000` is 625 points."""
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import threading
 import time
 import uuid
@@ -84,6 +86,22 @@ def test_each_full_appendable_segment_is_optimised_and_every_point_stays_findabl
             SPEC.name, SearchRequest(mode="dense", limit=1, candidate_pool=1, dense=point.dense)
         )
         assert [hit.id for hit in found.hits] == [point.id]
+
+    # A process that opens the store without Sluice's umask (a library user, a benchmark) has
+    # the engine rewrite its config files 0644 on load; none stays open to others.
+    store.close()
+    umask = os.umask(0o022)
+    try:
+        reopened = EdgeVectorStore(store.path, segment_kb=10_000)
+        assert reopened.count(SPEC.name) == 1500
+        reopened.close()
+    finally:
+        os.umask(umask)
+    assert [
+        f"{stat.filemode(p.stat().st_mode)} {p.name}"
+        for p in store.path.rglob("*")
+        if p.is_file() and p.stat().st_mode & 0o077
+    ] == []
 
 
 def test_points_left_unoptimised_by_an_earlier_process_count_towards_the_next_segment(
