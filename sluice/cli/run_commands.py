@@ -54,12 +54,10 @@ def run_history(
     ]
 
 
-def _held(reason: str | None) -> str | None:
+def _held(reason: str | None) -> str:
     """A run that held its deletions ended without an error; the reason, and the way on, is
     what its row must say."""
-    if not reason:
-        return None
-    return f"deletions held: {reason}"
+    return f"deletions held: {reason}" if reason else ""
 
 
 def _iso(timestamp: float | None) -> str | None:
