@@ -469,6 +469,8 @@ def test_a_response_serialises_every_hit_field_and_round_trips() -> None:
         "relative_score",
         "highlights",
         "context_text",
+        "context_highlights",
+        "highlights_note",
     }
     assert body["hits"][0]["scores"]["dense_rank"] == 1
     assert body["hits"][0]["scores"]["bm25"] is None
