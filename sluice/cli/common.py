@@ -99,7 +99,7 @@ def use_prefect(settings: Settings) -> None:
         raise RuntimeError("use_prefect must run before Prefect is imported")
     from flows.local_server import ensure_local_server, register_client, running_server
 
-    home = Path(os.environ["PREFECT_HOME"])
+    home = prefect_home(settings)
     register_client(home)  # before the server may start: it stays up while this command runs
     url = running_server(home)
     if url is None:
@@ -115,13 +115,19 @@ def use_prefect(settings: Settings) -> None:
     os.environ["PREFECT_API_URL"] = url
 
 
+def prefect_home(settings: Settings) -> Path:
+    """Where the data dir's Prefect server keeps its database and `server.json`: PREFECT_HOME
+    as `load_settings` set it (or the user did), else the data dir's own."""
+    return Path(os.environ.get("PREFECT_HOME") or settings.prefect_home)
+
+
 def prefect_api(settings: Settings) -> str | None:
     """Where runs are recorded: PREFECT_API_URL's server, or the data dir's own while it runs."""
     from flows.local_server import running_server
 
     if api := os.environ.get("PREFECT_API_URL"):
         return api
-    return running_server(Path(os.environ.get("PREFECT_HOME") or settings.prefect_home))
+    return running_server(prefect_home(settings))
 
 
 def prefect_hint(api: str, example: str = "prefect flow-run ls") -> str:

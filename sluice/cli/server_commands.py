@@ -6,27 +6,22 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from config.settings import Settings
-from sluice.cli.common import console, load_settings, out, prefect_hint
+from sluice.cli.common import console, load_settings, out, prefect_hint, prefect_home
 
 app = typer.Typer(
     help="The data dir's Prefect server: where it is, and stopping it.", no_args_is_help=True
 )
 
 
-def _home(settings: Settings) -> Path:
-    return Path(os.environ.get("PREFECT_HOME") or settings.prefect_home)
-
-
 def _described(state: dict[str, Any] | None, settings: Settings) -> dict[str, Any]:
     body: dict[str, Any] = {
         "data_dir": str(settings.data_dir.resolve()),
-        "prefect_home": str(_home(settings)),
+        "prefect_home": str(prefect_home(settings)),
         "idle_minutes": settings.prefect_server_idle_minutes,
         "running": state is not None,
     }
@@ -49,7 +44,7 @@ def status(
 
     settings = load_settings(reads_only=True)
     elsewhere = os.environ.get("PREFECT_API_URL")
-    body = _described(recorded_server(_home(settings)), settings)
+    body = _described(recorded_server(prefect_home(settings)), settings)
     body["prefect_api_url"] = elsewhere
     if as_json:
         out.print_json(json.dumps(body))
@@ -91,7 +86,7 @@ def stop(
     from flows.local_server import stop_local_server
 
     settings = load_settings(reads_only=True)
-    stopped = stop_local_server(_home(settings))
+    stopped = stop_local_server(prefect_home(settings))
     body = _described(stopped, settings) | {"stopped": stopped is not None, "running": False}
     if as_json:
         out.print_json(json.dumps(body))
