@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from index.embedder import SentenceTransformerEmbedder
-from index.inference_backends import InferenceBackend, export_size
-from index.reranker import CrossEncoderReranker
-from index.types import ScoredPoint
+from index.contracts import InferenceBackend, ScoredPoint
+from index.models.embedder import SentenceTransformerEmbedder
+from index.models.exports import export_size
+from index.models.reranker import CrossEncoderReranker
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 LABELS = ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
@@ -137,13 +137,13 @@ def _top10_overlap(vectors: np.ndarray, reference: np.ndarray) -> float:
 
 
 def _torch_size(embedder: SentenceTransformerEmbedder) -> int:
-    from index.models import resolve_model_path
+    from index.models.catalog import resolve_model_path
 
     return _folder_size(resolve_model_path(embedder.model_id))
 
 
 def _folder_size(model: str) -> int:
-    from index.models import resolve_model_path
+    from index.models.catalog import resolve_model_path
 
     folder = Path(resolve_model_path(model))
     return sum(f.stat().st_size for f in folder.rglob("*.safetensors"))

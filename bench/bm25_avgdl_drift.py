@@ -36,10 +36,10 @@ from chunking.types import Chunker
 from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
-from index.bm25 import Bm25Encoder
-from index.bm25_stats import DRIFT_SAMPLE, measure_avgdl
-from index.edge_store import EdgeVectorStore
-from index.types import CollectionSpec, IndexedPoint
+from index.bm25.encoder import Bm25Encoder
+from index.bm25.stats import DRIFT_SAMPLE, measure_avgdl
+from index.contracts import CollectionSpec, IndexedPoint
+from index.store.embedded import EdgeVectorStore
 from pipelines.beir import as_parsed_documents, doc_id_from_uri, load_beir
 from pipelines.evaluation import document_ranking, score_run
 

@@ -21,7 +21,8 @@ from defaults_grid import DEPTH_CHUNKS, SHARED_BEIR, TermMatrix
 from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
-from index.bm25 import Bm25Encoder, Bm25Params
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import Bm25Params
 from pipelines.beir import as_parsed_documents, doc_id_from_uri, load_beir
 from pipelines.evaluation import document_ranking, score_run
 

@@ -28,8 +28,7 @@ ROUND = 200
 
 
 def _requests(store: Any, alias: str) -> tuple[str, list[Any], list[list[str]]]:
-    from index.bm25 import SparseVector
-    from index.types import SearchRequest
+    from index.contracts import SearchRequest, SparseVector
 
     collection: str = store.resolve_alias(alias)
     assert collection, f"no index {alias}"
@@ -63,7 +62,7 @@ def _time(store: Any, alias: str) -> list[float]:
 
 
 def client(path: str, alias: str) -> None:
-    from index.shared_store import SharedEdgeStore
+    from index.store.shared import SharedEdgeStore
 
     store = SharedEdgeStore(Path(path))
     assert store.role == "client"
@@ -81,7 +80,7 @@ def main() -> None:
     if args.client:
         client(args.client, args.index)
         return
-    from index.shared_store import SharedEdgeStore
+    from index.store.shared import SharedEdgeStore
 
     path = args.data_dir.resolve() / "qdrant"
     owner = SharedEdgeStore(path)

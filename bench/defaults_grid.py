@@ -33,9 +33,9 @@ from scipy import sparse
 from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
-from index.bm25 import Bm25Encoder
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import ScoredPoint
 from index.fusion import FusionParams, fuse
-from index.types import ScoredPoint
 from pipelines.beir import as_parsed_documents, doc_id_from_uri, load_beir
 from pipelines.evaluation import document_ranking, score_run
 from pipelines.tuning import POOLS, describe, fusion_grid

@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from index.bm25 import Bm25Params, SparseVector
-from index.edge_store import EdgeVectorStore
-from index.types import CollectionSpec, IndexedPoint, SearchRequest
+from index.contracts import Bm25Params, CollectionSpec, IndexedPoint, SearchRequest, SparseVector
+from index.store.embedded import EdgeVectorStore
 
 
 class _NoLock:

@@ -49,7 +49,7 @@ def passages(dataset: Path, limit: int) -> list[str]:
 def embedding(texts: list[str], batch_sizes: list[int]) -> list[dict[str, Any]]:
     import torch
 
-    from index.embedder import SentenceTransformerEmbedder
+    from index.models.embedder import SentenceTransformerEmbedder
 
     rows = []
     for size in batch_sizes:
@@ -82,7 +82,7 @@ def embedding(texts: list[str], batch_sizes: list[int]) -> list[dict[str, Any]]:
 
 
 def rerank_latency(model: str, queries: list[str], texts: list[str]) -> dict[str, float]:
-    from index.reranker import load_cross_encoder
+    from index.models.reranker import load_cross_encoder
 
     encoder = load_cross_encoder(model, device=device(), max_length=128)
     pairs_of = [[(q, t) for t in texts[n * 30 % len(texts) :][:30]] for n, q in enumerate(queries)]

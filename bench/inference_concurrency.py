@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from index.embedder import SentenceTransformerEmbedder
-from index.inference_backends import InferenceBackend
+from index.contracts import InferenceBackend
+from index.models.embedder import SentenceTransformerEmbedder
 
 QUERIES = [
     f"{a} {b}"
@@ -84,7 +84,7 @@ class PerThread:
         self.local = threading.local()
         model = embedder.model
         self.transformer, self.pooling = model[0], model[1]
-        self.runtime = self.transformer.model  # index.runtime_model.RuntimeModel
+        self.runtime = self.transformer.model  # index.models.runtime_model.RuntimeModel
 
     def embed(self, query: str) -> np.ndarray:
         import torch

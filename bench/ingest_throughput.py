@@ -26,7 +26,7 @@ from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
 from flows.ingest_flow import run_sync
-from index.embedder import SentenceTransformerEmbedder
+from index.models.embedder import SentenceTransformerEmbedder
 
 
 def beir_as_files(folder: Path, limit: int, into: Path) -> Path:

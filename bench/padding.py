@@ -1,7 +1,8 @@
 """Padding waste of embedding batches: count-bounded (sentence-transformers sorts a call's texts
-by characters, then cuts batches of 64) against token-bounded (`index.embedder.token_batches`:
-sorted by tokens, at most SLUICE_EMBEDDING_BATCH_TOKENS padded tokens a batch), over the chunks
-of real indexes in ingest windows of 256, and the embedding throughput of each on a sample.
+by characters, then cuts batches of 64) against token-bounded
+(`index.models.embedder.token_batches`: sorted by tokens, at most SLUICE_EMBEDDING_BATCH_TOKENS
+padded tokens a batch), over the chunks of real indexes in ingest windows of 256, and the
+embedding throughput of each on a sample.
 
     .venv/bin/python bench/padding.py DATA_DIR INDEX [DATA_DIR INDEX ...] [--sample 256]
 """
@@ -13,8 +14,8 @@ import statistics
 import time
 from pathlib import Path
 
-from index.edge_store import EdgeVectorStore
-from index.embedder import PaddingStats, SentenceTransformerEmbedder, token_batches
+from index.models.embedder import PaddingStats, SentenceTransformerEmbedder, token_batches
+from index.store.embedded import EdgeVectorStore
 
 WINDOW = 256
 COUNT = 64

@@ -19,7 +19,7 @@ from pathlib import Path
 from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
-from index.types import HybridOptions
+from index.contracts import HybridOptions
 from pipelines.beir import load_beir
 
 POOLS = (50, 100, 200)

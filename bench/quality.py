@@ -19,9 +19,9 @@ from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
 from flows.evaluate_flow import run_evaluation
+from index.contracts import Embedder, HybridOptions
 from index.fusion import FusionParams
-from index.reranker import CrossEncoderReranker
-from index.types import Embedder, HybridOptions
+from index.models.reranker import CrossEncoderReranker
 from pipelines.beir import load_beir
 from pipelines.evaluation import EvalMode, eval_alias, evaluate_modes
 

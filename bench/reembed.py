@@ -31,8 +31,8 @@ from config.runtime import prepare_process
 from config.settings import Settings
 from flows.evaluate_flow import index_dataset
 from flows.reembed_flow import run_reembed
-from index.embedder import SentenceTransformerEmbedder
-from index.models import resolve_model_path
+from index.models.catalog import resolve_model_path
+from index.models.embedder import SentenceTransformerEmbedder
 from pipelines.beir import BeirDataset, load_beir
 from pipelines.evaluation import eval_alias
 from tests.derived_models import weakened

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from composition.components import Components  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from index.types import HybridOptions, PayloadFilter  # noqa: E402
+from index.contracts import HybridOptions, PayloadFilter  # noqa: E402
 from pipelines.beir import load_beir  # noqa: E402
 from retrieval_api.cursor import CursorCodec  # noqa: E402
 from retrieval_api.hits import build_hits  # noqa: E402

@@ -124,8 +124,8 @@ class HashingEmbedder:
     def __init__(self) -> None:
         from sklearn.feature_extraction.text import HashingVectorizer
 
-        from index.embedder import SentenceTransformerEmbedder
-        from index.inference_backends import TORCH
+        from index.contracts import TORCH
+        from index.models.embedder import SentenceTransformerEmbedder
 
         self.backend = TORCH
         self.tokenizer = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2")
@@ -245,8 +245,8 @@ def phase_ingest(data_dir: Path, corpus: Path) -> dict[str, Any]:
 
 def phase_search(data_dir: Path, warm_up_searches: int = WARM_UP) -> dict[str, Any]:
     from composition.components import Components
-    from index.searcher import IndexSearcher
-    from index.types import MatchAny, PayloadFilter
+    from index.contracts import MatchAny, PayloadFilter
+    from index.search.searcher import IndexSearcher
     from retrieval_api.warm_up import warm_up
 
     components = Components(_settings(data_dir))

@@ -33,9 +33,9 @@ from composition.components import Components
 from config.runtime import prepare_process
 from config.settings import Settings
 from flows.evaluate_flow import index_dataset
-from index.bm25 import Bm25Encoder
-from index.edge_store import EdgeVectorStore
-from index.types import SPARSE_VECTOR, QuantizedSearch, SearchRequest
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import SPARSE_VECTOR, QuantizedSearch, SearchRequest
+from index.store.embedded import EdgeVectorStore
 from pipelines.beir import load_beir
 from pipelines.evaluation import evaluate_modes
 

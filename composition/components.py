@@ -24,24 +24,25 @@ from chunking.title_chunker import TitleChunker
 from chunking.types import Chunker
 from config.settings import Settings
 from config.sources import DEFAULT_TENANT, HttpConfig, LocalFolderConfig, S3Config, SourceConfig
-from index.bm25 import Bm25Params
-from index.embedder import SentenceTransformerEmbedder
-from index.embedding_cache import EmbeddingCache
-from index.inference_backends import InferenceBackend, choose_backend
-from index.models import canonical_model_id
-from index.query_log import QueryLog
-from index.reranker import CrossEncoderReranker
-from index.searcher import IndexSearcher
-from index.store_factory import open_vector_store
-from index.target import IndexTarget
-from index.types import (
+from index.contracts import (
+    Bm25Params,
     CollectionSpec,
     Embedder,
     HybridOptions,
+    InferenceBackend,
     QuantizedSearch,
     Reranker,
     VectorStore,
 )
+from index.models.catalog import canonical_model_id
+from index.models.device import choose_backend
+from index.models.embedder import SentenceTransformerEmbedder
+from index.models.reranker import CrossEncoderReranker
+from index.query_log import QueryLog
+from index.search.searcher import IndexSearcher
+from index.store.factory import open_vector_store
+from index.write.embedding_cache import EmbeddingCache
+from index.write.target import IndexTarget
 from ingest.manifest import Manifest, RunLock
 from ingest.ocr import IMAGE_TYPES, ocr_available
 from ingest.sources.http import HttpSource

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
+
+Backend = Literal["torch", "onnx", "openvino"]
+"""The runtimes a model's transformer runs on."""
+BackendSetting = Literal["auto", Backend]
+"""What a backend setting may say: `auto` picks one for the machine."""
+Quantization = Literal["none", "int8"]
 
 HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 

@@ -19,13 +19,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.model_names import valid_model_name
+from config.model_names import BackendSetting, Quantization, valid_model_name
 from config.sources import SourceConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-
-Backend = Literal["auto", "torch", "onnx", "openvino"]
-Quantization = Literal["none", "int8"]
 
 
 class EmbeddingPrompts(BaseModel):
@@ -108,7 +105,7 @@ class Settings(BaseSettings):
         "padding, longest first (short texts in large batches, long in small); 0: batches of "
         "embedding_batch_size texts.",
     )
-    embedding_backend: Backend = Field(
+    embedding_backend: BackendSetting = Field(
         default="auto",
         description="Runtime of the embedding model: torch, or onnx / openvino (CPU, exported "
         "from the local weights on first use); auto: torch on a GPU (fp16), else openvino. It "
@@ -315,7 +312,7 @@ class Settings(BaseSettings):
     rerank_max_length: int | None = Field(
         default=None, ge=16, le=4096, description="Tokens per pair; unset: the model's own."
     )
-    rerank_backend: Backend = Field(
+    rerank_backend: BackendSetting = Field(
         default="auto",
         description="Runtime of the reranker: torch, onnx or openvino; auto: torch on a GPU, "
         "else openvino.",

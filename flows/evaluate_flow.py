@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from composition.components import Components
 from config.settings import Settings
 from flows.artifacts import artifact_key
-from index.types import Embedder, VectorStore
+from index.contracts import Embedder, VectorStore
 from pipelines.beir import BeirDataset, load_beir
 from pipelines.cost import Cost, CpuMeter, gpu_seconds
 from pipelines.evaluation import (

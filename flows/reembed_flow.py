@@ -16,7 +16,7 @@ from composition.components import Components
 from config.settings import Settings
 from flows.artifacts import artifact_key
 from flows.replay_flow import logged_for
-from index.types import VectorStore
+from index.contracts import VectorStore
 from pipelines.evaluation import load_golden_set
 from pipelines.reembed import SWAP_WAIT_S, reembed
 from pipelines.reembed_report import ReembedReport

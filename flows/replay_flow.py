@@ -6,8 +6,8 @@ from pathlib import Path
 
 from composition.components import Components
 from config.settings import Settings
+from index.contracts import VectorStore
 from index.query_log import newest_first
-from index.types import VectorStore
 from index.versions import collection_name
 from pipelines.replay import (
     COLUMNS,

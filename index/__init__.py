@@ -1,1 +1,3 @@
-"""Embedders, the BM25 sparse encoder and the vector stores behind one interface."""
+"""Indexing and search behind one set of contracts (`contracts`), by job: `models`, `bm25`,
+`store`, `write`, `search`, collection `versions`, score `fusion` and the `query_log`.
+docs/architecture.md draws the layers inside it."""

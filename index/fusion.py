@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from index.types import FusionMethod, HybridOptions, ScoredPoint
+from index.contracts import FusionMethod, HybridOptions, ScoredPoint
 
 
 @dataclass(frozen=True)

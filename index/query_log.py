@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from index.types import Condition, MatchAny, PayloadFilter, Range
+from index.contracts import Condition, MatchAny, PayloadFilter, Range
 
 logger = logging.getLogger("sluice.query_log")
 

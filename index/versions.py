@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from index.bm25 import Bm25Params
-from index.types import CollectionSpec, Embedder, VectorQuantization, VectorStore
+from index.contracts import Bm25Params, CollectionSpec, Embedder, VectorQuantization, VectorStore
 
 
 def collection_name(alias: str, version: int) -> str:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from index.types import Embedder, VectorStore
+from index.contracts import Embedder, VectorStore
 from index.versions import collection_name, versions_of
 
 GIB = 1024**3

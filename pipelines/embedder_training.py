@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index.models import resolve_model_path
+from index.models.catalog import resolve_model_path
 from pipelines.training_pairs import TrainingPair, listwise_tuples, trainer_arguments
 
 

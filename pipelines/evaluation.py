@@ -15,13 +15,19 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from chunking.types import Chunk, Chunker
-from index.bm25 import Bm25Params
-from index.embedding_cache import EmbeddingCache
-from index.searcher import IndexSearcher
-from index.shaping import Shape, shape
-from index.target import IndexTarget, write_documents
-from index.types import Embedder, HybridOptions, SearchMode, VectorQuantization, VectorStore
+from index.contracts import (
+    Bm25Params,
+    Embedder,
+    HybridOptions,
+    SearchMode,
+    VectorQuantization,
+    VectorStore,
+)
+from index.search.searcher import IndexSearcher
+from index.search.shaping import Shape, shape
 from index.versions import collection_name, versions_of
+from index.write.embedding_cache import EmbeddingCache
+from index.write.target import IndexTarget, write_documents
 from pipelines.beir import BeirDataset, as_parsed_documents, doc_id_from_uri, load_beir
 from pipelines.cost import Cost
 from pipelines.progress import ProgressCallback, no_progress

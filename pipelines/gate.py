@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from index.searcher import IndexSearcher
-from index.types import CollectionSpec, Embedder, HybridOptions, VectorStore
+from index.contracts import CollectionSpec, Embedder, HybridOptions, VectorStore
+from index.search.searcher import IndexSearcher
 from pipelines.beir import BeirDataset
 from pipelines.evaluation import MODES, EvalMode, evaluate_modes
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from chunking.ids import document_origin
 from chunking.types import Chunk, Chunker
 from config.sources import DEFAULT_TENANT
-from index.target import IndexTarget, write_documents
+from index.write.target import IndexTarget, write_documents
 from ingest.changes import ChangePlan, plan_changes
 from ingest.manifest import DocumentRecord, Manifest, RunState
 from ingest.reader import DocumentReader, ReadResult

@@ -1,13 +1,13 @@
 """Changing an index's embedding model without downtime: build, gate, catch up, switch.
 
-A re-embed never reads a source: the serving collection holds every chunk's text, payload and
-BM25 vector, and `index.version_sync.sync_version` copies them into a new collection version with
-dense vectors from the new model (through the embedding cache, so a repeated or resumed run
-embeds nothing twice; BM25 vectors are re-weighted to the corpus's current mean chunk length
-where it drifted from the recorded one, `_current_bm25`). Ingest runs go on meanwhile into the
-serving version; just before the alias moves, under the index's run lock, the new version is
-caught up with what they wrote, so no write is lost. `/retrieve` resolves the alias and the
-collection's model on every request, so a running API follows the switch without a restart.
+A re-embed never reads a source: the serving collection holds every chunk's text, payload and BM25
+vector, and `index.write.version_sync.sync_version` copies them into a new collection version with
+dense vectors from the new model (through the embedding cache, so a repeated or resumed run embeds
+nothing twice; BM25 vectors are re-weighted to the corpus's current mean chunk length where it
+drifted from the recorded one, `_current_bm25`). Ingest runs go on meanwhile into the serving
+version; just before the alias moves, under the index's run lock, the new version is caught up with
+what they wrote, so no write is lost. `/retrieve` resolves the alias and the collection's model on
+every request, so a running API follows the switch without a restart.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import asdict, replace
 
-from index.bm25 import Bm25Params
-from index.bm25_stats import REMEASURE, measure_avgdl
-from index.embedding_cache import EmbeddingCache
-from index.searcher import IndexSearcher
-from index.types import CollectionSpec, Embedder
-from index.version_sync import SyncStats, sync_version
+from index.bm25.stats import REMEASURE, measure_avgdl
+from index.contracts import Bm25Params, CollectionSpec, Embedder
+from index.search.searcher import IndexSearcher
 from index.versions import collection_name, create_next_version, version_number, versions_of
+from index.write.embedding_cache import EmbeddingCache
+from index.write.version_sync import SyncStats, sync_version
 from pipelines.beir import BeirDataset
 from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
 from pipelines.gate import GatePolicy, GateResult, GateUnavailable, Scores, score_version

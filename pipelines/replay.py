@@ -13,9 +13,9 @@ from typing import Any
 
 from scipy.stats import kendalltau
 
+from index.contracts import PayloadFilter, SearchMode
 from index.query_log import filter_from_json
-from index.searcher import IndexSearcher
-from index.types import PayloadFilter, SearchMode
+from index.search.searcher import IndexSearcher
 
 DEPTH = 10
 

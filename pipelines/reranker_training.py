@@ -6,7 +6,7 @@ the positive, and the highest-ranked chunks of unjudged documents in our hybrid 
 negatives.
 
 Two heads. `segment` (the default) scores the jointly encoded pair as the cosine of the query's
-and the passage's mean token states (`index.segment_similarity`), so training starts from a
+and the passage's mean token states (`index.models.segment_similarity`), so training starts from a
 ranking that already works; `classifier` is the usual new one-logit layer on `[CLS]`, which starts
 at chance and, on two CPU cores, does not get past it in an hour (docs/retrieval-quality.md).
 Two losses: `listwise` makes the model pick the positive out of its query's hard negatives plus
@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from index.models import resolve_model_path
+from index.models.catalog import resolve_model_path
 from pipelines.training_pairs import TrainingPair, listwise_tuples, trainer_arguments
 
 TrainingLoss = Literal["bce", "listwise"]
@@ -117,7 +117,7 @@ def new_cross_encoder(base_model: str, max_length: int, head: RerankerHead) -> A
     from sentence_transformers.base.modules import Transformer
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from index.segment_similarity import SegmentSimilarity
+    from index.models.segment_similarity import SegmentSimilarity
 
     path = resolve_model_path(base_model)
     local = Path(path).exists()

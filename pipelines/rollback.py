@@ -6,8 +6,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from index.version_sync import sync_version
 from index.versions import collection_name, version_number, versions_of
+from index.write.version_sync import sync_version
 from pipelines.versioned_index import VersionedIndex
 
 

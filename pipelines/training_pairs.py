@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from chunking.types import stored_indexed_text
-from index.searcher import IndexSearcher
-from index.types import MatchAny, PayloadFilter
+from index.contracts import MatchAny, PayloadFilter
+from index.search.searcher import IndexSearcher
 from pipelines.beir import BeirDataset, document_uri
 
 

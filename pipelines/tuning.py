@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from index.contracts import HybridOptions, Reranker, RerankSkipped, RetrievalTuning, ScoredPoint
 from index.fusion import FusionParams, blend_scores, fuse
-from index.searcher import IndexSearcher
-from index.types import HybridOptions, Reranker, RerankSkipped, RetrievalTuning, ScoredPoint
+from index.search.searcher import IndexSearcher
 from pipelines.beir import BeirDataset, doc_id_from_uri
 from pipelines.evaluation import DEPTH, document_ranking
 

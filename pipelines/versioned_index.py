@@ -6,14 +6,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from index.embedding_cache import EmbeddingCache
-from index.types import (
+from index.contracts import (
     CollectionSpec,
     Embedder,
     IndexNotFoundError,
     VectorQuantization,
     VectorStore,
 )
+from index.write.embedding_cache import EmbeddingCache
 from ingest.manifest import Manifest
 
 

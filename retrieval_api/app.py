@@ -21,7 +21,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from composition.components import Components
 from composition.tracing import configure_tracing
 from config.settings import Settings
-from index.types import StoreError, VectorStore
+from index.contracts import StoreError, VectorStore
 from index.versions import active_spec
 from ingest.manifest import Manifest
 from retrieval_api.access import RATE_HEADERS, Access, allowed_hosts

@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from index.contracts import PayloadFilter
 from index.query_log import filter_to_json
-from index.searcher import SearchOutcome
-from index.types import PayloadFilter
+from index.search.searcher import SearchOutcome
 from retrieval_api.schemas import Hit, RetrieveRequest
 
 AGREEMENT_DEPTH = 10

@@ -10,9 +10,9 @@ from fastapi import Depends, Request
 
 from composition.components import Components
 from config.settings import Settings
+from index.contracts import CollectionSpec, Embedder, StoreError, VectorStore
 from index.query_log import QueryLog
-from index.searcher import IndexSearcher, SearchOutcome
-from index.types import CollectionSpec, Embedder, StoreError, VectorStore
+from index.search.searcher import IndexSearcher, SearchOutcome
 from index.versions import active_spec
 from pipelines.cost import CostRates
 from retrieval_api.cpu_ledger import CpuLedger

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from index.searcher import SearchOutcome
-from index.shaping import Shaped, relative_scores
-from index.types import Condition, MatchAny, PayloadFilter, Range, ScoredPoint
+from index.contracts import Condition, MatchAny, PayloadFilter, Range, ScoredPoint
+from index.search.searcher import SearchOutcome
+from index.search.shaping import Shaped, relative_scores
 from ingest.types import public_uri
 from retrieval_api.schemas import Filters, Hit, IntegerRange, StageScores
 

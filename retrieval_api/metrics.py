@@ -60,7 +60,7 @@ class ApiMetrics:
 
 
 class CacheCollector(Collector):
-    """Hits and misses of the serving caches (`index/search_cache.py`), read at scrape time."""
+    """Hits and misses of the serving caches (`index/search/cache.py`), read at scrape time."""
 
     def __init__(self, caches: Any) -> None:
         """`caches()`: (name, cache) pairs, none before the app serves."""

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from itertools import islice
 
-from index.searcher import IndexSearcher
-from index.types import CollectionNotFoundError, VectorStore
+from index.contracts import CollectionNotFoundError, VectorStore
+from index.search.searcher import IndexSearcher
 
 logger = logging.getLogger("sluice.api")
 

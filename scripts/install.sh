@@ -24,7 +24,7 @@ step "sluice${EXTRAS:+[$EXTRAS]} and its dependencies (the longest step on a new
 # torchvision breaks beside the pinned CPU torch. See docs/parsing.md.
 "${PIP[@]}" install -c constraints.txt --no-deps "unstructured-inference>=1.6,<1.7"
 # openvino and nncf declare openvino-telemetry, which sends usage events to Google Analytics;
-# both run without it (index/inference_backends.py also keeps it from importing).
+# both run without it (index/models/backends.py also keeps it from importing).
 "${PIP[@]}" uninstall -y openvino-telemetry 2>/dev/null || true
 step "OCR (tesseract)"
 # OCR of scanned PDFs and images (ingest/ocr.py) runs the `tesseract` program: installed from the

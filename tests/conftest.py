@@ -45,7 +45,7 @@ needs_shared_docs = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def embedder():  # type: ignore[no-untyped-def]
-    from index.embedder import SentenceTransformerEmbedder
+    from index.models.embedder import SentenceTransformerEmbedder
 
     model = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
     model.warm_up()
@@ -116,7 +116,7 @@ def sync(  # type: ignore[no-untyped-def]
     under `budget`, a `ReadBudget`, where given); returns the report.
     `store`: one the caller holds open (and closes)."""
     from composition.components import Components
-    from index.target import IndexTarget
+    from index.write.target import IndexTarget
     from pipelines.document_stream import NO_BUDGET
     from pipelines.ingest_sync import IngestParts, SyncOptions, sync_source
 

@@ -9,7 +9,7 @@ from pathlib import Path
 def _packaged() -> object:
     from sentence_transformers import SentenceTransformer
 
-    from index.models import resolve_model_path
+    from index.models.catalog import resolve_model_path
 
     return SentenceTransformer(
         resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"), device="cpu"

@@ -12,8 +12,8 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from index.bm25 import Bm25Params, SparseVector
-from index.types import (
+from index.contracts import (
+    Bm25Params,
     CollectionNotFoundError,
     CollectionSpec,
     HybridOptions,
@@ -23,6 +23,7 @@ from index.types import (
     Range,
     RetrievalTuning,
     SearchRequest,
+    SparseVector,
     VectorStore,
 )
 

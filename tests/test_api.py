@@ -158,9 +158,8 @@ def test_health_ready_and_openapi(client: TestClient) -> None:
 
 
 def test_an_index_held_by_another_process_answers_503(tmp_path: Path) -> None:
-    from index.bm25 import Bm25Params
-    from index.edge_store import EdgeVectorStore
-    from index.types import CollectionSpec
+    from index.contracts import Bm25Params, CollectionSpec
+    from index.store.embedded import EdgeVectorStore
 
     settings = Settings(data_dir=tmp_path)
     holder = EdgeVectorStore(settings.qdrant_path)  # as a running ingest would hold it

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
 from chunking.types import Chunk
-from index.bm25 import Bm25Encoder, Bm25Params, SparseVector, term_index
-from index.edge_store import EdgeVectorStore
-from index.types import CollectionSpec, IndexedPoint, SearchRequest
+from index.bm25.encoder import Bm25Encoder, term_index
+from index.contracts import Bm25Params, CollectionSpec, IndexedPoint, SearchRequest, SparseVector
+from index.store.embedded import EdgeVectorStore
 
 CORPUS = [
     "The pump moves water from the well into the tank.",

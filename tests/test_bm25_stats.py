@@ -16,11 +16,11 @@ from chunking.ids import chunk_point_id
 from chunking.types import Chunk
 from composition.components import Components
 from config.settings import Settings
-from index.bm25 import Bm25Encoder, Bm25Params, SparseVector, average_length
-from index.bm25_stats import DRIFT_WARNING, AvgdlDrift, document_length, measure_avgdl, reweight
-from index.edge_store import EdgeVectorStore
-from index.types import CollectionSpec, IndexedPoint
-from index.version_sync import sync_version
+from index.bm25.encoder import Bm25Encoder, average_length
+from index.bm25.stats import DRIFT_WARNING, AvgdlDrift, document_length, measure_avgdl, reweight
+from index.contracts import Bm25Params, CollectionSpec, IndexedPoint, SparseVector
+from index.store.embedded import EdgeVectorStore
+from index.write.version_sync import sync_version
 from tests.conftest import ingest_folder
 from tests.test_writer import DIMENSION, StubEmbedder
 

@@ -72,7 +72,7 @@ def test_tokens_are_the_known_counts_of_the_texts_embedded_and_a_zero_is_counted
     embedder: Any,
 ) -> None:
     from chunking.types import text_hash
-    from index.writer import WriteStats, embed_cached
+    from index.write.writer import WriteStats, embed_cached
 
     texts = ["The impeller of a centrifugal pump wears out.", "Seals leak."]
     stats = WriteStats()

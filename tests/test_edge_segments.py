@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.bm25 import Bm25Params, SparseVector
-from index.edge_store import EdgeVectorStore
-from index.types import CollectionSpec, IndexedPoint, SearchRequest
+from index.contracts import Bm25Params, CollectionSpec, IndexedPoint, SearchRequest, SparseVector
+from index.store.embedded import EdgeVectorStore
 
 DIM = 4096
 SPEC = CollectionSpec(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embedder import SentenceTransformerEmbedder
+from index.models.embedder import SentenceTransformerEmbedder
 from pipelines.embedder_training import train_bi_encoder
 from pipelines.training_pairs import TrainingPair
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from index.embedding_cache import EmbeddingCache
+from index.write.embedding_cache import EmbeddingCache
 
 
 def test_vectors_survive_reopening_and_are_kept_per_model(tmp_path: Path) -> None:

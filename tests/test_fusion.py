@@ -6,8 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.bm25 import Bm25Params, SparseVector
-from index.edge_store import EdgeVectorStore
+from index.contracts import (
+    Bm25Params,
+    CollectionSpec,
+    IndexedPoint,
+    ScoredPoint,
+    SearchRequest,
+    SparseVector,
+)
 from index.fusion import (
     FusionParams,
     distribution_based,
@@ -16,7 +22,7 @@ from index.fusion import (
     normalised_score_fusion,
     reciprocal_rank_fusion,
 )
-from index.types import CollectionSpec, IndexedPoint, ScoredPoint, SearchRequest
+from index.store.embedded import EdgeVectorStore
 
 
 def _points(ids_scores: list[tuple[str, float]]) -> list[ScoredPoint]:

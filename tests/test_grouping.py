@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from index.grouping import group_by_document
-from index.types import ScoredPoint
+from index.contracts import ScoredPoint
+from index.search.grouping import group_by_document
 
 
 def _point(point_id: str, score: float, source: str, doc_id: str) -> ScoredPoint:

@@ -6,9 +6,16 @@ from typing import Any
 
 import pytest
 
-from index.bm25 import Bm25Params
-from index.searcher import SearchOutcome
-from index.types import CollectionSpec, MatchAny, PayloadFilter, Range, ScoredPoint, SearchResult
+from index.contracts import (
+    Bm25Params,
+    CollectionSpec,
+    MatchAny,
+    PayloadFilter,
+    Range,
+    ScoredPoint,
+    SearchResult,
+)
+from index.search.searcher import SearchOutcome
 from retrieval_api.hits import build_hits, to_payload_filter
 from retrieval_api.schemas import Filters, Hit, IntegerRange, MetadataFilters
 

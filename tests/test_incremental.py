@@ -10,7 +10,7 @@ import pytest
 
 from composition.components import Components
 from config.settings import Settings
-from index.types import MatchAny, PayloadFilter
+from index.contracts import MatchAny, PayloadFilter
 from ingest.manifest import IngestAlreadyRunning, Manifest, RunLock
 from pipelines.report import IngestReport
 from tests.conftest import ingest_folder

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embedder import SentenceTransformerEmbedder
-from index.inference_backends import InferenceBackend, export_id
-from index.reranker import CrossEncoderReranker
-from index.types import ScoredPoint
+from index.contracts import InferenceBackend, ScoredPoint
+from index.models.embedder import SentenceTransformerEmbedder
+from index.models.exports import export_id
+from index.models.reranker import CrossEncoderReranker
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = [
@@ -88,7 +88,7 @@ def test_each_backend_keys_its_own_embedding_cache(
 
 
 def test_a_retrained_model_gets_a_new_export(tmp_path: Path) -> None:
-    from index.models import resolve_model_path
+    from index.models.catalog import resolve_model_path
 
     model = tmp_path / "model"
     model.mkdir()
@@ -120,7 +120,7 @@ def test_settings_refuse_int8_on_torch_only_when_asked_for(monkeypatch: pytest.M
     monkeypatch.delenv("SLUICE_RERANK_BACKEND", raising=False)
     defaults = Settings()
     assert (defaults.embedding_backend, defaults.embedding_quantization) == ("auto", "int8")
-    from index.inference_backends import choose_backend
+    from index.models.device import choose_backend
 
     on_cpu = choose_backend(defaults.embedding_backend, defaults.embedding_quantization, "cpu")
     assert on_cpu.label == "openvino-int8"  # the measured default on a CPU
@@ -181,8 +181,8 @@ def test_one_model_as_embedder_and_as_reranker_gets_an_export_each(
 def test_a_reranker_without_one_score_a_pair_is_reported_not_raised(tmp_path: Path) -> None:
     """A model answering something else than one score a pair is a skipped rerank, not a 500:
     here a bi-encoder's export put in the place of the cross-encoder's."""
-    from index.inference_backends import export_id
-    from index.types import RerankSkipped
+    from index.contracts import RerankSkipped
+    from index.models.exports import export_id
 
     backend = InferenceBackend.from_label("openvino")
     SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=tmp_path).warm_up()
@@ -202,7 +202,7 @@ def test_openvino_runs_without_its_usage_analytics(tmp_path: Path) -> None:
     mark = tmp_path / "imported"
     (fake / "__init__.py").write_text(f"open({str(mark)!r}, 'w').close()\nclass Telemetry: ...\n")
     code = (
-        "from index.inference_backends import openvino_without_telemetry\n"
+        "from index.models.exports import openvino_without_telemetry\n"
         "ov = openvino_without_telemetry(); import nncf, nncf.telemetry\n"
         "ov.Core()\n"
     )

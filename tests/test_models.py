@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from index.models import (
+from index.models.catalog import (
     PACKAGED_EMBEDDING_MODEL,
     ModelUnavailable,
     canonical_model_id,
@@ -69,9 +69,9 @@ def test_an_index_made_under_one_spelling_takes_writes_under_another(
     tmp_path: Path, embedder
 ) -> None:  # type: ignore[no-untyped-def]
     """A collection recorded with a short name (older versions kept the name as given)."""
-    from index.bm25 import Bm25Params
-    from index.store_factory import open_vector_store
-    from index.target import ensure_collection
+    from index.contracts import Bm25Params
+    from index.store.factory import open_vector_store
+    from index.write.target import ensure_collection
 
     class ShortName:
         model_id = "all-MiniLM-L6-v2"

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from config.settings import Settings
-from index.shared_store import SharedEdgeStore
-from index.types import IndexLockedError
+from index.contracts import IndexLockedError
+from index.store.shared import SharedEdgeStore
 from tests.conftest import (
     DEFAULT_BACKENDS,
     default_backend_data_dir,
@@ -54,7 +54,7 @@ QUERY = {"query": "centrifugal pump impeller", "top_k": 3}
 OWNER = """
     import signal, sys, threading, time
     from pathlib import Path
-    from index.shared_store import SharedEdgeStore
+    from index.store.shared import SharedEdgeStore
 
     store = SharedEdgeStore(Path(sys.argv[1]))
     delay = float(sys.argv[2])
@@ -80,7 +80,7 @@ OLD_PROTOCOL_OWNER = """
     from multiprocessing.connection import Listener
     from pathlib import Path
     from filelock import FileLock
-    from index.shard_channel import key_path, socket_path
+    from index.store.channel import key_path, socket_path
 
     # What Sluice's channel was before it had a protocol version (protocol 1): the owner lock,
     # a key file beside it and multiprocessing's key challenge on the socket.
@@ -108,10 +108,10 @@ OLD_PROTOCOL_OWNER = """
 NEWER_CLIENT = """
     import sys
     from pathlib import Path
-    import index.shard_channel
-    from index.shared_store import SharedEdgeStore
+    import index.store.channel
+    from index.store.shared import SharedEdgeStore
 
-    index.shard_channel.PROTOCOL = 99  # a later Sluice's channel
+    index.store.channel.PROTOCOL = 99  # a later Sluice's channel
     try:
         store = SharedEdgeStore(Path(sys.argv[1]))
     except Exception as error:
@@ -369,7 +369,7 @@ def test_an_owner_of_an_older_protocol_is_named_not_waited_for(data_dir: Path) -
             assert _Lines(old).next("") == "listening"
             with pytest.raises(IndexLockedError) as raised:
                 SharedEdgeStore(store_dir, owner_wait_s=5).close()
-            from index.shard_channel import PROTOCOL, ProtocolMismatch
+            from index.store.channel import PROTOCOL, ProtocolMismatch
 
             assert isinstance(raised.value, ProtocolMismatch)
             message = str(raised.value)
@@ -393,7 +393,7 @@ def test_a_client_of_a_newer_protocol_is_refused_with_both_versions_named(
         newer = _python(NEWER_CLIENT, str(store_dir), stdout=subprocess.PIPE)
         out, _ = newer.communicate(timeout=120)
         assert newer.returncode == 2, out
-        from index.shard_channel import PROTOCOL
+        from index.store.channel import PROTOCOL
 
         assert out.startswith("ProtocolMismatch: ")
         assert f"channel protocol {PROTOCOL}" in out and "channel protocol 99" in out

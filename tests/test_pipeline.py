@@ -20,7 +20,7 @@ def _point_ids(settings: Settings) -> set[str]:
     try:
         ids = set()
         for token in ("alpha", "beta", "gamma", "delta"):
-            from index.searcher import IndexSearcher
+            from index.search.searcher import IndexSearcher
 
             outcome = IndexSearcher(store, lambda m: None).search(  # type: ignore[arg-type,return-value]
                 "docs", token, "bm25", 100
@@ -143,7 +143,7 @@ def test_a_file_that_makes_the_parser_grow_past_the_memory_limit_is_stopped(
 
 
 def test_known_chunk_texts_take_their_embedding_from_the_cache(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
-    from index.embedding_cache import EmbeddingCache
+    from index.write.embedding_cache import EmbeddingCache
 
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -158,9 +158,9 @@ def test_known_chunk_texts_take_their_embedding_from_the_cache(tmp_path: Path, e
 
 
 def test_a_first_version_left_without_its_alias_is_adopted(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
-    from index.bm25 import Bm25Params
-    from index.target import ensure_collection
+    from index.contracts import Bm25Params
     from index.versions import create_next_version
+    from index.write.target import ensure_collection
 
     store = Components(Settings(data_dir=tmp_path / "data")).store()
     try:
@@ -177,7 +177,7 @@ def test_rewriting_a_version_with_fewer_chunks_leaves_no_surplus(tmp_path: Path,
     """The same document version chunked into fewer chunks (a retried document after a model
     switch changed the tokenizer) keeps none of the earlier attempt's extra ordinals."""
     from chunking.types import Chunk
-    from index.target import IndexTarget, write_documents
+    from index.write.target import IndexTarget, write_documents
 
     folder = tmp_path / "docs"
     folder.mkdir()

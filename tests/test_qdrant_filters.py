@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
-from index.bm25 import Bm25Params, SparseVector
-from index.edge_store import EdgeVectorStore
-from index.qdrant_filters import to_client_filter, to_edge_filter
-from index.types import (
+from index.contracts import (
     DENSE_VECTOR,
+    Bm25Params,
     CollectionSpec,
     Condition,
     IndexedPoint,
@@ -22,7 +20,10 @@ from index.types import (
     PayloadFilter,
     Range,
     SearchRequest,
+    SparseVector,
 )
+from index.store.embedded import EdgeVectorStore
+from index.store.filters import to_client_filter, to_edge_filter
 
 COLLECTION = "filters__v1"
 ORDINALS = range(5)

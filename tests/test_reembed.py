@@ -224,7 +224,7 @@ def test_prefixes_are_recorded_and_used_for_passages_and_queries(
 
         _, payload = next(iter(store.scroll(spec.name, ["context", "text"])))
         from chunking.types import indexed_text
-        from index.types import SearchRequest
+        from index.contracts import SearchRequest
 
         passage = embedder.model.encode(
             "passage: " + indexed_text(payload["context"], payload["text"]),
@@ -383,11 +383,11 @@ def test_cli_reembed_versions_and_rollback(
 def test_an_interrupted_reembed_is_resumed_not_restarted(
     indexed: tuple[Settings, Path], models: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import index.version_sync
+    import index.write.version_sync
     from pipelines.progress import set_progress_listener
 
     settings, _ = indexed
-    monkeypatch.setattr(index.version_sync, "PAGE_SIZE", 5)
+    monkeypatch.setattr(index.write.version_sync, "PAGE_SIZE", 5)
 
     def crash(stage: str, done: int, total: int) -> None:
         raise KeyboardInterrupt("killed after the first page")
@@ -440,8 +440,8 @@ def test_rollback_catches_the_older_version_up_with_its_own_model(
 def test_prefixes_come_from_the_model_or_its_family(tmp_path: Path) -> None:
     import shutil
 
-    from index.embedder import SentenceTransformerEmbedder
-    from index.models import resolve_model_path
+    from index.models.catalog import resolve_model_path
+    from index.models.embedder import SentenceTransformerEmbedder
 
     packaged = Path(resolve_model_path(EMBEDDING_MODEL))
     family = shutil.copytree(packaged, tmp_path / "e5-small-copy")

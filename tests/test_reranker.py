@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from index.contracts import RerankSkipped, ScoredPoint
 from index.fusion import blend_scores
-from index.reranker import CrossEncoderReranker
-from index.types import RerankSkipped, ScoredPoint
+from index.models.reranker import CrossEncoderReranker
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from composition.components import Components
 from config.settings import Settings
-from index.reranker import CrossEncoderReranker, uses_only_known_modules
-from index.searcher import IndexSearcher
-from index.types import ScoredPoint
+from index.contracts import ScoredPoint
+from index.models.reranker import CrossEncoderReranker, uses_only_known_modules
+from index.search.searcher import IndexSearcher
 from pipelines.beir import load_beir
 from pipelines.evaluation import build_eval_index
 from pipelines.reranker_training import (
@@ -107,7 +107,7 @@ def test_only_sluice_module_classes_are_trusted(tmp_path: Path) -> None:
         json.dumps(
             [
                 {"type": "sentence_transformers.base.modules.Transformer"},
-                {"type": "index.segment_similarity.SegmentSimilarity"},
+                {"type": "index.models.segment_similarity.SegmentSimilarity"},
             ]
         )
     )

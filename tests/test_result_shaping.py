@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.settings import Settings
-from index.bm25 import Bm25Encoder, Bm25Params
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import Bm25Params
 from retrieval_api.app import create_app
 from retrieval_api.cursor import Cursor, CursorCodec
 from retrieval_api.schemas import MAX_CANDIDATE_POOL
@@ -318,7 +319,7 @@ def test_highlights_mark_the_query_terms_as_bm25_matches_them(client: TestClient
 @pytest.mark.parametrize("mode", ["bm25", "hybrid", "dense"])
 @pytest.mark.parametrize("query", ["repair tools", "pump repair", "inverter night", QUERY])
 def test_a_hit_without_highlights_says_why(client: TestClient, mode: str, query: str) -> None:
-    from index.shaping import HIGHLIGHT_NOTES
+    from index.search.shaping import HIGHLIGHT_NOTES
 
     encoder = Bm25Encoder(Bm25Params(avg_doc_length=1))
     wanted = set(encoder.tokenize(query))

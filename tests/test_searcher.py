@@ -10,17 +10,19 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from index.bm25 import Bm25Encoder, Bm25Params, SparseVector
-from index.edge_store import EdgeVectorStore
-from index.searcher import IndexSearcher
-from index.types import (
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import (
+    Bm25Params,
     CollectionSpec,
     IndexedPoint,
     MatchAny,
     PayloadFilter,
     SearchRequest,
     SearchResult,
+    SparseVector,
 )
+from index.search.searcher import IndexSearcher
+from index.store.embedded import EdgeVectorStore
 
 DIM = 4
 

@@ -19,10 +19,9 @@ from hypothesis import strategies as st
 from composition.components import Components
 from config.settings import Settings
 from flows.reembed_flow import run_reembed, run_rollback
-from index.bm25 import Bm25Encoder, Bm25Params
-from index.edge_store import EdgeVectorStore
-from index.searcher import IndexSearcher
-from index.types import (
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import (
+    Bm25Params,
     CollectionSpec,
     HybridOptions,
     IndexedPoint,
@@ -30,6 +29,8 @@ from index.types import (
     PayloadFilter,
     RetrievalTuning,
 )
+from index.search.searcher import IndexSearcher
+from index.store.embedded import EdgeVectorStore
 from retrieval_api.app import create_app
 from retrieval_api.hits import build_hits
 from tests.conftest import ingest_folder
@@ -184,8 +185,8 @@ def test_a_cached_searcher_of_an_index_not_ingested_yet_says_so_on_both_backends
 ) -> None:
     from qdrant_client import QdrantClient
 
-    from index.client_store import QdrantClientStore
-    from index.types import IndexNotFoundError
+    from index.contracts import IndexNotFoundError
+    from index.store.server import QdrantClientStore
 
     for store in (EdgeVectorStore(tmp_path / "edge"), QdrantClientStore(QdrantClient(":memory:"))):
         searcher = IndexSearcher(store, lambda spec: _HashEmbedder(), result_cache_entries=8)  # type: ignore[arg-type,return-value]

@@ -59,7 +59,7 @@ def test_vector_quantization_reaches_new_collections_reembeds_and_searches(
     from typing import cast
 
     from composition.components import Components
-    from index.types import Embedder, QuantizedSearch
+    from index.contracts import Embedder, QuantizedSearch
 
     defaults = Settings(data_dir=tmp_path)
     assert defaults.vector_quantization == "none"

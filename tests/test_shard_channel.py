@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from index.bm25 import Bm25Params
-from index.shard_channel import UnsafeSocketFolder, socket_path
-from index.shared_store import SharedEdgeStore
-from index.types import CollectionSpec, IndexLockedError
+from index.contracts import Bm25Params, CollectionSpec, IndexLockedError
+from index.store.channel import UnsafeSocketFolder, socket_path
+from index.store.shared import SharedEdgeStore
 
 LONG = "a-folder-name-long-enough-to-push-the-socket-path-past-what-af-unix-takes"
 

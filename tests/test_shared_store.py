@@ -15,9 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.bm25 import Bm25Params, SparseVector
-from index.shared_store import SharedEdgeStore
-from index.types import CollectionSpec, IndexedPoint, MatchAny, PayloadFilter, SearchRequest
+from index.contracts import (
+    Bm25Params,
+    CollectionSpec,
+    IndexedPoint,
+    MatchAny,
+    PayloadFilter,
+    SearchRequest,
+    SparseVector,
+)
+from index.store.shared import SharedEdgeStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 8
@@ -55,9 +62,9 @@ CLIENT_WRITES = """
     import sys, uuid
     from pathlib import Path
     import numpy as np
-    from index.bm25 import Bm25Params, SparseVector
-    from index.shared_store import SharedEdgeStore
-    from index.types import CollectionSpec, IndexedPoint
+    from index.contracts import Bm25Params, SparseVector
+    from index.store.shared import SharedEdgeStore
+    from index.contracts import CollectionSpec, IndexedPoint
 
     store = SharedEdgeStore(Path(sys.argv[1]))
     print(store.role, flush=True)
@@ -96,9 +103,9 @@ def test_two_processes_creating_collections_at_once_keep_every_entry(tmp_path: P
             """
             import sys
             from pathlib import Path
-            from index.bm25 import Bm25Params
-            from index.shared_store import SharedEdgeStore
-            from index.types import CollectionSpec
+            from index.contracts import Bm25Params
+            from index.store.shared import SharedEdgeStore
+            from index.contracts import CollectionSpec
 
             store = SharedEdgeStore(Path(sys.argv[1]))
             for i in range(8):
@@ -153,9 +160,9 @@ def test_an_owner_killed_with_sigkill_is_taken_over_with_its_writes(tmp_path: Pa
         import sys, time, uuid
         from pathlib import Path
         import numpy as np
-        from index.bm25 import Bm25Params, SparseVector
-        from index.shared_store import SharedEdgeStore
-        from index.types import CollectionSpec, IndexedPoint
+        from index.contracts import Bm25Params, SparseVector
+        from index.store.shared import SharedEdgeStore
+        from index.contracts import CollectionSpec, IndexedPoint
 
         store = SharedEdgeStore(Path(sys.argv[1]))
         store.create_collection(CollectionSpec("docs__v1", "m", 8, Bm25Params(avg_doc_length=5)))
@@ -189,7 +196,7 @@ def test_an_owner_killed_with_sigkill_is_taken_over_with_its_writes(tmp_path: Pa
 
 
 def test_the_channel_is_readable_by_its_owner_only(tmp_path: Path) -> None:
-    from index.shard_channel import key_path, socket_path
+    from index.store.channel import key_path, socket_path
 
     owner = SharedEdgeStore(tmp_path)
     try:
@@ -215,7 +222,7 @@ def test_a_deep_data_dir_still_gets_a_working_channel(tmp_path: Path, depth: int
 
 
 def test_a_shard_folder_the_catalog_does_not_name_is_set_aside_not_deleted(tmp_path: Path) -> None:
-    from index.edge_store import EdgeVectorStore
+    from index.store.embedded import EdgeVectorStore
 
     stray = tmp_path / "collections" / "docs__v1"
     stray.mkdir(parents=True)
@@ -231,7 +238,7 @@ def test_a_shard_folder_the_catalog_does_not_name_is_set_aside_not_deleted(tmp_p
 
 
 def test_a_client_without_the_key_is_refused_and_the_owner_keeps_serving(tmp_path: Path) -> None:
-    from index.shard_channel import KeyChanged, ShardClient
+    from index.store.channel import KeyChanged, ShardClient
 
     owner = SharedEdgeStore(tmp_path)
     try:

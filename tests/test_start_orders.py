@@ -3,7 +3,7 @@ rollback, `tune`, `eval`, `status` and `versions` each work whether they start b
 the others, and every API process answers `/retrieve` (and says so on `/ready`) throughout.
 
 Whichever process opens the embedded store first owns its shards; the others are its clients
-(`index/shared_store.py`). So each command runs here once as a client of a serving owner
+(`index/store/shared.py`). So each command runs here once as a client of a serving owner
 (`sluice serve` started first) and once as the owner with `sluice serve` started second as its
 client; the quick inspecting commands and a second ingest also run as clients of an ingest that
 owns the shards. A command started first is held, as owner, right after it opens the store,
@@ -60,7 +60,7 @@ COMMANDS = ["ingest", "deployment", "reembed", "rollback", "tune", "eval", "stat
 
 # Imported by every process of a command started first (through PYTHONPATH): the first store it
 # opens as owner holds the process there until the release file appears, and says so with a
-# file `owner-<pid>` beside it. Patched on import of `index.shared_store`, whichever checkout
+# file `owner-<pid>` beside it. Patched on import of `index.store.shared`, whichever checkout
 # the process runs.
 HOLD = """
 import importlib.abc, importlib.util, os, sys, time
@@ -87,7 +87,7 @@ def _patch(module):
 
 class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name != "index.shared_store":
+        if name != "index.store.shared":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

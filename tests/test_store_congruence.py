@@ -34,15 +34,11 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from qdrant_client import QdrantClient, models
 
-from index.bm25 import Bm25Encoder, Bm25Params, SparseVector, term_index
-from index.client_store import QdrantClientStore
-from index.edge_store import EdgeVectorStore
-from index.fusion import FusionParams
-from index.qdrant_filters import to_edge_filter
-from index.searcher import IndexSearcher, SearchOutcome
-from index.types import (
+from index.bm25.encoder import Bm25Encoder, term_index
+from index.contracts import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    Bm25Params,
     CollectionNotFoundError,
     CollectionSpec,
     Condition,
@@ -59,8 +55,14 @@ from index.types import (
     ScoredPoint,
     SearchMode,
     SearchRequest,
+    SparseVector,
     VectorStore,
 )
+from index.fusion import FusionParams
+from index.search.searcher import IndexSearcher, SearchOutcome
+from index.store.embedded import EdgeVectorStore
+from index.store.filters import to_edge_filter
+from index.store.server import QdrantClientStore
 
 pytestmark = [
     # Local mode says that it searches exactly and keeps no payload index; a server uses both.
@@ -1114,7 +1116,7 @@ def test_both_backends_raise_collection_not_found_on_a_dropped_collection(
 )
 @pytest.mark.xfail(
     strict=True,
-    reason="Known gap in index/qdrant_filters.py, out of the API's reach since its filters are "
+    reason="Known gap in index/store/filters.py, out of the API's reach since its filters are "
     "typed (keyword fields take strings, integer fields int64 integers and integer ranges, "
     "retrieval_api/schemas.py): the backends do not answer these values alike: edge reads "
     "True as the integer 1 (a bool field never matches) and returns every "

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from index.client_store import QdrantClientStore
-from index.edge_store import EdgeVectorStore
-from index.shard_channel import CALLS, ITERATIONS, protocol_methods
-from index.shared_store import SharedEdgeStore
-from index.types import VectorStore
+from index.contracts import VectorStore
+from index.store.channel import CALLS, ITERATIONS, protocol_methods
+from index.store.embedded import EdgeVectorStore
+from index.store.server import QdrantClientStore
+from index.store.shared import SharedEdgeStore
 from tests.store_contract import (
     CONTRACTS,
     AliasesContract,
@@ -55,7 +55,7 @@ class TestSharedStoreAsOwner(Contract):
 OWNER = """
     import sys
     from pathlib import Path
-    from index.shared_store import SharedEdgeStore
+    from index.store.shared import SharedEdgeStore
 
     store = SharedEdgeStore(Path(sys.argv[1]))
     print(store.role, flush=True)

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from qdrant_client import QdrantClient
 
 from config.settings import Settings
-from index.bm25 import Bm25Encoder, Bm25Params
-from index.client_store import QdrantClientStore
-from index.edge_store import EdgeVectorStore
-from index.searcher import IndexSearcher
-from index.types import CollectionSpec, Embedder, IndexedPoint, VectorStore
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import Bm25Params, CollectionSpec, Embedder, IndexedPoint, VectorStore
+from index.search.searcher import IndexSearcher
+from index.store.embedded import EdgeVectorStore
+from index.store.server import QdrantClientStore
 from retrieval_api.app import create_app
 from retrieval_api.deps import get_searcher
 from retrieval_api.keys import KeyStore
@@ -200,8 +200,8 @@ def test_a_random_key_string_or_none_reads_nothing(
 
 def test_an_index_from_before_tenants_is_the_default_tenants(tmp_path: Path) -> None:
     """Its points carry no tenant: a key of the default tenant reads them all, any other none."""
-    from index.searcher import confined
-    from index.types import MatchAny, PayloadFilter
+    from index.contracts import MatchAny, PayloadFilter
+    from index.search.searcher import confined
 
     legacy = CollectionSpec("docs__v1", "stub", DIM, Bm25Params())
     user = PayloadFilter(must=(MatchAny("filetype", ("pdf",)),))
@@ -222,8 +222,8 @@ def test_an_index_from_before_tenants_refuses_another_tenant_until_rebuilt(
     tmp_path: Path, embedder
 ) -> None:  # type: ignore[no-untyped-def]
     from chunking.types import Chunk
-    from index.store_factory import open_vector_store
-    from index.target import ensure_collection
+    from index.store.factory import open_vector_store
+    from index.write.target import ensure_collection
 
     store = open_vector_store(tmp_path / "qdrant")
     try:

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from index.embedder import PaddingStats, SentenceTransformerEmbedder, token_batches
+from index.models.embedder import PaddingStats, SentenceTransformerEmbedder, token_batches
 
 
 @given(

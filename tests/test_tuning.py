@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from composition.components import Components
 from config.settings import Settings
 from flows.tune_flow import run_tuning
-from index.types import HybridOptions
+from index.contracts import HybridOptions
 from pipelines.beir import load_beir
 from pipelines.evaluation import build_eval_index, eval_alias
 from pipelines.tuning import choose, cross_validate, folds_of
@@ -183,7 +183,7 @@ def test_a_gain_the_folds_do_not_agree_on_keeps_the_defaults() -> None:
 
 
 def test_with_a_reranker_the_blend_is_cross_validated_too(paraphrases: Settings) -> None:
-    from index.reranker import CrossEncoderReranker
+    from index.models.reranker import CrossEncoderReranker
     from pipelines.evaluation import load_golden_set
     from pipelines.tuning import BLENDS, tune
 

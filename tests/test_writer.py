@@ -13,11 +13,11 @@ import pytest
 
 from chunking.ids import chunk_point_id
 from chunking.types import Chunk, text_hash
-from index.bm25 import Bm25Encoder, Bm25Params
-from index.edge_store import EdgeVectorStore
-from index.embedding_cache import EmbeddingCache
-from index.types import CollectionSpec, PayloadFilter, Range, SearchRequest
-from index.writer import IndexWriter, WriteStats, embed_cached
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import Bm25Params, CollectionSpec, PayloadFilter, Range, SearchRequest
+from index.store.embedded import EdgeVectorStore
+from index.write.embedding_cache import EmbeddingCache
+from index.write.writer import IndexWriter, WriteStats, embed_cached
 
 DIMENSION = 8
 COLLECTION = "docs__v1"

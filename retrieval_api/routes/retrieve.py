@@ -10,12 +10,12 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from composition.tracing import record_stages
-from index.context import Expansion
-from index.search_cache import normalised_query
-from index.searcher import IndexSearcher, SearchOutcome
-from index.shaping import DEFAULT_MMR_CANDIDATES, Shape, Shaped
-from index.shaping import shape as shape_ranking
-from index.types import HybridOptions, IndexNotFoundError, PayloadFilter
+from index.contracts import HybridOptions, IndexNotFoundError, PayloadFilter
+from index.search.cache import normalised_query
+from index.search.context import Expansion
+from index.search.searcher import IndexSearcher, SearchOutcome
+from index.search.shaping import DEFAULT_MMR_CANDIDATES, Shape, Shaped
+from index.search.shaping import shape as shape_ranking
 from pipelines.cost import Cost
 from retrieval_api.access import Retriever
 from retrieval_api.audit import audit_row

@@ -74,7 +74,7 @@ def load_settings(
         raise typer.Exit(2) from error
     if reads_only and settings.qdrant_url is None and not settings.data_dir.exists():
         return settings
-    from index.models import resolve_model_path
+    from index.models.catalog import resolve_model_path
 
     local_model = Path(resolve_model_path(settings.embedding_model)).exists()
     console_level = "DEBUG" if flags.debug else prefect_console
@@ -147,7 +147,7 @@ IndexOption = Annotated[
 def index_errors() -> tuple[type[Exception], ...]:
     """Failures of a command on an index that a user acts on: it is busy, held, or missing, or
     its ingest needs what this machine lacks (OCR)."""
-    from index.types import IndexLockedError, IndexNotFoundError
+    from index.contracts import IndexLockedError, IndexNotFoundError
     from ingest.manifest import IngestAlreadyRunning
     from ingest.ocr import OcrUnavailable
 

@@ -26,7 +26,7 @@ from sluice.cli.common import (
 from sluice.cli.run_commands import run_history, runs_table
 
 if TYPE_CHECKING:
-    from index.types import RetrievalTuning
+    from index.contracts import RetrievalTuning
 
 
 def status(
@@ -42,7 +42,7 @@ def status(
             console.print(f"no index yet: {settings.data_dir} does not exist (ingest creates it)")
         return
     from composition.components import Components
-    from index.bm25_stats import measure_avgdl
+    from index.bm25.stats import measure_avgdl
 
     parts = Components(settings)
     store = parts.store()
@@ -102,7 +102,7 @@ def status(
 
 def _print_avgdl(alias: str, info: dict[str, Any]) -> None:
     """A warning, with what to do, when BM25's recorded avgdl has drifted far enough from the
-    chunks' mean now to cost ranking quality (index/bm25_stats.py); nothing otherwise: a drift
+    chunks' mean now to cost ranking quality (index/bm25/stats.py); nothing otherwise: a drift
     within the tolerance needs no action (the figures are in `--json`)."""
     avgdl = info["bm25_avgdl"]
     if not avgdl or not avgdl["stale"]:
@@ -180,7 +180,7 @@ def reembed(
 
 def _version_rows(settings: Settings) -> list[dict[str, Any]]:
     from composition.components import Components
-    from index.types import IndexNotFoundError
+    from index.contracts import IndexNotFoundError
     from index.versions import collection_name, versions_of
 
     parts = Components(settings)
@@ -273,7 +273,7 @@ def _model_on_backend(row: dict[str, Any]) -> str:
 def _describe_tuning(tuning: dict[str, Any] | None) -> str:
     if tuning is None:
         return "no (defaults)"
-    from index.types import HybridOptions
+    from index.contracts import HybridOptions
     from pipelines.tuning import describe
 
     options = HybridOptions.from_metadata(tuning["options"])

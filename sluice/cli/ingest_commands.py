@@ -93,7 +93,7 @@ def _ingest_runs(
 ) -> list[dict[str, Any]]:
     """One run per source: PATH, --source, or every configured source; their reports.
     `tenant`: PATH's (a configured source names its own)."""
-    from index.models import ModelUnavailable
+    from index.models.catalog import ModelUnavailable
     from ingest.types import SourceUnavailable
 
     if path is not None:

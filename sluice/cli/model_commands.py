@@ -25,7 +25,7 @@ def models(
     Pass NAME as `--model` (reembed), SLUICE_EMBEDDING_MODEL or SLUICE_RERANKER_MODEL; each
     spelling of one model (a bare name, its hub id, its folder) is the same model."""
     load_settings(reads_only=True)
-    from index.models import offline_models
+    from index.models.catalog import offline_models
 
     found = offline_models(folder or [Path("models")])
     if as_json:

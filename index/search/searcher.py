@@ -12,10 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from config.sources import DEFAULT_TENANT
-from index.bm25 import Bm25Encoder
-from index.fusion import DEFAULT_HYBRID, FusionParams, fuse
-from index.search_cache import BoundedCache, normalised_query
-from index.types import (
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import (
     TENANT_FIELD,
     CollectionNotFoundError,
     CollectionSpec,
@@ -33,6 +31,8 @@ from index.types import (
     SearchResult,
     VectorStore,
 )
+from index.fusion import DEFAULT_HYBRID, FusionParams, fuse
+from index.search.cache import BoundedCache, normalised_query
 
 Vector = npt.NDArray[np.float32]
 
@@ -77,7 +77,7 @@ class IndexSearcher:
         quantized_search: QuantizedSearch | None = None,
     ) -> None:
         """`defaults`: complete hybrid options for a collection nobody tuned. The caches
-        (`index/search_cache.py`) are for a long-lived server; 0 entries: none.
+        (`index/search/cache.py`) are for a long-lived server; 0 entries: none.
         `quantized_search`: how dense searches read a collection built with int8 vectors
         (default: rescored, oversampled twofold)."""
         self.defaults = defaults

@@ -14,8 +14,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from index.bm25 import Bm25Params, SparseVector
-from index.types import VectorStore
+from index.contracts import Bm25Params, SparseVector, VectorStore
 
 DRIFT_SAMPLE = 2048
 """Points read to estimate the current mean length: point ids are uuid5 hashes and both

@@ -9,8 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from index.bm25 import SparseVector
-from index.types import DENSE_VECTOR, SPARSE_VECTOR, FetchedPoint, ScoredPoint, StoredPoint
+from index.contracts import (
+    DENSE_VECTOR,
+    SPARSE_VECTOR,
+    FetchedPoint,
+    ScoredPoint,
+    SparseVector,
+    StoredPoint,
+)
 
 
 def scored_points(scored: Sequence[Any]) -> list[ScoredPoint]:

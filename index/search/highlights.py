@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from index.bm25 import Bm25Encoder
+from index.bm25.encoder import Bm25Encoder
 
 
 def highlight_spans(encoder: Bm25Encoder, query: str, text: str) -> list[tuple[int, int]]:

@@ -3,7 +3,7 @@
 A Qdrant Edge shard opens in one process at a time. So the first process that opens the store
 becomes its owner: it takes the owner lock (an OS file lock, released with the process, even on
 SIGKILL), opens the shards and serves the other processes over a local channel
-(`index/shard_channel.py`). Every later process becomes a client of that owner and sends its
+(`index/store/channel.py`). Every later process becomes a client of that owner and sends its
 calls there: `sluice serve`, an ingest run, a scheduled deployment run, a re-embed and the
 read-only commands all work on one data dir at once, and whichever started first serves the rest.
 When the owner exits or dies, a client takes the shards over on its next call.
@@ -23,9 +23,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from index.edge_store import EdgeVectorStore
-from index.shard_channel import KeyChanged, OwnerGone, ShardClient, ShardServer
-from index.types import (
+from index.contracts import (
     CollectionSpec,
     FetchedPoint,
     IndexedPoint,
@@ -37,6 +35,8 @@ from index.types import (
     StoredPoint,
     StoreError,
 )
+from index.store.channel import KeyChanged, OwnerGone, ShardClient, ShardServer
+from index.store.embedded import EdgeVectorStore
 
 
 class SharedEdgeStore:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from index.types import ScoredPoint
+from index.contracts import ScoredPoint
 
 
 def relevance(points: Sequence[ScoredPoint]) -> list[float]:

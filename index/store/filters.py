@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from index.types import Condition, MatchAny, PayloadFilter, Range
+from index.contracts import Condition, MatchAny, PayloadFilter, Range
 
 if TYPE_CHECKING:  # the embedded engine never needs the client (~1 s to import)
     from qdrant_client import models

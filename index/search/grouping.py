@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from index.types import ScoredPoint
+from index.contracts import ScoredPoint
 
 
 @dataclass

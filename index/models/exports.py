@@ -1,7 +1,7 @@
 """A sentence-transformers model's transformer run on ONNX Runtime or OpenVINO, fp32 or int8.
 
 Only the transformer is swapped: tokenizer, pooling, normalisation and a reranker's head (the
-classifier, or `index.segment_similarity`) stay sentence-transformers' own, so every model
+classifier, or `index.models.segment_similarity`) stay sentence-transformers' own, so every model
 Sluice trains runs on every backend. The swap is the one sentence-transformers itself makes for
 `backend="onnx"|"openvino"` (its Transformer module calls a runtime model in place of the torch
 one); the export is our own because theirs goes through optimum, which does not install beside
@@ -23,95 +23,14 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from index.models import local_model_stamp, resolve_model_path
-
-Backend = Literal["torch", "onnx", "openvino"]
-Quantization = Literal["none", "int8"]
-BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "openvino")
-QUANTIZATIONS: tuple[Quantization, ...] = ("none", "int8")
+from index.contracts import InferenceBackend
+from index.models.catalog import local_model_stamp, resolve_model_path
 
 EXPORT_FORMAT = 1
 """Bumped when the export below changes, so that older exports are made again."""
-
-
-@dataclass(frozen=True)
-class InferenceBackend:
-    """Which runtime runs the transformer, at which precision. int8 is dynamic quantisation:
-    int8 weights, activations quantised per batch at run time, no calibration data."""
-
-    name: Backend = "torch"
-    quantization: Quantization = "none"
-
-    def __post_init__(self) -> None:
-        if self.name not in BACKENDS:
-            raise ValueError(f"unknown backend '{self.name}' (one of {', '.join(BACKENDS)})")
-        if self.quantization not in QUANTIZATIONS:
-            raise ValueError(f"unknown quantization '{self.quantization}' (none or int8)")
-        if self.name == "torch" and self.quantization != "none":
-            raise ValueError("int8 runs on the onnx or openvino backend, not on torch")
-
-    @property
-    def label(self) -> str:
-        """How a collection records it: `torch`, `onnx`, `onnx-int8`, `openvino-int8`."""
-        return self.name if self.quantization == "none" else f"{self.name}-{self.quantization}"
-
-    @classmethod
-    def from_label(cls, label: str) -> InferenceBackend:
-        name, _, quantization = label.partition("-")
-        return cls(cast(Backend, name), cast(Quantization, quantization or "none"))
-
-
-TORCH = InferenceBackend()
-
-
-def choose_backend(name: str, quantization: str, device: str) -> InferenceBackend:
-    """What the settings ask for on this machine: `auto` is torch where `device` resolves to
-    a GPU (fp16 there), else OpenVINO; quantization does not apply to torch unless asked."""
-    from index.embedder import pick_device
-
-    if name == "auto":
-        name = "torch" if pick_device(device) != "cpu" else "openvino"
-    if name == "torch":
-        return TORCH
-    return InferenceBackend(cast(Backend, name), cast(Quantization, quantization))
-
-
-def device_for(backend: InferenceBackend, device: str) -> str:
-    """The device a backend runs on: ONNX Runtime and OpenVINO run here on the CPU, so `auto`
-    means the CPU for them; asking them for a GPU is an error rather than a silent CPU run."""
-    if backend.name == "torch":
-        return device
-    if device in ("auto", "cpu"):
-        return "cpu"
-    raise ValueError(
-        f"the {backend.name} backend runs on the CPU, not on '{device}': use the torch "
-        "backend on a GPU (SLUICE_EMBEDDING_BACKEND=torch / SLUICE_RERANK_BACKEND=torch)"
-    )
-
-
-def accelerate(
-    model: Any, backend: InferenceBackend, model_id: str, exports_dir: Path | None
-) -> None:
-    """Swaps the transformer of a loaded `SentenceTransformer` or `CrossEncoder` for one run by
-    `backend` (torch: left as it is), exporting it into `exports_dir` first where no export of
-    these model files exists."""
-    if backend == TORCH:
-        return
-    if exports_dir is None:
-        raise ValueError(f"the {backend.label} backend needs a folder for its exports")
-    from index.runtime_model import RuntimeModel
-
-    transformer = model[0]
-    output, inputs = _output_name(transformer), _input_names(transformer)
-    folder = exports_dir / export_id(model_id, backend, output)
-    file = folder / _file_name(backend)
-    if not file.is_file():
-        _export(transformer, inputs, output, backend, folder)
-    transformer.model = RuntimeModel(file, backend, inputs, output, transformer.model.config)
 
 
 def export_id(model_id: str, backend: InferenceBackend, output: str = "last_hidden_state") -> str:
@@ -135,7 +54,7 @@ def export_size(
     return sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.is_dir() else 0
 
 
-def _file_name(backend: InferenceBackend) -> str:
+def file_name(backend: InferenceBackend) -> str:
     return "model.onnx" if backend.name == "onnx" else "model.xml"
 
 
@@ -149,18 +68,18 @@ def _runtime_version(backend: InferenceBackend) -> str:
     return ""
 
 
-def _output_name(transformer: Any) -> str:
+def output_name(transformer: Any) -> str:
     """`last_hidden_state` for a bi-encoder or the segment head, `logits` for a classifier."""
     names = transformer.modality_config["text"]["method_output_name"]
     return str(names if isinstance(names, str) else names[0])
 
 
-def _input_names(transformer: Any) -> list[str]:
+def input_names(transformer: Any) -> list[str]:
     wanted = ("input_ids", "attention_mask", "token_type_ids")
     return [name for name in wanted if name in transformer.tokenizer.model_input_names]
 
 
-def _export(
+def export(
     transformer: Any, inputs: list[str], output: str, backend: InferenceBackend, folder: Path
 ) -> None:
     """Exports into a fresh folder beside `folder` and renames it into place, so that a crash
@@ -178,7 +97,7 @@ def _export(
         try:
             work.rename(folder)
         except OSError:  # another process got there first: its export is as good
-            if not (folder / _file_name(backend)).is_file():
+            if not (folder / file_name(backend)).is_file():
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index.types import VectorStore
+from index.contracts import VectorStore
 
 
 def open_vector_store(
@@ -14,14 +14,14 @@ def open_vector_store(
     owner_timeout_s: float = 20.0,
 ) -> VectorStore:
     """A Qdrant server when `qdrant_url` is set, else the embedded engine at `embedded_path`,
-    shared with every other process that opens it (`index/shared_store.py`), whose owner
+    shared with every other process that opens it (`index/store/shared.py`), whose owner
     process gets `owner_timeout_s` to answer each step."""
     if qdrant_url:
         from qdrant_client import QdrantClient
 
-        from index.client_store import QdrantClientStore
+        from index.store.server import QdrantClientStore
 
         return QdrantClientStore(QdrantClient(url=qdrant_url, api_key=api_key, timeout=60))
-    from index.shared_store import SharedEdgeStore
+    from index.store.shared import SharedEdgeStore
 
     return SharedEdgeStore(embedded_path, deadline_s=owner_timeout_s)

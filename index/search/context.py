@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chunking.ids import chunk_point_id
-from index.types import ScoredPoint, VectorStore
+from index.contracts import ScoredPoint, VectorStore
 
 SECTION_REACH = 32
 """Chunks looked at on each side of a hit for its whole section (a longer section is cut at

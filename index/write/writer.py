@@ -9,8 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chunking.types import Chunk
-from index.embedding_cache import EmbeddingCache
-from index.types import (
+from index.contracts import (
     Condition,
     Embedder,
     IndexedPoint,
@@ -20,6 +19,7 @@ from index.types import (
     SparseEncoder,
     VectorStore,
 )
+from index.write.embedding_cache import EmbeddingCache
 
 
 @dataclass

@@ -11,12 +11,12 @@ from dataclasses import dataclass, replace
 
 from chunking.types import Chunk
 from config.sources import DEFAULT_TENANT
-from index.bm25 import Bm25Encoder, Bm25Params, average_length
-from index.embedding_cache import EmbeddingCache
-from index.models import canonical_model_id
-from index.types import CollectionSpec, Embedder, VectorQuantization, VectorStore
+from index.bm25.encoder import Bm25Encoder, average_length
+from index.contracts import Bm25Params, CollectionSpec, Embedder, VectorQuantization, VectorStore
+from index.models.catalog import canonical_model_id
 from index.versions import active_spec, collection_name, create_next_version, versions_of
-from index.writer import IndexWriter, WriteStats
+from index.write.embedding_cache import EmbeddingCache
+from index.write.writer import IndexWriter, WriteStats
 
 
 def ensure_collection(

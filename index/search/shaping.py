@@ -10,13 +10,13 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from index.bm25 import Bm25Encoder
-from index.context import Expansion, expand_context
-from index.diversity import mmr_order
-from index.grouping import DocumentGroup, group_by_document
-from index.highlights import highlight_spans
-from index.searcher import IndexSearcher, SearchOutcome
-from index.types import ScoredPoint
+from index.bm25.encoder import Bm25Encoder
+from index.contracts import ScoredPoint
+from index.search.context import Expansion, expand_context
+from index.search.diversity import mmr_order
+from index.search.grouping import DocumentGroup, group_by_document
+from index.search.highlights import highlight_spans
+from index.search.searcher import IndexSearcher, SearchOutcome
 
 DEFAULT_MMR_CANDIDATES = 50
 

@@ -16,7 +16,7 @@ A crash at any step leaves the original, or, between the two renames, the origin
 under a name `recover` finds: the next opening repairs it. A child that fails leaves the
 original untouched, and the optimisation is done in-process instead (correct, if not quiet).
 
-    python -m index.edge_optimizer SHARD_DIR SPEC_JSON SEGMENT_KB   # the child
+    python -m index.store.optimizer SHARD_DIR SPEC_JSON SEGMENT_KB   # the child
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def optimise_in_child(copy: Path, spec_metadata: dict[str, Any], segment_kb: int
         [
             sys.executable,
             "-m",
-            "index.edge_optimizer",
+            "index.store.optimizer",
             str(copy),
             json.dumps(spec_metadata),
             str(segment_kb),
@@ -112,8 +112,8 @@ def recover(collections: Path) -> None:
 def main(shard_dir: str, spec_json: str, segment_kb: str) -> None:
     import qdrant_edge
 
-    from index.edge_store import shard_config
-    from index.types import CollectionSpec
+    from index.contracts import CollectionSpec
+    from index.store.shard_config import shard_config
 
     spec = CollectionSpec.from_metadata(json.loads(spec_json))
     shard = qdrant_edge.EdgeShard.load(shard_dir, shard_config(qdrant_edge, spec, int(segment_kb)))

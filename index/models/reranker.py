@@ -10,16 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from chunking.types import stored_indexed_text
-from index.embedder import pick_device
+from index.contracts import TORCH, InferenceBackend, RerankedPoint, RerankSkipped, ScoredPoint
 from index.fusion import blend_scores
-from index.inference_backends import TORCH, InferenceBackend, accelerate, device_for
-from index.models import resolve_model_path
-from index.types import RerankedPoint, RerankSkipped, ScoredPoint
+from index.models.catalog import resolve_model_path
+from index.models.device import device_for, pick_device
+from index.models.runtime_model import accelerate
 
 # Module classes of our own that a saved cross-encoder may name in its modules.json. Loading a
 # class from outside sentence-transformers needs `trust_remote_code`, which we grant only when
-# every such class is one of these, never to code that ships with a model.
-OWN_MODULES = frozenset({"index.segment_similarity.SegmentSimilarity"})
+# every such class is one of these, never to code that ships with a model. The first name is
+# the one rerankers trained before `index/` was split by job carry.
+OWN_MODULES = frozenset(
+    {
+        "index.segment_similarity.SegmentSimilarity",
+        "index.models.segment_similarity.SegmentSimilarity",
+    }
+)
 
 
 def uses_only_known_modules(model_dir: Path) -> bool:

@@ -16,9 +16,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from index.qdrant_filters import to_client_filter
-from index.qdrant_records import fetched_points, ids_and_payloads, scored_points, stored_points
-from index.types import (
+from index.contracts import (
     DENSE_VECTOR,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
@@ -34,6 +32,8 @@ from index.types import (
     SearchResult,
     StoredPoint,
 )
+from index.store.filters import to_client_filter
+from index.store.records import fetched_points, ids_and_payloads, scored_points, stored_points
 
 _SPEC_KEY = "sluice"
 _WRITE_KEY = "sluice_write"

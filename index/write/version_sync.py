@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 from chunking.types import indexed_text, text_hash
 from config.sources import DEFAULT_TENANT
-from index.bm25 import Bm25Params
-from index.bm25_stats import reweighable, reweight
-from index.embedding_cache import EmbeddingCache
-from index.types import (
+from index.bm25.stats import reweighable, reweight
+from index.contracts import (
     TENANT_FIELD,
+    Bm25Params,
     Embedder,
     IndexedPoint,
     MatchAny,
@@ -33,7 +32,8 @@ from index.types import (
     StoredPoint,
     VectorStore,
 )
-from index.writer import WriteStats, embed_cached
+from index.write.embedding_cache import EmbeddingCache
+from index.write.writer import WriteStats, embed_cached
 
 PAGE_SIZE = 1024
 """Points read, embedded and written at a time: one `encode` call sorts its texts by length, so

@@ -1,4 +1,4 @@
-"""The torch model's stand-in that runs an exported transformer (see `index.inference_backends`)."""
+"""The torch model's stand-in that runs an exported transformer (see `index.models.exports`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from typing import Any
 
 import torch
 
-from index.inference_backends import InferenceBackend, openvino_without_telemetry
+from index.contracts import TORCH, InferenceBackend
+from index.models.exports import (
+    export,
+    export_id,
+    file_name,
+    input_names,
+    openvino_without_telemetry,
+    output_name,
+)
 
 
 class RuntimeModel(torch.nn.Module):
@@ -45,3 +53,22 @@ class RuntimeModel(torch.nn.Module):
         else:  # OpenVINO's output is its own buffer, overwritten by the next call
             result = self._compiled(feed)[0].copy()
         return {self.output: torch.from_numpy(result)}
+
+
+def accelerate(
+    model: Any, backend: InferenceBackend, model_id: str, exports_dir: Path | None
+) -> None:
+    """Swaps the transformer of a loaded `SentenceTransformer` or `CrossEncoder` for one run by
+    `backend` (torch: left as it is), exporting it into `exports_dir` first where no export of
+    these model files exists."""
+    if backend == TORCH:
+        return
+    if exports_dir is None:
+        raise ValueError(f"the {backend.label} backend needs a folder for its exports")
+    transformer = model[0]
+    output, inputs = output_name(transformer), input_names(transformer)
+    folder = exports_dir / export_id(model_id, backend, output)
+    file = folder / file_name(backend)
+    if not file.is_file():
+        export(transformer, inputs, output, backend, folder)
+    transformer.model = RuntimeModel(file, backend, inputs, output, transformer.model.config)

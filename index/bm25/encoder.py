@@ -20,10 +20,10 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from chunking.types import Chunk
+from index.contracts import Bm25Params, SparseVector
 
 # Lucene's EnglishAnalyzer stop set, the one Pyserini's published BM25 baselines use.
 LUCENE_STOPWORDS = frozenset(
@@ -33,26 +33,6 @@ LUCENE_STOPWORDS = frozenset(
     """.split()
 )
 _TOKEN = re.compile(r"\w+", re.UNICODE)
-
-
-@dataclass(frozen=True)
-class SparseVector:
-    indices: list[int]
-    values: list[float]
-
-
-@dataclass(frozen=True)
-class Bm25Params:
-    k1: float = 1.2
-    b: float = 0.75
-    language: str = "english"
-    stopwords: str = "lucene"
-    avg_doc_length: float = 100.0
-    neighbours: int = 0
-    """Chunks on each side whose terms a chunk's vector also counts (0: the chunk alone, as
-    collections made before this existed)."""
-    neighbour_weight: float = 0.5
-    """What one occurrence of a term in a neighbouring chunk counts for."""
 
 
 def term_index(term: str) -> int:

@@ -10,13 +10,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.inference_backends import TORCH, InferenceBackend, accelerate, device_for
-from index.models import (
+from index.contracts import TORCH, InferenceBackend
+from index.models.catalog import (
     canonical_model_id,
     check_available,
     local_model_stamp,
     resolve_model_path,
 )
+from index.models.device import device_for, pick_device
+from index.models.runtime_model import accelerate
 
 # Prompt names models declare for each side (sentence-transformers `prompts`), in preference order.
 _QUERY_PROMPT_NAMES = ("query",)
@@ -70,19 +72,6 @@ class PaddingStats:
         return self.padded / self.real if self.real else 1.0
 
 
-def pick_device(requested: str = "auto") -> str:
-    """`auto` picks cuda, then mps, then cpu."""
-    if requested != "auto":
-        return requested
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 class SentenceTransformerEmbedder:
     """Normalised dense embeddings; also the tokenizer chunking uses to respect the model limit.
 
@@ -107,7 +96,7 @@ class SentenceTransformerEmbedder:
         convention (e5: "query: " / "passage: "), else none. `batch_tokens`: batches of
         documents bounded by their padded tokens (`token_batches`) rather than `batch_size`
         texts, so that short texts go in large batches and long ones in small. `backend`:
-        the runtime of the transformer (`index.inference_backends`), its exports kept in
+        the runtime of the transformer (`index.models.exports`), its exports kept in
         `exports_dir`."""
         self.model_id = canonical_model_id(model)
         self.backend = backend

@@ -40,12 +40,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from index.types import IndexLockedError, StoreError, VectorStore
+from index.contracts import IndexLockedError, StoreError, VectorStore
 
-PROTOCOL = 3
+PROTOCOL = 4
 """The channel's protocol; bumped whenever a message, a call's arguments or a type that crosses
-the channel changes shape (3: search results cross as columns). Version 1 (no handshake) is
-refused by name."""
+the channel changes shape or module (3: search results cross as columns; 4: the contracts moved
+from `index.types` to `index.contracts`). Version 1 (no handshake) is refused by name."""
 
 # AF_UNIX paths are limited to 107 bytes on Linux; a deeper data dir gets its socket in a folder
 # of this user's own in the temporary folder, under a name derived from the data dir (both sides
