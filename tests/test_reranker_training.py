@@ -114,6 +114,19 @@ def test_only_sluice_module_classes_are_trusted(tmp_path: Path) -> None:
     assert uses_only_known_modules(tmp_path)
 
 
+def test_a_reranker_trained_before_index_was_split_still_loads_its_head(tmp_path: Path) -> None:
+    """Its modules.json names the head at its old module; sentence-transformers imports that."""
+    import importlib
+
+    from index.models.segment_similarity import SegmentSimilarity
+
+    old = "index.segment_similarity.SegmentSimilarity"
+    (tmp_path / "modules.json").write_text(json.dumps([{"type": old}]))
+    assert uses_only_known_modules(tmp_path)
+    module, _, name = old.rpartition(".")
+    assert getattr(importlib.import_module(module), name) is SegmentSimilarity
+
+
 def test_listwise_tuples_give_each_positive_its_querys_negatives() -> None:
     pairs = [
         TrainingPair("q1", "p1", 1.0),
