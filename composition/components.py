@@ -11,17 +11,14 @@ they need here, so a component is wired the same way wherever it runs.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from chunking.document_chunker import DocumentChunker
 from chunking.title_chunker import TitleChunker
 from chunking.types import Chunker
+from config.runtime import data_dir_id
 from config.settings import Settings
 from config.sources import DEFAULT_TENANT, HttpConfig, LocalFolderConfig, S3Config, SourceConfig
 from index.contracts import (
@@ -43,8 +40,8 @@ from index.search.searcher import IndexSearcher
 from index.store.factory import open_vector_store
 from index.write.embedding_cache import EmbeddingCache
 from index.write.target import IndexTarget
+from ingest.fingerprint import ChunkShaping
 from ingest.manifest import Manifest, RunLock
-from ingest.ocr import IMAGE_TYPES, ocr_available
 from ingest.sources.http import HttpSource
 from ingest.sources.local_folder import LocalFolderSource
 from ingest.sources.s3 import S3Source
@@ -55,29 +52,6 @@ from pipelines.document_stream import ReadBudget
 from pipelines.gate import GatePolicy
 from pipelines.ingest_sync import IngestParts, SyncOptions
 from pipelines.versioned_index import VersionedIndex
-
-_LAYOUT_PARSED = frozenset({"pdf", "heic", *IMAGE_TYPES})
-"""File types whose parsing depends on the parse strategy (text layer, OCR, layout model)."""
-
-
-def config_fingerprint(settings: Settings, filetype: str = "pdf") -> str:
-    """Changes when a setting that shapes this file type's chunks changes, so a settings change
-    re-processes exactly the documents it affects (the parse strategy only PDFs and images).
-
-    The embedding model is not part of it: it belongs to the collection version, and a model
-    change is a re-embed of the same chunks (`pipelines/reembed.py`), not a re-parse."""
-    shaping: dict[str, object] = {
-        "parse_strategy": settings.parse_strategy if filetype in _LAYOUT_PARSED else None,
-        "chunker": settings.chunker,
-        "chunk_context": settings.chunk_context,
-        "chunk_max_tokens": settings.chunk_max_tokens,
-        "chunk_overlap_tokens": settings.chunk_overlap_tokens,
-    }
-    if filetype in _LAYOUT_PARSED and ocr_available(settings.ocr):
-        # Only where OCR runs, so that fingerprints made without it stay valid: a machine that
-        # gains Tesseract re-reads its PDFs and images once (same chunks, embeddings cached).
-        shaping["ocr"] = "tesseract"
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_source(config: SourceConfig) -> DocumentSource:
@@ -104,20 +78,7 @@ class Components:
     def deployment_id(self) -> str:
         """Which deployment this is: the Qdrant server's URL, or for the embedded engine an id
         made once per data dir. The API reports it, so a client can tell which data it asked."""
-        if self.settings.qdrant_url:
-            return self.settings.qdrant_url
-        marker = self.settings.data_dir / "deployment-id"
-        if not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            fresh = marker.with_suffix(f".{uuid.uuid4().hex}")
-            fresh.write_text(f"embedded-{uuid.uuid4()}\n")
-            try:
-                os.link(fresh, marker)  # the first writer wins; every process reads its id
-            except FileExistsError:
-                pass
-            finally:
-                fresh.unlink()
-        return marker.read_text().strip()
+        return self.settings.qdrant_url or data_dir_id(self.settings.data_dir)
 
     # -- storage ---------------------------------------------------------------------------
     def store(self) -> VectorStore:
@@ -173,31 +134,36 @@ class Components:
         model_id = canonical_model_id(model or self.settings.embedding_model)
         configured = self.settings.embedding_prompts.items()
         prompts = {canonical_model_id(k): v for k, v in configured}.get(model_id)
+        backend = choose_backend(
+            self.settings.embedding_backend,
+            self.settings.embedding_quantization,
+            self.settings.embedding_device,
+        )
+        if prompts:
+            return self._embedder(model_id, backend, prompts.query, prompts.passage)
+        return self._embedder(model_id, backend)
+
+    def embedder_for(self, spec: CollectionSpec) -> Embedder:
+        """An embedder that makes vectors the way an existing collection's were made."""
+        backend = InferenceBackend.from_label(spec.embedding_backend)
+        return self._embedder(spec.embedding_model, backend, spec.query_prefix, spec.passage_prefix)
+
+    def _embedder(
+        self,
+        model_id: str,
+        backend: InferenceBackend,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+    ) -> Embedder:
+        """`None` prefixes: the model's own (its declared prompts or its family's)."""
         return SentenceTransformerEmbedder(
             model_id,
             self.settings.embedding_device,
             self.settings.embedding_batch_size,
-            query_prefix=prompts.query if prompts else None,
-            passage_prefix=prompts.passage if prompts else None,
+            query_prefix=query_prefix,
+            passage_prefix=passage_prefix,
             batch_tokens=self.settings.embedding_batch_tokens or None,
-            backend=choose_backend(
-                self.settings.embedding_backend,
-                self.settings.embedding_quantization,
-                self.settings.embedding_device,
-            ),
-            exports_dir=self.settings.model_exports_dir,
-        )
-
-    def embedder_for(self, spec: CollectionSpec) -> Embedder:
-        """An embedder that makes vectors the way an existing collection's were made."""
-        return SentenceTransformerEmbedder(
-            spec.embedding_model,
-            self.settings.embedding_device,
-            self.settings.embedding_batch_size,
-            query_prefix=spec.query_prefix,
-            passage_prefix=spec.passage_prefix,
-            batch_tokens=self.settings.embedding_batch_tokens or None,
-            backend=InferenceBackend.from_label(spec.embedding_backend),
+            backend=backend,
             exports_dir=self.settings.model_exports_dir,
         )
 
@@ -337,10 +303,20 @@ class Components:
             context=self.settings.chunk_context,
         )
 
-    def config_fingerprint(self, item: SourceItem) -> str:
-        return config_fingerprint(
-            self.settings, PurePosixPath(item.name).suffix.lower().lstrip(".")
+    def chunk_shaping(self) -> ChunkShaping:
+        """What a document's config fingerprint is made of (`ingest/fingerprint.py`)."""
+        s = self.settings
+        return ChunkShaping(
+            s.parse_strategy,
+            s.chunker,
+            s.chunk_context,
+            s.chunk_max_tokens,
+            s.chunk_overlap_tokens,
+            s.ocr,
         )
+
+    def config_fingerprint(self, item: SourceItem) -> str:
+        return self.chunk_shaping().of(item)
 
     def index_target(
         self, store: VectorStore, embedder: Embedder, cache: EmbeddingCache | None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from pathlib import Path
 
 from config.file_modes import OWNER_ONLY, tighten_tree
@@ -65,3 +66,21 @@ def keep_to_owner(data_dir: Path) -> int:
     if data_dir.stat().st_mode & OWNER_ONLY == 0:
         return 0
     return tighten_tree(data_dir)
+
+
+def data_dir_id(data_dir: Path) -> str:
+    """An id made once per data dir (`embedded-<uuid>`), kept in `deployment-id`: the API
+    reports it, so a client can tell which data it asked. Two processes making it at once read
+    the same one: the first to link its file into place wins."""
+    marker = data_dir / "deployment-id"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        fresh = marker.with_suffix(f".{uuid.uuid4().hex}")
+        fresh.write_text(f"embedded-{uuid.uuid4()}\n")
+        try:
+            os.link(fresh, marker)
+        except FileExistsError:
+            pass
+        finally:
+            fresh.unlink()
+    return marker.read_text().strip()
