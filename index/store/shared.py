@@ -35,7 +35,8 @@ from index.contracts import (
     StoredPoint,
     StoreError,
 )
-from index.store.channel import KeyChanged, OwnerGone, ShardClient, ShardServer
+from index.store.channel import KeyChanged, OwnerGone, ShardClient
+from index.store.channel_owner import ShardServer
 from index.store.embedded import EdgeVectorStore
 
 
