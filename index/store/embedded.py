@@ -8,29 +8,20 @@ and not qdrant-client's local mode: docs/benchmarks.md.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import logging
-import os
 import shutil
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from filelock import FileLock
 
 from config.file_modes import tighten_tree
 from index.contracts import (
     DENSE_VECTOR,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
     SPARSE_VECTOR,
-    TENANT_FIELD,
     CollectionNotFoundError,
     CollectionSpec,
     FetchedPoint,
@@ -40,17 +31,18 @@ from index.contracts import (
     RetrievalTuning,
     SearchRequest,
     SearchResult,
-    StoredPoint,
 )
+from index.store.edge_catalog import EdgeCatalog
+from index.store.edge_queries import EdgeQuery
 from index.store.filters import to_edge_filter
 from index.store.optimizer import copy_for_optimising, optimise_in_child, recover, swap_in
-from index.store.records import fetched_points, ids_and_payloads, scored_points, stored_points
-from index.store.shard_config import SEGMENT_KB, shard_config
+from index.store.records import PagedReads, fetched_points, scored_points
+from index.store.shard_config import SEGMENT_KB, create_payload_indexes, shard_config
 
 logger = logging.getLogger("sluice.index")
 
 
-class EdgeVectorStore:
+class EdgeVectorStore(PagedReads):
     """Collections and aliases over Qdrant Edge shards under `path`.
 
     >>> store = EdgeVectorStore(Path(".sluice/qdrant"))
@@ -73,12 +65,9 @@ class EdgeVectorStore:
         # Dense vectors per collection not yet in an optimised segment.
         self._unindexed: dict[str, int] = {}
         self.path.mkdir(parents=True, exist_ok=True)
-        self._catalog_file = self.path / "catalog.json"
+        self._catalog = EdgeCatalog(self.path)
         self._shards: dict[str, Any] = {}
         self._lock = threading.RLock()
-        # Catalog changes are read-modify-write: across processes too, one at a time.
-        self._catalog_lock = FileLock(self.path / "catalog.lock", thread_local=False)
-        self._catalog_seen: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         # Every write passes through the one process that holds the shards: a counter there,
         # with an id of this opening so that a takeover never repeats an earlier stamp.
         self._opened = uuid.uuid4().hex
@@ -90,40 +79,13 @@ class EdgeVectorStore:
         self.optimise_apart = optimise_apart
         recover(self.path / "collections")
 
-    # -- catalog -----------------------------------------------------------------------------
-    def _read_catalog(self) -> dict[str, Any]:
-        """A fresh copy to change and write back (callers hold the catalog lock)."""
-        return copy.deepcopy(self._catalog())
-
-    def _catalog(self) -> dict[str, Any]:
-        """The catalog as on disk, parsed again only when the file changed (it is replaced
-        atomically, so a new inode or mtime means new contents); a search only stats it."""
-        try:
-            stat = self._catalog_file.stat()
-        except FileNotFoundError:
-            return {"collections": {}, "aliases": {}}
-        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        seen = self._catalog_seen
-        if seen is None or seen[0] != stamp:
-            seen = (stamp, json.loads(self._catalog_file.read_text()))
-            self._catalog_seen = seen
-        return seen[1]
-
-    def _write_catalog(self, catalog: dict[str, Any]) -> None:
-        handle, temp = tempfile.mkstemp(dir=self.path, prefix=".catalog-")
-        with os.fdopen(handle, "w") as out:
-            json.dump(catalog, out, indent=2, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, self._catalog_file)
-
     def _shard_dir(self, name: str) -> Path:
         return self.path / "collections" / name
 
     def _shard(self, name: str) -> Any:
         with self._lock:
             if name not in self._shards:
-                if name not in self._catalog()["collections"]:
+                if name not in self._catalog.current()["collections"]:
                     raise CollectionNotFoundError(f"collection {name} does not exist")
                 self._load(name)
             return self._shards[name]
@@ -162,8 +124,8 @@ class EdgeVectorStore:
     # -- collections and aliases -------------------------------------------------------------
     def create_collection(self, spec: CollectionSpec) -> None:
         edge = self._edge
-        with self._lock, self._catalog_lock:
-            catalog = self._read_catalog()
+        with self._lock, self._catalog.lock:
+            catalog = self._catalog.read()
             if spec.name in catalog["collections"]:
                 raise ValueError(f"collection {spec.name} already exists")
             shard_dir = self._shard_dir(spec.name)
@@ -172,72 +134,61 @@ class EdgeVectorStore:
                 # aside, never deleted on a guess.
                 shard_dir.rename(shard_dir.with_name(f".orphan-{spec.name}-{time.time_ns()}"))
             shard = self._open(edge.EdgeShard.create, shard_dir, self._config(spec))
-            cold = edge.Memory.Cold
-            keyword = edge.KeywordIndexParams(memory=cold, enable_hnsw=False)
-            for key in KEYWORD_FIELDS:
-                shard.update(edge.UpdateOperation.create_field_index(key, keyword))
-            integer = edge.IntegerIndexParams(
-                lookup=True, range=True, memory=cold, enable_hnsw=False
-            )
-            for key in INTEGER_FIELDS:
-                shard.update(edge.UpdateOperation.create_field_index(key, integer))
-            if spec.tenants:
-                tenant_index = edge.KeywordIndexParams(is_tenant=True, memory=cold)
-                shard.update(edge.UpdateOperation.create_field_index(TENANT_FIELD, tenant_index))
+            create_payload_indexes(edge, shard, spec)
             shard.flush()
             tighten_tree(shard_dir)  # as in `_load`
             self._shards[spec.name] = shard
             self._unindexed[spec.name] = 0
             catalog["collections"][spec.name] = spec.to_metadata()
-            self._write_catalog(catalog)
+            self._catalog.write(catalog)
 
     def drop_collection(self, name: str) -> None:
         with self._lock:
             self._wait_settled(name)
-        with self._lock, self._catalog_lock:
+        with self._lock, self._catalog.lock:
             shard = self._shards.pop(name, None)
             self._unindexed.pop(name, None)
             self._wrote(name)
             if shard is not None:
                 shard.close()
-            catalog = self._read_catalog()
+            catalog = self._catalog.read()
             catalog["collections"].pop(name, None)
             catalog["aliases"] = {a: c for a, c in catalog["aliases"].items() if c != name}
-            self._write_catalog(catalog)
+            self._catalog.write(catalog)
             shutil.rmtree(self._shard_dir(name), ignore_errors=True)
 
     def list_collections(self) -> list[str]:
-        return sorted(self._catalog()["collections"])
+        return sorted(self._catalog.current()["collections"])
 
     def collection_spec(self, name: str) -> CollectionSpec | None:
-        data = self._catalog()["collections"].get(name)
+        data = self._catalog.current()["collections"].get(name)
         return CollectionSpec.from_metadata(data) if data else None
 
     def record_tuning(self, name: str, tuning: RetrievalTuning | None) -> None:
-        with self._lock, self._catalog_lock:
-            catalog = self._read_catalog()
+        with self._lock, self._catalog.lock:
+            catalog = self._catalog.read()
             data = catalog["collections"].get(name)
             if data is None:
                 raise CollectionNotFoundError(f"collection {name} does not exist")
             spec = dataclasses.replace(CollectionSpec.from_metadata(data), tuning=tuning)
             catalog["collections"][name] = spec.to_metadata()
-            self._write_catalog(catalog)
+            self._catalog.write(catalog)
             self._wrote(name)
 
     def resolve_alias(self, alias: str) -> str | None:
-        target: str | None = self._catalog()["aliases"].get(alias)
+        target: str | None = self._catalog.current()["aliases"].get(alias)
         return target
 
     def set_alias(self, alias: str, collection: str) -> None:
-        with self._lock, self._catalog_lock:
-            catalog = self._read_catalog()
+        with self._lock, self._catalog.lock:
+            catalog = self._catalog.read()
             if collection not in catalog["collections"]:
                 raise CollectionNotFoundError(f"collection {collection} does not exist")
             catalog["aliases"][alias] = collection
-            self._write_catalog(catalog)
+            self._catalog.write(catalog)
 
     def list_aliases(self) -> dict[str, str]:
-        aliases: dict[str, str] = self._catalog()["aliases"]
+        aliases: dict[str, str] = self._catalog.current()["aliases"]
         return dict(sorted(aliases.items()))
 
     # -- points ------------------------------------------------------------------------------
@@ -334,7 +285,7 @@ class EdgeVectorStore:
         self._writes[collection] = self._writes.get(collection, 0) + 1
 
     def write_stamp(self, collection: str) -> str:
-        if collection not in self._catalog()["collections"]:
+        if collection not in self._catalog.current()["collections"]:
             raise CollectionNotFoundError(f"collection {collection} does not exist")
         return f"{self._opened}:{self._writes.get(collection, 0)}"
 
@@ -349,29 +300,16 @@ class EdgeVectorStore:
             # The engine keeps a deleted value in its facet with a count of 0.
             return sum(1 for hit in self._shard(collection).facet(request).hits if hit.count > 0)
 
-    def _pages(
-        self, collection: str, page_size: int, with_payload: Any, with_vector: Any
-    ) -> Iterator[list[Any]]:
-        """One shard scroll per page, each under the lock, so searches interleave."""
-        offset = None
-        while True:
-            request = self._edge.ScrollRequest(
-                offset=offset, limit=page_size, with_payload=with_payload, with_vector=with_vector
-            )
-            with self._lock:
-                records, offset = self._shard(collection).scroll(request)
-            yield records
-            if offset is None:
-                return
-
-    def scroll(
-        self, collection: str, fields: Sequence[str], page_size: int = 1024
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        return ids_and_payloads(self._pages(collection, page_size, list(fields), False))
-
-    def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
-        for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
-            yield stored_points(records)
+    def _page(
+        self, collection: str, offset: Any, page_size: int, with_payload: Any, with_vector: Any
+    ) -> tuple[list[Any], Any]:
+        """Each page under the lock on its own, so searches interleave with a long scroll."""
+        request = self._edge.ScrollRequest(
+            offset=offset, limit=page_size, with_payload=with_payload, with_vector=with_vector
+        )
+        with self._lock:
+            records, next_offset = self._shard(collection).scroll(request)
+        return list(records), next_offset
 
     def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
         if not ids:
@@ -390,44 +328,8 @@ class EdgeVectorStore:
         return fetched_points(records)
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
-        edge = self._edge
-        payload_filter = to_edge_filter(request.filter)
-        dense_query = (
-            edge.Query.Nearest(request.dense.tolist(), using=DENSE_VECTOR)
-            if request.dense is not None
-            else None
-        )
-        sparse_query = (
-            edge.Query.Nearest(
-                edge.SparseVector(request.sparse.indices, request.sparse.values),
-                using=SPARSE_VECTOR,
-            )
-            if request.sparse is not None and request.sparse.indices
-            else None
-        )
-
-        # ACORN keeps filtered HNSW search exact enough once a shard is optimised (measured
-        # recall 0.33 -> 0.999 with a selective filter; docs/benchmarks.md).
-        acorn = edge.AcornSearchParams(enable=True) if payload_filter else None
-        quantized = request.quantized
-        sparse_params = edge.SearchParams(acorn=acorn) if acorn else None
-        dense_params = (
-            edge.SearchParams(
-                acorn=acorn,
-                quantization=edge.QuantizationSearchParams(
-                    rescore=quantized.rescore, oversampling=quantized.oversampling
-                ),
-            )
-            if quantized
-            else sparse_params
-        )
-
-        def single(query: Any, limit: int, payload: bool = True) -> Any:
-            params = dense_params if query is dense_query else sparse_params
-            return edge.QueryRequest(
-                limit=limit, query=query, filter=payload_filter, with_payload=payload, params=params
-            )
-
+        query = EdgeQuery(self._edge, request)
+        dense_query, sparse_query, single = query.dense, query.sparse, query.request
         with self._lock:
             shard = self._shard(collection)
             if request.mode == "dense":
@@ -447,7 +349,7 @@ class EdgeVectorStore:
                 for q in (dense_query, sparse_query)
                 if q
             ]
-            answers = shard.query_batch(edge.QueryBatchRequest(batch)) if batch else []
+            answers = shard.query_batch(self._edge.QueryBatchRequest(batch)) if batch else []
         dense = scored_points(answers[0]) if dense_query is not None else []
         sparse = scored_points(answers[-1]) if sparse_query is not None else []
         return SearchResult(hits=[], dense=dense, sparse=sparse)

@@ -74,3 +74,38 @@ def fetched_points(records: Sequence[Any]) -> list[FetchedPoint]:
             )
         )
     return points
+
+
+class PagedReads:
+    """`scroll` and `read_points` of the `VectorStore` contract, for a store that can read one
+    page (`_page`): the paging is the same for both backends, only the call differs."""
+
+    def _page(
+        self,
+        collection: str,
+        offset: Any,
+        page_size: int,
+        with_payload: Any,
+        with_vector: Any,
+    ) -> tuple[list[Any], Any]:
+        """One page of records and the offset of the next (None after the last)."""
+        raise NotImplementedError
+
+    def _pages(
+        self, collection: str, page_size: int, with_payload: Any, with_vector: Any
+    ) -> Iterator[list[Any]]:
+        offset = None
+        while True:
+            records, offset = self._page(collection, offset, page_size, with_payload, with_vector)
+            yield records
+            if offset is None:
+                return
+
+    def scroll(
+        self, collection: str, fields: Sequence[str], page_size: int = 1024
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        return ids_and_payloads(self._pages(collection, page_size, list(fields), False))
+
+    def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
+        for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
+            yield stored_points(records)

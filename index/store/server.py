@@ -30,10 +30,9 @@ from index.contracts import (
     RetrievalTuning,
     SearchRequest,
     SearchResult,
-    StoredPoint,
 )
 from index.store.filters import to_client_filter
-from index.store.records import fetched_points, ids_and_payloads, scored_points, stored_points
+from index.store.records import PagedReads, fetched_points, scored_points
 
 _SPEC_KEY = "sluice"
 _WRITE_KEY = "sluice_write"
@@ -75,7 +74,7 @@ def _dense_params(spec: CollectionSpec) -> models.VectorParams:
     raise ValueError(f"unknown vector quantization {spec.vector_quantization!r}")
 
 
-class QdrantClientStore:
+class QdrantClientStore(PagedReads):
     """Collections, aliases and hybrid queries on a Qdrant server via its Query API.
 
     >>> store = QdrantClientStore(QdrantClient(url="http://localhost:6333"))  # doctest: +SKIP
@@ -207,31 +206,18 @@ class QdrantClientStore:
             facets = self.client.facet(collection, key=key, limit=limit, exact=True)
             return sum(1 for hit in facets.hits if hit.count > 0)
 
-    def _pages(
-        self, collection: str, page_size: int, with_payload: Any, with_vectors: Any
-    ) -> Iterator[list[Any]]:
-        offset = None
-        while True:
-            with _contract_errors(collection):
-                records, offset = self.client.scroll(
-                    collection,
-                    limit=page_size,
-                    offset=offset,
-                    with_payload=with_payload,
-                    with_vectors=with_vectors,
-                )
-            yield records
-            if offset is None:
-                return
-
-    def scroll(
-        self, collection: str, fields: Sequence[str], page_size: int = 1024
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        return ids_and_payloads(self._pages(collection, page_size, list(fields), False))
-
-    def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
-        for records in self._pages(collection, page_size, True, [SPARSE_VECTOR]):
-            yield stored_points(records)
+    def _page(
+        self, collection: str, offset: Any, page_size: int, with_payload: Any, with_vector: Any
+    ) -> tuple[list[Any], Any]:
+        with _contract_errors(collection):
+            records, next_offset = self.client.scroll(
+                collection,
+                limit=page_size,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=with_vector,
+            )
+        return list(records), next_offset
 
     def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
         if not ids:

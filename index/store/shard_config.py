@@ -1,11 +1,19 @@
-"""How the embedded engine lays out a shard: vector storage, graph, segment sizes. One place,
+"""How the embedded engine lays out a shard: vector storage, graph, segment sizes, payload
+indexes. One place,
 because the store that creates shards and the child process that optimises them must agree."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from index.contracts import DENSE_VECTOR, SPARSE_VECTOR, CollectionSpec
+from index.contracts import (
+    DENSE_VECTOR,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE_VECTOR,
+    TENANT_FIELD,
+    CollectionSpec,
+)
 
 SEGMENT_KB = 48_000
 """Dense vectors per optimised segment (~32,000 chunks of 384-d). Points arrive in the one
@@ -59,3 +67,18 @@ def shard_config(edge: Any, spec: CollectionSpec, segment_kb: int) -> Any:
         optimizers=_optimizers(edge, segment_kb),
         payload_memory=edge.Memory.Cold,
     )
+
+
+def create_payload_indexes(edge: Any, shard: Any, spec: CollectionSpec) -> None:
+    """The payload fields filters use, indexed on disk; the tenant field as Qdrant's tenant
+    index where the collection has tenants."""
+    cold = edge.Memory.Cold
+    keyword = edge.KeywordIndexParams(memory=cold, enable_hnsw=False)
+    for key in KEYWORD_FIELDS:
+        shard.update(edge.UpdateOperation.create_field_index(key, keyword))
+    integer = edge.IntegerIndexParams(lookup=True, range=True, memory=cold, enable_hnsw=False)
+    for key in INTEGER_FIELDS:
+        shard.update(edge.UpdateOperation.create_field_index(key, integer))
+    if spec.tenants:
+        tenant_index = edge.KeywordIndexParams(is_tenant=True, memory=cold)
+        shard.update(edge.UpdateOperation.create_field_index(TENANT_FIELD, tenant_index))
