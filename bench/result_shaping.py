@@ -31,7 +31,7 @@ from pipelines.beir import load_beir  # noqa: E402
 from retrieval_api.cursor import CursorCodec  # noqa: E402
 from retrieval_api.hits import build_hits  # noqa: E402
 from retrieval_api.routes.retrieve import search_page  # noqa: E402
-from retrieval_api.schemas import MAX_CANDIDATE_POOL, RetrieveRequest  # noqa: E402
+from sluice_client.request import MAX_CANDIDATE_POOL, RetrieveRequest  # noqa: E402
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "plain hybrid": {},

@@ -10,19 +10,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from sluice_client.request import Tenant
+
 DEFAULT_EXCLUDE = ["**/.*", "**/.*/**"]
 
 DEFAULT_TENANT = "default"
 """The tenant of a source that names none, and of every point indexed before tenants."""
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-Tenant = Annotated[
-    str,
-    Field(
-        pattern=TENANT_PATTERN,
-        description="whose documents these are: an API key reads only its tenants' documents",
-    ),
-]
 
 
 def _valid_cron(expression: str | None) -> str | None:

@@ -9,7 +9,8 @@ from typing import Any
 from index.contracts import PayloadFilter
 from index.query_log import filter_to_json
 from index.search.searcher import SearchOutcome
-from retrieval_api.schemas import Hit, RetrieveRequest
+from sluice_client.request import RetrieveRequest
+from sluice_client.response import Hit
 
 AGREEMENT_DEPTH = 10
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from fastapi import HTTPException
 
 from config.settings import Settings
-from retrieval_api.schemas import RetrieveRequest
+from sluice_client.request import RetrieveRequest
 
 VERSION = 2
 

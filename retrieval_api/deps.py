@@ -17,7 +17,7 @@ from index.versions import active_spec
 from pipelines.cost import CostRates
 from retrieval_api.cpu_ledger import CpuLedger
 from retrieval_api.cursor import CursorCodec, cursor_key
-from retrieval_api.schemas import MAX_CANDIDATE_POOL
+from sluice_client.request import MAX_CANDIDATE_POOL
 
 
 @dataclass

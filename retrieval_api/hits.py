@@ -6,7 +6,8 @@ from index.contracts import Condition, MatchAny, PayloadFilter, Range, ScoredPoi
 from index.search.searcher import SearchOutcome
 from index.search.shaping import Shaped, relative_scores
 from ingest.types import public_uri
-from retrieval_api.schemas import Filters, Hit, IntegerRange, StageScores
+from sluice_client.request import Filters, IntegerRange
+from sluice_client.response import Hit, StageScores
 
 
 def to_payload_filter(filters: Filters) -> PayloadFilter:

@@ -27,7 +27,7 @@ from typing import Literal
 
 from filelock import FileLock
 
-from config.sources import TENANT_PATTERN
+from sluice_client.request import TENANT_PATTERN
 
 Scope = Literal["retrieve", "admin"]
 ALL_TENANTS = "*"

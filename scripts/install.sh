@@ -17,6 +17,9 @@ step "pip"
 # torch first and pinned, so nothing later pulls a multi-GB CUDA build on a CPU machine.
 step "torch 2.13.0 (CPU)"
 "${PIP[@]}" install -c constraints.txt "torch==2.13.0"
+# The client is a distribution of its own (clients/python), which the server's models come from.
+step "sluice-client (clients/python)"
+"${PIP[@]}" install -c constraints.txt -e clients/python
 step "sluice${EXTRAS:+[$EXTRAS]} and its dependencies (the longest step on a new machine)"
 "${PIP[@]}" install -c constraints.txt -e ".${EXTRAS:+[$EXTRAS]}"
 # unstructured's PDF partitioner imports a few modules of unstructured-inference; its declared
@@ -24,7 +27,7 @@ step "sluice${EXTRAS:+[$EXTRAS]} and its dependencies (the longest step on a new
 # torchvision breaks beside the pinned CPU torch. See docs/parsing.md.
 "${PIP[@]}" install -c constraints.txt --no-deps "unstructured-inference>=1.6,<1.7"
 # openvino and nncf declare openvino-telemetry, which sends usage events to Google Analytics;
-# both run without it (index/models/backends.py also keeps it from importing).
+# both run without it (index/models/exports.py also keeps it from importing).
 "${PIP[@]}" uninstall -y openvino-telemetry 2>/dev/null || true
 step "OCR (tesseract)"
 # OCR of scanned PDFs and images (ingest/ocr.py) runs the `tesseract` program: installed from the

@@ -1,4 +1,4 @@
-"""sluice.client against a real `sluice serve` (and, for what the server cannot be made to
+"""sluice_client.client against a real `sluice serve` (and, for what the server cannot be made to
 answer on cue, a scripted HTTP server on loopback)."""
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import ClassVar
 import pytest
 
 from retrieval_api.keys import KeyStore
-from retrieval_api.schemas import Filters, IntegerRange, MetadataFilters
-from sluice.client import (
+from sluice_client.client import (
     AsyncSluiceClient,
     SluiceAPIError,
     SluiceClient,
@@ -27,6 +26,7 @@ from sluice.client import (
     retry_after_s,
     retry_delay,
 )
+from sluice_client.request import Filters, IntegerRange, MetadataFilters
 from tests.conftest import ServedCorpus, free_port
 
 PUMP = "how often does the pump impeller need replacing"

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from retrieval_api.cursor import Cursor, CursorCodec, cursor_key, fingerprint, shared_secret
-from retrieval_api.schemas import RetrieveRequest
+from sluice_client.request import RetrieveRequest
 
 BODY = RetrieveRequest(query="pumps")
 CODEC = CursorCodec(b"k" * 32, max_pool=1000)

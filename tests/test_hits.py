@@ -17,7 +17,8 @@ from index.contracts import (
 )
 from index.search.searcher import SearchOutcome
 from retrieval_api.hits import build_hits, to_payload_filter
-from retrieval_api.schemas import Filters, Hit, IntegerRange, MetadataFilters
+from sluice_client.request import Filters, IntegerRange, MetadataFilters
+from sluice_client.response import Hit
 
 SPEC = CollectionSpec(name="docs__v1", embedding_model="stub", dimension=4, bm25=Bm25Params())
 

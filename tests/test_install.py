@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = {
-    "langchain": "sluice.integrations.langchain",
-    "llamaindex": "sluice.integrations.llamaindex",
+    "langchain": "sluice_client.langchain",
+    "llamaindex": "sluice_client.llamaindex",
     "tracing": "opentelemetry.sdk.trace",
 }
 

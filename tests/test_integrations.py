@@ -9,11 +9,12 @@ import sys
 
 import pytest
 from langchain_core.documents import Document
+from langchain_tests.integration_tests import RetrieversIntegrationTests
 from llama_index.core.schema import MetadataMode, NodeWithScore
 
-from sluice.client import SluiceClient
-from sluice.integrations import langchain as lc
-from sluice.integrations import llamaindex as li
+from sluice_client import langchain as lc
+from sluice_client import llamaindex as li
+from sluice_client.client import SluiceClient
 from tests.conftest import ServedCorpus
 
 PUMP = "how often does the pump impeller need replacing"
@@ -78,8 +79,8 @@ def test_llamaindex_retriever_returns_scored_nodes_of_the_hits(
 @pytest.mark.parametrize(
     ("module", "framework", "extra"),
     [
-        ("sluice.integrations.langchain", "langchain_core.retrievers", "langchain"),
-        ("sluice.integrations.llamaindex", "llama_index.core.retrievers", "llamaindex"),
+        ("sluice_client.langchain", "langchain_core.retrievers", "langchain"),
+        ("sluice_client.llamaindex", "llama_index.core.retrievers", "llamaindex"),
     ],
 )
 def test_a_missing_framework_names_the_extra_to_install(
@@ -87,7 +88,7 @@ def test_a_missing_framework_names_the_extra_to_install(
 ) -> None:
     monkeypatch.delitem(sys.modules, module)
     monkeypatch.setitem(sys.modules, framework, None)  # type: ignore[arg-type]
-    with pytest.raises(ImportError, match=rf"pip install 'sluice-rag\[{extra}\]'"):
+    with pytest.raises(ImportError, match=rf"pip install 'sluice-client\[{extra}\]'"):
         importlib.import_module(module)
 
 
@@ -99,9 +100,9 @@ def refuse(self, address):
     raise OSError("no network in this test")
 socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
-from retrieval_api.schemas import Hit, StageScores
-from sluice.integrations.langchain import SluiceRetriever as L
-from sluice.integrations.llamaindex import SluiceRetriever, hit_node
+from sluice_client.response import Hit, StageScores
+from sluice_client.langchain import SluiceRetriever as L
+from sluice_client.llamaindex import SluiceRetriever, hit_node
 SluiceRetriever("http://127.0.0.1:1")
 hit = Hit(chunk_id="c", doc_id="d", uri="u", title="t", text="The pump wears.", headings=[],
           pages=[], element_types=[], char_start=0, char_end=15, rank=1, score=1.0,
@@ -119,3 +120,44 @@ def test_importing_the_integrations_touches_no_network() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+class TestLangChainStandardRetriever(RetrieversIntegrationTests):
+    """LangChain's own suite for retrievers (`langchain-tests`): `k` in the constructor and in
+    `invoke`, documents from `invoke` and `ainvoke`."""
+
+    @pytest.fixture(autouse=True)
+    def _served(self, served_corpus: ServedCorpus) -> None:
+        self.served = served_corpus
+
+    @property
+    def retriever_constructor(self) -> type[lc.SluiceRetriever]:
+        return lc.SluiceRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, object]:
+        return {"base_url": self.served.url, "api_key": self.served.admin_key}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return PUMP
+
+
+def test_the_langchain_retriever_refuses_what_is_no_request_option(
+    served_corpus: ServedCorpus,
+) -> None:
+    with pytest.raises(ValueError, match="base_urll"):
+        lc.SluiceRetriever(base_urll=served_corpus.url)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="not a request option: topk"):
+        lc.SluiceRetriever(base_url=served_corpus.url, options={"topk": 3})
+    retriever = lc.SluiceRetriever(  # top_k: the request's name for k, accepted too
+        base_url=served_corpus.url,
+        api_key=served_corpus.admin_key,
+        top_k=3,  # type: ignore[call-arg]
+    )
+    assert len(retriever.invoke(PUMP)) == 3
+    assert len(retriever.invoke(PUMP, top_k=1)) == 1
+    with pytest.raises(TypeError, match="not a request option: topk"):
+        retriever.invoke(PUMP, topk=1)
+    with pytest.raises(TypeError, match="query"):
+        retriever.invoke(PUMP, query="another")

@@ -22,7 +22,7 @@ from index.bm25.encoder import Bm25Encoder
 from index.contracts import Bm25Params
 from retrieval_api.app import create_app
 from retrieval_api.cursor import Cursor, CursorCodec
-from retrieval_api.schemas import MAX_CANDIDATE_POOL
+from sluice_client.request import MAX_CANDIDATE_POOL
 from tests.conftest import ingest_folder
 
 PUMP = (

@@ -11,18 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from retrieval_api.schemas import (
+from sluice_client.request import (
     CURSOR_PATTERN,
     Filters,
     FusionRequest,
-    Hit,
-    IndexInfo,
     IntegerRange,
     MetadataFilters,
     RetrieveRequest,
-    RetrieveResponse,
-    StageScores,
 )
+from sluice_client.response import Hit, IndexInfo, RetrieveResponse, StageScores
 
 
 def _valid(**fields: Any) -> RetrieveRequest:

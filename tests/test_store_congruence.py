@@ -1118,7 +1118,7 @@ def test_both_backends_raise_collection_not_found_on_a_dropped_collection(
     strict=True,
     reason="Known gap in index/store/filters.py, out of the API's reach since its filters are "
     "typed (keyword fields take strings, integer fields int64 integers and integer ranges, "
-    "retrieval_api/schemas.py): the backends do not answer these values alike: edge reads "
+    "sluice_client/request.py): the backends do not answer these values alike: edge reads "
     "True as the integer 1 (a bool field never matches) and returns every "
     "point for a NaN bound; qdrant-client rejects bools (ValidationError); both raise on floats, "
     "mixed lists (edge TypeError, client ValidationError), and edge on ints beyond int64.",

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from retrieval_api.access import is_loopback
 from retrieval_api.deps import ServiceState, State
 from retrieval_api.routes.responses import EVERY_ROUTE, error_responses
-from retrieval_api.schemas import ErrorResponse, Readiness
+from sluice_client.response import ErrorResponse, Readiness
 
 router = APIRouter()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrieval_api.schemas import ErrorResponse
+from sluice_client.response import ErrorResponse
 
 WHY = {
     400: "The Host header is not one this API answers (a text body), or the body is not JSON",

@@ -24,13 +24,13 @@ from retrieval_api.cursor import expired as cursor_expired
 from retrieval_api.deps import Searcher, State
 from retrieval_api.hits import build_hits, to_payload_filter
 from retrieval_api.routes.responses import EVERY_ROUTE, error_responses
-from retrieval_api.schemas import (
+from sluice_client.request import RetrieveRequest
+from sluice_client.response import (
     AppliedOptions,
     DocumentGroup,
     Hit,
     IndexInfo,
     RetrievalCost,
-    RetrieveRequest,
     RetrieveResponse,
 )
 

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 
 from config.settings import Settings
-from config.sources import TENANT_PATTERN
 from sluice.cli.common import (
     console,
     exit_on,
@@ -23,6 +22,7 @@ from sluice.cli.common import (
     report_table,
     use_prefect,
 )
+from sluice_client.request import TENANT_PATTERN
 
 
 def run_ingest(

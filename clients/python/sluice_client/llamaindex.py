@@ -1,6 +1,6 @@
 """Sluice as a LlamaIndex retriever: each hit of `POST /retrieve` as a scored `TextNode`.
 
-    from sluice.integrations.llamaindex import SluiceRetriever
+    from sluice_client.llamaindex import SluiceRetriever
 
     retriever = SluiceRetriever("http://127.0.0.1:8000", options={"top_k": 5})
     for scored in retriever.retrieve("how do I rotate the keys?"):
@@ -17,9 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrieval_api.schemas import Hit, RetrieveResponse
-from sluice.client import AsyncSluiceClient, SluiceClient
-from sluice.integrations.hits import METADATA_FIELDS, PROMPT_FIELDS, hit_metadata, hit_text
+from sluice_client.client import AsyncSluiceClient, SluiceClient
+from sluice_client.hits import (
+    METADATA_FIELDS,
+    PROMPT_FIELDS,
+    hit_metadata,
+    hit_text,
+    request_options,
+)
+from sluice_client.response import Hit, RetrieveResponse
 
 try:
     from llama_index.core.callbacks import CallbackManager
@@ -27,7 +33,7 @@ try:
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 except ImportError as exc:  # pragma: no cover - the message is tested with the module hidden
     raise ImportError(
-        "sluice.integrations.llamaindex needs LlamaIndex: pip install 'sluice-rag[llamaindex]'"
+        "sluice_client.llamaindex needs LlamaIndex: pip install 'sluice-client[llamaindex]'"
     ) from exc
 
 
@@ -45,7 +51,7 @@ class SluiceRetriever(BaseRetriever):
     ) -> None:
         super().__init__(callback_manager=callback_manager)
         self.base_url = base_url
-        self.options = dict(options or {})
+        self.options = request_options(options or {})
         """Request fields sent with every query, e.g. {"top_k": 5, "mode": "hybrid"}."""
         self._api_key = api_key
         self._timeout = timeout

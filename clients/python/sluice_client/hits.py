@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrieval_api.schemas import Hit
+from sluice_client.request import RetrieveRequest
+from sluice_client.response import Hit
 
 METADATA_FIELDS = (
     "chunk_id",
@@ -32,3 +33,14 @@ def hit_text(hit: Hit) -> str:
 
 def hit_metadata(hit: Hit) -> dict[str, Any]:
     return {name: getattr(hit, name) for name in METADATA_FIELDS}
+
+
+def request_options(options: dict[str, Any], top_k: int | None = None) -> dict[str, Any]:
+    """The request fields a retriever sends: its options, with `top_k` where one was given.
+    A name that is no field of the request is refused here, not sent and ignored."""
+    unknown = sorted(set(options) - set(RetrieveRequest.model_fields) - {"query"})
+    if unknown or "query" in options:
+        known = ", ".join(name for name in RetrieveRequest.model_fields if name != "query")
+        wrong = ", ".join(unknown or ["query"])
+        raise TypeError(f"not a request option: {wrong} (the options are: {known})")
+    return {**options, "top_k": top_k} if top_k is not None else dict(options)

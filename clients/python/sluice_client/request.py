@@ -1,4 +1,5 @@
-"""Request and response models of the API; the OpenAPI schema at /docs comes from these."""
+"""The body of `POST /retrieve`, as the server validates it: the server's OpenAPI schema is made
+from these models, and the client sends them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from pydantic import (
     model_validator,
 )
 
-from config.sources import Tenant
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+Tenant = Annotated[
+    str,
+    Field(
+        pattern=TENANT_PATTERN,
+        description="whose documents these are: an API key reads only its tenants' documents",
+    ),
+]
 
 SAFE_INT = 2**53 - 1
 """Integer filter values stay within JSON's safe integers: every client (JavaScript too) reads
@@ -268,135 +277,3 @@ class RetrieveRequest(BaseModel):
         "signed by the server: one it did not issue, or one of another request, is a 400 "
         "(`invalid_cursor`); 410 once the index has changed.",
     )
-
-
-class StageScores(BaseModel):
-    dense: float | None = None
-    dense_rank: int | None = None
-    bm25: float | None = None
-    bm25_rank: int | None = None
-    fused: float | None = None
-    fused_rank: int | None = None
-    rerank: float | None = None
-    rerank_rank: int | None = None
-    mmr: float | None = Field(
-        default=None, description="The marginal relevance the hit was picked with (MMR)."
-    )
-
-
-class Hit(BaseModel):
-    chunk_id: str
-    doc_id: str
-    uri: str
-    title: str
-    text: str
-    headings: list[str]
-    pages: list[int]
-    element_types: list[str]
-    char_start: int
-    char_end: int
-    rank: int
-    score: float
-    relative_score: float = Field(description="`score` over the best hit's score, in (0, 1]")
-    scores: StageScores
-    highlights: list[tuple[int, int]] = Field(
-        default_factory=list,
-        description="[start, end) character spans in `text` of the query's terms, matched as "
-        "BM25 matches them (lowercased, stemmed, stop words left out).",
-    )
-    context_text: str | None = Field(
-        default=None, description="With `expand`: the hit's text with its neighbours."
-    )
-    context_highlights: list[tuple[int, int]] | None = Field(
-        default=None,
-        description="With `expand`: the query's terms' spans in `context_text`, as `highlights`.",
-    )
-    highlights_note: str | None = Field(
-        default=None,
-        description="Why `highlights` is empty, where it is: the terms are in the title or "
-        "headings (indexed with the text), in the neighbouring chunks, or nowhere (found by "
-        "meaning).",
-    )
-
-
-class DocumentGroup(BaseModel):
-    doc_id: str
-    score: float = Field(description="Its best chunk's final score")
-    uri: str
-    title: str
-    hits: list[Hit]
-
-
-class IndexInfo(BaseModel):
-    alias: str
-    collection: str
-    embedding_model: str
-    deployment: str = Field(
-        description="Which deployment answered: a Qdrant server's URL, or the embedded data "
-        "dir's id (its `deployment-id` file)."
-    )
-    tuned_at: str | None = Field(
-        default=None,
-        description="When `sluice tune` chose this collection version's hybrid options "
-        "(null: the server's defaults apply).",
-    )
-
-
-class AppliedOptions(BaseModel):
-    """The hybrid options the search ran with: the request's, else the collection's tuned
-    ones, else the server's defaults."""
-
-    method: Literal["rrf", "dbsf", "minmax"]
-    rrf_k: int
-    weights: tuple[float, float]
-    candidate_pool: int
-    rerank_blend: float
-
-
-class RetrievalCost(BaseModel):
-    cpu_ms: float = Field(description="The process CPU time charged to this call")
-    estimated_cost: float = Field(description="cpu_ms at the configured CPU-hour rate")
-    currency: str
-
-
-class RetrieveResponse(BaseModel):
-    query: str
-    mode: str
-    hits: list[Hit]
-    index: IndexInfo | None
-    timings_ms: dict[str, float]
-    degraded: list[str] = Field(default_factory=list)
-    options: AppliedOptions | None = None
-    cache: Literal["hit", "miss", "off"] = Field(
-        default="off",
-        description="hit: answered from the result cache (the index has not changed since)",
-    )
-    cost: RetrievalCost | None = None
-    groups: list[DocumentGroup] | None = Field(
-        default=None, description="With group_by: the documents in order; `hits` lists theirs."
-    )
-    next_cursor: str | None = Field(
-        default=None,
-        description="Pass as `cursor` for the next page; null when none follows (the ranking "
-        "is paged to the candidate pool's depth).",
-    )
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: list[dict[str, object]] | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-class Readiness(BaseModel):
-    """`/ready`: 200 when `/retrieve` can answer, else 503 with the reason."""
-
-    status: Literal["ready", "loading", "unavailable"]
-    index: str | None = None
-    collection: str | None = None
-    note: str | None = Field(default=None, description="e.g. that the index is empty")
-    reason: str | None = Field(default=None, description="why it is unavailable")

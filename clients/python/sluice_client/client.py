@@ -1,6 +1,6 @@
 """A typed Python client for `POST /retrieve`, sync and async, with retries.
 
-    from sluice.client import SluiceClient
+    from sluice_client import SluiceClient
 
     with SluiceClient("http://127.0.0.1:8000", api_key="slk_...") as sluice:
         answer = sluice.retrieve("how do I rotate the keys?", top_k=5, mode="hybrid")
@@ -22,16 +22,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import httpx
 from pydantic import BaseModel
 
-from retrieval_api.schemas import RetrieveResponse
+from sluice_client.response import RetrieveResponse
 
 RETRIED_STATUSES = frozenset({429, 503})
 # Failures where the request did not reach the search (or the connection broke under it):
@@ -141,6 +141,12 @@ def api_error(response: httpx.Response) -> SluiceAPIError:
     )
 
 
+Attempt = Generator[float | None, httpx.Response | Exception, RetrieveResponse]
+"""The one retry loop both clients drive: it yields None to have the request sent (and is sent
+back the response, or the connection error), or a number of seconds to sleep; it returns the
+answer or raises. Sync and async differ only in how they send and sleep."""
+
+
 class _Base:
     def __init__(
         self,
@@ -160,23 +166,24 @@ class _Base:
             "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
         }
 
-    def _outcome(
-        self, attempt: int, response: httpx.Response | None, error: Exception | None
-    ) -> RetrieveResponse | float:
-        """The parsed answer, or the seconds to wait before the next try; raises when the
-        call failed for good."""
-        if response is not None and response.status_code == 200:
-            return RetrieveResponse.model_validate_json(response.content)
-        if response is not None:
-            failure: SluiceError = api_error(response)
-            retry_after = retry_after_s(response.headers)
-            retried = response.status_code in RETRIED_STATUSES
-        else:
-            failure = SluiceConnectionError(f"{self._options['base_url']}: {error}")
-            retry_after, retried = None, True
-        if not retried or attempt >= self.retries:
-            raise failure from error
-        return retry_delay(attempt, retry_after, self.max_retry_after)
+    def _attempts(self) -> Attempt:
+        attempt = 0
+        while True:
+            outcome = yield None
+            if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
+                return RetrieveResponse.model_validate_json(outcome.content)
+            if isinstance(outcome, httpx.Response):
+                failure: SluiceError = api_error(outcome)
+                retry_after = retry_after_s(outcome.headers)
+                retried = outcome.status_code in RETRIED_STATUSES
+                cause: Exception | None = None
+            else:
+                failure = SluiceConnectionError(f"{self._options['base_url']}: {outcome}")
+                retry_after, retried, cause = None, True, outcome
+            if not retried or attempt >= self.retries:
+                raise failure from cause
+            yield retry_delay(attempt, retry_after, self.max_retry_after)
+            attempt += 1
 
 
 class SluiceClient(_Base):
@@ -195,18 +202,21 @@ class SluiceClient(_Base):
 
     def retrieve(self, query: str, **options: Any) -> RetrieveResponse:
         body = request_body(query, options)
-        attempt = 0
-        while True:
-            response, error = None, None
-            try:
-                response = self._http.post("/retrieve", json=body)
-            except RETRIED_ERRORS as exc:
-                error = exc
-            outcome = self._outcome(attempt, response, error)
-            if isinstance(outcome, RetrieveResponse):
-                return outcome
-            time.sleep(outcome)
-            attempt += 1
+        attempts = self._attempts()
+        step = next(attempts)
+        try:
+            while True:
+                if step is not None:
+                    time.sleep(step)
+                    step = next(attempts)
+                    continue
+                try:
+                    sent: httpx.Response | Exception = self._http.post("/retrieve", json=body)
+                except RETRIED_ERRORS as error:
+                    sent = error
+                step = attempts.send(sent)
+        except StopIteration as done:
+            return cast(RetrieveResponse, done.value)
 
     def pages(self, query: str, **options: Any) -> Iterator[RetrieveResponse]:
         """Each page of one ranking (`top_k` hits each), following `next_cursor`."""
@@ -248,18 +258,21 @@ class AsyncSluiceClient(_Base):
 
     async def retrieve(self, query: str, **options: Any) -> RetrieveResponse:
         body = request_body(query, options)
-        attempt = 0
-        while True:
-            response, error = None, None
-            try:
-                response = await self._http.post("/retrieve", json=body)
-            except RETRIED_ERRORS as exc:
-                error = exc
-            outcome = self._outcome(attempt, response, error)
-            if isinstance(outcome, RetrieveResponse):
-                return outcome
-            await asyncio.sleep(outcome)
-            attempt += 1
+        attempts = self._attempts()
+        step = next(attempts)
+        try:
+            while True:
+                if step is not None:
+                    await asyncio.sleep(step)
+                    step = next(attempts)
+                    continue
+                try:
+                    sent: httpx.Response | Exception = await self._http.post("/retrieve", json=body)
+                except RETRIED_ERRORS as error:
+                    sent = error
+                step = attempts.send(sent)
+        except StopIteration as done:
+            return cast(RetrieveResponse, done.value)
 
     async def pages(self, query: str, **options: Any) -> AsyncIterator[RetrieveResponse]:
         """Each page of one ranking (`top_k` hits each), following `next_cursor`."""
