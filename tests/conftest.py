@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import hypothesis
 import pytest
 
 from config.runtime import prepare_process
@@ -37,6 +38,18 @@ os.environ.setdefault("SLUICE_EMBEDDING_BACKEND", "torch")
 os.environ.setdefault("SLUICE_RERANK_BACKEND", "torch")
 # A test that needs a Prefect server starts one (`prefect_server`), or gets a temporary one.
 os.environ.setdefault("SLUICE_PREFECT_SERVER_IDLE_MINUTES", "0")
+
+# Property tests run a bounded number of examples in CI; `pytest --hypothesis-profile=deep`
+# runs the counts each test was written with (run it before closing a change to what they guard).
+hypothesis.settings.register_profile("ci", deadline=None)
+hypothesis.settings.register_profile("deep", deadline=None)
+hypothesis.settings.load_profile("ci")
+
+
+def examples(deep: int, ci: int) -> int:
+    """A property test's `max_examples`: `deep` under the deep profile, else `ci`."""
+    return deep if hypothesis.settings.get_current_profile_name() == "deep" else ci
+
 
 needs_shared_docs = pytest.mark.skipif(
     not SHARED_DOCS.is_dir(), reason="../shared/data/docs is not beside this checkout"
@@ -93,12 +106,21 @@ def ingest_folder(  # type: ignore[no-untyped-def]
     dry_run: bool = False,
     store=None,
     budget=None,
+    tenant: str | None = None,
 ):
     """The ingest pipeline (no Prefect) syncing a folder into `settings`' index."""
     from ingest.sources.local_folder import LocalFolderSource
 
     return sync(
-        settings, LocalFolderSource(folder), embedder, source_name, cache, dry_run, store, budget
+        settings,
+        LocalFolderSource(folder),
+        embedder,
+        source_name,
+        cache,
+        dry_run,
+        store,
+        budget,
+        tenant,
     )
 
 
@@ -111,6 +133,7 @@ def sync(  # type: ignore[no-untyped-def]
     dry_run: bool = False,
     store=None,
     budget=None,
+    tenant: str | None = None,
 ):
     """`sync_source` with the session's embedder and in-process parsing (in one worker process
     under `budget`, a `ReadBudget`, where given); returns the report.
@@ -139,6 +162,8 @@ def sync(  # type: ignore[no-untyped-def]
             attempts=settings.ingest_attempts,
             backoff_s=0.0,
         )
+        if tenant is not None:
+            options.tenant = tenant
         return sync_source(source, source_name, ingest_parts, manifest, options)
     finally:
         manifest.close()

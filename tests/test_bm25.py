@@ -18,6 +18,7 @@ from chunking.types import Chunk
 from index.bm25.encoder import Bm25Encoder, term_index
 from index.contracts import Bm25Params, CollectionSpec, IndexedPoint, SearchRequest, SparseVector
 from index.store.embedded import EdgeVectorStore
+from tests.conftest import examples
 
 CORPUS = [
     "The pump moves water from the well into the tank.",
@@ -190,7 +191,9 @@ def _qdrant_scores(store: EdgeVectorStore, encoder: Bm25Encoder, query: str) -> 
     return [got.get(i, 0.0) for i in range(len(CORPUS))]
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=examples(80, 20), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     words=st.lists(st.sampled_from(VOCABULARY + STOP_WORDS + UNKNOWN), min_size=1, max_size=60).map(
         lambda ws: ws + ws[: len(ws) // 2]
@@ -222,7 +225,7 @@ def _chunk(text: str, before: list[str], after: list[str]) -> Chunk:
     return Chunk("c", "d", "v", 0, text, "file:///d", "", text_before=before, text_after=after)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60, 15), deadline=None)
 @given(
     texts=st.lists(st.sampled_from(CORPUS), min_size=1, max_size=5),
     reach=st.integers(0, 2),

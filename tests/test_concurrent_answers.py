@@ -20,6 +20,7 @@ from tests.conftest import (
     DEFAULT_BACKENDS,
     default_backend_data_dir,
     default_backend_env,
+    examples,
     sluice_serving,
 )
 
@@ -130,7 +131,7 @@ REQUESTS = st.lists(
 
 
 @settings(
-    max_examples=5,
+    max_examples=examples(5, 2),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -20,6 +20,7 @@ from sluice_client.request import (
     RetrieveRequest,
 )
 from sluice_client.response import Hit, IndexInfo, RetrieveResponse, StageScores
+from tests.conftest import examples
 
 
 def _valid(**fields: Any) -> RetrieveRequest:
@@ -395,7 +396,7 @@ _requests = st.builds(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200, 50))
 @given(_requests)
 def test_any_valid_request_round_trips_through_json(request: RetrieveRequest) -> None:
     # Unset is left out, as a client sends it (a range bound may not be null).

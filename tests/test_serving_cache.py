@@ -33,7 +33,7 @@ from index.search.searcher import IndexSearcher
 from index.store.embedded import EdgeVectorStore
 from retrieval_api.app import create_app
 from retrieval_api.hits import build_hits
-from tests.conftest import ingest_folder
+from tests.conftest import examples, ingest_folder
 from tests.derived_models import widened
 
 DIM = 8
@@ -90,7 +90,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeVectorStore]
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60, 15),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(steps=st.lists(writes, min_size=1, max_size=12))
 def test_a_cached_searcher_answers_as_an_uncached_one_after_any_write(

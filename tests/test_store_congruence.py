@@ -63,6 +63,7 @@ from index.search.searcher import IndexSearcher, SearchOutcome
 from index.store.embedded import EdgeVectorStore
 from index.store.filters import to_edge_filter
 from index.store.server import QdrantClientStore
+from tests.conftest import examples
 
 pytestmark = [
     # Local mode says that it searches exactly and keeps no payload index; a server uses both.
@@ -729,7 +730,7 @@ def _fusions() -> st.SearchStrategy[FusionParams]:
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40, 10),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],

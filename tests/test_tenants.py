@@ -25,6 +25,7 @@ from index.store.server import QdrantClientStore
 from retrieval_api.app import create_app
 from retrieval_api.deps import get_searcher
 from retrieval_api.keys import KeyStore
+from tests.conftest import examples
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning"),
@@ -146,7 +147,7 @@ requests = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=1500,
+    max_examples=examples(1500, 150),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
