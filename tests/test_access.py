@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from config.settings import Settings
 from retrieval_api.access import auth_required
 from retrieval_api.keys import KeyStore, KeyStoreError
+from tests.conftest import ingest_folder
 
 
 def test_a_key_is_shown_once_stored_hashed_and_stops_working_when_revoked(
@@ -88,8 +89,6 @@ def test_keys_are_required_wherever_the_api_is_reachable_from_a_network(
 def api(tmp_path: Path, embedder) -> Iterator[tuple[TestClient, Settings]]:  # type: ignore[no-untyped-def]
     """An index with one document of tenant acme and one of tenant globex, served with keys
     required."""
-    from composition.components import Components
-    from flows.ingest_flow import run_sync
     from retrieval_api.app import create_app
 
     settings = Settings(data_dir=tmp_path / "data", auth="required")
@@ -97,7 +96,7 @@ def api(tmp_path: Path, embedder) -> Iterator[tuple[TestClient, Settings]]:  # t
         folder = tmp_path / tenant
         folder.mkdir()
         (folder / f"{tenant}.md").write_text(f"# {tenant}\n\n{text}\n")
-        run_sync(settings, Components(settings).folder_source(folder, tenant))
+        ingest_folder(settings, folder, embedder, source_name=tenant, tenant=tenant)
     with TestClient(create_app(settings), base_url="http://localhost") as client:
         yield client, settings
 

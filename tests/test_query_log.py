@@ -11,12 +11,11 @@ import pyarrow.dataset as ds
 import pytest
 from fastapi.testclient import TestClient
 
-from composition.components import Components
 from config.settings import Settings
-from flows.ingest_flow import run_sync
 from index.query_log import SCHEMA, QueryLog, _write_aside, read_query_log
 from retrieval_api.app import create_app
 from retrieval_api.keys import KeyStore
+from tests.conftest import ingest_folder
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def indexed(tmp_path: Path, embedder) -> Settings:  # type: ignore[no-untyped-de
     (folder / "pump.md").write_text("# Pump\n\nThe impeller wears out.\n")
     (folder / "seal.md").write_text("# Seal\n\nThe seal leaks oil when worn.\n")
     settings = Settings(data_dir=tmp_path / "data", auth="required")
-    run_sync(settings, Components(settings).folder_source(folder, "acme"))
+    ingest_folder(settings, folder, embedder, source_name="acme", tenant="acme")
     return settings
 
 
