@@ -28,8 +28,11 @@ SHARED_DOCS = SHARED / "data" / "docs"
 # Tests run offline and never phone home, exactly like the CLI.
 # Prefect's console handler keeps the stderr of the first CLI test, which the runner closes;
 # pytest captures log records itself.
+TEST_DATA_DIR = Path(os.environ.get("SLUICE_TEST_DATA_DIR", "/tmp/sluice-tests"))
+"""Shared by the session's processes (pytest-xdist workers): what is safe to share (model
+exports, made atomically), with a folder of each worker's own (its Prefect home)."""
 prepare_process(
-    Path(os.environ.get("SLUICE_TEST_DATA_DIR", "/tmp/sluice-tests")), console_level="CRITICAL"
+    TEST_DATA_DIR / os.environ.get("PYTEST_XDIST_WORKER", "main"), console_level="CRITICAL"
 )
 # Tests compare against the packaged model's torch vectors and scores (the `embedder` fixture);
 # the default CPU backends (openvino int8) have their own tests (test_inference_backends.py, and
@@ -66,10 +69,13 @@ def embedder():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def model_exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_exports() -> Path:
     """One folder of onnx and openvino exports for the session's data dirs: each model is
-    exported once, not once per data dir."""
-    return tmp_path_factory.mktemp("model-exports")
+    exported once, not once per data dir or per worker (an export lands by an atomic rename,
+    so two workers exporting at once both end with a whole one)."""
+    exports = TEST_DATA_DIR / "model-exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    return exports
 
 
 DEFAULT_BACKENDS: dict[str, Any] = {"embedding_backend": "auto", "rerank_backend": "auto"}
