@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, sluice_serving, wait_until_answering
+from tests.retrieve_watch import RetrieveWatch
 
 pytestmark = pytest.mark.slow
 
@@ -50,38 +50,6 @@ def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-class _Poller:
-    """Queries /retrieve in a loop from a thread, recording every status and which embedding
-    model answered."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.statuses: list[int] = []
-        self.failures: list[str] = []
-        self.models: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=60) as client:
-            while not self._stop.is_set():
-                try:
-                    answer = client.post(f"{self.url}/retrieve", json={"query": "water pump"})
-                    self.statuses.append(answer.status_code)
-                    if answer.status_code != 200:
-                        self.failures.append(answer.text[:300])
-                    elif answer.json()["index"]:
-                        self.models.append(answer.json()["index"]["embedding_model"])
-                except httpx.HTTPError as error:
-                    self.failures.append(repr(error))
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=120)
-
-
 def _hits(url: str, query: str) -> list[dict[str, Any]]:
     answer = httpx.post(f"{url}/retrieve", json={"query": query, "top_k": 10}, timeout=60)
     assert answer.status_code == 200, answer.text
@@ -99,7 +67,7 @@ def test_commands_from_other_processes_work_while_the_api_serves(
     # One of three documents deleted is past the default guard against partial listings.
     env = dict(_env(tmp_path / "data"), SLUICE_MAX_DELETED_FRACTION="0.5")
     with sluice_serving(env) as (url, _):
-        poller = _Poller(url)
+        poller = RetrieveWatch(url, {"query": "water pump"})
         try:
             first = _sluice(env, "ingest", str(folder), "--json")
             assert first.returncode == 0, first.stderr[-3000:]
@@ -130,7 +98,7 @@ def test_commands_from_other_processes_work_while_the_api_serves(
             assert retried.returncode == 0, retried.stderr[-3000:]
         finally:
             poller.stop()
-    assert poller.failures == []
+    assert poller.problems == []
     assert len(poller.statuses) > 20 and set(poller.statuses) == {200}
 
 
@@ -261,7 +229,7 @@ def test_a_scheduled_run_a_reembed_and_a_rollback_while_the_api_serves(tmp_path:
             SLUICE_GOLDEN_SET=str(golden),
             SLUICE_GATE_MODE="dense",
         )
-        watcher = _Poller(url)
+        watcher = RetrieveWatch(url, {"query": "water pump"})
         deploy = subprocess.Popen(
             [sys.executable, "-m", "sluice", "deploy"],
             env=env,
@@ -293,10 +261,10 @@ def test_a_scheduled_run_a_reembed_and_a_rollback_while_the_api_serves(tmp_path:
             watcher.stop()
             if deploy.poll() is None:
                 deploy.kill()
-    assert watcher.failures == []
+    assert watcher.problems == []
     assert set(watcher.statuses) == {200}
     # Each switch is seen once, and never flaps back.
-    assert _switches(watcher.models) == [packaged, wide, packaged]
+    assert _switches(watcher.models()) == [packaged, wide, packaged]
 
 
 def _answering_model(url: str) -> str:

@@ -33,6 +33,7 @@ from tests.conftest import (
     default_backend_env,
     sluice_serving,
 )
+from tests.retrieve_watch import RetrieveWatch
 
 pytestmark = pytest.mark.slow
 
@@ -250,34 +251,6 @@ def _one_line(stderr: str) -> str:
     return lines[0]
 
 
-class _Poller:
-    """`/retrieve` in a loop from a thread, one request after another; every answer kept."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.answers: list[tuple[float, int, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=120) as client:
-            while not self._stop.is_set():
-                try:
-                    answer = client.post(f"{self.url}/retrieve", json=QUERY)
-                    self.answers.append((time.monotonic(), answer.status_code, answer.text[:300]))
-                except httpx.HTTPError as error:
-                    self.answers.append((time.monotonic(), 0, repr(error)))
-
-    def answered_since(self, moment: float) -> int:
-        return sum(1 for at, _, _ in self.answers if at > moment)
-
-    def stop(self) -> list[tuple[float, int, str]]:
-        self._stop.set()
-        self._thread.join(timeout=180)
-        return [answer for answer in self.answers if answer[1] != 200]
-
-
 def test_a_stopped_owner_is_a_clear_error_in_time_and_a_resumed_one_serves_again(
     data_dir: Path,
 ) -> None:
@@ -319,7 +292,7 @@ def test_a_request_in_flight_when_the_owner_is_killed_is_answered_by_the_survivo
     env = _env(data_dir, SLUICE_WARM_UP_SEARCHES="0")
     store_dir = _store_dir(data_dir)
     with _owner(store_dir, search_delay_s=1.0) as (owner, lines), sluice_serving(env) as (url, _):
-        poller = _Poller(url)
+        poller = RetrieveWatch(url, QUERY, pause_s=0)
         try:
             lines.clear()
             lines.next("searching")  # a search of the API's is in the owner now
@@ -349,7 +322,7 @@ def test_two_apis_on_one_data_dir_both_answer_and_one_goes_on_when_the_other_sto
             assert answer.json()["hits"][0]["uri"].endswith("pump.md")
             ready = httpx.get(f"{url}/ready", timeout=120)
             assert ready.status_code == 200 and ready.json()["collection"], ready.text
-        poller = _Poller(second_url)
+        poller = RetrieveWatch(second_url, QUERY, pause_s=0)
         try:
             first.terminate()  # the owner of the shards
             first.wait(timeout=120)

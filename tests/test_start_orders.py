@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.conftest import (
     default_backend_env,
     sluice_serving,
 )
+from tests.retrieve_watch import RetrieveWatch
 
 pytestmark = pytest.mark.slow
 
@@ -155,48 +155,6 @@ def template(tmp_path_factory: pytest.TempPathFactory, model_exports: Path) -> T
     run_sync(settings, Components(settings).folder_source(folder, None))
     run_reembed(settings, PACKAGED, force=True)  # v2 serving: a previous version to roll back to
     return Template(data_dir, golden, beir, hook)
-
-
-class _Watch:
-    """Asks one API `/retrieve` and `/ready` in turn from a thread until stopped, and keeps
-    each answer that breaks the contract: `/retrieve` answers 200 with hits, and `/ready`
-    answers 200 naming the serving collection (503, with its reason, only when `/retrieve`
-    cannot answer, which must not happen here)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.retrieved = 0
-        self.problems: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
-            while not self._stop.is_set():
-                try:
-                    answer = client.post("/retrieve", json={"query": QUERY, "top_k": 3})
-                    body = answer.json()
-                    if answer.status_code != 200 or not body["hits"] or not body["index"]:
-                        self.problems.append(f"/retrieve {answer.status_code}: {answer.text[:300]}")
-                    self.retrieved += 1
-                    ready = client.get("/ready")
-                    if ready.status_code != 200 or not ready.json().get("collection"):
-                        self.problems.append(f"/ready {ready.status_code}: {ready.text[:300]}")
-                except (httpx.HTTPError, ValueError) as error:
-                    self.problems.append(repr(error))
-                time.sleep(0.05)
-
-    def wait_for(self, answers: int, seconds: float = 120) -> None:
-        """Until `answers` more retrievals have been answered."""
-        until, deadline = self.retrieved + answers, time.monotonic() + seconds
-        while self.retrieved < until and not self.problems:
-            assert time.monotonic() < deadline, f"{self.url} answered {self.retrieved} times"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=120)
 
 
 def _answer(url: str, query: str = QUERY) -> dict[str, Any]:
@@ -391,7 +349,7 @@ def _check_done(name: str, finished: _Finished, url: str) -> None:
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_command_started_while_the_api_owns_the_shards(case: Case, name: str) -> None:
     with sluice_serving(case.env, ready_seconds=120) as (url, _):
-        watch = _Watch(url)
+        watch = RetrieveWatch(url, {"query": QUERY, "top_k": 3}, expect_hits=True, ready=True)
         try:
             watch.wait_for(3)
             _check_done(name, case.start(name).finish(), url)
@@ -407,7 +365,7 @@ def test_the_api_started_while_a_command_owns_the_shards(case: Case, name: str) 
     try:
         case.wait_until_owned(command)
         with sluice_serving(case.env, ready_seconds=120) as (url, _):
-            watch = _Watch(url)
+            watch = RetrieveWatch(url, {"query": QUERY, "top_k": 3}, expect_hits=True, ready=True)
             try:
                 watch.wait_for(5)  # as the command's client
                 case.release_owner()
@@ -427,10 +385,14 @@ def test_two_apis_on_one_data_dir_both_answer_and_the_second_outlives_the_first(
     case: Case,
 ) -> None:
     with sluice_serving(case.env, ready_seconds=120) as (first_url, first):
-        first_watch = _Watch(first_url)
+        first_watch = RetrieveWatch(
+            first_url, {"query": QUERY, "top_k": 3}, expect_hits=True, ready=True
+        )
         try:
             with sluice_serving(case.env, ready_seconds=120) as (second_url, _):
-                second_watch = _Watch(second_url)
+                second_watch = RetrieveWatch(
+                    second_url, {"query": QUERY, "top_k": 3}, expect_hits=True, ready=True
+                )
                 try:
                     first_watch.wait_for(5)
                     second_watch.wait_for(5)
