@@ -60,7 +60,7 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
     from pipelines.evaluation import retrieve_run
 
     settings = Settings(data_dir=tmp_path / "data")
-    report = run_evaluation(SCIFACT, settings, max_docs=250, out_dir=tmp_path / "reports")
+    report = run_evaluation(SCIFACT, settings, max_docs=40, out_dir=tmp_path / "reports")
     assert set(report.modes) == {"bm25", "dense", "hybrid"}
     for scores in report.modes.values():
         assert 0.3 < scores["ndcg@10"] <= 1 and 0 < scores["mrr@10"] <= 1
@@ -69,7 +69,7 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
     parts = Components(settings)
     embedder, store = parts.embedder(), parts.store()
     try:
-        dataset = load_beir(SCIFACT, max_docs=250)
+        dataset = load_beir(SCIFACT, max_docs=40)
         searcher = parts.searcher(store, lambda _: embedder)
         run = retrieve_run(searcher, "eval-scifact", dataset.queries, "hybrid")
     finally:
@@ -79,14 +79,14 @@ def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> No
     assert good["ndcg@10"] == pytest.approx(report.modes["hybrid"]["ndcg@10"], abs=0.02)
     assert good["ndcg@10"] > bad["ndcg@10"] + 0.3
 
-    again = run_evaluation(SCIFACT, settings, ("bm25",), max_docs=250, out_dir=tmp_path / "r2")
+    again = run_evaluation(SCIFACT, settings, ("bm25",), max_docs=40, out_dir=tmp_path / "r2")
     assert again.embedded == 0 and again.from_cache == report.chunks
 
     shaped = run_evaluation(
         SCIFACT,
         settings,
         ("hybrid", "hybrid+group_by", "hybrid+mmr0", "hybrid+mmr0.9"),
-        max_docs=250,
+        max_docs=40,
         out_dir=tmp_path / "r3",
     ).modes
     # Grouped, documents come in the order of their best chunk: the harness's own ranking.
