@@ -138,6 +138,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sluice-gpu-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     env |= {"SLUICE_DATA_DIR": str(work / "data"), "SLUICE_PREFECT_SERVER_IDLE_MINUTES": "0"}
+    if tiny:  # what `auto` picks on a GPU, without exporting models for OpenVINO on the CPU
+        env |= {"SLUICE_EMBEDDING_BACKEND": "torch", "SLUICE_RERANK_BACKEND": "torch"}
     model_dir = work / "reranker"
     train_args = ["train-reranker", str(args.dataset), "--out", str(model_dir)]
     train_args += ["--epochs", str(0.05 if tiny else args.epochs)]

@@ -4,6 +4,7 @@ writes every figure it promises."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,15 +40,20 @@ def tiny_beir(folder: Path) -> Path:
     return folder
 
 
-def test_the_gpu_script_runs_on_a_cpu_at_tiny_sizes(tmp_path: Path) -> None:
+def test_the_gpu_script_runs_on_a_cpu_at_tiny_sizes(tmp_path: Path, prefect_server: None) -> None:
+    from prefect.settings import get_current_settings
+
     dataset = tiny_beir(tmp_path / "tiny")
     out = tmp_path / "gpu.json"
+    # Its commands record their runs on the session's Prefect server, not one started each.
+    env = dict(os.environ, PREFECT_API_URL=str(get_current_settings().api.url))
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "gpu.py"), str(dataset), "--tiny", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
