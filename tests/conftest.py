@@ -39,6 +39,9 @@ prepare_process(
 # a re-embed onto them in test_reembed.py).
 os.environ.setdefault("SLUICE_EMBEDDING_BACKEND", "torch")
 os.environ.setdefault("SLUICE_RERANK_BACKEND", "torch")
+# The CLI's tables and messages as a wide terminal shows them: a worker's longer temp paths
+# would otherwise wrap a line in the middle of what a test looks for.
+os.environ.setdefault("COLUMNS", "250")
 # A test that needs a Prefect server starts one (`prefect_server`), or gets a temporary one.
 os.environ.setdefault("SLUICE_PREFECT_SERVER_IDLE_MINUTES", "0")
 
