@@ -139,9 +139,12 @@ class Components:
             self.settings.embedding_quantization,
             self.settings.embedding_device,
         )
-        if prompts:
-            return self._embedder(model_id, backend, prompts.query, prompts.passage)
-        return self._embedder(model_id, backend)
+        return self._embedder(
+            model_id,
+            backend,
+            prompts.query if prompts else None,
+            prompts.passage if prompts else None,
+        )
 
     def embedder_for(self, spec: CollectionSpec) -> Embedder:
         """An embedder that makes vectors the way an existing collection's were made."""
