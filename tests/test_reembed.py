@@ -457,5 +457,10 @@ def test_prefixes_come_from_the_model_or_its_family(tmp_path: Path) -> None:
     assert (plain.query_prefix, plain.passage_prefix) == ("", "")
     assert (e5.query_prefix, e5.passage_prefix) == ("query: ", "passage: ")
     assert (own.query_prefix, own.passage_prefix) == ("Represent this question: ", "")
+    # Read from the model's saved settings, without loading it; the loaded model agrees.
+    assert (plain._model, e5._model, own._model) == (None, None, None)
+    own.warm_up()
+    assert own._declared_prompts() == {"query": "Represent this question: "}
+    assert own.model.prompts == {"query": "Represent this question: ", "document": ""}
     assert e5.cache_key != plain.cache_key and "passage: " in e5.cache_key
     assert e5.max_tokens == plain.max_tokens - plain.count_tokens(["passage: "])[0]

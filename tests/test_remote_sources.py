@@ -226,14 +226,17 @@ def test_http_bodies_past_the_size_cap_fail_without_being_held_in_memory(
 
 
 def _source_failure(tmp_path: Path, source_toml: str) -> subprocess.CompletedProcess[str]:
-    """`sluice ingest --source broken` as a user runs it, in a process of its own."""
+    """`sluice ingest --source broken` as a user runs it, in a process of its own, recording
+    its run on the session's Prefect server (as with `PREFECT_API_URL` set)."""
+    from prefect.settings import get_current_settings
+
     config = tmp_path / "sluice.toml"
     config.write_text(f'[[sources]]\nname = "broken"\n{source_toml}')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
     env |= {
         "SLUICE_CONFIG_FILE": str(config),
         "SLUICE_DATA_DIR": str(tmp_path / "data"),
-        "SLUICE_PREFECT_SERVER_IDLE_MINUTES": "0",
+        "PREFECT_API_URL": str(get_current_settings().api.url),
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
@@ -242,7 +245,7 @@ def _source_failure(tmp_path: Path, source_toml: str) -> subprocess.CompletedPro
 
 
 def test_a_source_that_cannot_be_listed_fails_the_run_in_one_line(
-    tmp_path: Path, s3_endpoint: str, website: tuple[str, Path]
+    tmp_path: Path, s3_endpoint: str, website: tuple[str, Path], prefect_server: None
 ) -> None:
     """An S3 endpoint that is down, a bucket that does not exist, a sitemap that is 404: exit
     2, one line naming the source and the cause, no traceback (it is in the run's log)."""

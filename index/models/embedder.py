@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,11 @@ def family_prefixes(model: str) -> tuple[str, str] | None:
     if name.startswith(("e5-", "multilingual-e5-")) and "instruct" not in name:
         return "query: ", "passage: "
     return None
+
+
+def _non_empty(prompts: dict[str, str] | None) -> dict[str, str]:
+    """Declared prompts (sentence-transformers fills in empty ones for the names it knows)."""
+    return {str(name): str(text) for name, text in (prompts or {}).items() if text}
 
 
 MAX_BATCH_COUNT = 1024
@@ -164,12 +170,26 @@ class SentenceTransformerEmbedder:
         return self._passage_prefix
 
     def _declared_prefix(self, names: tuple[str, ...], side: int) -> str:
-        prompts: dict[str, str] = getattr(self.model, "prompts", None) or {}
+        prompts = self._declared_prompts()
         for name in names:
-            if prompts.get(name):  # sentence-transformers fills in empty ones
+            if prompts.get(name):
                 return prompts[name]
         family = family_prefixes(self.model_id)
         return family[side] if family else ""
+
+    def _declared_prompts(self) -> dict[str, str]:
+        """The model's `prompts`: read from its saved settings while it is not loaded, so that
+        a run with nothing to embed (an unchanged source, one that cannot be listed) learns its
+        cache key without loading the model (5-20 s); sentence-transformers takes them from
+        the same file."""
+        if self._model is None:
+            path = Path(resolve_model_path(self.model_id))
+            if path.is_dir():
+                saved = path / "config_sentence_transformers.json"
+                if not saved.is_file():
+                    return {}
+                return _non_empty(json.loads(saved.read_text(encoding="utf-8")).get("prompts"))
+        return _non_empty(getattr(self.model, "prompts", None))
 
     @property
     def cache_key(self) -> str:
