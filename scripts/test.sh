@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the test needs, then lint, check the layers, type-check and run the whole test suite
-# with coverage, printed per package at the end.
+# Install the test needs, then lint, check the layers, type-check and run the test suite with
+# coverage, printed per package at the end. Arguments go to pytest: `--full` adds the tests
+# marked `full` (docs/testing.md), `--hypothesis-profile=deep` the property tests' full counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STARTED=$SECONDS

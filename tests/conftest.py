@@ -52,6 +52,25 @@ hypothesis.settings.register_profile("deep", deadline=None)
 hypothesis.settings.load_profile("ci")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="also run the tests marked `full` (docs/testing.md): `bash scripts/test.sh --full`",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `full` run only with `--full`: the rest of a matrix one representative of
+    which runs in every run, and the longest documents (docs/testing.md)."""
+    if config.getoption("--full"):
+        return
+    skip = pytest.mark.skip(reason="in the full run only: bash scripts/test.sh --full")
+    for item in items:
+        if item.get_closest_marker("full"):
+            item.add_marker(skip)
+
+
 def examples(deep: int, ci: int) -> int:
     """A property test's `max_examples`: `deep` under the deep profile, else `ci`."""
     return deep if hypothesis.settings.get_current_profile_name() == "deep" else ci

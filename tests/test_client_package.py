@@ -69,7 +69,6 @@ def test_the_client_declares_httpx_and_pydantic_only() -> None:
     assert names == {"httpx", "pydantic"}
 
 
-@pytest.mark.slow
 def test_the_client_installs_alone_and_imports_nothing_of_the_server(tmp_path: Path) -> None:
     """A new virtualenv with only the client: it imports, and none of the server's packages (or
     their heavy dependencies) is there to import."""

@@ -42,9 +42,13 @@ TOPICS = {
 OFF_CORPUS = ["turbine", "password", "winter", "encryption", "zebra"]
 IN_CORPUS = {w.strip(".,;'").lower() for text in TOPICS.values() for w in text.split()}
 WORDS = [*sorted(IN_CORPUS), *OFF_CORPUS]
-BACKENDS = ["default", "onnx-int8", "torch"]
+BACKENDS = [
+    "default",
+    pytest.param("onnx-int8", marks=pytest.mark.full),
+    pytest.param("torch", marks=pytest.mark.full),
+]
 """`default` sets nothing: what `sluice serve` runs unless told otherwise (OpenVINO int8 on a
-CPU)."""
+CPU); the other backends in the full run."""
 
 
 def _corpus(folder: Path) -> None:

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from composition.components import Components
 from config.settings import Settings
 
@@ -78,7 +76,6 @@ def _index_state(data_dir: Path) -> tuple[list[str], dict[str, set[str]], list[s
         store.close()
 
 
-@pytest.mark.slow
 def test_a_run_killed_midway_and_rerun_equals_a_clean_run(tmp_path: Path) -> None:
     folder = tmp_path / "corpus"
     _corpus(folder, 60)

@@ -9,13 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from config.settings import Settings
 from ingest.manifest import Manifest
 
 
-@pytest.mark.slow
 def test_deploy_serves_each_source_on_its_schedule_and_runs_it(
     tmp_path: Path, prefect_server: None
 ) -> None:

@@ -22,7 +22,7 @@ from tests.conftest import (
     sluice_serving,
 )
 
-pytestmark = [needs_shared_docs, pytest.mark.slow]
+pytestmark = needs_shared_docs
 
 # One real file per format (and the two hard PDFs), small enough for CI's two cores.
 FILES = [

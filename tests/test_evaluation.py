@@ -53,7 +53,6 @@ def test_scores_match_hand_computed_values() -> None:
 
 
 @needs_scifact
-@pytest.mark.slow
 def test_harness_on_a_scifact_slice_beats_a_broken_ranking(tmp_path: Path) -> None:
     from config.settings import Settings
     from flows.evaluate_flow import evaluate_flow, run_evaluation

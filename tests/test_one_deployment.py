@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import free_port, sluice_serving, wait_until_answering
 from tests.retrieve_watch import RetrieveWatch
-
-pytestmark = pytest.mark.slow
 
 DOCS = {
     "pumps.md": "# Pumps\n\nA centrifugal pump moves water with a spinning impeller.\n",

@@ -35,8 +35,6 @@ from tests.conftest import (
 )
 from tests.retrieve_watch import RetrieveWatch
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 2.0
 SLACK_S = 8.0

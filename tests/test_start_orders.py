@@ -34,8 +34,6 @@ from tests.conftest import (
 )
 from tests.retrieve_watch import RetrieveWatch
 
-pytestmark = pytest.mark.slow
-
 PACKAGED = "sentence-transformers/all-MiniLM-L6-v2"
 DOCS = {
     "pumps.md": "# Pumps\n\nThe impeller of a centrifugal pump moves water through the plant.\n",
@@ -57,6 +55,16 @@ GOLDEN = {
 EXTRA = {"turbine.md": "# Wind turbine\n\nThe blades of the wind turbine turn a generator.\n"}
 QUERY = "centrifugal pump impeller"
 COMMANDS = ["ingest", "deployment", "reembed", "rollback", "tune", "eval", "status", "versions"]
+EVERY_RUN = {"ingest", "reembed"}
+"""Started first, under an API started second, in every run (the order that once left the API
+answering nothing); every other case in the full run. A command started under a serving API
+runs every time in test_one_deployment.py (ingest, status, versions, retry-failed; a scheduled
+run, a re-embed and a rollback)."""
+
+
+def _cases(every_run: set[str]) -> list[Any]:
+    return [c if c in every_run else pytest.param(c, marks=pytest.mark.full) for c in COMMANDS]
+
 
 # Imported by every process of a command started first (through PYTHONPATH): the first store it
 # opens as owner holds the process there until the release file appears, and says so with a
@@ -346,6 +354,7 @@ def _check_done(name: str, finished: _Finished, url: str) -> None:
         assert [v["state"] for v in report["versions"]] == ["retired", "serving"]
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_command_started_while_the_api_owns_the_shards(case: Case, name: str) -> None:
     with sluice_serving(case.env, ready_seconds=120) as (url, _):
@@ -359,7 +368,7 @@ def test_a_command_started_while_the_api_owns_the_shards(case: Case, name: str) 
     assert watch.problems == []
 
 
-@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("name", _cases(EVERY_RUN))
 def test_the_api_started_while_a_command_owns_the_shards(case: Case, name: str) -> None:
     command = case.start(name, held=True)
     try:
@@ -381,6 +390,7 @@ def test_the_api_started_while_a_command_owns_the_shards(case: Case, name: str) 
     assert watch.problems == []
 
 
+@pytest.mark.full  # every run: test_owner_resilience.py's two APIs, one of them stopped
 def test_two_apis_on_one_data_dir_both_answer_and_the_second_outlives_the_first(
     case: Case,
 ) -> None:
@@ -407,6 +417,7 @@ def test_two_apis_on_one_data_dir_both_answer_and_the_second_outlives_the_first(
     assert first_watch.problems == [] and second_watch.problems == []
 
 
+@pytest.mark.full
 def test_quick_commands_and_a_second_ingest_while_an_ingest_owns_the_shards(case: Case) -> None:
     ingest = case.start("ingest", held=True)
     try:

@@ -42,6 +42,15 @@ def _shared_files() -> list[str]:
     return sorted(item.name for item in folder.list_items())
 
 
+LONG_MANUALS = {
+    "pdf/debian-reference.en.pdf",
+    "pdf/gnuplot.pdf",
+    "pdf/developers-reference.pdf",
+    "pdf/fhs-3.0.pdf",
+}
+"""Three quarters of this file's time (60-270 s each on two busy cores): the full run's. Every
+other format and layout, and long documents too (a 146-page PDF, an 872-page .docx), run every
+time."""
 SHARED_FILES = _shared_files()
 
 
@@ -58,8 +67,10 @@ def test_the_shared_documents_are_all_here() -> None:
 
 
 @needs_shared_docs
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SHARED_FILES)
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.full) if n in LONG_MANUALS else n for n in SHARED_FILES],
+)
 def test_each_shared_document_parses_or_fails_with_a_reason(
     parser: UnstructuredParser, name: str
 ) -> None:

@@ -1,0 +1,154 @@
+"""Does the suite still bite? Breaks one named behaviour per package, runs the tests that guard
+it, and reports whether they failed; every file is restored whatever happens.
+
+    .venv/bin/python scripts/deliberate_breaks.py            # all of them (~10 min on 2 cores)
+    .venv/bin/python scripts/deliberate_breaks.py chunking   # the ones whose package starts so
+
+Exits 1 when a break went uncaught. Run it after changing what tests share (fixtures, tiers,
+hypothesis profiles): docs/testing.md keeps its latest output.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Break:
+    package: str
+    behaviour: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+BREAKS = [
+    Break(
+        "ingest",
+        "an unchanged file is read again",
+        "ingest/changes.py",
+        "elif item.fingerprint and item.fingerprint == record.fingerprint:",
+        "elif False:",
+        ("tests/test_pipeline.py", "tests/test_incremental.py"),
+    ),
+    Break(
+        "chunking",
+        "small sections merge past the token limit",
+        "chunking/title_chunker.py",
+        "if pending.tokens + section.tokens <= max_tokens:",
+        "if True:",
+        ("tests/test_title_chunker.py",),
+    ),
+    Break(
+        "index",
+        "reciprocal rank fusion counts ranks from 1",
+        "index/fusion.py",
+        "fused[item] = fused.get(item, 0.0) + weight / (k + rank)",
+        "fused[item] = fused.get(item, 0.0) + weight / (k + rank + 1)",
+        ("tests/test_fusion.py",),
+    ),
+    Break(
+        "index.store",
+        "the embedded store ignores must_not",
+        "index/store/filters.py",
+        "must_not=[_edge_condition(c) for c in payload_filter.must_not] or None,",
+        "must_not=None,",
+        ("tests/test_qdrant_filters.py", "tests/test_store_contract.py"),
+    ),
+    Break(
+        "retrieval_api",
+        "a key of another scope is let through",
+        "retrieval_api/access.py",
+        'if record.scope not in (scope, "admin"):',
+        "if False:",
+        ("tests/test_access.py",),
+    ),
+    Break(
+        "pipelines",
+        "retention keeps one version too many",
+        "pipelines/retention.py",
+        "[name for name in others if name != serving][max(0, keep - 1) :]",
+        "[name for name in others if name != serving][keep:]",
+        ("tests/test_searcher.py", "tests/test_replay.py"),
+    ),
+    Break(
+        "flows",
+        "a run's report artifact keeps upper-case letters Prefect refuses",
+        "flows/artifacts.py",
+        'slug = re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-")',
+        'slug = re.sub(r"[^a-zA-Z0-9]+", "-", words).strip("-")',
+        ("tests/test_cli.py::test_report_artifacts_are_keyed_by_kind_source_and_deployment",),
+    ),
+    Break(
+        "config",
+        "int8 asked for on torch is accepted",
+        "config/settings.py",
+        'if f"{name}_quantization" in self.model_fields_set:',
+        "if False:",
+        (
+            "tests/test_inference_backends.py"
+            "::test_settings_refuse_int8_on_torch_only_when_asked_for",
+        ),
+    ),
+    Break(
+        "sluice (CLI)",
+        "failed documents exit 0",
+        "sluice/cli/ingest_commands.py",
+        "        return EXIT_FAILED_DOCUMENTS\n",
+        "        return 0\n",
+        ("tests/test_cli.py",),
+    ),
+    Break(
+        "sluice_client",
+        "Retry-After in seconds is ignored",
+        "clients/python/sluice_client/client.py",
+        "return max(0.0, float(value))",
+        "return None",
+        ("tests/test_client.py",),
+    ),
+]
+
+
+def run(item: Break) -> tuple[bool, list[str], float]:
+    path = ROOT / item.path
+    original = path.read_text()
+    if original.count(item.old) != 1:
+        raise SystemExit(f"{item.path}: the text to break is not there once: {item.old!r}")
+    started = time.monotonic()
+    try:
+        path.write_text(original.replace(item.old, item.new))
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *item.tests],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        path.write_text(original)
+    failed = re.findall(r"^FAILED (\S+)", done.stdout, re.MULTILINE)
+    return done.returncode == 1 and bool(failed), failed, time.monotonic() - started
+
+
+def main(only: list[str]) -> int:
+    missed = 0
+    print("| package | broken behaviour | caught by | s |\n|---|---|---|---:|")
+    for item in BREAKS:
+        if only and not any(item.package.startswith(o) for o in only):
+            continue
+        caught, failed, seconds = run(item)
+        missed += not caught
+        by = ", ".join(f"`{f.split('/')[-1]}`" for f in failed) if caught else "**NOT CAUGHT**"
+        print(f"| {item.package} | {item.behaviour} | {by} | {seconds:.0f} |", flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
