@@ -21,5 +21,6 @@ export SLUICE_TEST_DATA_DIR=${SLUICE_TEST_DATA_DIR:-$(mktemp -d)}
 export COVERAGE_FILE=${COVERAGE_FILE:-$SLUICE_TEST_DATA_DIR/.coverage}
 step "pytest on every core (the longest step: see the README for how long)"
 # A file's tests stay on one worker (--dist loadfile): their module fixtures are built once.
-.venv/bin/python -m pytest -n "${SLUICE_TEST_WORKERS:-auto}" --dist loadfile --cov --cov-report= "$@"
+.venv/bin/python -m pytest -n "${SLUICE_TEST_WORKERS:-auto}" --dist loadfile --durations=20 \
+  --cov --cov-report= "$@"
 .venv/bin/python scripts/coverage_by_package.py
