@@ -143,7 +143,10 @@ def test_searches_go_on_while_a_segment_is_optimised_apart_and_writes_wait(
         assert [hit.id for hit in found.hits] == [written[3].id]
         if len(latencies) == 5:
             assert _digests(shard_dir) == before, "the child writes its copy only"
-    assert len(latencies) > 5 and max(latencies) < 0.5, latencies
+    # Searches answered throughout (an optimisation in this process would hold them all for
+    # its length); the bound is the service's "no request over 1 s": on two cores shared with
+    # another test worker one search of ~1,700 took 0.53 s.
+    assert len(latencies) > 5 and max(latencies) < 1.0, latencies
     writer = threading.Thread(target=_write, args=(store, 750, 250))
     writer.start()
     writer.join(timeout=120)
