@@ -9,7 +9,8 @@ client; the quick inspecting commands and a second ingest also run as clients of
 owns the shards. A command started first is held, as owner, right after it opens the store,
 until the API started second answers: the overlap a long run gives, without depending on how
 fast this machine is. Each case gets a copy of one prepared data dir (two versions of a small
-index on the default backends), so that the models are exported and the index built once."""
+index on the default backends), so that the models are exported and the index built once.
+Every run keeps two of these cases (`EVERY_RUN`); `--full` runs them all (docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -60,10 +61,9 @@ EVERY_RUN = {"ingest", "reembed"}
 answering nothing); every other case in the full run. A command started under a serving API
 runs every time in test_one_deployment.py (ingest, status, versions, retry-failed; a scheduled
 run, a re-embed and a rollback)."""
-
-
-def _cases(every_run: set[str]) -> list[Any]:
-    return [c if c in every_run else pytest.param(c, marks=pytest.mark.full) for c in COMMANDS]
+COMMANDS_FIRST = [
+    c if c in EVERY_RUN else pytest.param(c, marks=pytest.mark.full) for c in COMMANDS
+]
 
 
 # Imported by every process of a command started first (through PYTHONPATH): the first store it
@@ -368,7 +368,7 @@ def test_a_command_started_while_the_api_owns_the_shards(case: Case, name: str) 
     assert watch.problems == []
 
 
-@pytest.mark.parametrize("name", _cases(EVERY_RUN))
+@pytest.mark.parametrize("name", COMMANDS_FIRST)
 def test_the_api_started_while_a_command_owns_the_shards(case: Case, name: str) -> None:
     command = case.start(name, held=True)
     try:

@@ -179,9 +179,9 @@ class SentenceTransformerEmbedder:
 
     def _declared_prompts(self) -> dict[str, str]:
         """The model's `prompts`: read from its saved settings while it is not loaded, so that
-        a run with nothing to embed (an unchanged source, one that cannot be listed) learns its
-        cache key without loading the model (5-20 s); sentence-transformers takes them from
-        the same file."""
+        a first ingest learns its cache key without loading the model (5-20 s), and one whose
+        source cannot be listed fails without it (an existing index records its prefixes);
+        sentence-transformers takes them from the same file."""
         if self._model is None:
             path = Path(resolve_model_path(self.model_id))
             if path.is_dir():
