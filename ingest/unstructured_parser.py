@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from pathlib import Path
+import importlib
+import sys
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ingest.ocr import (
@@ -66,6 +69,22 @@ class UnstructuredParser:
             from unstructured.partition.auto import partition
 
             self._partition = partition
+
+    def warm_up_for(self, name: str) -> bool:
+        """Imports the partitioner for `name`'s file type (the PDF one takes ~5 s of CPU), so
+        that a budget counts a document's parse, not its parser's loading; True when it had to.
+        A partitioner that fails to import is reported by the parse that needs it."""
+        self.warm_up()
+        from unstructured.file_utils.model import FileType
+
+        suffix = PurePosixPath(name).suffix.lower()
+        filetype = None if suffix.lstrip(".") in IMAGE_TYPES else FileType.from_extension(suffix)
+        module = filetype.partitioner_module_qname if filetype else None
+        if not module or module in sys.modules:
+            return False
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+        return True
 
     def _partition_file(self, path: Path) -> list[Any]:
         """unstructured hashes the file name into element ids, which fails on a path that is

@@ -28,7 +28,7 @@ from multiprocessing.process import BaseProcess
 from ingest.changes import Candidate
 from ingest.reader import DocumentReader, ReadResult
 from pipelines.read_budget import NO_BUDGET, ReadBudget, Usage, family_usage, overrun
-from pipelines.read_worker import work
+from pipelines.read_worker import READY, work
 
 __all__ = ["NO_BUDGET", "ReadBudget", "read_documents"]
 
@@ -69,7 +69,8 @@ class _Worker:
     started: float = 0.0
     cpu_at_start: float = 0.0
     ready: bool = False
-    """Its parser is loaded: the time limits count from then, not from the process start."""
+    """Its parser is loaded: the time limits count from then, not from the process start or
+    the loading of the parser for the document's file type."""
 
     def start_clock(self) -> None:
         """The current read's time and CPU time count from now."""
@@ -183,8 +184,8 @@ class _SupervisedPool:
                 except (EOFError, OSError):
                     self._replace(worker, _died(worker))
                     continue
-                if isinstance(message, str):  # READY
-                    worker.ready = True
+                if isinstance(message, str):  # LOADING or READY
+                    worker.ready = message == READY
                     worker.start_clock()
                     continue
                 worker.candidate = None

@@ -24,6 +24,9 @@ from ingest.reader import DocumentReader
 # stage, and parsing only needs to stay a batch ahead of it, which idle cycles are enough for.
 PARSE_WORKER_NICENESS = 10
 READY = "ready"
+"""Sent when the parser is loaded: the document's time limits count from then."""
+LOADING = "loading"
+"""Sent before loading the parser for a file type not read before in this worker."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -45,6 +48,11 @@ def work(connection: Connection, reader: DocumentReader, parent: int) -> None:
         candidate = connection.recv()
         if candidate is None:
             return
+        warm_up_for = getattr(reader.parser, "warm_up_for", None)
+        if reader.parse and callable(warm_up_for):
+            connection.send(LOADING)
+            warm_up_for(candidate.item.name)
+            connection.send(READY)
         connection.send(reader.read(candidate))
 
 

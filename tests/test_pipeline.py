@@ -100,6 +100,30 @@ def _docx_that_takes_long_to_parse(path: Path, paragraphs: int = 200_000) -> Non
             document.write(b"</w:body></w:document>")
 
 
+def _pdf_with_text(text: str) -> bytes:
+    """A one-page PDF with a text layer."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    body, offsets = b"%PDF-1.4\n", []
+    for number, content in enumerate(objects, 1):
+        offsets.append(len(body))
+        body += b"%d 0 obj\n%s\nendobj\n" % (number, content)
+    xref = b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    xref += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        len(body),
+    )
+    return body + xref + trailer
+
+
 def test_a_file_that_stalls_the_parser_is_stopped_quarantined_and_the_run_goes_on(
     tmp_path: Path,
     embedder,  # type: ignore[no-untyped-def]
@@ -109,11 +133,13 @@ def test_a_file_that_stalls_the_parser_is_stopped_quarantined_and_the_run_goes_o
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "good.md").write_text("# Good\n\nalpha content that parses fine.\n")
+    # Loading the PDF partitioner takes ~5 s of CPU: the budget counts the parse, not that.
+    (folder / "good.pdf").write_bytes(_pdf_with_text("Good alpha content in a PDF."))
     _docx_that_takes_long_to_parse(folder / "stall.docx")
     settings = Settings(data_dir=tmp_path / "data")
     budget = ReadBudget(seconds=3, memory_mb=0)
     first = ingest_folder(settings, folder, embedder, budget=budget)
-    assert [d.uri.rsplit("/", 1)[-1] for d in first.new] == ["good.md"]
+    assert sorted(d.uri.rsplit("/", 1)[-1] for d in first.new) == ["good.md", "good.pdf"]
     [failed] = first.failed
     assert failed.uri.endswith("stall.docx") and "longer than 3 s" in failed.reason
     second = ingest_folder(settings, folder, embedder, budget=budget)
