@@ -19,7 +19,6 @@ from index.models.catalog import (
     resolve_model_path,
 )
 from index.models.device import device_for, pick_device
-from index.models.runtime_model import accelerate
 
 # Prompt names models declare for each side (sentence-transformers `prompts`), in preference order.
 _QUERY_PROMPT_NAMES = ("query",)
@@ -125,6 +124,8 @@ class SentenceTransformerEmbedder:
         if self._model is not None:
             return
         from sentence_transformers import SentenceTransformer
+
+        from index.models.runtime_model import accelerate  # torch: only where a model runs
 
         check_available(self.model_id)
         path = resolve_model_path(self.model_id)

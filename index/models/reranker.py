@@ -14,7 +14,6 @@ from index.contracts import TORCH, InferenceBackend, RerankedPoint, RerankSkippe
 from index.fusion import blend_scores
 from index.models.catalog import resolve_model_path
 from index.models.device import device_for, pick_device
-from index.models.runtime_model import accelerate
 
 # Module classes of our own that a saved cross-encoder may name in its modules.json. Loading a
 # class from outside sentence-transformers needs `trust_remote_code`, which we grant only when
@@ -48,6 +47,8 @@ def load_cross_encoder(
     """A sentence-transformers `CrossEncoder` from a model id or a local directory, its
     transformer run by `backend` (exports kept in `exports_dir`)."""
     from sentence_transformers import CrossEncoder
+
+    from index.models.runtime_model import accelerate  # torch: only where a model runs
 
     path = resolve_model_path(model)
     local = Path(path).exists()
