@@ -8,6 +8,11 @@ stays bounded: a worker is handed a document only while fewer than `window` resu
 caller, so a slow embedder holds back parsing instead of piling up parsed documents, and closing
 the stream (the caller failed, or was interrupted) kills every worker at once rather than
 waiting for queued parses; a caller killed outright takes its workers with it (`read_worker`).
+
+Workers start as the reading needs them, up to `workers`: one at first, another each time the
+reading so far has taken more than `EXTRA_WORKER_AFTER_S` per worker running. A worker costs
+~5 s of CPU to load its parser, while a small text file parses in milliseconds: a scheduled run
+that finds a few changed notes reads them in one worker; a folder of PDFs gets all of them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from pipelines.read_worker import READY, work
 __all__ = ["NO_BUDGET", "ReadBudget", "read_documents"]
 
 _POLL_S = 0.1
+EXTRA_WORKER_AFTER_S = 2.0
+"""Seconds of reading per running worker past which another is started (when documents wait)."""
 
 
 def read_documents(
@@ -105,6 +112,8 @@ class _SupervisedPool:
         self.stopping = threading.Event()
         self.workers: list[_Worker] = []
         self.thread: threading.Thread | None = None
+        self.read_s = 0.0
+        """Seconds workers have spent on reads that ended (from READY to the result)."""
 
     def run(self, candidates: list[Candidate]) -> Iterator[ReadResult]:
         self.thread = threading.Thread(
@@ -146,15 +155,27 @@ class _SupervisedPool:
         return [w for w in self.workers if w.candidate is not None]
 
     def _hand_out(self, pending: deque[Candidate]) -> None:
-        while pending and len(self._busy()) < self.size:
+        while pending and not self.stopping.is_set():
+            idle = next((w for w in self.workers if w.candidate is None), None)
+            if idle is None and not self._worth_another():
+                return
             if not self.slots.acquire(blocking=False):
                 return
-            if self.stopping.is_set():
-                return
-            idle = next((w for w in self.workers if w.candidate is None), None) or self._spawn()
+            idle = idle or self._spawn()
             idle.candidate = pending.popleft()
             idle.start_clock()
             idle.connection.send(idle.candidate)
+
+    def _worth_another(self) -> bool:
+        """No worker yet; or fewer than `size`, each loaded, and the reading so far has cost
+        more than another's start is worth (`EXTRA_WORKER_AFTER_S` per worker running)."""
+        if not self.workers:
+            return True
+        if len(self.workers) >= self.size or not all(w.ready for w in self.workers):
+            return False
+        now = time.monotonic()
+        reading = self.read_s + sum(now - w.started for w in self._busy())
+        return reading > EXTRA_WORKER_AFTER_S * len(self.workers)
 
     def _spawn(self) -> _Worker:
         """A new worker, started from this supervising thread: the kernel kills it when the
@@ -188,6 +209,7 @@ class _SupervisedPool:
                     worker.ready = message == READY
                     worker.start_clock()
                     continue
+                self.read_s += time.monotonic() - worker.started
                 worker.candidate = None
                 self.results.put(message)
             elif worker.process.sentinel in ready:

@@ -127,14 +127,22 @@ def test_a_worker_that_dies_fails_its_document_only(tmp_path: Path) -> None:
     assert "exited with code 3" in outcomes["a.crash"]
 
 
-def test_stopping_early_kills_the_workers_at_once(tmp_path: Path) -> None:
+def test_a_second_worker_starts_once_reading_is_slow_and_stopping_early_kills_both(
+    tmp_path: Path,
+) -> None:
     reader, candidates = _candidates(_folder(tmp_path, ["a.txt", "x.hang", "y.hang"]))
     stream = read_documents(reader, candidates, 3, ReadBudget(seconds=3600))
-    next(stream)
-    workers = _workers(psutil.Process())
-    assert len(workers) == 3
-    started = time.monotonic()
-    stream.close()  # as when the embedding fails mid-run
+    try:
+        next(stream)
+        deadline = time.monotonic() + 60
+        while len(workers := _workers(psutil.Process())) < 2:
+            assert time.monotonic() < deadline, "no second worker for the waiting document"
+            time.sleep(0.1)
+        time.sleep(3)
+        assert len(_workers(psutil.Process())) == 2, "a third worker with nothing to read"
+    finally:
+        started = time.monotonic()
+        stream.close()  # as when the embedding fails mid-run
     assert time.monotonic() - started < 10
     assert all(_gone(p) for p in workers)
 
@@ -148,6 +156,7 @@ def test_no_more_documents_are_read_ahead_than_the_window(tmp_path: Path) -> Non
     next(stream)
     time.sleep(3)  # a slow caller: the workers would otherwise read everything meanwhile
     assert 2 <= len(list(marks.iterdir())) <= 4  # the one taken, and three waiting at most
+    assert len(_workers(psutil.Process())) == 1, "a second worker for files read in an instant"
     rest = list(stream)
     assert len(rest) == 11
     assert all(r.error == "" for r in rest)
