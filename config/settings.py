@@ -170,7 +170,11 @@ class Settings(ApiServerSettings, BaseSettings):
         description="A listing that lost more than this share of known documents deletes nothing.",
     )
     parse_workers: int = Field(
-        default=2, ge=1, le=64, description="Processes that fetch and parse beside the embedding."
+        default=2,
+        ge=1,
+        le=64,
+        description="Most processes that fetch and parse beside the embedding (started as the "
+        "reading needs them: docs/ingestion.md).",
     )
     parse_timeout_s: float = Field(
         default=300,
