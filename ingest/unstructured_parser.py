@@ -70,9 +70,9 @@ class UnstructuredParser:
 
             self._partition = partition
 
-    def warm_up_for(self, name: str) -> bool:
-        """Imports the partitioner for `name`'s file type (the PDF one takes ~5 s of CPU), so
-        that a budget counts a document's parse, not its parser's loading; True when it had to.
+    def warm_up_for(self, name: str) -> None:
+        """Imports the partitioner for `name`'s file type the first time (the PDF one takes
+        ~5 s of CPU), so that a budget counts a document's parse, not its parser's loading.
         A partitioner that fails to import is reported by the parse that needs it."""
         self.warm_up()
         from unstructured.file_utils.model import FileType
@@ -80,11 +80,9 @@ class UnstructuredParser:
         suffix = PurePosixPath(name).suffix.lower()
         filetype = None if suffix.lstrip(".") in IMAGE_TYPES else FileType.from_extension(suffix)
         module = filetype.partitioner_module_qname if filetype else None
-        if not module or module in sys.modules:
-            return False
-        with contextlib.suppress(Exception):
-            importlib.import_module(module)
-        return True
+        if module and module not in sys.modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(module)
 
     def _partition_file(self, path: Path) -> list[Any]:
         """unstructured hashes the file name into element ids, which fails on a path that is

@@ -26,7 +26,8 @@ PARSE_WORKER_NICENESS = 10
 READY = "ready"
 """Sent when the parser is loaded: the document's time limits count from then."""
 LOADING = "loading"
-"""Sent before loading the parser for a file type not read before in this worker."""
+"""Sent before each document, while the partitioner for its file type is loaded (imported the
+first time only); READY follows, then the result."""
 _PR_SET_PDEATHSIG = 1
 
 
