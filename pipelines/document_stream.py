@@ -238,9 +238,10 @@ class _SupervisedPool:
         """A stopped or dead worker's document fails with `reason`; a new worker is spawned
         when there is work for it."""
         assert worker.candidate is not None
-        failed = ReadResult(
-            worker.candidate, error=reason, attempts=1, seconds=time.monotonic() - worker.started
-        )
+        seconds = time.monotonic() - worker.started
+        if worker.ready:
+            self.read_s += seconds  # a read stopped for its budget was reading all the same
+        failed = ReadResult(worker.candidate, error=reason, attempts=1, seconds=seconds)
         worker.kill()
         self.workers.remove(worker)
         self.results.put(failed)
