@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = [
     "The impeller of a centrifugal pump wears and loses pressure.",
@@ -102,12 +104,8 @@ def main() -> None:
         cpu = statistics.median(float(r["cpu_s"]) for r in results)  # type: ignore[arg-type]
         rss = statistics.median(float(r["rss_mb"]) for r in results)  # type: ignore[arg-type]
         print(f"{name:5s}  CPU {cpu:6.2f} s  peak RSS {rss:5.0f} MB  (median of {len(results)})")
-    today, lean = runs["today"][0]["vectors"], runs["lean"][0]["vectors"]
-    gap = max(
-        abs(a - b)
-        for row_a, row_b in zip(today, lean, strict=True)  # type: ignore[call-overload]
-        for a, b in zip(row_a, row_b, strict=True)
-    )
+    today, lean = (np.array(runs[name][0]["vectors"]) for name in ("today", "lean"))
+    gap = float(np.abs(today - lean).max())
     print(f"largest difference between the two paths' vectors: {gap:.2e}")
 
 

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -70,19 +71,25 @@ class UnstructuredParser:
 
             self._partition = partition
 
-    def warm_up_for(self, name: str) -> None:
-        """Imports the partitioner for `name`'s file type the first time (the PDF one takes
-        ~5 s of CPU), so that a budget counts a document's parse, not its parser's loading.
-        A partitioner that fails to import is reported by the parse that needs it."""
+    def partitioner_loader(self, name: str) -> Callable[[], None] | None:
+        """What imports the `unstructured` module that partitions `name`'s file type, where it
+        is not imported yet (the PDF one takes ~5 s of CPU): a worker runs it before the
+        document's budget starts, so that the budget counts the parse, not the loading. A
+        module that fails to import is reported by the parse that needs it."""
         self.warm_up()
         from unstructured.file_utils.model import FileType
 
         suffix = PurePosixPath(name).suffix.lower()
         filetype = None if suffix.lstrip(".") in IMAGE_TYPES else FileType.from_extension(suffix)
         module = filetype.partitioner_module_qname if filetype else None
-        if module and module not in sys.modules:
+        if not module or module in sys.modules:
+            return None
+
+        def load() -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
+
+        return load
 
     def _partition_file(self, path: Path) -> list[Any]:
         """unstructured hashes the file name into element ids, which fails on a path that is

@@ -26,8 +26,9 @@ PARSE_WORKER_NICENESS = 10
 READY = "ready"
 """Sent when the parser is loaded: the document's time limits count from then."""
 LOADING = "loading"
-"""Sent before each document, while the partitioner for its file type is loaded (imported the
-first time only); READY follows, then the result."""
+"""Sent before a document whose file type's partitioner is not loaded yet, while it loads;
+READY follows, then the result. Documents of a type already loaded get neither: each message
+costs the supervisor a read of the worker's usage."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -49,10 +50,11 @@ def work(connection: Connection, reader: DocumentReader, parent: int) -> None:
         candidate = connection.recv()
         if candidate is None:
             return
-        warm_up_for = getattr(reader.parser, "warm_up_for", None)
-        if reader.parse and callable(warm_up_for):
+        loader = getattr(reader.parser, "partitioner_loader", None)
+        load = loader(candidate.item.name) if reader.parse and callable(loader) else None
+        if load is not None:
             connection.send(LOADING)
-            warm_up_for(candidate.item.name)
+            load()
             connection.send(READY)
         connection.send(reader.read(candidate))
 
