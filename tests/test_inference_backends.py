@@ -70,7 +70,8 @@ def test_backend_vectors_match_torch_and_the_export_is_made_once(
     folder = exports / export_id(embedder.model_id, backend)
     made = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
     again = SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=exports)
-    assert np.array_equal(again.embed_documents(TEXTS), vectors)
+    # A process that finds the export runs it without torch (tests/test_exported_model.py).
+    assert np.abs(again.embed_documents(TEXTS) - vectors).max() < 1e-6
     assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == made  # not re-exported
     assert not [p for p in exports.iterdir() if p.name.startswith(".")]  # no work left behind
 

@@ -3,6 +3,8 @@ runtime the settings ask for on this machine."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import cast
 
 from config.model_names import Backend, Quantization
@@ -13,6 +15,8 @@ def pick_device(requested: str = "auto") -> str:
     """`auto` picks cuda, then mps, then cpu."""
     if requested != "auto":
         return requested
+    if not could_have_gpu():
+        return "cpu"
     import torch
 
     if torch.cuda.is_available():
@@ -20,6 +24,17 @@ def pick_device(requested: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def could_have_gpu() -> bool:
+    """Whether torch could find a GPU here, answered without importing it (1-2 s of CPU, and
+    a process on the CPU backends needs torch for nothing else): on Linux, only where there is
+    a CUDA (`/dev/nvidia0`, WSL's `/dev/dxg`) or ROCm (`/dev/kfd`) device; elsewhere (macOS's
+    MPS) torch is asked."""
+    if not sys.platform.startswith("linux"):
+        return True
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists() or (dev / "kfd").exists()
 
 
 def choose_backend(name: str, quantization: str, device: str) -> InferenceBackend:

@@ -19,6 +19,7 @@ from index.models.catalog import (
     resolve_model_path,
 )
 from index.models.device import device_for, pick_device
+from index.models.exported_model import load_exported_model
 
 # Prompt names models declare for each side (sentence-transformers `prompts`), in preference order.
 _QUERY_PROMPT_NAMES = ("query",)
@@ -123,13 +124,17 @@ class SentenceTransformerEmbedder:
     def warm_up(self) -> None:
         if self._model is not None:
             return
+        check_available(self.model_id)
+        path = resolve_model_path(self.model_id)
+        device = pick_device(device_for(self.backend, self.requested_device))
+        exported = load_exported_model(Path(path), self.model_id, self.backend, self.exports_dir)
+        if exported is not None:  # no torch in the process (index.models.exported_model)
+            self._model = exported
+            return
         from sentence_transformers import SentenceTransformer
 
         from index.models.runtime_model import accelerate  # torch: only where a model runs
 
-        check_available(self.model_id)
-        path = resolve_model_path(self.model_id)
-        device = pick_device(device_for(self.backend, self.requested_device))
         model = SentenceTransformer(path, device=device, local_files_only=Path(path).exists())
         accelerate(model, self.backend, self.model_id, self.exports_dir)
         self._model = model

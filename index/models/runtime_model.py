@@ -11,9 +11,9 @@ from index.contracts import TORCH, InferenceBackend
 from index.models.exports import (
     export,
     export_id,
+    export_runner,
     file_name,
     input_names,
-    openvino_without_telemetry,
     output_name,
 )
 
@@ -31,27 +31,10 @@ class RuntimeModel(torch.nn.Module):
         self.inputs = inputs
         self.output = output
         self.config = config  # the module reads e.g. `output_hidden_states` from it
-        if backend.name == "onnx":
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._session: Any = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        else:
-            ov = openvino_without_telemetry()
-            # OpenVINO's own precision: bf16 on a CPU with bf16 units (1.8x fp32's speed here,
-            # vectors within a cosine of 0.99997 of fp32's), else fp32.
-            hint = {"PERFORMANCE_HINT": "LATENCY"}
-            self._compiled: Any = ov.Core().compile_model(str(path), "CPU", hint)
+        self._run = export_runner(path, backend)
 
     def forward(self, **features: Any) -> dict[str, Any]:
-        feed = {name: features[name].cpu().numpy() for name in self.inputs}
-        if self.backend.name == "onnx":
-            (result,) = self._session.run([self.output], feed)
-        else:  # OpenVINO's output is its own buffer, overwritten by the next call
-            result = self._compiled(feed)[0].copy()
+        result = self._run({name: features[name].cpu().numpy() for name in self.inputs})
         return {self.output: torch.from_numpy(result)}
 
 

@@ -1,0 +1,184 @@
+"""A model run from its export without torch (`index.models.exported_model`): the same tokens,
+limits, prompts and vectors as sentence-transformers on the same export, for every plain model
+it takes, and sentence-transformers for every model it does not."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import index.models.embedder as embedder_module
+from index.contracts import InferenceBackend
+from index.models.catalog import resolve_model_path
+from index.models.embedder import SentenceTransformerEmbedder
+from index.models.exported_model import ExportedSentenceModel, load_exported_model, plain_layout
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TEXTS = [
+    "Centrifugal pumps move fluid by converting rotational energy into kinetic energy.",
+    "",
+    "  spaces around  ",
+    "Café naïve résumé, Straße and ÅNGSTRÖM",
+    "中文字符 mixed with 日本語 and emoji 🙂",
+    "tabs\tand\nnew lines",
+    "bearing " * 400,  # past the model's 256 tokens: cut as sentence-transformers cuts
+    "x" * 3000,
+]
+
+
+def _embedders(
+    model: str, backend: InferenceBackend, exports: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SentenceTransformerEmbedder, SentenceTransformerEmbedder]:
+    """(through sentence-transformers, from the export alone), the first making the export."""
+    through = SentenceTransformerEmbedder(model, "cpu", backend=backend, exports_dir=exports)
+    with monkeypatch.context() as patch:
+        patch.setattr(embedder_module, "load_exported_model", lambda *args: None)
+        through.warm_up()
+    lean = SentenceTransformerEmbedder(model, "cpu", backend=backend, exports_dir=exports)
+    lean.warm_up()
+    assert isinstance(lean.model, ExportedSentenceModel)
+    assert not isinstance(through.model, ExportedSentenceModel)
+    return through, lean
+
+
+def _assert_alike(through: SentenceTransformerEmbedder, lean: SentenceTransformerEmbedder) -> None:
+    assert lean.dimension == through.dimension
+    assert lean.max_tokens == through.max_tokens
+    assert (lean.query_prefix, lean.passage_prefix) == (
+        through.query_prefix,
+        through.passage_prefix,
+    )
+    assert lean.count_tokens(TEXTS) == through.count_tokens(TEXTS)
+    assert [lean.token_spans(t) for t in TEXTS] == [through.token_spans(t) for t in TEXTS]
+    for batch_tokens in (None, 2048):  # batches of `batch_size` texts, and token-bounded ones
+        lean.batch_tokens = through.batch_tokens = batch_tokens
+        expected = through.embed_documents(TEXTS)
+        assert np.abs(lean.embed_documents(TEXTS) - expected).max() < 1e-6
+    expected = np.stack([through.embed_query(t) for t in TEXTS[:3]])
+    assert np.abs(np.stack([lean.embed_query(t) for t in TEXTS[:3]]) - expected).max() < 1e-6
+
+
+@pytest.mark.parametrize("label", ["openvino-int8", "onnx-int8"])
+def test_the_export_alone_embeds_as_sentence_transformers_does(
+    label: str, model_exports: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through, lean = _embedders(
+        MINILM, InferenceBackend.from_label(label), model_exports, monkeypatch
+    )
+    _assert_alike(through, lean)
+
+
+def _copy(model: str, to: Path) -> Path:
+    shutil.copytree(resolve_model_path(model), to)
+    return to
+
+
+def test_a_cls_model_with_prompts_saved_by_todays_sentence_transformers_runs_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings files sentence-transformers writes now (a pooling mode by name, no
+    sequence limit beside the transformer), CLS pooling and prompts (e5-style) are read as it
+    reads them."""
+    from sentence_transformers import SentenceTransformer
+
+    saved = tmp_path / "retrained"
+    model = SentenceTransformer(resolve_model_path(MINILM), device="cpu")
+    model.prompts = {"query": "query: ", "document": "passage: "}
+    model[1].pooling_mode = "cls"  # type: ignore[assignment]
+    model.save(str(saved))
+    pooling = json.loads((saved / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode"] == "cls"
+    through, lean = _embedders(
+        str(saved), InferenceBackend.from_label("openvino-int8"), tmp_path / "exports", monkeypatch
+    )
+    assert (lean.query_prefix, lean.passage_prefix) == ("query: ", "passage: ")
+    _assert_alike(through, lean)
+
+
+def _edit(folder: Path, name: str, change: dict[str, object]) -> None:
+    settings = json.loads((folder / name).read_text())
+    settings.update(change)
+    (folder / name).write_text(json.dumps(settings))
+
+
+DENSE = {"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}
+NOT_PLAIN = {
+    "lower-cased by sentence-transformers": lambda f: _edit(
+        f, "sentence_bert_config.json", {"do_lower_case": True}
+    ),
+    "max pooling": lambda f: _edit(
+        f,
+        "1_Pooling/config.json",
+        {"pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": True},
+    ),
+    "two poolings at once": lambda f: _edit(
+        f, "1_Pooling/config.json", {"pooling_mode_cls_token": True}
+    ),
+    "prompt left out of the pooling": lambda f: _edit(
+        f, "1_Pooling/config.json", {"include_prompt": False}
+    ),
+    "a setting it does not know": lambda f: _edit(f, "sentence_bert_config.json", {"new": 1}),
+    "a Dense layer": lambda f: (f / "modules.json").write_text(
+        json.dumps([*json.loads((f / "modules.json").read_text()), DENSE])
+    ),
+    "no tokenizer.json": lambda f: (f / "tokenizer.json").unlink(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_PLAIN))
+def test_a_model_it_does_not_reproduce_whole_loads_through_sentence_transformers(
+    case: str, tmp_path: Path
+) -> None:
+    folder = _copy(MINILM, tmp_path / "model")
+    assert plain_layout(folder) == (256, "mean", True)
+    NOT_PLAIN[case](folder)
+    assert plain_layout(folder) is None
+
+
+def test_without_its_export_or_on_torch_it_loads_through_sentence_transformers(
+    tmp_path: Path,
+) -> None:
+    folder = Path(resolve_model_path(MINILM))
+    backend = InferenceBackend.from_label("openvino-int8")
+    assert load_exported_model(folder, MINILM, backend, tmp_path) is None  # not exported yet
+    assert load_exported_model(folder, MINILM, InferenceBackend("torch"), tmp_path) is None
+
+
+def test_a_process_embedding_on_the_default_backend_imports_no_torch(
+    model_exports: Path, tmp_path: Path
+) -> None:
+    """What every `sluice` process that embeds saves (bench/model_load_paths.py): torch,
+    transformers and sentence-transformers are never imported where the export exists."""
+    backend = InferenceBackend.from_label("openvino-int8")
+    SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=model_exports).warm_up()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "model-exports").symlink_to(model_exports)
+    code = (
+        "import sys\n"
+        "from config.settings import Settings\n"
+        "from composition.components import Components\n"
+        "embedder = Components(Settings()).embedder()\n"
+        "assert embedder.embed_documents(['a pump', 'a gasket']).shape == (2, 384)\n"
+        "heavy = sorted({'torch', 'transformers', 'sentence_transformers'} & set(sys.modules))\n"
+        "print(type(embedder.model).__name__, heavy)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BACKEND", "_QUANTIZATION"))}
+    env["SLUICE_DATA_DIR"] = str(data_dir)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ExportedSentenceModel", "[]"]
