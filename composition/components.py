@@ -167,7 +167,7 @@ class Components:
             passage_prefix=passage_prefix,
             batch_tokens=self.settings.embedding_batch_tokens or None,
             backend=backend,
-            exports_dir=self.settings.model_exports_dir,
+            exports_dir=self.settings.model_exports_path,
         )
 
     def index_embedder(self, store: VectorStore) -> Embedder:
@@ -207,7 +207,7 @@ class Components:
                 self.settings.rerank_quantization,
                 self.settings.embedding_device,
             ),
-            exports_dir=self.settings.model_exports_dir,
+            exports_dir=self.settings.model_exports_path,
         )
 
     def hybrid_defaults(self) -> HybridOptions:

@@ -197,6 +197,12 @@ class Settings(ApiServerSettings, BaseSettings):
     )
     ingest_backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
 
+    model_exports_dir: Path | None = Field(
+        default=None,
+        description="Folder of the models exported for the onnx and openvino backends; unset: "
+        "model-exports in the data dir. Several data dirs may share one, and an image may "
+        "ship its exports made at build time (a process that finds its export never loads torch).",
+    )
     golden_set: Path | None = Field(
         default=None,
         description="The index's golden queries: a BEIR folder, or a JSONL file of "
@@ -323,9 +329,9 @@ class Settings(ApiServerSettings, BaseSettings):
         return self.data_dir / "embedding-cache"
 
     @property
-    def model_exports_dir(self) -> Path:
+    def model_exports_path(self) -> Path:
         """Models exported for the onnx and openvino backends, one folder per model's files."""
-        return self.data_dir / "model-exports"
+        return self.model_exports_dir or self.data_dir / "model-exports"
 
     @model_validator(mode="after")
     def _int8_needs_an_exported_backend(self) -> Settings:

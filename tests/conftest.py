@@ -34,10 +34,12 @@ exports, made atomically), with a folder of each worker's own (its Prefect home)
 prepare_process(
     TEST_DATA_DIR / os.environ.get("PYTEST_XDIST_WORKER", "main"), console_level="CRITICAL"
 )
-# Tests compare against the packaged model's torch vectors and scores (the `embedder` fixture);
-# the default CPU backends (openvino int8) have their own tests (test_inference_backends.py, and
-# a re-embed onto them in test_reembed.py).
-os.environ.setdefault("SLUICE_EMBEDDING_BACKEND", "torch")
+# Processes embed as users' do: on the default backend (OpenVINO int8 on a CPU), from exports
+# made once for the session (`model_exports`), so that a process never loads torch to embed
+# (index/models/exported_model.py). Tests that compare against the packaged model's torch
+# vectors use the `embedder` fixture. Reranking stays on torch: its scores are compared with
+# the torch cross-encoder's, and it loads through sentence-transformers on every backend.
+os.environ.setdefault("SLUICE_MODEL_EXPORTS_DIR", str(TEST_DATA_DIR / "model-exports"))
 os.environ.setdefault("SLUICE_RERANK_BACKEND", "torch")
 # The CLI's tables and messages as a wide terminal shows them: a worker's longer temp paths
 # would otherwise wrap a line in the middle of what a test looks for.

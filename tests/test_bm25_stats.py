@@ -172,7 +172,7 @@ def test_status_reports_a_drifted_index_and_a_reembed_reweights_it(
     from flows.reembed_flow import run_reembed
     from sluice.cli.main import app
 
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", embedding_backend="torch")  # as `embedder`
     cache = Components(settings).embedding_cache(embedder)
     ingest_folder(settings, _folder(tmp_path, "short", 4, 6), embedder, cache, "short")
     ingest_folder(settings, _folder(tmp_path, "long", 120, 6), embedder, cache, "long")

@@ -151,16 +151,25 @@ def test_without_its_export_or_on_torch_it_loads_through_sentence_transformers(
     assert load_exported_model(folder, MINILM, InferenceBackend("torch"), tmp_path) is None
 
 
-def test_a_process_embedding_on_the_default_backend_imports_no_torch(
-    model_exports: Path, tmp_path: Path
-) -> None:
-    """What every `sluice` process that embeds saves (bench/model_load_paths.py): torch,
-    transformers and sentence-transformers are never imported where the export exists."""
-    backend = InferenceBackend.from_label("openvino-int8")
-    SentenceTransformerEmbedder(MINILM, "cpu", backend=backend, exports_dir=model_exports).warm_up()
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "model-exports").symlink_to(model_exports)
+def test_exported_by_the_cli_a_process_embeds_without_importing_torch(tmp_path: Path) -> None:
+    """`sluice models --export` (what an image build runs) makes the export; a process that
+    then embeds on the default backend never imports torch, transformers or
+    sentence-transformers (bench/model_load_paths.py: what that saves)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BACKEND", "_QUANTIZATION"))}
+    env.update(SLUICE_DATA_DIR=str(tmp_path / "data"), SLUICE_MODEL_EXPORTS_DIR=str(tmp_path / "x"))
+    root = Path(__file__).resolve().parents[1]
+    exported = subprocess.run(
+        [sys.executable, "-m", "sluice", "models", "--export", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert exported.returncode == 0, exported.stderr
+    report = json.loads(exported.stdout)
+    assert report["models"] == [{"model": MINILM, "backend": "openvino-int8"}]
+    assert report["exports_dir"] == str(tmp_path / "x") and report["megabytes"] > 10
     code = (
         "import sys\n"
         "from config.settings import Settings\n"
@@ -170,15 +179,8 @@ def test_a_process_embedding_on_the_default_backend_imports_no_torch(
         "heavy = sorted({'torch', 'transformers', 'sentence_transformers'} & set(sys.modules))\n"
         "print(type(embedder.model).__name__, heavy)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BACKEND", "_QUANTIZATION"))}
-    env["SLUICE_DATA_DIR"] = str(data_dir)
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-        timeout=120,
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ExportedSentenceModel", "[]"]

@@ -75,7 +75,11 @@ def indexed(tmp_path: Path, embedder) -> Iterator[tuple[Settings, Path]]:  # typ
     golden.write_text(
         "".join(json.dumps({"query": q, "relevant": [n]}) + "\n" for n, q in QUESTIONS.items())
     )
-    settings = Settings(data_dir=tmp_path / "data", golden_set=golden, gate_mode="dense")
+    # Ingested with the torch `embedder` fixture: settings that say so, so that a re-embed to
+    # the same model finds its vectors in the cache.
+    settings = Settings(
+        data_dir=tmp_path / "data", golden_set=golden, gate_mode="dense", embedding_backend="torch"
+    )
     report = ingest_folder(
         settings, corpus, embedder, cache=Components(settings).embedding_cache(embedder)
     )
@@ -206,6 +210,7 @@ def test_prefixes_are_recorded_and_used_for_passages_and_queries(
     prefixed = Settings(
         data_dir=settings.data_dir,
         embedding_prompts={model: EmbeddingPrompts(query="query: ", passage="passage: ")},
+        embedding_backend="torch",  # compared with the torch `embedder` fixture below
     )
     report = run_reembed(prefixed, model, force=True)
     assert report.outcome == "switched" and report.embedded > 0, (
@@ -246,6 +251,7 @@ def test_a_backend_change_is_a_reembed_through_the_gate(indexed: tuple[Settings,
         gate_mode="dense",
         embedding_backend="openvino",
         embedding_quantization="int8",
+        model_exports_dir=None,  # the default place, in the data dir
     )
     parts = Components(int8)
     store = parts.store()
