@@ -3,6 +3,8 @@ it, and reports whether they failed; every file is restored whatever happens.
 
     .venv/bin/python scripts/deliberate_breaks.py            # all of them (~10 min on 2 cores)
     .venv/bin/python scripts/deliberate_breaks.py chunking   # the ones whose package starts so
+    .venv/bin/python scripts/deliberate_breaks.py --root ../old   # another tree (a worktree of
+                                      # an older commit, with its .venv): files found by their text
 
 Exits 1 when a break went uncaught. Run it after changing what tests share (fixtures, tiers,
 hypothesis profiles): docs/testing.md keeps its latest output.
@@ -10,6 +12,7 @@ hypothesis profiles): docs/testing.md keeps its latest output.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -120,8 +123,24 @@ BREAKS = [
 ]
 
 
-def run(item: Break) -> tuple[bool, list[str], float]:
-    path = ROOT / item.path
+def located(item: Break, root: Path) -> Path:
+    """The break's file under `root`, or, in an older tree where it had another name, the one
+    source file of the tree (tests and the virtualenv aside) holding the text to break."""
+    path = root / item.path
+    if path.is_file():
+        return path
+    skipped = {".venv", "tests"}
+    sources = (
+        p for p in sorted(root.rglob("*.py")) if not skipped & set(p.relative_to(root).parts)
+    )
+    holders = [p for p in sources if item.old in p.read_text()]
+    if len(holders) != 1:
+        raise SystemExit(f"{item.path}: not in {root}, and {len(holders)} files hold its text")
+    return holders[0]
+
+
+def run(item: Break, root: Path = ROOT) -> tuple[bool, list[str], float]:
+    path = located(item, root)
     original = path.read_text()
     if original.count(item.old) != 1:
         raise SystemExit(f"{item.path}: the text to break is not there once: {item.old!r}")
@@ -130,7 +149,8 @@ def run(item: Break) -> tuple[bool, list[str], float]:
         path.write_text(original.replace(item.old, item.new))
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *item.tests],
-            cwd=ROOT,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
             capture_output=True,
             text=True,
         )
@@ -140,13 +160,13 @@ def run(item: Break) -> tuple[bool, list[str], float]:
     return done.returncode == 1 and bool(failed), failed, time.monotonic() - started
 
 
-def main(only: list[str]) -> int:
+def main(only: list[str], root: Path = ROOT) -> int:
     missed = 0
     print("| package | broken behaviour | caught by | s |\n|---|---|---|---:|")
     for item in BREAKS:
         if only and not any(item.package.startswith(o) for o in only):
             continue
-        caught, failed, seconds = run(item)
+        caught, failed, seconds = run(item, root)
         missed += not caught
         by = ", ".join(f"`{f.split('/')[-1]}`" for f in failed) if caught else "**NOT CAUGHT**"
         print(f"| {item.package} | {item.behaviour} | {by} | {seconds:.0f} |", flush=True)
@@ -154,4 +174,8 @@ def main(only: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    arguments = sys.argv[1:]
+    tree = ROOT
+    if arguments[:1] == ["--root"]:
+        tree, arguments = Path(arguments[1]).resolve(), arguments[2:]
+    raise SystemExit(main(arguments, tree))
