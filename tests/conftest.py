@@ -119,6 +119,13 @@ def default_backend_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.endswith(("_BACKEND", "_QUANTIZATION"))}
 
 
+def shell_env(**more: str) -> dict[str, str]:
+    """A user's shell: nothing of the session's Sluice or Prefect settings but where the
+    session's model exports are (made once; a process that finds them never loads torch)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+    return env | {"SLUICE_MODEL_EXPORTS_DIR": os.environ["SLUICE_MODEL_EXPORTS_DIR"], **more}
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness

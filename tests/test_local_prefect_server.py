@@ -4,13 +4,14 @@ the next, recording each run with its logs, and gone by itself once idle."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from tests.conftest import shell_env
 
 
 def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -32,8 +33,7 @@ def test_runs_are_recorded_on_a_reused_server_that_stops_when_idle(tmp_path: Pat
     folder.mkdir()
     (folder / "pump.md").write_text("# Pump\n\nThe impeller wears out.\n")
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
-    env |= {"SLUICE_DATA_DIR": str(data), "SLUICE_PREFECT_SERVER_IDLE_MINUTES": "0.5"}
+    env = shell_env(SLUICE_DATA_DIR=str(data), SLUICE_PREFECT_SERVER_IDLE_MINUTES="0.5")
 
     first = _sluice(env, "ingest", str(folder), "--json")
     assert first.returncode == 0, first.stderr
@@ -70,8 +70,7 @@ def test_server_status_shows_it_and_stop_stops_it(tmp_path: Path) -> None:
     from flows.local_server import ensure_local_server
 
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
-    env |= {"SLUICE_DATA_DIR": str(data)}
+    env = shell_env(SLUICE_DATA_DIR=str(data))
     before = _sluice(env, "server", "status", "--json")
     assert before.returncode == 0, before.stderr
     assert json.loads(before.stdout)["running"] is False

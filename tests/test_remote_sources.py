@@ -19,7 +19,7 @@ from composition.components import build_source
 from config.settings import Settings
 from config.sources import HttpConfig, S3Config
 from pipelines.report import IngestReport
-from tests.conftest import free_port, sync
+from tests.conftest import free_port, shell_env, sync
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,7 @@ def _source_failure(tmp_path: Path, source_toml: str) -> subprocess.CompletedPro
 
     config = tmp_path / "sluice.toml"
     config.write_text(f'[[sources]]\nname = "broken"\n{source_toml}')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+    env = shell_env()
     env |= {
         "SLUICE_CONFIG_FILE": str(config),
         "SLUICE_DATA_DIR": str(tmp_path / "data"),

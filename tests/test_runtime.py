@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import sluice_serving
+from tests.conftest import shell_env, sluice_serving
 
 
 def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -25,13 +25,7 @@ def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def _env(data: Path, **more: str) -> dict[str, str]:
     """A shell's environment with nothing of the test session's Sluice or Prefect settings:
     the data dir's own Prefect home and server, parse workers as configured by default."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
-    return env | {
-        "SLUICE_DATA_DIR": str(data),
-        "SLUICE_EMBEDDING_BACKEND": "torch",
-        "SLUICE_RERANK_BACKEND": "torch",
-        **more,
-    }
+    return shell_env(SLUICE_DATA_DIR=str(data), **more)
 
 
 def _open_to_others(data: Path) -> list[str]:
