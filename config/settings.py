@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -327,6 +327,12 @@ class Settings(ApiServerSettings, BaseSettings):
     @property
     def embedding_cache_dir(self) -> Path:
         return self.data_dir / "embedding-cache"
+
+    @field_validator("model_exports_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`SLUICE_MODEL_EXPORTS_DIR=` means the default, not the working directory."""
+        return None if value == "" else value
 
     @property
     def model_exports_path(self) -> Path:

@@ -4,7 +4,7 @@ it, and reports whether they failed; every file is restored whatever happens.
     .venv/bin/python scripts/deliberate_breaks.py            # all of them (~10 min on 2 cores)
     .venv/bin/python scripts/deliberate_breaks.py chunking   # the ones whose package starts so
     .venv/bin/python scripts/deliberate_breaks.py --root ../old   # another tree (a worktree of
-                                      # an older commit, with its .venv): files found by their text
+                    # an older commit, run with this Python): a renamed file is found by its text
 
 Exits 1 when a break went uncaught. Run it after changing what tests share (fixtures, tiers,
 hypothesis profiles): docs/testing.md keeps its latest output.

@@ -40,6 +40,7 @@ prepare_process(
 # vectors use the `embedder` fixture. Reranking stays on torch: its scores are compared with
 # the torch cross-encoder's, and it loads through sentence-transformers on every backend.
 os.environ.setdefault("SLUICE_MODEL_EXPORTS_DIR", str(TEST_DATA_DIR / "model-exports"))
+os.environ.setdefault("SLUICE_EMBEDDING_DEVICE", "cpu")  # the same suite on a machine with a GPU
 os.environ.setdefault("SLUICE_RERANK_BACKEND", "torch")
 # The CLI's tables and messages as a wide terminal shows them: a worker's longer temp paths
 # would otherwise wrap a line in the middle of what a test looks for.
@@ -103,8 +104,8 @@ def model_exports() -> Path:
 
 
 DEFAULT_BACKENDS: dict[str, Any] = {"embedding_backend": "auto", "rerank_backend": "auto"}
-"""Settings for what users run: the default backends (OpenVINO int8 on a CPU), which this
-suite otherwise leaves for torch."""
+"""Settings for what users run: the default backends (OpenVINO int8 on a CPU) for the
+reranker too, which this suite otherwise leaves on torch."""
 
 
 def default_backend_data_dir(data_dir: Path, exports: Path) -> Path:

@@ -5,6 +5,7 @@ it takes, and sentence-transformers for every model it does not."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -18,7 +19,14 @@ import index.models.embedder as embedder_module
 from index.contracts import InferenceBackend
 from index.models.catalog import resolve_model_path
 from index.models.embedder import SentenceTransformerEmbedder
-from index.models.exported_model import ExportedSentenceModel, load_exported_model, plain_layout
+from index.models.exported_model import (
+    TOKENIZER_FILE,
+    TOKENIZER_SETTINGS_FILE,
+    ExportedSentenceModel,
+    load_exported_model,
+    plain_layout,
+)
+from index.models.exports import export_id, file_name
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = [
@@ -93,6 +101,9 @@ def test_a_cls_model_with_prompts_saved_by_todays_sentence_transformers_runs_ali
     model.prompts = {"query": "query: ", "document": "passage: "}
     model[1].pooling_mode = "cls"  # type: ignore[assignment]
     model.save(str(saved))
+    # A cased tokenizer by its settings, over a `tokenizer.json` that lower-cases: transformers
+    # rebuilds the normaliser from the settings, and so must this path.
+    _edit(saved, "tokenizer_config.json", {"do_lower_case": False})
     pooling = json.loads((saved / "1_Pooling" / "config.json").read_text())
     assert pooling["pooling_mode"] == "cls"
     through, lean = _embedders(
@@ -128,7 +139,12 @@ NOT_PLAIN = {
     "a Dense layer": lambda f: (f / "modules.json").write_text(
         json.dumps([*json.loads((f / "modules.json").read_text()), DENSE])
     ),
-    "no tokenizer.json": lambda f: (f / "tokenizer.json").unlink(),
+    "vectors cut to fewer dimensions": lambda f: _edit(
+        f, "config_sentence_transformers.json", {"truncate_dim": 128}
+    ),
+    "a default prompt": lambda f: _edit(
+        f, "config_sentence_transformers.json", {"default_prompt_name": "query"}
+    ),
 }
 
 
@@ -137,18 +153,31 @@ def test_a_model_it_does_not_reproduce_whole_loads_through_sentence_transformers
     case: str, tmp_path: Path
 ) -> None:
     folder = _copy(MINILM, tmp_path / "model")
-    assert plain_layout(folder) == (256, "mean", True)
+    assert plain_layout(folder) == ("mean", True)
     NOT_PLAIN[case](folder)
     assert plain_layout(folder) is None
 
 
-def test_without_its_export_or_on_torch_it_loads_through_sentence_transformers(
-    tmp_path: Path,
+def test_without_its_export_its_tokenizer_or_on_torch_it_loads_through_sentence_transformers(
+    tmp_path: Path, model_exports: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = Path(resolve_model_path(MINILM))
-    backend = InferenceBackend.from_label("openvino-int8")
-    assert load_exported_model(folder, MINILM, backend, tmp_path) is None  # not exported yet
-    assert load_exported_model(folder, MINILM, InferenceBackend("torch"), tmp_path) is None
+    int8, torch = InferenceBackend.from_label("openvino-int8"), InferenceBackend("torch")
+    assert load_exported_model(folder, MINILM, int8, tmp_path) is None  # not exported yet
+    made = tmp_path / export_id(MINILM, int8)
+    made.mkdir()
+    (made / file_name(int8)).write_text("not a model")
+    assert load_exported_model(folder, MINILM, int8, tmp_path) is None  # no tokenizer beside it
+    SentenceTransformerEmbedder(MINILM, "cpu", backend=int8, exports_dir=model_exports).warm_up()
+    for name in (TOKENIZER_FILE, TOKENIZER_SETTINGS_FILE):
+        shutil.copy(model_exports / export_id(MINILM, int8) / name, made / name)
+    with caplog.at_level(logging.WARNING):
+        assert load_exported_model(folder, MINILM, int8, tmp_path) is None  # a damaged export
+    assert "not run from its export" in caplog.text
+    placed = tmp_path / export_id(MINILM, torch) / file_name(torch)
+    placed.parent.mkdir()
+    placed.write_text("stands in for an export")
+    assert load_exported_model(folder, MINILM, torch, tmp_path) is None  # torch runs its weights
 
 
 def test_exported_by_the_cli_a_process_embeds_without_importing_torch(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@ runtime the settings ask for on this machine."""
 
 from __future__ import annotations
 
+import glob
 import sys
-from pathlib import Path
 from typing import cast
 
 from config.model_names import Backend, Quantization
@@ -26,15 +26,24 @@ def pick_device(requested: str = "auto") -> str:
     return "cpu"
 
 
+GPU_SIGNS = (
+    "/dev/nvidia[0-9]*",  # CUDA, containers and MIG included
+    "/dev/nvidiactl",  # the driver loaded, device files not made yet (no persistence daemon)
+    "/proc/driver/nvidia/gpus/*",
+    "/dev/nvhost-ctrl-gpu",  # Jetson
+    "/dev/dxg",  # WSL
+    "/dev/kfd",  # ROCm
+)
+
+
 def could_have_gpu() -> bool:
     """Whether torch could find a GPU here, answered without importing it (1-2 s of CPU, and
-    a process on the CPU backends needs torch for nothing else): on Linux, only where there is
-    a CUDA (`/dev/nvidia0`, WSL's `/dev/dxg`) or ROCm (`/dev/kfd`) device; elsewhere (macOS's
-    MPS) torch is asked."""
-    if not sys.platform.startswith("linux"):
+    a process on the CPU backends needs torch for nothing else): on Linux, only where a GPU
+    driver shows (`GPU_SIGNS`) or torch is imported already; elsewhere (macOS's MPS) torch is
+    asked."""
+    if not sys.platform.startswith("linux") or "torch" in sys.modules:
         return True
-    dev = Path("/dev")
-    return any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists() or (dev / "kfd").exists()
+    return any(glob.glob(sign) for sign in GPU_SIGNS)
 
 
 def choose_backend(name: str, quantization: str, device: str) -> InferenceBackend:

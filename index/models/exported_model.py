@@ -2,20 +2,23 @@
 OpenVINO or ONNX Runtime for the transformer, numpy for pooling. No torch, transformers or
 sentence-transformers enters the process.
 
-Loading a model through sentence-transformers costs a process 13.9 s of CPU and 648 MB before
-its first vectors, only to swap the torch transformer for the export; this way 1.3 s and 140 MB
-(bench/model_load_paths.py). Every `sluice` process that embeds pays it: the API, each ingest,
+Loading a model through sentence-transformers costs a process 8 s of CPU and 660 MB before its
+first vectors, only to swap the torch transformer for the export; this way 1 s and 175 MB
+(bench/model_load_paths.py). Every `sluice` process that embeds paid it: the API, each ingest,
 each scheduled run. It applies where the model is a plain one that this module reads whole (a
-Transformer, mean or CLS pooling, an optional Normalize, a `tokenizer.json`) and its export is
-already made; anything else (a Dense layer, another pooling, a GPU, a model not exported yet)
-loads through sentence-transformers, which also makes the export. Both paths run the same
-exported model on the same batches, so their vectors agree to float rounding (tests compare
-them on every backend).
+Transformer, mean or CLS pooling, an optional Normalize, no setting that changes vectors
+otherwise) and a load through sentence-transformers has made its export and saved the tokenizer
+beside it as transformers builds it (`save_tokenizer`); anything else (a Dense layer, another
+pooling, `truncate_dim`, a GPU, a model not exported yet) loads through sentence-transformers.
+Both paths run the same export on the same token arrays, batched alike, so their vectors agree
+to float rounding (tests/test_exported_model.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +28,8 @@ import numpy.typing as npt
 
 from index.contracts import TORCH, InferenceBackend
 from index.models.exports import export_id, export_runner, file_name
+
+logger = logging.getLogger(__name__)
 
 PLAIN_MODULES = ("Transformer", "Pooling", "Normalize")
 """The sentence-transformers modules this path reproduces, in the order a plain model lists."""
@@ -42,19 +47,33 @@ _PLAIN_TRANSFORMER: dict[str, Any] = {
     "module_output_name": "token_embeddings",
 }
 """Transformer settings this path reproduces (absent, or of these values); with
-`max_seq_length`, the only ones it accepts."""
+`max_seq_length` (the limit in effect is saved with the export), the only ones it accepts."""
+_PLAIN_MODEL_KEYS = {"__version__", "prompts", "model_type", "similarity_fn_name"}
+"""Settings of `config_sentence_transformers.json` that change no vector (`truncate_dim` and
+`default_prompt_name` do: a model that sets them is not plain)."""
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_SETTINGS_FILE = "tokenizer-settings.json"
+"""Saved beside the export by a load through sentence-transformers (`save_tokenizer`): the
+tokenizer as transformers builds it (its normaliser, pre-tokeniser and special tokens rebuilt
+from `tokenizer_config.json`, which the model's `tokenizer.json` alone does not say), and the
+sequence limit, sides and padding in effect."""
 
 
 def _json(path: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return loaded
+    loaded = json.loads(path.read_text(encoding="utf-8"))
+    return loaded if isinstance(loaded, dict) else {}
 
 
-def plain_layout(folder: Path) -> tuple[int, str, bool] | None:
-    """(sequence limit, pooling mode, normalise) where the folder holds a plain model
-    whose every setting this module honours; None otherwise."""
+def _json_list(path: Path) -> list[dict[str, Any]]:
+    loaded = json.loads(path.read_text(encoding="utf-8"))
+    return [m for m in loaded if isinstance(m, dict)] if isinstance(loaded, list) else []
+
+
+def plain_layout(folder: Path) -> tuple[str, bool] | None:
+    """(pooling mode, normalise) where the folder holds a plain model whose every setting
+    this module honours; None otherwise."""
     listing = folder / "modules.json"
-    if not (listing.is_file() and (folder / "tokenizer.json").is_file()):
+    if not listing.is_file():
         return None
     modules = _json_list(listing)
     names = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
@@ -73,24 +92,12 @@ def plain_layout(folder: Path) -> tuple[int, str, bool] | None:
         return None
     if set(transformer) - {*_PLAIN_TRANSFORMER, "max_seq_length"}:
         return None
-    limit = transformer.get("max_seq_length") or _tokenizer_limit(folder)
+    model_file = folder / "config_sentence_transformers.json"
+    model = _json(model_file) if model_file.is_file() else {}
+    if {key for key, value in model.items() if value is not None} - _PLAIN_MODEL_KEYS:
+        return None
     mode = _pooling_mode(pooling)
-    if mode is None or not isinstance(limit, int):
-        return None
-    return limit, mode, len(names) == 3
-
-
-def _tokenizer_limit(folder: Path) -> int | None:
-    """The sequence limit of a model saved without one in its transformer settings (as
-    sentence-transformers 6 saves them): the tokenizer's, within the model's positions."""
-    files = folder / "tokenizer_config.json", folder / "config.json"
-    if not all(file.is_file() for file in files):
-        return None
-    tokenizer, config = (_json(file) for file in files)
-    limit, positions = tokenizer.get("model_max_length"), config.get("max_position_embeddings")
-    if not isinstance(limit, int):
-        return None
-    return min(limit, positions) if isinstance(positions, int) and positions > 0 else limit
+    return None if mode is None else (mode, len(names) == 3)
 
 
 def _pooling_mode(pooling: dict[str, Any]) -> str | None:
@@ -105,24 +112,46 @@ def _pooling_mode(pooling: dict[str, Any]) -> str | None:
     return modes.pop() if len(modes) == 1 and modes <= {"mean", "cls"} else None
 
 
-def _json_list(path: Path) -> list[dict[str, Any]]:
-    loaded = json.loads(path.read_text(encoding="utf-8"))
-    return [m for m in loaded if isinstance(m, dict)] if isinstance(loaded, list) else []
-
-
 def load_exported_model(
     folder: Path, model_id: str, backend: InferenceBackend, exports_dir: Path | None
 ) -> ExportedSentenceModel | None:
-    """The model run from its export, or None where this path does not reproduce it or its
-    export is not made yet (the caller loads it through sentence-transformers)."""
+    """The model run from its export, or None where this path does not reproduce it, where
+    its export or the tokenizer saved with it is not made yet, or where they fail to load
+    (the caller loads it through sentence-transformers, which makes what is missing)."""
     if backend == TORCH or exports_dir is None or not folder.is_dir():
         return None
-    layout = plain_layout(folder)
     export = exports_dir / export_id(model_id, backend) / file_name(backend)
-    if layout is None or not export.is_file():
+    saved = [export.with_name(name) for name in (TOKENIZER_FILE, TOKENIZER_SETTINGS_FILE)]
+    layout = plain_layout(folder)
+    if layout is None or not all(file.is_file() for file in (export, *saved)):
         return None
-    limit, pooling, normalise = layout
-    return ExportedSentenceModel(folder, export, backend, limit, pooling, normalise)
+    try:
+        return ExportedSentenceModel(folder, export, backend, *layout)
+    except Exception as error:  # a damaged export: the slower path still answers, or says why
+        logger.warning("%s not run from its export: %s: %s", model_id, type(error).__name__, error)
+        return None
+
+
+def save_tokenizer(tokenizer: Any, max_seq_length: int, folder: Path) -> None:
+    """Saves what this path needs of a transformers tokenizer, as sentence-transformers runs
+    it, beside the export in `folder`; each file is written whole or not at all."""
+    settings = {
+        "max_seq_length": int(max_seq_length),
+        "padding_side": str(tokenizer.padding_side),
+        "truncation_side": str(tokenizer.truncation_side),
+        "pad_token": str(tokenizer.pad_token),
+        "pad_id": int(tokenizer.pad_token_id),
+        "pad_type_id": int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
+    }
+    texts = {
+        TOKENIZER_FILE: tokenizer.backend_tokenizer.to_str(),
+        TOKENIZER_SETTINGS_FILE: json.dumps(settings),
+    }
+    for name, text in texts.items():
+        if not (folder / name).is_file():
+            work = folder / f".{name}.{os.getpid()}"
+            work.write_text(text, encoding="utf-8")
+            work.replace(folder / name)
 
 
 class TokenizerCall:
@@ -158,36 +187,37 @@ class ExportedSentenceModel:
     device = "cpu"
 
     def __init__(
-        self,
-        folder: Path,
-        export: Path,
-        backend: InferenceBackend,
-        max_seq_length: int,
-        pooling: str,
-        normalise: bool,
+        self, folder: Path, export: Path, backend: InferenceBackend, pooling: str, normalise: bool
     ) -> None:
         from tokenizers import Tokenizer
 
-        self.max_seq_length = max_seq_length
+        settings = _json(export.with_name(TOKENIZER_SETTINGS_FILE))
+        self.max_seq_length = int(settings["max_seq_length"])
         self.pooling = pooling
         self.normalise = normalise
         saved = folder / "config_sentence_transformers.json"
         self.prompts: dict[str, str] = (
             (_json(saved).get("prompts") or {}) if saved.is_file() else {}
         )
-        counting = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer_file = str(export.with_name(TOKENIZER_FILE))
+        counting = Tokenizer.from_file(tokenizer_file)
         counting.no_truncation()
         counting.no_padding()
         self.tokenizer = TokenizerCall(counting)
-        self._batches = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._batches.enable_truncation(self.max_seq_length)
-        self._batches.enable_padding(**_padding(folder, self._batches))
+        self._batches = Tokenizer.from_file(tokenizer_file)
+        self._batches.enable_truncation(self.max_seq_length, direction=settings["truncation_side"])
+        self._batches.enable_padding(
+            direction=settings["padding_side"],
+            pad_id=settings["pad_id"],
+            pad_type_id=settings["pad_type_id"],
+            pad_token=settings["pad_token"],
+        )
         self._run = export_runner(export, backend)
-        self._dimension: int | None = None
+        # Measured here, before the model is shared: a call into it from `dimension` later
+        # would race the embedder's locked calls for the runtime's one infer request.
+        self._dimension = int(self._embed_batch(["dimension"]).shape[1])
 
     def get_sentence_embedding_dimension(self) -> int:
-        if self._dimension is None:
-            self._dimension = int(self.encode(["dimension"]).shape[1])
         return self._dimension
 
     def encode(
@@ -238,20 +268,3 @@ def _unit(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     norms = np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
     unit: npt.NDArray[np.float32] = (vectors / norms).astype(np.float32, copy=False)
     return unit
-
-
-def _padding(folder: Path, tokenizer: Any) -> dict[str, Any]:
-    """The pad token and side the model's tokenizer settings name (BERT's [PAD] on the right
-    where they name none)."""
-    settings: dict[str, Any] = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        if (folder / name).is_file():
-            settings.update(_json(folder / name))
-    token = settings.get("pad_token", "[PAD]")
-    token = token.get("content", "[PAD]") if isinstance(token, dict) else str(token)
-    pad_id = tokenizer.token_to_id(token)
-    return {
-        "pad_id": 0 if pad_id is None else pad_id,
-        "pad_token": token,
-        "direction": settings.get("padding_side", "right"),
-    }

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from index.contracts import TORCH, InferenceBackend
+from index.models.exported_model import save_tokenizer
 from index.models.exports import (
     export,
     export_id,
@@ -43,7 +44,8 @@ def accelerate(
 ) -> None:
     """Swaps the transformer of a loaded `SentenceTransformer` or `CrossEncoder` for one run by
     `backend` (torch: left as it is), exporting it into `exports_dir` first where no export of
-    these model files exists."""
+    these model files exists, and saving its tokenizer beside the export (what a later process
+    needs to run it without torch: `index.models.exported_model`)."""
     if backend == TORCH:
         return
     if exports_dir is None:
@@ -54,4 +56,6 @@ def accelerate(
     file = folder / file_name(backend)
     if not file.is_file():
         export(transformer, inputs, output, backend, folder)
+    if isinstance(transformer.max_seq_length, int):  # what runs the export without torch
+        save_tokenizer(transformer.tokenizer, transformer.max_seq_length, folder)
     transformer.model = RuntimeModel(file, backend, inputs, output, transformer.model.config)

@@ -73,7 +73,8 @@ def export_configured_models(as_json: bool) -> None:
     made = []
     for model in (components.embedder(), components.reranker()):
         if isinstance(model, SentenceTransformerEmbedder | CrossEncoderReranker):
-            model.warm_up()
+            if model.backend.label != "torch":  # torch runs the weights: nothing to export
+                model.warm_up()
             made.append({"model": model.model_id, "backend": model.backend.label})
     files = [f for f in folder.rglob("*") if f.is_file()] if folder.is_dir() else []
     megabytes = round(sum(f.stat().st_size for f in files) / 1e6, 1)
