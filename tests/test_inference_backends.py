@@ -214,3 +214,23 @@ def test_openvino_runs_without_its_usage_analytics(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{root}"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
     assert not mark.exists()
+
+
+def test_a_gpu_is_looked_for_without_torch_where_no_driver_shows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`auto` on a Linux machine without a GPU driver picks the CPU without importing torch
+    (1-2 s of CPU); where a driver shows, or torch is loaded already, torch is asked."""
+    import torch  # noqa: F401  (loaded, as in a process that runs the torch backend)
+
+    from index.models import device
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(device, "GPU_SIGNS", (str(tmp_path / "nvidia[0-9]*"),))
+    assert device.could_have_gpu()  # torch is loaded: it is asked
+    monkeypatch.delitem(sys.modules, "torch")  # as in a process that never imported it
+    assert not device.could_have_gpu()
+    assert device.pick_device("auto") == "cpu"
+    assert "torch" not in sys.modules
+    (tmp_path / "nvidia0").touch()
+    assert device.could_have_gpu()
