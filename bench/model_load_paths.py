@@ -3,15 +3,16 @@ from the export alone (`index.models.exported_model`).
 
 Through sentence-transformers, `SentenceTransformerEmbedder` on OpenVINO imports torch and
 transformers, builds the torch model from its weights, then swaps its transformer for the
-exported OpenVINO model. From the export alone: the model's `tokenizer.json` with `tokenizers`,
-the export with `openvino`, pooling in numpy; what a process does wherever the export exists.
+exported OpenVINO model. From the export alone: the tokenizer saved beside the export with
+`tokenizers`, the export with `openvino`, pooling in numpy; what a process does wherever the
+export and its tokenizer exist.
 Each path runs in a fresh process (its CPU time and peak RSS from import to the first vectors),
 alternating; the script prints medians and how far apart the two paths' vectors are.
 
     .venv/bin/python bench/model_load_paths.py .bench/docs70 --rounds 3
 
-DATA_DIR must hold the OpenVINO int8 export of the packaged MiniLM (any data dir that ingested
-with the default backend).
+DATA_DIR must hold the OpenVINO int8 export of the packaged MiniLM with its tokenizer (any data
+dir that ingested with the default backend; `sluice models --export` makes them).
 """
 
 from __future__ import annotations

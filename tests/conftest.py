@@ -98,7 +98,7 @@ def model_exports() -> Path:
     """One folder of onnx and openvino exports for the session's data dirs: each model is
     exported once, not once per data dir or per worker (an export lands by an atomic rename,
     so two workers exporting at once both end with a whole one)."""
-    exports = TEST_DATA_DIR / "model-exports"
+    exports = Path(os.environ["SLUICE_MODEL_EXPORTS_DIR"])  # what every Settings here uses
     exports.mkdir(parents=True, exist_ok=True)
     return exports
 
@@ -109,7 +109,8 @@ reranker too, which this suite otherwise leaves on torch."""
 
 
 def default_backend_data_dir(data_dir: Path, exports: Path) -> Path:
-    """A data dir whose model exports are the session's (`model_exports`)."""
+    """A data dir whose model exports are the session's (`model_exports`), also for a
+    process started without `SLUICE_MODEL_EXPORTS_DIR`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "model-exports").symlink_to(exports)
     return data_dir
