@@ -19,6 +19,8 @@ step "compose file"
 .venv/bin/python scripts/check_compose.py docker-compose.yml
 export SLUICE_TEST_DATA_DIR=${SLUICE_TEST_DATA_DIR:-$(mktemp -d)}
 export COVERAGE_FILE=${COVERAGE_FILE:-$SLUICE_TEST_DATA_DIR/.coverage}
+# The full run measures the processes tests start as well (pyproject.toml, coverage).
+case " $* " in *" --full "*) export SLUICE_COVERAGE_PATCH=subprocess ;; esac
 step "pytest on every core (the longest step: see the README for how long)"
 # A file's tests stay on one worker (--dist loadfile): their module fixtures are built once.
 .venv/bin/python -m pytest -n "${SLUICE_TEST_WORKERS:-auto}" --dist loadfile --durations=20 \

@@ -154,6 +154,9 @@ def test_keys_commands_create_list_and_revoke(
     listed = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
     assert [row["key_id"] for row in listed] == [made["key_id"]]
     assert "key" not in listed[0] and "secret_sha256" not in listed[0]
+    table = runner.invoke(app, ["keys", "list"], terminal_width=200)
+    (row,) = [line for line in table.stdout.splitlines() if made["key_id"] in line]
+    assert "acme" in row and "10" in row and made["key"] not in table.stdout
     assert runner.invoke(app, ["keys", "revoke", made["key_id"]]).exit_code == 0
     assert json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)[0]["revoked_at"]
 

@@ -242,6 +242,36 @@ def test_exit_codes_and_flow_states_for_failed_documents_and_held_deletions(
     assert state.result()["deletions_held"]  # type: ignore[index]
 
 
+def test_retry_failed_reads_a_quarantined_document_again_for_the_tenant_it_had(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None
+) -> None:
+    """A quarantined document is skipped by every run until `retry-failed` releases it: then
+    its folder is run again, for the tenant that folder's last run had."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "note.md").write_text("# Note\n\nPumps and valves.\n")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7 this is not a PDF at all")
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLUICE_INGEST_ATTEMPTS", "1")
+    runner = CliRunner()
+    args = ["ingest", str(folder), "--tenant", "acme", "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 4, first.output
+    assert [d["uri"].rsplit("/", 1)[-1] for d in json.loads(first.stdout)["documents"]["failed"]]
+    skipped = json.loads(runner.invoke(app, args).stdout)["documents"]
+    assert [q.rsplit("/", 1)[-1] for q in skipped["quarantined"]] == ["broken.pdf"]
+
+    retried = runner.invoke(app, ["retry-failed", "--json"])
+    assert retried.exit_code == 4, retried.output  # read again, and still broken
+    assert "released 1 document(s) from quarantine" in retried.stderr
+    report = json.loads(retried.stdout)
+    assert [d["uri"].rsplit("/", 1)[-1] for d in report["documents"]["failed"]] == ["broken.pdf"]
+    assert report["unchanged"] == 1 and report["tenant"] == "acme"
+    again = runner.invoke(app, ["retry-failed"], terminal_width=200)  # quarantined again
+    assert again.exit_code == 4 and "released 1 document(s)" in again.stderr
+    assert "broken.pdf" in again.stdout
+
+
 def test_report_artifacts_are_keyed_by_kind_source_and_deployment(tmp_path: Path) -> None:
     from config.settings import Settings
     from flows.artifacts import artifact_key

@@ -126,6 +126,12 @@ def test_ingest_report_costs_what_it_embedded_and_an_unchanged_rerun_embeds_noth
     assert summary["estimated_cost"] == pytest.approx(
         docs["estimated_cost"] + summary["indexes"]["copy"]["estimated_cost"]
     )
+    shown_cost = runner.invoke(app, ["cost", "--since", "1h"], terminal_width=200)
+    assert shown_cost.exit_code == 0, shown_cost.output
+    lines = shown_cost.stdout.splitlines()
+    assert any("docs" in line and "ingest total" in line for line in lines), shown_cost.stdout
+    assert "retrieval (query log)" in shown_cost.stdout and "on disk" in shown_cost.stdout
+    assert f"{summary['estimated_cost']:.4f} USD" in lines[-1]
     later = runner.invoke(app, ["cost", "--json", "--index", "docs", "--since", "2999-01-01"])
     assert json.loads(later.stdout)["indexes"]["docs"]["ingest"]["runs"] == 0
 

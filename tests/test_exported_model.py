@@ -180,25 +180,33 @@ def test_without_its_export_its_tokenizer_or_on_torch_it_loads_through_sentence_
     assert load_exported_model(folder, MINILM, torch, tmp_path) is None  # torch runs its weights
 
 
-def test_exported_by_the_cli_a_process_embeds_without_importing_torch(tmp_path: Path) -> None:
+def test_exported_by_the_cli_a_process_embeds_without_importing_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`sluice models --export` (what an image build runs) makes the export; a process that
     then embeds on the default backend never imports torch, transformers or
     sentence-transformers (bench/model_load_paths.py: what that saves)."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BACKEND", "_QUANTIZATION"))}
-    env.update(SLUICE_DATA_DIR=str(tmp_path / "data"), SLUICE_MODEL_EXPORTS_DIR=str(tmp_path / "x"))
+    from typer.testing import CliRunner
+
+    from sluice.cli.main import app
+
+    for name in [k for k in os.environ if k.endswith(("_BACKEND", "_QUANTIZATION"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLUICE_MODEL_EXPORTS_DIR", str(tmp_path / "x"))
+    env = dict(os.environ)
     root = Path(__file__).resolve().parents[1]
-    exported = subprocess.run(
-        [sys.executable, "-m", "sluice", "models", "--export", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=300,
-    )
-    assert exported.returncode == 0, exported.stderr
+    runner = CliRunner()
+    exported = runner.invoke(app, ["models", "--export", "--json"])
+    assert exported.exit_code == 0, exported.output
     report = json.loads(exported.stdout)
     assert report["models"] == [{"model": MINILM, "backend": "openvino-int8"}]
     assert report["exports_dir"] == str(tmp_path / "x") and report["megabytes"] > 10
+    again = runner.invoke(app, ["models", "--export"], terminal_width=200)  # made once, reused
+    assert again.exit_code == 0 and f"({report['megabytes']:.0f} MB)" in again.stdout
+    assert MINILM in again.stdout and "openvino-int8" in again.stdout
+    listed = runner.invoke(app, ["models"], terminal_width=200)
+    assert listed.exit_code == 0 and "all-MiniLM-L6-v2" in listed.stdout, listed.output
     code = (
         "import sys\n"
         "from config.settings import Settings\n"

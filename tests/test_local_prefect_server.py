@@ -4,12 +4,15 @@ the next, recording each run with its logs, and gone by itself once idle."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
+from click.testing import Result
 
 from tests.conftest import shell_env
 
@@ -66,14 +69,27 @@ def test_runs_are_recorded_on_a_reused_server_that_stops_when_idle(tmp_path: Pat
         time.sleep(1)
 
 
-def test_server_status_shows_it_and_stop_stops_it(tmp_path: Path) -> None:
+def test_server_status_shows_it_and_stop_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
     from flows.local_server import ensure_local_server
+    from sluice.cli.main import app
 
     data = tmp_path / "data"
-    env = shell_env(SLUICE_DATA_DIR=str(data))
-    before = _sluice(env, "server", "status", "--json")
-    assert before.returncode == 0, before.stderr
+    for name in [k for k in os.environ if k.startswith(("SLUICE_", "PREFECT_"))]:
+        monkeypatch.delenv(name)  # a user's shell, as `shell_env` makes for a process
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(data))
+    runner = CliRunner()
+
+    def server(*args: str) -> Result:
+        return runner.invoke(app, ["server", *args], terminal_width=300)
+
+    before = server("status", "--json")
+    assert before.exit_code == 0, before.output
     assert json.loads(before.stdout)["running"] is False
+    assert "the next command that records a run starts one" in server("status").stdout
 
     home = (data / "prefect").resolve()
     url = ensure_local_server(home, 600)  # as the first command recording a run starts it
@@ -81,19 +97,19 @@ def test_server_status_shows_it_and_stop_stops_it(tmp_path: Path) -> None:
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert str(home).encode() in argv, argv  # `ps` tells whose server it is
 
-    shown = json.loads(_sluice(env, "server", "status", "--json").stdout)
+    shown = json.loads(server("status", "--json").stdout)
     assert shown["running"] and shown["answers"] and shown["pid"] == pid
     assert shown["api"] == url and shown["ui"] == url.removesuffix("/api")
     assert shown["data_dir"] == str(data.resolve()) and shown["idle_minutes"] == 60
-    said = " ".join(_sluice(env, "server", "status").stdout.split())
+    said = " ".join(server("status").stdout.split())
     assert f"PREFECT_API_URL={url} prefect" in said and f"pid {pid}" in said
 
-    stopped = _sluice(env, "server", "stop")
-    assert stopped.returncode == 0 and f"pid {pid}" in stopped.stdout, stopped.stderr
+    stopped = server("stop")
+    assert stopped.exit_code == 0 and f"pid {pid}" in stopped.stdout, stopped.output
     assert not _alive(pid)
-    assert json.loads(_sluice(env, "server", "status", "--json").stdout)["running"] is False
-    again = _sluice(env, "server", "stop")
-    assert again.returncode == 0 and "no Prefect server runs" in again.stderr
+    assert json.loads(server("status", "--json").stdout)["running"] is False
+    again = server("stop")
+    assert again.exit_code == 0 and "no Prefect server runs" in again.stderr
 
 
 def test_a_command_still_running_keeps_an_idle_server_up(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import free_port, sluice_serving, wait_until_answering
 from tests.retrieve_watch import RetrieveWatch
@@ -193,6 +194,9 @@ def _real_prefect_server(home: Path) -> Iterator[str]:
         server.wait(timeout=60)
 
 
+# Every run has each part: a scheduled run (test_deploy.py), a switch and a rollback under a
+# serving API (test_reembed.py); the three in one scenario take the longest of any test.
+@pytest.mark.full
 def test_a_scheduled_run_a_reembed_and_a_rollback_while_the_api_serves(tmp_path: Path) -> None:
     from tests.derived_models import widened
 
