@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import Result
+from typer.testing import Result
 
 from tests.conftest import shell_env
 
