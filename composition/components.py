@@ -37,6 +37,7 @@ from index.models.embedder import SentenceTransformerEmbedder
 from index.models.reranker import CrossEncoderReranker
 from index.query_log import QueryLog
 from index.search.searcher import IndexSearcher
+from index.store.cluster import ClusterLayout
 from index.store.factory import open_vector_store
 from index.write.embedding_cache import EmbeddingCache
 from index.write.target import IndexTarget
@@ -83,12 +84,20 @@ class Components:
     # -- storage ---------------------------------------------------------------------------
     def store(self) -> VectorStore:
         """A Qdrant server when `qdrant_url` is set, else the embedded engine in the data dir."""
-        key = self.settings.qdrant_api_key
+        settings = self.settings
+        key = settings.qdrant_api_key
+        layout = ClusterLayout(
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+            write_consistency_factor=settings.qdrant_write_consistency_factor,
+            tenant_shards=tuple(settings.qdrant_tenant_shards),
+        )
         return open_vector_store(
-            self.settings.qdrant_path,
-            self.settings.qdrant_url,
+            settings.qdrant_path,
+            settings.qdrant_url,
             key.get_secret_value() if key else None,
-            self.settings.owner_timeout_s,
+            settings.owner_timeout_s,
+            layout,
         )
 
     def manifest(self, index: str | None = None) -> Manifest:

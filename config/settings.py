@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from config.api_server_settings import ApiServerSettings
+from config.index_store_settings import IndexStoreSettings
 from config.model_names import BackendSetting, Quantization, valid_model_name
 from config.sources import SourceConfig
 
@@ -36,8 +37,9 @@ class EmbeddingPrompts(BaseModel):
 ModelName = Annotated[str, AfterValidator(valid_model_name)]
 
 
-class Settings(ApiServerSettings, BaseSettings):
-    """Every setting; those of the API server process are in `ApiServerSettings`."""
+class Settings(ApiServerSettings, IndexStoreSettings, BaseSettings):
+    """Every setting; those of the API server process are in `ApiServerSettings`, those of
+    where the index lives in `IndexStoreSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="forbid")
 
@@ -54,38 +56,6 @@ class Settings(ApiServerSettings, BaseSettings):
         "the data dir's own (loopback, started on first use) that stops after this long "
         "without a request once no command using it runs (`sluice server stop` stops it now); "
         "0: a temporary server per command, as Prefect does by itself.",
-    )
-
-    qdrant_url: str | None = Field(
-        default=None, description="Qdrant server URL; unset means the embedded engine."
-    )
-    qdrant_api_key: SecretStr | None = None
-    owner_timeout_s: float = Field(
-        default=20.0,
-        gt=0,
-        le=300,
-        description="Embedded engine: how long a process waits for the process that holds the "
-        "data dir's index to answer (connecting, its key challenge, each call) before giving "
-        "up for now: 503 with Retry-After from the API, one line and exit 2 from a command. An "
-        "owner at a long call says it is alive, so only a stopped or wedged one times out.",
-    )
-    vector_quantization: Quantization = Field(
-        default="none",
-        description="int8: a new index (or a re-embed) keeps its dense vectors as int8 in RAM "
-        "(a quarter of float32's bytes) and the float32 originals on disk, on either engine. "
-        "Only optimised segments hold int8 (the embedded engine optimises a segment past "
-        "~32,000 chunks of 384-d); measured in docs/benchmarks.md.",
-    )
-    vector_quantization_rescore: bool = Field(
-        default=True,
-        description="Score the best int8 candidates again on the original vectors (exact "
-        "scores; each read from the page cache or disk); false: int8 scores only.",
-    )
-    vector_quantization_oversampling: float = Field(
-        default=2.0,
-        ge=1,
-        le=16,
-        description="With rescoring, candidates taken from the int8 vectors per hit asked for.",
     )
 
     embedding_model: ModelName = Field(

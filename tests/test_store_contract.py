@@ -15,9 +15,11 @@ from qdrant_client import QdrantClient
 
 from index.contracts import VectorStore
 from index.store.channel import CALLS, ITERATIONS, protocol_methods
+from index.store.cluster import ClusterLayout
 from index.store.embedded import EdgeVectorStore
 from index.store.server import QdrantClientStore
 from index.store.shared import SharedEdgeStore
+from tests.qdrant_cluster import ShardKeyedClient
 from tests.store_contract import (
     CONTRACTS,
     AliasesContract,
@@ -95,6 +97,23 @@ class TestQdrantClientStore(Contract):
     @pytest.fixture(scope="class")
     def store(self) -> Iterator[VectorStore]:
         opened = QdrantClientStore(QdrantClient(location=":memory:"))
+        yield opened
+        opened.close()
+
+
+class TestQdrantClientStoreWithTenantShards(Contract):
+    """Laid out for a cluster: shards, replicas, and the contract's tenant on a shard key of
+    its own, on a client that refuses writes without a shard key (tests/qdrant_cluster.py)."""
+
+    @pytest.fixture(scope="class")
+    def store(self) -> Iterator[VectorStore]:
+        layout = ClusterLayout(
+            shard_number=2,
+            replication_factor=2,
+            write_consistency_factor=2,
+            tenant_shards=("acme",),
+        )
+        opened = QdrantClientStore(ShardKeyedClient(), layout)
         yield opened
         opened.close()
 

@@ -31,12 +31,15 @@ from index.contracts import (
     SearchRequest,
     SearchResult,
 )
+from index.store.cluster import ClusterLayout, by_shard_key
 from index.store.filters import to_client_filter
 from index.store.records import PagedReads, fetched_points, scored_points
 
 _SPEC_KEY = "sluice"
 _WRITE_KEY = "sluice_write"
 """Collection metadata a writer sets to a new token after each write (`write_stamp`)."""
+_TENANT_SHARDS_KEY = "sluice_tenant_shards"
+"""Collection metadata: the tenants given shard keys of their own when it was made."""
 
 
 @contextmanager
@@ -80,8 +83,10 @@ class QdrantClientStore(PagedReads):
     >>> store = QdrantClientStore(QdrantClient(url="http://localhost:6333"))  # doctest: +SKIP
     """
 
-    def __init__(self, client: QdrantClient) -> None:
+    def __init__(self, client: QdrantClient, layout: ClusterLayout | None = None) -> None:
         self.client = client
+        self.layout = layout or ClusterLayout()
+        self._routes: dict[str, ClusterLayout] = {}
 
     def create_collection(self, spec: CollectionSpec) -> None:
         self.client.create_collection(
@@ -90,8 +95,19 @@ class QdrantClientStore(PagedReads):
             sparse_vectors_config={
                 SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
             },
-            metadata={_SPEC_KEY: spec.to_metadata()},
+            metadata={
+                _SPEC_KEY: spec.to_metadata(),
+                _TENANT_SHARDS_KEY: list(self.layout.tenant_shards),
+            },
+            **self.layout.collection_params(),
         )
+        for shard_key in self.layout.shard_keys() if self.layout.custom_sharding else ():
+            self.client.create_shard_key(
+                spec.name,
+                shard_key,
+                shards_number=self.layout.shard_number,
+                replication_factor=self.layout.replication_factor,
+            )
         for key in KEYWORD_FIELDS:
             self.client.create_payload_index(spec.name, key, models.PayloadSchemaType.KEYWORD)
         for key in INTEGER_FIELDS:
@@ -102,7 +118,18 @@ class QdrantClientStore(PagedReads):
             )
             self.client.create_payload_index(spec.name, TENANT_FIELD, tenant_index)
 
+    def _routing(self, collection: str) -> ClusterLayout:
+        """How `collection` was sharded when it was made (a later change of the settings
+        applies to the collections made after it: a re-embed). Sluice names collections, not
+        aliases, when it reads or writes points, so what is kept by name stays true."""
+        if collection not in self._routes:
+            metadata = self.client.get_collection(collection).config.metadata or {}
+            tenants = tuple(metadata.get(_TENANT_SHARDS_KEY) or ())
+            self._routes[collection] = dataclasses.replace(self.layout, tenant_shards=tenants)
+        return self._routes[collection]
+
     def drop_collection(self, name: str) -> None:
+        self._routes.pop(name, None)
         self.client.delete_collection(name)
 
     def list_collections(self) -> list[str]:
@@ -155,23 +182,32 @@ class QdrantClientStore(PagedReads):
         with _contract_errors(collection):
             if not points:
                 return
-            self.client.upsert(
-                collection,
-                points=[
-                    models.PointStruct(
-                        id=point.id,
-                        vector={
-                            DENSE_VECTOR: point.dense.tolist(),
-                            SPARSE_VECTOR: models.SparseVector(
-                                indices=point.sparse.indices, values=point.sparse.values
-                            ),
-                        },
-                        payload=point.payload,
+            structs = [
+                models.PointStruct(
+                    id=point.id,
+                    vector={
+                        DENSE_VECTOR: point.dense.tolist(),
+                        SPARSE_VECTOR: models.SparseVector(
+                            indices=point.sparse.indices, values=point.sparse.values
+                        ),
+                    },
+                    payload=point.payload,
+                )
+                for point in points
+            ]
+            routing = self._routing(collection)
+            if not routing.custom_sharding:
+                self.client.upsert(collection, points=structs, wait=True)
+            else:  # each point to its tenant's shard key
+                for shard_key, positions in by_shard_key(
+                    routing, (p.payload for p in points)
+                ).items():
+                    self.client.upsert(
+                        collection,
+                        points=[structs[i] for i in positions],
+                        wait=True,
+                        shard_key_selector=shard_key,
                     )
-                    for point in points
-                ],
-                wait=True,
-            )
             self._wrote(collection)
 
     def delete(self, collection: str, filter: PayloadFilter) -> None:
@@ -181,7 +217,12 @@ class QdrantClientStore(PagedReads):
             client_filter = to_client_filter(filter)
             assert client_filter is not None
             selector = models.FilterSelector(filter=client_filter)
-            self.client.delete(collection, points_selector=selector, wait=True)
+            self.client.delete(
+                collection,
+                points_selector=selector,
+                wait=True,
+                shard_key_selector=self._routing(collection).keys_for_filter(filter),
+            )
             self._wrote(collection)
 
     def _wrote(self, collection: str) -> None:
@@ -197,7 +238,10 @@ class QdrantClientStore(PagedReads):
         with _contract_errors(collection):
             return int(
                 self.client.count(
-                    collection, count_filter=to_client_filter(filter), exact=True
+                    collection,
+                    count_filter=to_client_filter(filter),
+                    exact=True,
+                    shard_key_selector=self._routing(collection).keys_for_filter(filter),
                 ).count
             )
 
@@ -272,6 +316,8 @@ class QdrantClientStore(PagedReads):
                 inputs.append((sparse, SPARSE_VECTOR))
             if not inputs:
                 return SearchResult(hits=[])
+            # With tenants on shard keys of their own, a tenant's search asks its shards only.
+            shard_keys = self._routing(collection).keys_for_filter(request.filter)
             if request.mode != "hybrid":
                 query, using = inputs[0]
                 response = self.client.query_points(
@@ -282,6 +328,7 @@ class QdrantClientStore(PagedReads):
                     query_filter=query_filter,
                     search_params=params[using],
                     with_payload=True,
+                    shard_key_selector=shard_keys,
                 )
                 return SearchResult(hits=scored_points(response.points))
             singles = [
@@ -292,6 +339,7 @@ class QdrantClientStore(PagedReads):
                     filter=query_filter,
                     params=params[u],
                     with_payload=request.candidate_payloads,
+                    shard_key=shard_keys,
                 )
                 for q, u in inputs
             ]
