@@ -287,6 +287,11 @@ class Settings(ApiServerSettings, IndexStoreSettings, BaseSettings):
         return self.data_dir / "api-keys.json"
 
     @property
+    def rate_limits_path(self) -> Path:
+        """Each API key's rate-limit bucket, shared by the API processes on this data dir."""
+        return self.data_dir / "rate_limits.sqlite"
+
+    @property
     def cursor_secret_path(self) -> Path:
         return self.data_dir / "cursor-secret"
 

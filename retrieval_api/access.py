@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from pyrate_limiter import Rate, RateItem, StateBucket, TokenBucket
 
 from config.settings import Settings
 from retrieval_api.keys import KeyRecord, KeyStore
+from retrieval_api.rate_buckets import SqliteRateBuckets
 
 
 def auth_required(settings: Settings) -> bool:
@@ -73,43 +72,30 @@ ANONYMOUS = Caller(key=None, tenants=None)
 
 
 class RateLimiter:
-    """A token bucket per key (pyrate-limiter): `rate_per_s` sustained, `burst` at once."""
+    """A bucket per key, `rate_per_s` sustained and `burst` at once, shared by every API
+    process on the data dir (`rate_buckets.py`)."""
 
-    def __init__(self) -> None:
-        self._buckets: dict[str, StateBucket] = {}
-        self._lock = threading.Lock()
+    def __init__(self, buckets: SqliteRateBuckets) -> None:
+        self.buckets = buckets
 
     def admit(self, key: KeyRecord) -> dict[str, str]:
         """Rate-limit headers for an admitted request; raises 429 with Retry-After if not."""
         if not key.rate_per_s:
             return {}
-        bucket, limit = self._bucket(key)
-        item = RateItem(key.key_id, bucket.now(), weight=1)  # type: ignore[no-untyped-call]
-        admitted = bucket.put(item)
-        remaining = max(0, limit - cast(int, bucket.count()))
+        burst = key.burst or max(1, math.ceil(key.rate_per_s))
+        decision = self.buckets.take(key.key_id, key.rate_per_s, burst)
         headers = {
-            "X-RateLimit-Limit": str(limit),
-            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Limit": str(decision.limit),
+            "X-RateLimit-Remaining": str(decision.remaining),
         }
-        if not admitted:
-            wait_s = cast(int, bucket.waiting(item)) / 1000
+        if not decision.admitted:
+            wait_s = decision.retry_after_s
             headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
             headers["X-RateLimit-Reset"] = str(math.ceil(time.time() + wait_s))
             raise HTTPException(
                 429, f"rate limit of {key.rate_per_s:g}/s for this key exceeded", headers
             )
         return headers
-
-    def _bucket(self, key: KeyRecord) -> tuple[StateBucket, int]:
-        burst = key.burst or max(1, math.ceil(key.rate_per_s or 1))
-        with self._lock:
-            cached = self._buckets.get(key.key_id)
-            if cached is None:
-                # Rate counts whole requests per interval: r/s as `burst` per burst/r seconds.
-                interval_ms = max(1, round(burst / (key.rate_per_s or 1) * 1000))
-                rate = Rate(burst, interval_ms, burst=burst)
-                cached = self._buckets[key.key_id] = StateBucket([rate], algorithm=TokenBucket())
-            return cached, burst
 
 
 def presented_key(request: Request) -> str | None:
@@ -131,7 +117,8 @@ class Access:
 
     @classmethod
     def of(cls, settings: Settings) -> Access:
-        return cls(KeyStore(settings.api_keys_path), RateLimiter(), auth_required(settings))
+        limiter = RateLimiter(SqliteRateBuckets(settings.rate_limits_path))
+        return cls(KeyStore(settings.api_keys_path), limiter, auth_required(settings))
 
     def caller(self, request: Request, scope: str = "retrieve") -> Caller:
         """The request's key, checked (401), within its rate (429) and of `scope` (403; admin

@@ -127,7 +127,7 @@ def test_a_collection_keeps_the_sharding_it_was_made_with_and_a_new_one_takes_th
 ):
     """Tenant shards set on a running deployment apply from the next collection (a re-embed);
     the serving one, made without, goes on taking writes and answering searches."""
-    plain, client, spec = _store(ClusterLayout())
+    _, client, spec = _store(ClusterLayout())
     store = QdrantClientStore(client, LAYOUT)
     store.upsert(spec.name, _points()[:2])  # a server would refuse a shard key here
     assert _search(store, spec, ["acme"]) == {"acme"}

@@ -312,7 +312,12 @@ def test_a_request_in_flight_when_the_owner_is_killed_is_answered_by_the_survivo
 def test_two_apis_on_one_data_dir_both_answer_and_one_goes_on_when_the_other_stops(
     data_dir: Path,
 ) -> None:
+    from retrieval_api.keys import ALL_TENANTS, KeyStore
+
     env = _env(data_dir)
+    limited, _ = KeyStore(Settings(data_dir=data_dir).api_keys_path).create(
+        [ALL_TENANTS], rate_per_s=0.2, burst=3
+    )
     with sluice_serving(env) as (first_url, first), sluice_serving(env) as (second_url, _):
         for url in (first_url, second_url):
             answer = _retrieve(url)
@@ -320,6 +325,14 @@ def test_two_apis_on_one_data_dir_both_answer_and_one_goes_on_when_the_other_sto
             assert answer.json()["hits"][0]["uri"].endswith("pump.md")
             ready = httpx.get(f"{url}/ready", timeout=120)
             assert ready.status_code == 200 and ready.json()["collection"], ready.text
+        # A key's rate holds across both: its burst of 3 once, not once per process.
+        statuses = [
+            httpx.post(
+                f"{url}/retrieve", json=QUERY, headers={"X-API-Key": limited}, timeout=120
+            ).status_code
+            for url in (first_url, second_url) * 4
+        ]
+        assert statuses.count(200) == 3 and statuses.count(429) == 5, statuses
         poller = RetrieveWatch(second_url, QUERY, pause_s=0)
         try:
             first.terminate()  # the owner of the shards
