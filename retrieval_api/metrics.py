@@ -8,10 +8,13 @@ a run in another process shows on the next scrape.
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +49,19 @@ class ApiMetrics:
             ["reason"],
             registry=self.registry,
         )
+        # Replicas behind one address are told apart by this, whichever one a scrape reached.
+        Info(
+            "sluice_replica",
+            "The API process these figures are of (its counters are its own)",
+            registry=self.registry,
+        ).info(
+            {
+                "replica": replica_id(),
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
+                "started": str(int(time.time())),
+            }
+        )
         self.registry.register(indexes)
 
     def observe_search(self, timings_ms: dict[str, float], degraded: list[str]) -> None:
@@ -57,6 +73,11 @@ class ApiMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def replica_id() -> str:
+    """This API process among its replicas: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class CacheCollector(Collector):

@@ -227,6 +227,16 @@ def _env(data_dir: Path, **settings: str) -> dict[str, str]:
     }
 
 
+def _metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def _retrieve(url: str) -> httpx.Response:
     return httpx.post(f"{url}/retrieve", json=QUERY, timeout=120)
 
@@ -318,7 +328,7 @@ def test_two_apis_on_one_data_dir_both_answer_and_one_goes_on_when_the_other_sto
     limited, _ = KeyStore(Settings(data_dir=data_dir).api_keys_path).create(
         [ALL_TENANTS], rate_per_s=0.2, burst=3
     )
-    with sluice_serving(env) as (first_url, first), sluice_serving(env) as (second_url, _):
+    with sluice_serving(env) as (first_url, first), sluice_serving(env) as (second_url, second):
         for url in (first_url, second_url):
             answer = _retrieve(url)
             assert answer.status_code == 200, answer.text
@@ -333,6 +343,20 @@ def test_two_apis_on_one_data_dir_both_answer_and_one_goes_on_when_the_other_sto
             for url in (first_url, second_url) * 4
         ]
         assert statuses.count(200) == 3 and statuses.count(429) == 5, statuses
+        # Each replica reports its own counts, and which replica it is.
+        for url, process, answered in (
+            (first_url, first, statuses[0::2]),
+            (second_url, second, statuses[1::2]),
+        ):
+            scraped = _metric_samples(httpx.get(f"{url}/metrics", timeout=60).text)
+            (info,) = [labels for name, labels in scraped if name == "sluice_replica_info"]
+            assert dict(info)["pid"] == str(process.pid)
+            refused = ("route", "/retrieve"), ("status", "429")
+            assert sum(
+                value
+                for (name, labels), value in scraped.items()
+                if name == "sluice_requests_total" and set(refused) <= set(labels)
+            ) == answered.count(429)
         poller = RetrieveWatch(second_url, QUERY, pause_s=0)
         try:
             first.terminate()  # the owner of the shards
