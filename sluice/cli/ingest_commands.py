@@ -215,12 +215,20 @@ def _last_tenant(settings: Settings, source: str) -> str | None:
 
 def deploy(
     index: Annotated[str | None, typer.Option(help="Index (alias) name.")] = None,
+    work_pool: Annotated[
+        str | None,
+        typer.Option(
+            help="Register the deployments on this Prefect work pool (a process pool is made "
+            "if there is none) and exit: `prefect worker start --pool NAME` on any machine "
+            "that reaches the Prefect server and the index runs them.",
+        ),
+    ] = None,
 ) -> None:
     """Serve every configured source as a Prefect deployment on its cron schedule.
 
     Runs against the Prefect API in PREFECT_API_URL, or else the data dir's own Prefect
     server (its UI shows the runs); keeps running, starting each scheduled run, until
-    interrupted.
+    interrupted. With --work-pool, workers run them instead (docs/scaling.md).
     """
     settings = load_settings(index, prefect_console="INFO")
     if not settings.sources:
@@ -238,6 +246,18 @@ def deploy(
         table.add_row(f"ingest/{source.name}", source.type, source.schedule or "manual only")
     out.print(table)
     api = prefect_api(settings)
+    if work_pool:
+        from flows.deployments import register_on_work_pool
+
+        register_on_work_pool(settings, work_pool)
+        worker = f"prefect worker start --pool {work_pool}"
+        out.print(
+            f"registered on work pool '{work_pool}'; start a worker where Sluice is installed "
+            f"(it needs the index and, for secrets, its own SLUICE_* settings):",
+            soft_wrap=True,
+        )
+        out.print(prefect_hint(api, worker) if api else worker, soft_wrap=True)
+        return
     if api:  # Prefect's hints below (`prefect deployment run ...`) need the address
         first = f"prefect deployment run 'ingest/{settings.sources[0].name}'"
         out.print(prefect_hint(api, first), soft_wrap=True)
