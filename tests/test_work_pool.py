@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,13 +56,14 @@ def test_a_worker_runs_a_deployment_registered_on_its_pool(
     }
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    log = tmp_path / "worker.log"
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "plant-pool"],
         env=worker_env,
         cwd=elsewhere,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=log.open("w"),  # a pipe nobody reads would stop a worker that logs much
+        start_new_session=True,
     )
     try:
         run = run_deployment("ingest/plant", timeout=0)
@@ -69,12 +71,14 @@ def test_a_worker_runs_a_deployment_registered_on_its_pool(
         deadline = time.monotonic() + 300
         with get_client(sync_client=True) as client:
             while not (state := client.read_flow_run(run.id).state) or not state.is_final():
-                assert worker.poll() is None, worker.communicate()[1][-3000:]
+                assert worker.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, "the worker never finished the run"
                 time.sleep(1)
         assert state.is_completed(), state
     finally:
-        worker.terminate()
+        # The run is what is tested, not how fast a worker shuts down: under load a Prefect
+        # worker took over 60 s to exit on SIGTERM. Its process group goes, runs included.
+        os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=60)
     assert not (elsewhere / ".sluice").exists(), "the run wrote where the worker was started"
     status = CliRunner().invoke(app, ["status", "--json"])
