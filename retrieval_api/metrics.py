@@ -56,7 +56,6 @@ class ApiMetrics:
             registry=self.registry,
         ).info(
             {
-                "replica": replica_id(),
                 "host": socket.gethostname(),
                 "pid": str(os.getpid()),
                 "started": str(int(time.time())),
@@ -73,11 +72,6 @@ class ApiMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def replica_id() -> str:
-    """This API process among its replicas: host and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class CacheCollector(Collector):

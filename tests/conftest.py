@@ -121,6 +121,26 @@ def default_backend_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.endswith(("_BACKEND", "_QUANTIZATION"))}
 
 
+def adopt_env(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> None:
+    """This process's environment made `env` for one test: an in-process command then reads
+    what a process started with `env` would."""
+    for name in [k for k in os.environ if k not in env]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def shell_env(**more: str) -> dict[str, str]:
     """A user's shell: nothing of the session's Sluice or Prefect settings but where the
     session's model exports are (made once; a process that finds them never loads torch)."""

@@ -27,6 +27,7 @@ from index.models.exported_model import (
     plain_layout,
 )
 from index.models.exports import export_id, file_name
+from tests.conftest import adopt_env, default_backend_env
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = [
@@ -190,10 +191,14 @@ def test_exported_by_the_cli_a_process_embeds_without_importing_torch(
 
     from sluice.cli.main import app
 
-    for name in [k for k in os.environ if k.endswith(("_BACKEND", "_QUANTIZATION"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SLUICE_MODEL_EXPORTS_DIR", str(tmp_path / "x"))
+    adopt_env(
+        monkeypatch,
+        default_backend_env(os.environ)
+        | {
+            "SLUICE_DATA_DIR": str(tmp_path / "data"),
+            "SLUICE_MODEL_EXPORTS_DIR": str(tmp_path / "x"),
+        },
+    )
     env = dict(os.environ)
     root = Path(__file__).resolve().parents[1]
     runner = CliRunner()

@@ -4,7 +4,6 @@ the next, recording each run with its logs, and gone by itself once idle."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from typer.testing import Result
 
-from tests.conftest import shell_env
+from tests.conftest import adopt_env, shell_env
 
 
 def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -78,9 +77,7 @@ def test_server_status_shows_it_and_stop_stops_it(
     from sluice.cli.main import app
 
     data = tmp_path / "data"
-    for name in [k for k in os.environ if k.startswith(("SLUICE_", "PREFECT_"))]:
-        monkeypatch.delenv(name)  # a user's shell, as `shell_env` makes for a process
-    monkeypatch.setenv("SLUICE_DATA_DIR", str(data))
+    adopt_env(monkeypatch, shell_env(SLUICE_DATA_DIR=str(data)))
     runner = CliRunner()
 
     def server(*args: str) -> Result:

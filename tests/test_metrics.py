@@ -11,15 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.settings import Settings
 from retrieval_api.app import create_app
 from retrieval_api.keys import KeyStore
-from tests.conftest import ingest_folder
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from tests.conftest import ingest_folder, metric_samples
 
 
 def test_metrics_count_known_traffic_and_read_runs_of_other_processes(
@@ -47,7 +39,7 @@ def test_metrics_count_known_traffic_and_read_runs_of_other_processes(
         ingest_folder(settings, folder, embedder, source_name="acme", tenant="acme")
         scraped = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})
     assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
-    samples = _samples(scraped.text)
+    samples = metric_samples(scraped.text)
 
     def value(name: str, **labels: str) -> float:
         return samples.get((name, tuple(sorted(labels.items()))), 0.0)

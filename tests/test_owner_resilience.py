@@ -31,6 +31,7 @@ from tests.conftest import (
     DEFAULT_BACKENDS,
     default_backend_data_dir,
     default_backend_env,
+    metric_samples,
     sluice_serving,
 )
 from tests.retrieve_watch import RetrieveWatch
@@ -227,16 +228,6 @@ def _env(data_dir: Path, **settings: str) -> dict[str, str]:
     }
 
 
-def _metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def _retrieve(url: str) -> httpx.Response:
     return httpx.post(f"{url}/retrieve", json=QUERY, timeout=120)
 
@@ -348,7 +339,7 @@ def test_two_apis_on_one_data_dir_both_answer_and_one_goes_on_when_the_other_sto
             (first_url, first, statuses[0::2]),
             (second_url, second, statuses[1::2]),
         ):
-            scraped = _metric_samples(httpx.get(f"{url}/metrics", timeout=60).text)
+            scraped = metric_samples(httpx.get(f"{url}/metrics", timeout=60).text)
             (info,) = [labels for name, labels in scraped if name == "sluice_replica_info"]
             assert dict(info)["pid"] == str(process.pid)
             refused = ("route", "/retrieve"), ("status", "429")

@@ -101,6 +101,7 @@ class QdrantClientStore(PagedReads):
             },
             **self.layout.collection_params(),
         )
+        self._routes[spec.name] = self.layout  # what its metadata now records
         for shard_key in self.layout.shard_keys() if self.layout.custom_sharding else ():
             self.client.create_shard_key(
                 spec.name,
