@@ -42,7 +42,7 @@ from index.store.factory import open_vector_store
 from index.write.embedding_cache import EmbeddingCache
 from index.write.target import IndexTarget
 from ingest.fingerprint import ChunkShaping
-from ingest.manifest import Manifest, RunLock
+from ingest.manifest import Manifest
 from ingest.sources.http import HttpSource
 from ingest.sources.local_folder import LocalFolderSource
 from ingest.sources.s3 import S3Source
@@ -53,6 +53,8 @@ from pipelines.document_stream import ReadBudget
 from pipelines.gate import GatePolicy
 from pipelines.ingest_sync import IngestParts, SyncOptions
 from pipelines.versioned_index import VersionedIndex
+from state.database import StateDatabase, Tree, open_state
+from state.run_lock import RunLock
 
 
 def build_source(config: SourceConfig) -> DocumentSource:
@@ -77,9 +79,11 @@ class Components:
         return self.settings.index_name
 
     def deployment_id(self) -> str:
-        """Which deployment this is: the Qdrant server's URL, or for the embedded engine an id
-        made once per data dir. The API reports it, so a client can tell which data it asked."""
-        return self.settings.qdrant_url or data_dir_id(self.settings.data_dir)
+        """Which deployment this is: as named (`deployment_id`), else the Qdrant server's URL, or
+        for the embedded engine an id made once per data dir. The API reports it, so a client
+        can tell which data it asked."""
+        settings = self.settings
+        return settings.deployment_id or settings.qdrant_url or data_dir_id(settings.data_dir)
 
     # -- storage ---------------------------------------------------------------------------
     def store(self) -> VectorStore:
@@ -100,20 +104,42 @@ class Components:
             layout,
         )
 
+    # -- state (docs/scaling.md: SQLite files by default, PostgreSQL with state_url) ----------
+    def state(self, tree: Tree, index: str | None = None) -> StateDatabase:
+        """An index's manifest database (`tree="index"`), or what all indexes share."""
+        settings = self.settings
+        url = settings.state_url.get_secret_value() if settings.state_url else None
+        if tree == "index":
+            return open_state(url, settings.manifest_path(index), tree, index or self.index_name)
+        # A rate bucket lost in a crash only forgets recent requests: no fsync per request.
+        return open_state(url, settings.rate_limits_path, tree, durable=False)
+
+    def has_manifest(self, index: str | None = None) -> bool:
+        """Whether the index has a manifest to read, without making one: on PostgreSQL the
+        schema is made on first use, and an empty one reads as nothing."""
+        return self.settings.state_url is not None or self.settings.manifest_path(index).exists()
+
     def manifest(self, index: str | None = None) -> Manifest:
-        return Manifest(self.settings.manifest_path(index))
+        return Manifest(self.state("index", index))
 
     def run_lock(self, wait_s: float = 0.0) -> RunLock:
         """The index's run lock: one ingest run or version switch at a time."""
-        return RunLock(self.settings.run_lock_path(), self.index_name, wait_s)
+        return self._lock("run", wait_s)
 
     def reembed_lock(self) -> RunLock:
         """One re-embed per index at a time (ingest runs go on; they take the run lock)."""
-        return RunLock(
-            self.settings.run_lock_path().with_suffix(".reembed.lock"),
-            self.index_name,
-            activity="re-embed of",
-        )
+        return self._lock("reembed", activity="re-embed of")
+
+    def _lock(self, name: str, wait_s: float = 0.0, activity: str | None = None) -> RunLock:
+        """A file lock in the data dir, or with state in PostgreSQL an advisory lock there, so
+        workers on other machines are excluded too."""
+        if self.settings.state_url is not None:
+            db = self.state("index")
+            return RunLock.in_database(db, name, self.index_name, wait_s, activity)
+        path = self.settings.run_lock_path()
+        if name != "run":
+            path = path.with_suffix(f".{name}.lock")
+        return RunLock.on_file(path, self.index_name, wait_s, activity)
 
     @contextmanager
     def versioned_index(self, store: VectorStore | None = None) -> Iterator[VersionedIndex]:

@@ -14,6 +14,11 @@ class IndexStoreSettings(BaseModel):
         default=None, description="Qdrant server URL; unset means the embedded engine."
     )
     qdrant_api_key: SecretStr | None = None
+    deployment_id: str | None = Field(
+        default=None,
+        description="The name every process of one deployment gives it (unset: the Qdrant URL, "
+        "or the data dir's id). Set it where processes reach one Qdrant by different URLs.",
+    )
     qdrant_shard_number: int | None = Field(
         default=None,
         ge=1,

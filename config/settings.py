@@ -23,6 +23,7 @@ from config.api_server_settings import ApiServerSettings
 from config.index_store_settings import IndexStoreSettings
 from config.model_names import BackendSetting, Quantization, valid_model_name
 from config.sources import SourceConfig
+from config.state_settings import StateSettings
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -37,9 +38,9 @@ class EmbeddingPrompts(BaseModel):
 ModelName = Annotated[str, AfterValidator(valid_model_name)]
 
 
-class Settings(ApiServerSettings, IndexStoreSettings, BaseSettings):
+class Settings(ApiServerSettings, IndexStoreSettings, StateSettings, BaseSettings):
     """Every setting; those of the API server process are in `ApiServerSettings`, those of
-    where the index lives in `IndexStoreSettings`."""
+    where the index lives in `IndexStoreSettings`, where the state lives in `StateSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="forbid")
 

@@ -62,6 +62,15 @@ class _SourceModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="On a work pool (`sluice deploy --work-pool`): the source's listing split into "
+        "this many parts (a stable hash of each document's id) that workers sync in parallel "
+        "under one run; elsewhere the source syncs in one process.",
+    )
+
 
 class LocalFolderConfig(_SourceModel):
     type: Literal["local"] = "local"

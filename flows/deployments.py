@@ -8,6 +8,7 @@ from typing import Any
 
 from config.settings import Settings
 from flows.ingest_flow import ingest_flow
+from flows.partitions import partition_deployment
 
 SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "STATE_URL")
 """Settings a work pool's job is not given (Prefect stores job variables in its database): a
@@ -30,19 +31,38 @@ def source_deployments(settings: Settings, on_work_pool: bool = False) -> list[A
             "entrypoint_type": EntrypointType.MODULE_PATH,
             "job_variables": {"env": job_environment(settings)},
         }
-    return [
-        ingest_flow.to_deployment(
-            name=source.name,
-            cron=source.schedule,
-            parameters={"source": source.name, "wait_for_lock_s": 3600},
-            concurrency_limit=1,
-            tags=["sluice", f"index:{settings.index_name}", f"source:{source.type}"],
-            description=f"Sync the {source.type} source '{source.name}' into index "
-            f"'{settings.index_name}'.",
-            **extra,
+    deployments = []
+    for source in settings.sources:
+        tags = ["sluice", f"index:{settings.index_name}", f"source:{source.type}"]
+        partitioned = on_work_pool and source.partitions > 1
+        deployments.append(
+            ingest_flow.to_deployment(
+                name=source.name,
+                cron=source.schedule,
+                parameters={
+                    "source": source.name,
+                    "wait_for_lock_s": 3600,
+                    **({"partitions": source.partitions} if partitioned else {}),
+                },
+                concurrency_limit=1,
+                tags=tags,
+                description=f"Sync the {source.type} source '{source.name}' into index "
+                f"'{settings.index_name}'"
+                + (f" as {source.partitions} partitions." if partitioned else "."),
+                **extra,
+            )
         )
-        for source in settings.sources
-    ]
+        if partitioned:  # the parts of its runs: no schedule, no one-at-a-time limit
+            deployments.append(
+                ingest_flow.to_deployment(
+                    name=partition_deployment(source.name),
+                    parameters={"source": source.name},
+                    tags=[*tags, "partition"],
+                    description=f"One partition of a run of '{source.name}' (started by it).",
+                    **extra,
+                )
+            )
+    return deployments
 
 
 def job_environment(settings: Settings) -> dict[str, str]:
@@ -85,4 +105,4 @@ def register_on_work_pool(settings: Settings, pool: str) -> list[str]:
         print_next_steps_message=False,
         ignore_warnings=True,
     )
-    return [f"ingest/{source.name}" for source in settings.sources]
+    return [f"ingest/{d.name}" for d in source_deployments(settings, on_work_pool=True)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from composition.tracing import configure_tracing, flush_tracing, record_stages
 from config.settings import Settings
 from config.sources import SourceConfig
 from flows.artifacts import artifact_key
-from pipelines.ingest_sync import sync_source
+from flows.partitions import launch_on_pool
+from pipelines.ingest_sync import Partition, sync_source
+from pipelines.partitioned_sync import Launcher, sync_partitioned
 from pipelines.progress import report_progress
 from pipelines.report import IngestReport
 
@@ -29,30 +32,37 @@ def run_sync(
     dry_run: bool = False,
     wait_for_lock_s: float = 0.0,
     external_id: str | None = None,
+    partition: Partition | None = None,
+    launch: Launcher | None = None,
 ) -> IngestReport:
     """Plain-Python sync of one source into the configured index, under the index's run lock.
-    `external_id`: the flow run's id, kept in the index's run history."""
+    `external_id`: the flow run's id, kept in the index's run history. `partition`: one part of
+    a partitioned run, under its parent's lock; `launch`: this run is the parent of
+    `config.partitions` parts that `launch` runs."""
     parts = Components(settings)
     source = parts.source(config)
     configure_tracing(settings.tracing, "sluice-ingest")
     started_ns = time.time_ns()
-    with parts.run_lock(wait_for_lock_s):
+    options = replace(
+        parts.sync_options(dry_run),
+        external_id=external_id,
+        tenant=config.tenant,
+        cost_rates=parts.cost_rates(),
+        partition=partition,
+    )
+    with nullcontext() if partition else parts.run_lock(wait_for_lock_s):
         store = parts.store()
         manifest = parts.manifest()
+        ingest_parts = parts.ingest_parts(store, dry_run=dry_run)
         try:
-            report = sync_source(
-                source,
-                config.name,
-                parts.ingest_parts(store, dry_run=dry_run),
-                manifest,
-                replace(
-                    parts.sync_options(dry_run),
-                    external_id=external_id,
-                    tenant=config.tenant,
-                    cost_rates=parts.cost_rates(),
-                ),
-                report_progress,
-            )
+            if launch is not None:
+                report = sync_partitioned(
+                    source, config.name, ingest_parts, manifest, options, config.partitions, launch
+                )
+            else:
+                report = sync_source(
+                    source, config.name, ingest_parts, manifest, options, report_progress
+                )
         finally:
             manifest.close()
             store.close()
@@ -86,9 +96,14 @@ def ingest_flow(
     wait_for_lock_s: float = 0.0,
     settings: Settings | None = None,
     tenant: str | None = None,
+    partitions: int | None = None,
+    partition: int | None = None,
+    parent_run_id: int | None = None,
 ) -> dict[str, Any]:
     """Sync one configured source (by name) or a folder (by path) into the index; returns the
-    run report, also published as a Markdown artifact."""
+    run report, also published as a Markdown artifact. On a work pool a source's deployment
+    passes `partitions`: this run then runs that many partition runs (`partition`, under
+    `parent_run_id`) of the source's partition deployment, and sums them."""
     settings = settings or Settings()
     if (source is None) == (path is None):
         raise ValueError("give exactly one of a source name or a path")
@@ -97,10 +112,19 @@ def ingest_flow(
         if source
         else Components(settings).folder_source(Path(str(path)), tenant)
     )
-    report = run_sync(settings, config, dry_run, wait_for_lock_s, flow_run.id)
+    if partition is not None and partitions and parent_run_id is not None:
+        part = Partition(partition, partitions, parent_run_id)
+        report = run_sync(settings, config, external_id=flow_run.id, partition=part)
+    elif partitions and partitions > 1 and not dry_run:
+        config = config.model_copy(update={"partitions": partitions})
+        launch = launch_on_pool(config.name, partitions)
+        report = run_sync(settings, config, False, wait_for_lock_s, flow_run.id, launch=launch)
+    else:
+        report = run_sync(settings, config, dry_run, wait_for_lock_s, flow_run.id)
+    kind = "ingest-plan" if dry_run else "ingest" if partition is None else "ingest-partition"
     create_markdown_artifact(
         markdown=report.to_markdown(),
-        key=artifact_key("ingest-plan" if dry_run else "ingest", settings, config.name),
+        key=artifact_key(kind, settings, config.name),
         description=f"{'dry run of ' if dry_run else ''}{config.name}",
     )
     summary = (

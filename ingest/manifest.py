@@ -1,70 +1,29 @@
 """The per-index manifest: what each source document was when last seen, and the run history.
 
-SQLite, one file per index. Each write is its own transaction, and a document's row changes only
-after its points are in the index, so a crash leaves a row that is behind, never ahead: the next run
-redoes that document's work, and deterministic point ids make the redo write the same points.
+A SQLite file per index, or a schema per index in PostgreSQL (`state/`). Each write is its own
+transaction, and a document's row changes only after its points are in the index, so a crash
+leaves a row that is behind, never ahead: the next run redoes that document's work, and
+deterministic point ids make the redo write the same points.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
+import socket
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy import text
+
+from state.database import StateDatabase
+from state.schema import ensure_schema
+
 DocumentStatus = Literal["pending", "indexed", "failed", "quarantined"]
 """`pending`: its points are being written; a run that finds it so redoes the document."""
-
-_DOCUMENTS = """
-CREATE TABLE IF NOT EXISTS {name} (
-    doc_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    config_fingerprint TEXT NOT NULL,
-    doc_version TEXT NOT NULL,
-    chunks INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (source, doc_id)
-);
-"""
-"""A document is a source's: two sources listing the same file have a row each."""
-
-_SCHEMA = (
-    _DOCUMENTS.format(name="documents")
-    + """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    source TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    dry_run INTEGER NOT NULL DEFAULT 0,
-    report TEXT
-);
-CREATE TABLE IF NOT EXISTS run_outcomes (
-    run_id INTEGER PRIMARY KEY REFERENCES runs (run_id),
-    state TEXT NOT NULL,
-    error TEXT NOT NULL DEFAULT '',
-    pid INTEGER,
-    external_id TEXT
-);
-CREATE TABLE IF NOT EXISTS versions (
-    collection TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    scores TEXT NOT NULL DEFAULT '{}',
-    note TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL
-);
-"""
-)
 
 RunState = Literal[
     "running", "completed", "completed_with_failures", "deletions_held", "failed", "interrupted"
@@ -103,6 +62,8 @@ class RunRecord:
     error: str = ""
     external_id: str | None = None
     """The orchestrator's id for the run (a Prefect flow run id), to find its logs."""
+    partition: int | None = None
+    """Of a partition's run: which part of its source's listing it synced."""
 
 
 @dataclass(frozen=True)
@@ -117,145 +78,167 @@ class VersionRecord:
 class Manifest:
     """>>> manifest = Manifest(Path(".sluice/manifests/docs.sqlite"))  # doctest: +SKIP"""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._key_documents_by_source()
-
-    def _key_documents_by_source(self) -> None:
-        """A manifest written before documents were a source's (`doc_id` alone was the key) is
-        rewritten in place, once, keeping every row as it is: each doc_id had one row, so it
-        stays unique under (source, doc_id)."""
-        if _source_is_keyed(self._db):
-            return
-        with self._transaction() as db:  # another process may have rewritten it meanwhile
-            if _source_is_keyed(db):
-                return
-            db.execute(_DOCUMENTS.format(name="documents_by_origin"))
-            db.execute("INSERT INTO documents_by_origin SELECT * FROM documents")
-            db.execute("DROP TABLE documents")  # and its index on source, which the key covers
-            db.execute("ALTER TABLE documents_by_origin RENAME TO documents")
+    def __init__(self, state: Path | StateDatabase) -> None:
+        """`state`: the index's SQLite file, or its state database (`state/database.py`)."""
+        self.db = StateDatabase.sqlite(state, "index") if isinstance(state, Path) else state
+        ensure_schema(self.db)
 
     def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        self.db.close()
 
     def documents(self, source: str) -> dict[str, DocumentRecord]:
         """One source's documents by doc_id."""
-        rows = self._db.execute("SELECT * FROM documents WHERE source = ?", (source,))
-        return {row[0]: DocumentRecord(*row) for row in rows}
+        with self.db.reading() as db:
+            rows = db.execute(
+                text(f"SELECT {_COLUMNS} FROM documents WHERE source = :source"),
+                {"source": source},
+            )
+            return {row[0]: DocumentRecord(*row) for row in rows}
 
     def all_documents(self) -> list[DocumentRecord]:
         """Every source's documents; a file two sources list is there twice."""
-        return [DocumentRecord(*row) for row in self._db.execute("SELECT * FROM documents")]
+        with self.db.reading() as db:
+            return [
+                DocumentRecord(*row)
+                for row in db.execute(text(f"SELECT {_COLUMNS} FROM documents"))
+            ]
 
     def put_many(self, records: Sequence[DocumentRecord]) -> None:
         """All rows in one transaction."""
+        if not records:
+            return
         now = time.time()
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        r.doc_id,
-                        r.source,
-                        r.fingerprint,
-                        r.content_hash,
-                        r.config_fingerprint,
-                        r.doc_version,
-                        r.chunks,
-                        r.status,
-                        r.attempts,
-                        r.last_error,
-                        r.updated_at or now,
-                    )
-                    for r in records
-                ],
+        with self.db.transaction() as db:
+            db.execute(
+                text(
+                    f"INSERT INTO documents ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
+                    f" ON CONFLICT (source, doc_id) DO UPDATE SET {_UPDATES}"
+                ),
+                [{**asdict(r), "updated_at": r.updated_at or now} for r in records],
             )
 
     def update_fingerprints(self, source: str, fingerprints: Sequence[tuple[str, str]]) -> None:
         """A source's documents touched but not changed: remember their new (doc_id,
         fingerprint), nothing else, in one transaction. Lost in a crash, they only cost the next
         run a re-hash."""
+        if not fingerprints:
+            return
         now = time.time()
-        with self._transaction() as db:
-            db.executemany(
-                "UPDATE documents SET fingerprint = ?, updated_at = ?"
-                " WHERE source = ? AND doc_id = ?",
-                [(fingerprint, now, source, doc_id) for doc_id, fingerprint in fingerprints],
+        with self.db.transaction() as db:
+            db.execute(
+                text(
+                    "UPDATE documents SET fingerprint = :fingerprint, updated_at = :now"
+                    " WHERE source = :source AND doc_id = :doc_id"
+                ),
+                [
+                    {"fingerprint": f, "now": now, "source": source, "doc_id": d}
+                    for d, f in fingerprints
+                ],
             )
 
     def remove(self, source: str, doc_ids: Sequence[str]) -> None:
         """A source's rows of these documents; another source's rows of them stay."""
-        with self._transaction() as db:
-            db.executemany(
-                "DELETE FROM documents WHERE source = ? AND doc_id = ?",
-                [(source, d) for d in doc_ids],
+        if not doc_ids:
+            return
+        with self.db.transaction() as db:
+            db.execute(
+                text("DELETE FROM documents WHERE source = :source AND doc_id = :doc_id"),
+                [{"source": source, "doc_id": d} for d in doc_ids],
             )
 
     def release_quarantine(self, source: str | None = None) -> list[str]:
         """Failed and quarantined documents get a fresh set of attempts on the next run."""
-        where = "status != 'indexed'" + (" AND source = ?" if source is not None else "")
-        args = (source,) if source is not None else ()
-        with self._transaction() as db:
-            ids = [r[0] for r in db.execute(f"SELECT doc_id FROM documents WHERE {where}", args)]
+        where = "status != 'indexed'" + (" AND source = :source" if source is not None else "")
+        args = {"source": source} if source is not None else {}
+        with self.db.transaction() as db:
+            ids = [
+                r[0] for r in db.execute(text(f"SELECT doc_id FROM documents WHERE {where}"), args)
+            ]
             db.execute(
-                f"UPDATE documents SET attempts = 0, fingerprint = '', status = 'failed' "
-                f"WHERE {where}",
+                text(
+                    "UPDATE documents SET attempts = 0, fingerprint = '', status = 'failed' "
+                    f"WHERE {where}"
+                ),
                 args,
             )
         return ids
 
-    def start_run(self, source: str, external_id: str | None = None) -> int:
-        """Called under the index's run lock: a run still marked running was interrupted."""
-        with self._transaction() as db:
-            db.execute("UPDATE run_outcomes SET state = 'interrupted' WHERE state = 'running'")
-            cursor = db.execute(
-                "INSERT INTO runs (source, started_at) VALUES (?, ?)", (source, time.time())
+    def start_run(
+        self,
+        source: str,
+        external_id: str | None = None,
+        parent_run_id: int | None = None,
+        partition: int | None = None,
+    ) -> int:
+        """Called under the index's run lock: a run still marked running was interrupted. A
+        partition's run (`parent_run_id`) is under its parent's lock, beside its siblings."""
+        with self.db.transaction() as db:
+            if parent_run_id is None:
+                db.execute(
+                    text("UPDATE run_outcomes SET state = 'interrupted' WHERE state = 'running'")
+                )
+            run_id = int(
+                db.execute(
+                    text(
+                        "INSERT INTO runs (source, started_at) VALUES (:source, :now)"
+                        " RETURNING run_id"
+                    ),
+                    {"source": source, "now": time.time()},
+                ).scalar_one()
             )
-            run_id = int(cursor.lastrowid or 0)
             db.execute(
-                "INSERT INTO run_outcomes (run_id, state, pid, external_id) VALUES (?, ?, ?, ?)",
-                (run_id, "running", os.getpid(), external_id),
+                text(
+                    "INSERT INTO run_outcomes"
+                    " (run_id, state, pid, host, external_id, parent_run_id, partition)"
+                    " VALUES (:run_id, 'running', :pid, :host, :external_id, :parent, :partition)"
+                ),
+                {
+                    "run_id": run_id,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "external_id": external_id,
+                    "parent": parent_run_id,
+                    "partition": partition,
+                },
             )
         return run_id
 
     def finish_run(
         self, run_id: int, report: dict[str, Any], state: RunState, error: str = ""
     ) -> None:
-        with self._transaction() as db:
+        with self.db.transaction() as db:
             db.execute(
-                "UPDATE runs SET finished_at = ?, report = ? WHERE run_id = ?",
-                (time.time(), json.dumps(report), run_id),
+                text("UPDATE runs SET finished_at = :now, report = :report WHERE run_id = :run_id"),
+                {"now": time.time(), "report": json.dumps(report), "run_id": run_id},
             )
             db.execute(
-                "UPDATE run_outcomes SET state = ?, error = ? WHERE run_id = ?",
-                (state, error, run_id),
+                text(
+                    "UPDATE run_outcomes SET state = :state, error = :error WHERE run_id = :run_id"
+                ),
+                {"state": state, "error": error, "run_id": run_id},
             )
 
     def runs(self, limit: int = 20, source: str | None = None) -> list[RunRecord]:
-        """Newest first. A run whose process is gone shows as interrupted."""
-        where = " WHERE r.source = ?" if source is not None else ""
-        rows = self._db.execute(
-            "SELECT r.run_id, r.source, r.started_at, r.finished_at, r.dry_run, r.report,"
-            " o.state, o.error, o.external_id, o.pid"
-            f" FROM runs r LEFT JOIN run_outcomes o USING (run_id){where}"
-            " ORDER BY r.run_id DESC LIMIT ?",
-            (*((source,) if source is not None else ()), limit),
-        )
+        """Newest first, partitions summed into their parent's report and not listed. A run of
+        this machine whose process is gone shows as interrupted."""
+        where = " AND r.source = :source" if source is not None else ""
+        return self._runs(f"o.parent_run_id IS NULL{where}", {"source": source, "limit": limit})
+
+    def partition_runs(self, parent_run_id: int) -> list[RunRecord]:
+        """The runs of a partitioned run's parts, newest first (a retried part has several)."""
+        return self._runs("o.parent_run_id = :parent", {"parent": parent_run_id, "limit": 100_000})
+
+    def _runs(self, where: str, args: dict[str, Any]) -> list[RunRecord]:
+        with self.db.reading() as db:
+            rows = db.execute(
+                text(
+                    "SELECT r.run_id, r.source, r.started_at, r.finished_at, r.dry_run, r.report,"
+                    " o.state, o.error, o.external_id, o.pid, o.host, o.partition"
+                    f" FROM runs r LEFT JOIN run_outcomes o ON o.run_id = r.run_id WHERE {where}"
+                    " ORDER BY r.run_id DESC LIMIT :limit"
+                ),
+                args,
+            ).all()
         return [_run_record(*row) for row in rows]
 
     def record_version(
@@ -266,33 +249,43 @@ class Manifest:
         note: str | None = None,
     ) -> None:
         """Sets a collection version's state; scores and note are kept unless given."""
-        with self._transaction() as db:
+        keep = {"scores": scores is None, "note": note is None}
+        updates = ", ".join(
+            f"{column} = excluded.{column}" for column, kept in keep.items() if not kept
+        )
+        with self.db.transaction() as db:
             db.execute(
-                "INSERT INTO versions (collection, state, scores, note, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection) DO UPDATE SET"
-                " state = excluded.state, updated_at = excluded.updated_at,"
-                " scores = CASE WHEN ? THEN excluded.scores ELSE scores END,"
-                " note = CASE WHEN ? THEN excluded.note ELSE note END",
-                (
-                    collection,
-                    state,
-                    json.dumps(scores or {}),
-                    note or "",
-                    time.time(),
-                    scores is not None,
-                    note is not None,
+                text(
+                    "INSERT INTO versions (collection, state, scores, note, updated_at)"
+                    " VALUES (:collection, :state, :scores, :note, :now)"
+                    " ON CONFLICT (collection) DO UPDATE SET"
+                    " state = excluded.state, updated_at = excluded.updated_at"
+                    + (f", {updates}" if updates else "")
                 ),
+                {
+                    "collection": collection,
+                    "state": state,
+                    "scores": json.dumps(scores or {}),
+                    "note": note or "",
+                    "now": time.time(),
+                },
             )
 
     def versions(self) -> dict[str, VersionRecord]:
-        rows = self._db.execute("SELECT * FROM versions")
+        with self.db.reading() as db:
+            rows = db.execute(
+                text("SELECT collection, state, scores, note, updated_at FROM versions")
+            ).all()
         return {r[0]: VersionRecord(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows}
 
 
-def _source_is_keyed(db: sqlite3.Connection) -> bool:
-    """Whether `documents` is keyed by (source, doc_id) rather than by doc_id alone."""
-    keyed = db.execute("SELECT pk FROM pragma_table_info('documents') WHERE name = 'source'")
-    return bool(keyed.fetchone()[0])
+_FIELDS = (
+    "doc_id", "source", "fingerprint", "content_hash", "config_fingerprint", "doc_version",
+    "chunks", "status", "attempts", "last_error", "updated_at",
+)  # fmt: skip
+_COLUMNS = ", ".join(_FIELDS)
+_PLACEHOLDERS = ", ".join(f":{f}" for f in _FIELDS)
+_UPDATES = ", ".join(f"{f} = excluded.{f}" for f in _FIELDS if f not in ("doc_id", "source"))
 
 
 def _run_record(
@@ -306,10 +299,12 @@ def _run_record(
     error: str | None,
     external_id: str | None,
     pid: int | None,
+    host: str | None,
+    partition: int | None = None,
 ) -> RunRecord:
     if state is None:  # recorded before runs had outcomes
         state = "completed" if finished_at is not None else "interrupted"
-    elif state == "running" and not _process_alive(pid):
+    elif state == "running" and host in (None, socket.gethostname()) and not _process_alive(pid):
         state = "interrupted"
     return RunRecord(
         run_id,
@@ -321,6 +316,7 @@ def _run_record(
         state,
         error or "",
         external_id,
+        partition,
     )
 
 
@@ -334,47 +330,3 @@ def _process_alive(pid: int | None) -> bool:
     except PermissionError:  # alive, another user's
         return True
     return True
-
-
-class IngestAlreadyRunning(Exception):
-    """Another process holds the index's run lock."""
-
-
-class RunLock:
-    """One ingest run per index at a time, across processes on this machine.
-
-    An OS file lock (flock): a run killed with SIGKILL releases it with its process, so a crash
-    never leaves the index locked.
-    """
-
-    def __init__(
-        self, path: Path, index: str, wait_s: float = 0.0, activity: str | None = None
-    ) -> None:
-        """`activity`: what the lock guards, for the message ("re-embed of"); by default
-        ingest runs and version switches."""
-        from filelock import FileLock
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.index = index
-        self.activity = activity
-        self._lock = FileLock(path, timeout=wait_s)
-
-    def __enter__(self) -> RunLock:
-        from filelock import Timeout
-
-        try:
-            self._lock.acquire()
-        except Timeout as error:
-            if self.activity:
-                raise IngestAlreadyRunning(
-                    f"another {self.activity} index '{self.index}' is in progress"
-                ) from error
-            raise IngestAlreadyRunning(
-                f"another ingest run into index '{self.index}' is in progress "
-                "(or a re-embed or rollback switching its version); wait for it to finish "
-                "(runs that write one index never overlap)"
-            ) from error
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()

@@ -6,6 +6,7 @@ The Prefect ingest flow runs `sync_source`; tests call it directly.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,27 @@ class SyncOptions:
     """Whose documents the source holds; every chunk carries it."""
     cost_rates: CostRates = DEFAULT_RATES
     """What the run's cost estimate charges for a CPU-hour and a GPU-hour."""
+    partition: Partition | None = None
+    """One part of a source's listing, synced beside the other parts under a parent run that
+    decides the deletions (pipelines/partitioned_sync.py)."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    index: int
+    count: int
+    parent_run_id: int
+
+    def holds(self, doc_id: str) -> bool:
+        return partition_of(doc_id, self.count) == self.index
+
+
+def partition_of(doc_id: str, count: int) -> int:
+    """A stable hash of the document id (the same in every process, unlike `hash()`): a
+    document stays in its partition from run to run, so each partition's manifest rows are its
+    own."""
+    digest = hashlib.blake2b(doc_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
 
 
 @dataclass
@@ -59,7 +81,7 @@ class IngestParts:
 
 
 @dataclass
-class _Run:
+class SyncRun:
     """The bookkeeping of one sync while it streams."""
 
     source_name: str
@@ -129,21 +151,27 @@ def sync_source(
     )
     if options.dry_run:  # a plan writes nothing, the run history included
         _sync(source, source_name, parts, manifest, options, progress, report)
-        return _account(report, parts, options, meter)
-    run_id = manifest.start_run(source_name, options.external_id)
+        return account_cost(report, parts, options, meter)
+    part = options.partition
+    run_id = manifest.start_run(
+        source_name,
+        options.external_id,
+        part.parent_run_id if part else None,
+        part.index if part else None,
+    )
     try:
         _sync(source, source_name, parts, manifest, options, progress, report)
     except BaseException as error:
         state: RunState = "failed" if isinstance(error, Exception) else "interrupted"
-        _account(report, parts, options, meter)
+        account_cost(report, parts, options, meter)
         manifest.finish_run(run_id, report.to_dict(), state, f"{type(error).__name__}: {error}")
         raise
-    _account(report, parts, options, meter)
+    account_cost(report, parts, options, meter)
     manifest.finish_run(run_id, report.to_dict(), run_state(report))
     return report
 
 
-def _account(
+def account_cost(
     report: IngestReport, parts: IngestParts, options: SyncOptions, meter: CpuMeter
 ) -> IngestReport:
     """The run's cost: CPU seconds of this process and its parse workers, the embed stage's
@@ -159,7 +187,7 @@ def _account(
     return report
 
 
-def _fingerprint(parts: IngestParts, options: SyncOptions) -> Callable[[SourceItem], str]:
+def source_fingerprint(parts: IngestParts, options: SyncOptions) -> Callable[[SourceItem], str]:
     """A source's tenant is part of what its chunks are: a new tenant rewrites its documents.
     The default tenant adds nothing, so indexes from before tenants are not rewritten."""
     if options.tenant == DEFAULT_TENANT:
@@ -187,8 +215,12 @@ def _sync(
     items = source.list_items()
     known = manifest.documents(source_name)
     skipped = source.skipped()
+    if (part := options.partition) is not None:  # the parent reports what was skipped
+        items = [item for item in items if part.holds(item.uri)]
+        known = {doc_id: row for doc_id, row in known.items() if part.holds(doc_id)}
+        skipped = []
     unreadable = [uri for uri, reason in skipped if reason.startswith(UNREADABLE)]
-    fingerprint = _fingerprint(parts, options)
+    fingerprint = source_fingerprint(parts, options)
     plan = plan_changes(items, known, fingerprint, options.max_deleted_fraction, unreadable)
     report.files_seen = len(items)
     for uri, reason in skipped:
@@ -205,7 +237,7 @@ def _sync(
         len(plan.quarantined),
         f"; deletions held: {plan.deletions_held}" if plan.deletions_held else "",
     )
-    run = _Run(source_name, None if options.dry_run else manifest, report)
+    run = SyncRun(source_name, None if options.dry_run else manifest, report)
     if plan.candidates and not options.dry_run:
         # A model that cannot load fails the run here, not each document while chunking it;
         # a run with nothing to read never loads it.
@@ -254,7 +286,8 @@ def _sync(
     if run.manifest and touched:
         run.manifest.update_fingerprints(source_name, touched)
     report.stage_seconds["read_parse"] = round(read_seconds, 3)
-    _apply_deletions(plan, parts.target, run, options.dry_run)
+    if options.partition is None:  # a partitioned run's parent deletes, once, for all parts
+        apply_deletions(plan, parts.target, run, options.dry_run)
     stats = parts.target.stats
     if stats is not None:
         report.embedded = stats.embedded
@@ -299,7 +332,7 @@ def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str, tenant: s
     return chunks
 
 
-def _fail(run: _Run, result: ReadResult) -> None:
+def _fail(run: SyncRun, result: ReadResult) -> None:
     """A document that could not be read is quarantined; its older indexed version stays."""
     log.warning("%s failed: %s", result.candidate.item.uri, result.error)
     run.report.failed.append(DocumentOutcome(result.candidate.item.uri, result.error, 0))
@@ -321,7 +354,7 @@ def _fail(run: _Run, result: ReadResult) -> None:
     )
 
 
-def _apply_deletions(plan: ChangePlan, target: IndexTarget, run: _Run, dry_run: bool) -> None:
+def apply_deletions(plan: ChangePlan, target: IndexTarget, run: SyncRun, dry_run: bool) -> None:
     run.report.deletions_held = plan.deletions_held
     if plan.deletions_held or not plan.deleted:
         return

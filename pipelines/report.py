@@ -42,6 +42,8 @@ class IngestReport:
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     cost: Cost = field(default_factory=Cost)
+    partitions: list[dict[str, Any]] = field(default_factory=list)
+    """Of a run split into partitions: each partition's counts, its run and flow run ids."""
 
     def to_dict(self) -> dict[str, Any]:
         """Counts at the top level; the documents behind them under `documents`."""
@@ -67,6 +69,7 @@ class IngestReport:
             "seconds": self.seconds,
             "stage_seconds": self.stage_seconds,
             "cost": self.cost.to_dict(),
+            "partitions": self.partitions,
             "documents": {
                 "new": [asdict(d) for d in self.new],
                 "changed": [asdict(d) for d in self.changed],

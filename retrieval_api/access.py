@@ -15,9 +15,10 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from composition.components import Components
 from config.settings import Settings
 from retrieval_api.keys import KeyRecord, KeyStore
-from retrieval_api.rate_buckets import SqliteRateBuckets
+from retrieval_api.rate_buckets import RateBuckets
 
 
 def auth_required(settings: Settings) -> bool:
@@ -75,7 +76,7 @@ class RateLimiter:
     """A bucket per key, `rate_per_s` sustained and `burst` at once, shared by every API
     process on the data dir (`rate_buckets.py`)."""
 
-    def __init__(self, buckets: SqliteRateBuckets) -> None:
+    def __init__(self, buckets: RateBuckets) -> None:
         self.buckets = buckets
 
     def admit(self, key: KeyRecord) -> dict[str, str]:
@@ -117,7 +118,7 @@ class Access:
 
     @classmethod
     def of(cls, settings: Settings) -> Access:
-        limiter = RateLimiter(SqliteRateBuckets(settings.rate_limits_path))
+        limiter = RateLimiter(RateBuckets(Components(settings).state("shared")))
         return cls(KeyStore(settings.api_keys_path), limiter, auth_required(settings))
 
     def caller(self, request: Request, scope: str = "retrieve") -> Caller:

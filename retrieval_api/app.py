@@ -193,6 +193,6 @@ def _index_readers(app: FastAPI, settings: Settings) -> tuple[VectorStore, Any, 
     store: VectorStore = app.state.service.store
 
     def manifest_of(index: str) -> Manifest | None:
-        return parts.manifest(index) if settings.manifest_path(index).exists() else None
+        return parts.manifest(index) if parts.has_manifest(index) else None
 
     return store, manifest_of, lambda index: parts.storage(store, index).bytes

@@ -1,7 +1,8 @@
 """Per-key rate limits that every API process on one data dir shares.
 
 Two `sluice serve` processes behind one address must not each admit a key's full rate, so the
-state of each key's bucket lives in a SQLite file of the data dir rather than in a process.
+state of each key's bucket lives in the state database (a SQLite file of the data dir, or
+PostgreSQL) rather than in a process.
 The algorithm is GCRA (the generic cell rate algorithm: a token bucket kept as one number, the
 time the bucket is next full), which needs one row per key and one short write per request.
 pyrate-limiter, which the limiter used while it lived in one process, keeps a token bucket only
@@ -12,11 +13,14 @@ counted over a sliding window), one table per limit.
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
+
+from sqlalchemy import text
+
+from state.database import StateDatabase
+from state.schema import ensure_schema
 
 
 @dataclass(frozen=True)
@@ -43,37 +47,38 @@ def decide(tat: float, now: float, rate_per_s: float, burst: int) -> tuple[Decis
     return Decision(True, burst, remaining, 0.0), new_tat
 
 
-class SqliteRateBuckets:
-    """The buckets of every key in one SQLite file; each decision is one write transaction,
-    so processes sharing the file admit a key's rate once between them."""
+class RateBuckets:
+    """The buckets of every key in one state database (`state/`); each decision is one write
+    transaction, so processes sharing it (a data dir's SQLite file, or PostgreSQL for replicas
+    on many machines) admit a key's rate once between them."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # A bucket lost in a crash only forgets recent requests: no fsync per request.
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tat REAL)")
+    def __init__(self, db: StateDatabase) -> None:
+        self._db = db
+        ensure_schema(db)
+        # The bucket's row is locked until the decision is written: on SQLite the whole file is
+        # (BEGIN IMMEDIATE), on PostgreSQL that row (FOR UPDATE, after making it if new).
+        self._read = "SELECT tat FROM rate_buckets WHERE key = :key"
+        if db.dialect == "postgresql":
+            self._read += " FOR UPDATE"
         self._lock = threading.Lock()
 
     def take(self, key: str, rate_per_s: float, burst: int, now: float | None = None) -> Decision:
         """One request of `key` against its bucket (`rate_per_s` sustained, `burst` at once)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT tat FROM buckets WHERE key = ?", (key,)).fetchone()
-                at = time.time() if now is None else now
-                decision, tat = decide(row[0] if row else at, at, rate_per_s, burst)
-                if decision.admitted:
-                    self._db.execute(
-                        "INSERT INTO buckets (key, tat) VALUES (?, ?) "
-                        "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
-                        (key, tat),
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._db.transaction() as db:
+            at = time.time() if now is None else now
+            db.execute(
+                text(
+                    "INSERT INTO rate_buckets (key, tat) VALUES (:key, :at) ON CONFLICT DO NOTHING"
+                ),
+                {"key": key, "at": at},
+            )
+            tat = db.execute(text(self._read), {"key": key}).scalar_one()
+            decision, new_tat = decide(tat, at, rate_per_s, burst)
+            if decision.admitted:
+                db.execute(
+                    text("UPDATE rate_buckets SET tat = :tat WHERE key = :key"),
+                    {"key": key, "tat": new_tat},
+                )
             return decision
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # The compose file refuses to start without a Qdrant key (`${QDRANT_API_KEY:?...}`); validating
 # needs a value, never a real one.
-VALIDATION_ENV = {"QDRANT_API_KEY": "validation-only"}
+VALIDATION_ENV = {"QDRANT_API_KEY": "validation-only", "POSTGRES_PASSWORD": "validation-only"}
 
 
 def compose_problems(path: Path) -> list[str]:

@@ -43,4 +43,19 @@ if ! command -v tesseract >/dev/null 2>&1; then
     echo "note: Tesseract is not installed; scanned PDFs and images will not be read until it is (docs/parsing.md)" >&2
   fi
 fi
+if [[ ",$EXTRAS," == *",test,"* ]]; then
+  step "PostgreSQL server (for the state tests)"
+  # The state contract tests start a real PostgreSQL server (tests/postgres_server.py) from the
+  # system's packages; without one they skip and say why.
+  if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get install -y -q --no-install-recommends postgresql >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 \
+          && apt-get install -y -q --no-install-recommends postgresql >/dev/null 2>&1; } \
+        || echo "note: could not install PostgreSQL; the tests that need a server will skip" >&2
+    else
+      echo "note: no PostgreSQL server binaries (pg_ctl); the tests that need one will skip" >&2
+    fi
+  fi
+fi
 step "done"

@@ -342,3 +342,23 @@ def served_corpus(
     env |= {"SLUICE_DATA_DIR": str(settings.data_dir), "SLUICE_AUTH": "required"}
     with sluice_serving(env) as (url, _):
         yield ServedCorpus(url, admin_key, settings)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """One PostgreSQL server per test process (tests/postgres_server.py)."""
+    from tests.postgres_server import postgres_server, why_no_server
+
+    reason = why_no_server()
+    if reason:
+        pytest.skip(reason)
+    with postgres_server(free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """A database of its own on the suite's PostgreSQL server."""
+    from tests.postgres_server import new_database
+
+    return new_database(postgres_server_url)

@@ -11,8 +11,9 @@ import pytest
 from composition.components import Components
 from config.settings import Settings
 from index.contracts import MatchAny, PayloadFilter
-from ingest.manifest import IngestAlreadyRunning, Manifest, RunLock
+from ingest.manifest import Manifest
 from pipelines.report import IngestReport
+from state.run_lock import IngestAlreadyRunning, RunLock
 from tests.conftest import ingest_folder
 
 
@@ -175,19 +176,19 @@ def test_an_interrupted_document_is_redone(tmp_path: Path, embedder) -> None:  #
 def test_two_runs_on_one_index_are_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     with (
-        RunLock(settings.run_lock_path(), "docs"),
+        RunLock.on_file(settings.run_lock_path(), "docs"),
         pytest.raises(IngestAlreadyRunning, match="in progress"),
-        RunLock(settings.run_lock_path(), "docs"),
+        RunLock.on_file(settings.run_lock_path(), "docs"),
     ):
         pass
-    with RunLock(settings.run_lock_path(), "docs"):
+    with RunLock.on_file(settings.run_lock_path(), "docs"):
         pass
     import threading
 
     held = threading.Event()
 
     def hold_briefly() -> None:
-        with RunLock(settings.run_lock_path(), "docs"):
+        with RunLock.on_file(settings.run_lock_path(), "docs"):
             held.set()
             time.sleep(0.5)
 
@@ -195,7 +196,7 @@ def test_two_runs_on_one_index_are_refused(tmp_path: Path) -> None:
     thread.start()
     held.wait()
     started = time.monotonic()
-    with RunLock(settings.run_lock_path(), "docs", wait_s=30):
+    with RunLock.on_file(settings.run_lock_path(), "docs", wait_s=30):
         assert time.monotonic() - started >= 0.3, "a scheduled run waits for the lock"
     thread.join()
 

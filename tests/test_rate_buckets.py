@@ -1,19 +1,16 @@
-"""Per-key rate limits shared through the data dir: GCRA's promise for any arrival times (never
-more than the burst plus the rate over any stretch of time, and a request spaced at the rate
-always admitted), and processes sharing one file admitting a key's rate once between them."""
+"""GCRA's promise for any arrival times: never more than the burst plus the rate over any stretch
+of time, and a request spaced at the rate always admitted. That processes sharing the buckets
+admit a key's rate once between them is the state contract's (tests/state_contract.py)."""
 
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrieval_api.rate_buckets import SqliteRateBuckets, decide
+from retrieval_api.rate_buckets import decide
 from tests.conftest import examples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,55 +58,3 @@ def test_requests_at_the_rate_are_all_admitted_and_a_full_bucket_admits_the_burs
         decision, fresh = decide(fresh, 99.0, rate, burst)
         at_once += decision.admitted
     assert at_once == burst
-
-
-TAKER = """
-import sys, time
-from pathlib import Path
-from retrieval_api.rate_buckets import SqliteRateBuckets
-buckets = SqliteRateBuckets(Path(sys.argv[1]))
-print("ready", flush=True)
-sys.stdin.readline()
-admitted = 0
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
-    admitted += buckets.take("key", rate_per_s=20, burst=5).admitted
-    time.sleep(0.002)
-print(admitted)
-"""
-
-
-def test_processes_sharing_the_file_admit_the_rate_once_between_them(tmp_path: Path) -> None:
-    seconds = 3.0
-    takers = [
-        subprocess.Popen(
-            [sys.executable, "-c", TAKER, str(tmp_path / "rate.sqlite"), str(seconds)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for _ in range(2)
-    ]
-    for taker in takers:
-        assert taker.stdout is not None and taker.stdout.readline().strip() == "ready"
-    for taker in takers:
-        assert taker.stdin is not None
-        taker.stdin.write("go\n")
-        taker.stdin.flush()
-    counts = [int(taker.communicate(timeout=60)[0]) for taker in takers]
-    # 20/s for ~3 s plus a burst of 5, between the two: ~65, where separate buckets give ~130.
-    assert all(c > 5 for c in counts), counts
-    assert 50 <= sum(counts) <= 5 + 20 * (seconds + 0.5), counts
-
-
-def test_a_bucket_outlives_the_process_that_filled_it(tmp_path: Path) -> None:
-    path = tmp_path / "rate.sqlite"
-    first = SqliteRateBuckets(path)
-    assert [first.take("k", 1, 2).admitted for _ in range(3)] == [True, True, False]
-    first.close()
-    second = SqliteRateBuckets(path)  # an API restarted, or another replica
-    refused = second.take("k", 1, 2)
-    assert not refused.admitted and 0 < refused.retry_after_s <= 1
-    assert second.take("other", 1, 2).admitted
-    assert second.take("k", 1, 2, now=time.time() + 2).admitted

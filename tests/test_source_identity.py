@@ -144,7 +144,8 @@ CREATE TABLE documents_before (
 
 
 def _manifest_as_before_origins(path: Path, pending: str) -> None:
-    """The manifest's documents keyed by doc_id alone, as before; `pending`'s row left as a
+    """The manifest's documents keyed by doc_id alone, as before (and before its schema was
+    versioned: no revision, none of the columns revisions added); `pending`'s row left as a
     crash between writing its points and recording them leaves it."""
     db = sqlite3.connect(path, isolation_level=None)
     db.executescript(
@@ -152,6 +153,10 @@ def _manifest_as_before_origins(path: Path, pending: str) -> None:
         "DROP TABLE documents;"
         "ALTER TABLE documents_before RENAME TO documents;"
         "CREATE INDEX documents_by_source ON documents (source);"
+        "DROP TABLE alembic_version;"
+        "ALTER TABLE run_outcomes DROP COLUMN host;"
+        "ALTER TABLE run_outcomes DROP COLUMN parent_run_id;"
+        "ALTER TABLE run_outcomes DROP COLUMN partition;"
         "COMMIT;"
     )
     db.execute("UPDATE documents SET status = 'pending' WHERE doc_id = ?", (pending,))

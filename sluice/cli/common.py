@@ -145,13 +145,24 @@ IndexOption = Annotated[
 
 
 def index_errors() -> tuple[type[Exception], ...]:
-    """Failures of a command on an index that a user acts on: it is busy, held, or missing, or
-    its ingest needs what this machine lacks (OCR)."""
-    from index.contracts import IndexLockedError, IndexNotFoundError
-    from ingest.manifest import IngestAlreadyRunning
-    from ingest.ocr import OcrUnavailable
+    """Failures of a command on an index that a user acts on: it is busy, held, or missing, its
+    ingest needs what this machine lacks (OCR), or its state database is unreachable or at a
+    schema this Sluice will not use."""
+    from sqlalchemy.exc import OperationalError
 
-    return (IndexLockedError, IndexNotFoundError, IngestAlreadyRunning, OcrUnavailable)
+    from index.contracts import IndexLockedError, IndexNotFoundError
+    from ingest.ocr import OcrUnavailable
+    from state.run_lock import IngestAlreadyRunning
+    from state.schema import StateSchemaError
+
+    return (
+        IndexLockedError,
+        IndexNotFoundError,
+        IngestAlreadyRunning,
+        OcrUnavailable,
+        StateSchemaError,
+        OperationalError,
+    )
 
 
 @contextmanager
@@ -175,15 +186,25 @@ EXIT_UNEXPECTED = 1
 def report_unexpected(error: BaseException) -> int:
     """A failure no command expected: one line saying what and where its full traceback went
     (the data dir's `logs/`), and exit code 1. `--debug` prints the traceback here too. A full
-    disk is no bug: it says so, and exits 2 like other expected failures."""
+    disk is no bug: it says so, and exits 2 like other expected failures; nor is a state
+    database that is unreachable or at a schema this Sluice will not use, whichever command
+    met it."""
     import errno
     import tempfile
     import time
     import traceback
 
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from state.schema import StateSchemaError
+
     text = "".join(traceback.format_exception(error))
     if flags.debug:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
+    if isinstance(error, StateSchemaError | OperationalError):
+        first = str(error.orig if isinstance(error, OperationalError) else error).splitlines()
+        console.print(f"[red]failed:[/red] {escape(first[0] if first else '')}", soft_wrap=True)
+        return 2
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         where = f" writing {error.filename}" if error.filename else ""
         console.print(
@@ -199,8 +220,10 @@ def report_unexpected(error: BaseException) -> int:
         folder = Path(tempfile.gettempdir())
     path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
     path.write_text(text)
+    # A database driver's error as the driver said it, not SQLAlchemy's wrapping of it.
+    shown = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
     console.print(
-        f"[red]unexpected error:[/red] {escape(type(error).__name__)}: {escape(str(error))}"
+        f"[red]unexpected error:[/red] {escape(type(shown).__name__)}: {escape(str(shown))}"
         f" (full traceback in {path}; rerun with --debug to print it; please report it)",
         soft_wrap=True,
     )

@@ -44,9 +44,10 @@ def _indexes(settings: Settings, index: str | None) -> list[str]:
 def _ingest_costs(settings: Settings, index: str, since: float) -> dict[str, dict[str, Any]]:
     """Per source: runs started since `since` and the sum of their reports' costs (the rates
     of the day each ran)."""
-    if not settings.manifest_path(index).exists():
-        return {}
     from composition.components import Components
+
+    if not Components(settings).has_manifest(index):
+        return {}
     from pipelines.cost import Cost, total_cost
 
     manifest = Components(settings).manifest(index)

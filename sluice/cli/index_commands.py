@@ -121,12 +121,12 @@ def _print_avgdl(alias: str, info: dict[str, Any]) -> None:
 
 def _manifest_summary(settings: Settings, index: str) -> dict[str, Any]:
     """Documents by status and the last runs, from the index's manifest (if it has one)."""
-    path = settings.manifest_path(index)
-    if not path.exists():
-        return {}
     from collections import Counter
 
     from composition.components import Components
+
+    if not Components(settings).has_manifest(index):
+        return {}
 
     manifest = Components(settings).manifest(index)
     try:

@@ -20,6 +20,7 @@ from sluice.cli import (
     run_commands,
     serve_commands,
     server_commands,
+    state_commands,
 )
 from sluice.cli.common import flags, report_unexpected
 
@@ -75,6 +76,7 @@ app.command()(model_commands.models)
 app.add_typer(config_commands.app, name="config")
 app.add_typer(key_commands.app, name="keys")
 app.add_typer(server_commands.app, name="server")
+app.add_typer(state_commands.app, name="state")
 
 
 def main() -> None:

@@ -27,9 +27,10 @@ def run_history(
     settings: Settings, index: str, limit: int, source: str | None = None
 ) -> list[dict[str, Any]]:
     """Newest first; empty where the index has no manifest yet (nothing is created)."""
-    if not settings.manifest_path(index).exists():
-        return []
     from composition.components import Components
+
+    if not Components(settings).has_manifest(index):
+        return []
 
     manifest = Components(settings).manifest(index)
     try:
