@@ -1,13 +1,17 @@
 """The compose file's topology as loopback processes (tests/topology.py): PostgreSQL, a Prefect
 server on PostgreSQL, two `prefect worker` processes on one process pool, a partitioned ingest
 of SciFact split across both, and two `sluice serve` replicas answering `/retrieve` during it.
-Checks: the partitions ran on both workers, every document is in the index once (no loss, no
+One partition's process is killed (SIGKILL) mid-run. Checks: the partitions ran on both
+workers, the killed one ran again alone, every document is in the index once (no loss, no
 duplicate), the parent run sums its partitions, and every request during the ingest answered."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -39,6 +43,27 @@ def _ask(urls: list[str], stop: threading.Event, statuses: Counter[str]) -> None
                 statuses[f"{url} {answer.status_code}"] += 1
 
 
+def _kill_a_partition(state_url: str, killed: list[int], stop: threading.Event) -> None:
+    """SIGKILL the first partition's process seen running, a few seconds into its work."""
+    db = StateDatabase.postgres(state_url, "index", "docs")
+    query = text(
+        "SELECT partition, pid FROM run_outcomes WHERE parent_run_id IS NOT NULL"
+        " AND state = 'running' ORDER BY run_id LIMIT 1"
+    )
+    while not stop.is_set():
+        try:
+            with db.reading() as connection:
+                found = connection.execute(query).first()
+        except Exception:  # the schema is made by the run's first write
+            found = None
+        if found is not None:
+            time.sleep(3)
+            os.kill(found.pid, signal.SIGKILL)
+            killed.append(found.partition)
+            return
+        time.sleep(0.2)
+
+
 def test_a_partitioned_ingest_over_two_workers_while_two_replicas_answer(
     tmp_path: Path, model_exports: Path
 ) -> None:
@@ -50,13 +75,19 @@ def test_a_partitioned_ingest_over_two_workers_while_two_replicas_answer(
     with loopback_topology(tmp_path / "run", config, 2, 2, str(model_exports)) as topology:
         statuses: Counter[str] = Counter()
         stop = threading.Event()
+        killed: list[int] = []
         asking = threading.Thread(target=_ask, args=(topology.replicas, stop, statuses))
+        killing = threading.Thread(
+            target=_kill_a_partition, args=(topology.state_url, killed, stop)
+        )
         asking.start()
+        killing.start()
         try:
             ran = topology.run_deployment("ingest/scifact")
         finally:
             stop.set()
             asking.join(60)
+            killing.join(60)
         assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
 
         runs = topology.sluice("runs", "--json")
@@ -73,17 +104,24 @@ def test_a_partitioned_ingest_over_two_workers_while_two_replicas_answer(
                     " JOIN runs r ON r.run_id = o.run_id WHERE o.parent_run_id IS NOT NULL"
                 )
             ).all()
-        workers = {row.partition: topology.worker_of(str(row.external_id)) for row in partitions}
+        workers = {
+            row.partition: topology.worker_of(str(row.external_id))
+            for row in partitions
+            if row.state == "completed"
+        }
+        attempts = Counter(row.partition for row in partitions)
         log = {
-            "parent": parent,
-            "partitions": {
-                row.partition: {
-                    "worker": workers[row.partition],
+            "parent": {k: v for k, v in parent.items() if k != "cost"},
+            "killed": killed,
+            "partitions": [
+                {
+                    "partition": row.partition,
+                    "worker": topology.worker_of(str(row.external_id)),
                     "state": row.state,
-                    "new": json.loads(row.report)["new"],
+                    "new": json.loads(row.report)["new"] if row.report else None,
                 }
                 for row in partitions
-            },
+            ],
             "documents": rows[0],
             "chunks": rows[1],
             "points": status["points"],
@@ -95,7 +133,10 @@ def test_a_partitioned_ingest_over_two_workers_while_two_replicas_answer(
     assert parent["state"] == "completed" and parent["new"] == DOCUMENTS, parent
     assert report["runs"][0]["run_id"] == parent["run_id"]
     assert sorted(workers) == [0, 1, 2, 3] and set(workers.values()) == {"worker-0", "worker-1"}
-    assert sum(p["new"] for p in log["partitions"].values()) == DOCUMENTS
+    assert len(killed) == 1 and attempts[killed[0]] == 2, log  # the killed one, again, alone
+    assert sum(attempts.values()) == 5
+    completed = [p for p in log["partitions"] if p["state"] == "completed"]
+    assert len(completed) == 4
     assert rows[0] == DOCUMENTS and status["documents"] == DOCUMENTS  # nothing lost
     assert status["points"] == rows[1]  # nothing written twice
     for url in topology.replicas:
