@@ -55,13 +55,15 @@ def run_case(
             ).one()
             parts = db.execute(
                 text(
-                    "SELECT o.partition, o.external_id, r.report FROM run_outcomes o"
+                    "SELECT o.partition, o.external_id, o.state, r.report FROM run_outcomes o"
                     " JOIN runs r ON r.run_id = o.run_id WHERE o.parent_run_id IS NOT NULL"
-                    " AND o.state = 'completed'"
                 )
             ).all()
+        versions = json.loads(topology.sluice("versions", "--json").stdout)["versions"]
         per_worker: dict[str, int] = {}
         for part in parts:
+            if part.state != "completed":
+                continue
             worker = topology.worker_of(str(part.external_id)) or "?"
             per_worker[worker] = per_worker.get(worker, 0) + json.loads(part.report)["new"]
     return {
@@ -73,6 +75,8 @@ def run_case(
         "documents": documents,
         "chunks": chunks,
         "points": status["points"],
+        "partition_runs": [(p.partition, p.state) for p in parts],
+        "collections": [(v["collection"], v["points"], v["serving"]) for v in versions],
     }
 
 
@@ -103,6 +107,9 @@ def main() -> None:
             f"{case['seconds'] / baseline:.3f} | {case['documents_per_worker']} | "
             f"{case['documents']} | {case['chunks']} | {case['points']} |"
         )
+    for case in cases:  # what a loss would need to be understood
+        print(case["case"], case["partition_runs"], case["collections"])
+    for case in cases:
         assert case["documents"] == files and case["points"] == case["chunks"], case
 
 

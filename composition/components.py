@@ -368,6 +368,7 @@ class Components:
             self.bm25_params(),
             cache,
             self.settings.vector_quantization,
+            lambda: self._lock("create", wait_s=600, activity="creation of the collection of"),
         )
 
     def ingest_parts(

@@ -108,6 +108,14 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+def key_store(settings: Settings) -> KeyStore:
+    """The API keys: the data dir's file, or with the state in PostgreSQL its table, which
+    replicas on every machine read."""
+    if settings.state_url is not None:
+        return KeyStore(Components(settings).state("shared"))
+    return KeyStore(settings.api_keys_path)
+
+
 @dataclass
 class Access:
     """What the app holds to decide who may call: the key store, the limiter, the auth mode."""
@@ -119,7 +127,7 @@ class Access:
     @classmethod
     def of(cls, settings: Settings) -> Access:
         limiter = RateLimiter(RateBuckets(Components(settings).state("shared")))
-        return cls(KeyStore(settings.api_keys_path), limiter, auth_required(settings))
+        return cls(key_store(settings), limiter, auth_required(settings))
 
     def caller(self, request: Request, scope: str = "retrieve") -> Caller:
         """The request's key, checked (401), within its rate (429) and of `scope` (403; admin

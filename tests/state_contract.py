@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from ingest.manifest import DocumentRecord, Manifest
+from retrieval_api.keys import KeyStore, KeyStoreError
 from retrieval_api.rate_buckets import RateBuckets
 from state.database import StateDatabase, Tree
 from state.run_lock import IngestAlreadyRunning, RunLock
@@ -286,6 +287,31 @@ class RateBucketsContract:
         assert 50 <= sum(counts) <= 5 + 20 * (seconds + 0.5), counts
 
 
+class KeysContract:
+    """API keys as each backend keeps them: the data dir's file beside SQLite state, a table
+    with the state in PostgreSQL."""
+
+    def _keys(self, opener: Opener) -> KeyStore:
+        db = opener("shared", None)
+        if db.dialect == "sqlite":
+            return KeyStore(Path(str(db.engine.url.database)).with_name("api-keys.json"))
+        return KeyStore(db)
+
+    def test_a_key_made_by_one_is_checked_and_revoked_for_every_other(self, opener: Opener) -> None:
+        maker, api, other_api = (self._keys(opener) for _ in range(3))
+        key, record = maker.create(["acme"], rate_per_s=5, burst=2, name="search")
+        assert api.verify(key) == record and other_api.verify(key) == record
+        assert api.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+        assert api.verify(f"slk_{'a' * 12}_{'b' * 43}") is None
+        second, _ = maker.create([], scope="admin")
+        assert set(api.records()) == {record.key_id, second[4:16]}
+        revoked = maker.revoke(record.key_id)
+        assert revoked.revoked_at is not None
+        assert api.verify(key) is None and other_api.verify(second) is not None
+        with pytest.raises(KeyStoreError, match="no key with id"):
+            maker.revoke("nonexistent00")
+
+
 class SchemaContract:
     def test_a_revision_this_sluice_does_not_know_is_refused(self, opener: Opener) -> None:
         Manifest(opener("index", "docs")).close()
@@ -327,7 +353,7 @@ class SchemaContract:
 
 class StateContract(
     DocumentsContract, RunsContract, VersionsContract, SharingContract, RunLockContract,
-    RateBucketsContract, SchemaContract,
+    RateBucketsContract, KeysContract, SchemaContract,
 ):  # fmt: skip
     """Every capability; a backend's class says how to open it (`opener`, `state_spec`)."""
 
@@ -360,6 +386,7 @@ time.sleep(600)
 
 TAKER = """
 import sys, time
+from retrieval_api.keys import KeyStore, KeyStoreError
 from retrieval_api.rate_buckets import RateBuckets
 from tests.state_contract import open_from_spec
 buckets = RateBuckets(open_from_spec(sys.argv[1], "shared", None))

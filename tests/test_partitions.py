@@ -180,3 +180,70 @@ def test_every_document_is_in_one_stable_partition(doc_ids: list[str], count: in
 
 
 PINNED = 5  # blake2b-64 of the id, modulo 7
+
+
+FIRST_WRITE = """
+import sys, time
+from pathlib import Path
+import index.write.target as target_module
+from composition.components import Components
+from config.settings import Settings
+from ingest.sources.local_folder import LocalFolderSource
+settings = Settings(data_dir=Path(sys.argv[1]))
+parts = Components(settings)
+store = parts.store()
+embedder = parts.index_embedder(store)
+source = LocalFolderSource(Path(sys.argv[2]))
+parsed = parts.parser().parse(source.fetch(source.list_items()[0], Path(sys.argv[2])))
+chunks = parts.chunker(embedder).run(parsed)
+target = parts.index_target(store, embedder, None)
+making = target_module.create_next_version
+def slowly(*args, **kwargs):  # widens the window between looking and making to 0.5 s
+    time.sleep(0.5)
+    return making(*args, **kwargs)
+target_module.create_next_version = slowly
+print("ready", flush=True)
+sys.stdin.readline()
+print(target.writer(chunks).collection, flush=True)
+sys.stdin.readline()
+store.close()
+"""
+
+
+def test_writers_without_a_run_lock_make_one_first_collection(tmp_path: Path) -> None:
+    """Partitions of a first run write a new index at once, each in a process of its own and
+    under no run lock: their first writes find or make one collection between them under the
+    index's creation lock, never one each (which lost half of SciFact's points before)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "d.md").write_text("# D\n\nA few words about pumps.\n")
+    data = tmp_path / "data"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_WRITE, str(data), str(tmp_path / "docs")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        for _ in range(3)
+    ]
+    try:
+        for writer in writers:
+            assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        for writer in writers:  # all at once
+            assert writer.stdin is not None
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+        made = [writer.stdout.readline().strip() for writer in writers if writer.stdout]
+        for writer in writers:
+            assert writer.stdin is not None
+            writer.stdin.write("done\n")
+            writer.stdin.flush()
+            writer.wait(timeout=120)
+    finally:
+        for writer in writers:
+            writer.kill()
+    assert made == ["docs__v1"] * 3

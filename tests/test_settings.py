@@ -138,3 +138,27 @@ def test_config_mistakes_are_one_line_and_exit_2_in_every_command(
         ), result.output
         assert "Traceback" not in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_one_deployment_id_for_processes_that_reach_qdrant_by_different_urls(
+    tmp_path: Path,
+) -> None:
+    """The compose file's API names Qdrant `http://qdrant:6333`, the host's CLI
+    `http://localhost:6333`: with one `deployment_id` they are one deployment."""
+    from composition.components import Components
+
+    container = Settings(qdrant_url="http://qdrant:6333", deployment_id="compose")
+    host = Settings(qdrant_url="http://localhost:6333", deployment_id="compose")
+    assert Components(container).deployment_id() == Components(host).deployment_id() == "compose"
+    assert Components(Settings(qdrant_url="http://qdrant:6333")).deployment_id() == (
+        "http://qdrant:6333"
+    )
+
+
+def test_the_state_url_is_postgres_and_shown_without_its_password() -> None:
+    settings = Settings(state_url="postgresql://sluice:s3cret@db:5432/sluice")
+    shown = settings.model_dump(mode="json")["state_url"]
+    assert shown == "postgresql://sluice:***@db:5432/sluice"
+    assert Settings(state_url="").state_url is None
+    with pytest.raises(ValidationError, match="must be a postgresql:// URL"):
+        Settings(state_url="mysql://x@y/z")

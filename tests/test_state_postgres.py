@@ -1,6 +1,6 @@
-"""Sluice's commands with `SLUICE_STATE_URL` set: an ingest keeps its manifest and run history in
-PostgreSQL (nothing of them in the data dir), and a schema this Sluice needs upgraded is refused
-with the command that upgrades it, which then does."""
+"""Sluice's commands with `SLUICE_STATE_URL` set: an ingest keeps its manifest and run history, and
+`sluice keys` its keys, in PostgreSQL (nothing of them in the data dir), and a schema this Sluice
+needs upgraded is refused with the command that upgrades it, which then does."""
 
 from __future__ import annotations
 
@@ -49,6 +49,15 @@ def test_an_ingest_keeps_its_manifest_and_runs_in_postgres(
     assert not (tmp_path / "data" / "manifests" / "docs.sqlite").exists()
     with StateDatabase.postgres(postgres_url, "index", "docs").reading() as db:
         assert db.exec_driver_sql("SELECT count(*) FROM documents").scalar() == 2
+
+    made = runner.invoke(app, ["keys", "create", "--tenant", "acme", "--json"])
+    assert made.exit_code == 0, made.output
+    key_id = json.loads(made.stdout)["key_id"]
+    assert not (tmp_path / "data" / "api-keys.json").exists()
+    with StateDatabase.postgres(postgres_url, "shared").reading() as db:
+        assert db.exec_driver_sql("SELECT key_id FROM api_keys").scalars().all() == [key_id]
+    listed = runner.invoke(app, ["keys", "list", "--json"])
+    assert [k["key_id"] for k in json.loads(listed.stdout)] == [key_id], listed.output
 
 
 def test_an_older_schema_is_refused_with_the_command_that_upgrades_it(

@@ -7,6 +7,7 @@ document's older versions only once all of its new chunks are written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 from chunking.types import Chunk
@@ -76,18 +77,23 @@ class IndexTarget:
     cache: EmbeddingCache | None = None
     vector_quantization: VectorQuantization = "none"
     """How a collection this target creates stores its dense vectors."""
+    creation_lock: Callable[[], AbstractContextManager[object]] = nullcontext
+    """Held while finding or making the collection: writers that share no run lock (the
+    partitions of one run, in processes of their own) must make one first version between
+    them, not one each."""
     _writer: IndexWriter | None = None
 
     def writer(self, first_batch: Sequence[Chunk]) -> IndexWriter:
         if self._writer is None:
-            spec = ensure_collection(
-                self.store,
-                self.alias,
-                self.embedder,
-                self.bm25,
-                first_batch,
-                self.vector_quantization,
-            )
+            with self.creation_lock():
+                spec = ensure_collection(
+                    self.store,
+                    self.alias,
+                    self.embedder,
+                    self.bm25,
+                    first_batch,
+                    self.vector_quantization,
+                )
             self._writer = IndexWriter(
                 self.store, spec.name, self.embedder, Bm25Encoder(spec.bm25), self.cache
             )

@@ -60,12 +60,13 @@ def create(
 ) -> None:
     """Make a key; it is shown once, here, and stored only as a hash."""
     settings = load_settings()
-    from retrieval_api.keys import KeyStore, KeyStoreError
+    from retrieval_api.access import key_store
+    from retrieval_api.keys import KeyStoreError
 
     with exit_on("keys create", ValueError, KeyStoreError):
         if scope not in ("retrieve", "admin"):
             raise ValueError(f"--scope {scope!r}: retrieve or admin")
-        key, record = KeyStore(settings.api_keys_path).create(
+        key, record = key_store(settings).create(
             tenant or [],
             scope,  # type: ignore[arg-type]
             _rate(rate),
@@ -90,9 +91,9 @@ def list_keys(
 ) -> None:
     """Every key: id, tenants, scope, limits, created, expires, revoked (never the key)."""
     settings = load_settings(reads_only=True)
-    from retrieval_api.keys import KeyStore
+    from retrieval_api.access import key_store
 
-    records = [r.public() for r in KeyStore(settings.api_keys_path).records().values()]
+    records = [r.public() for r in key_store(settings).records().values()]
     if as_json:
         out.print_json(json.dumps(records))
         return
@@ -124,10 +125,11 @@ def revoke(
 ) -> None:
     """Stop a key working; the API refuses it from its next request."""
     settings = load_settings()
-    from retrieval_api.keys import KeyStore, KeyStoreError
+    from retrieval_api.access import key_store
+    from retrieval_api.keys import KeyStoreError
 
     with exit_on("keys revoke", KeyStoreError):
-        record = KeyStore(settings.api_keys_path).revoke(key_id)
+        record = key_store(settings).revoke(key_id)
     if as_json:
         out.print_json(json.dumps(record.public()))
         return

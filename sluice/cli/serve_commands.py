@@ -33,10 +33,10 @@ def serve(
         settings = settings.model_copy(update={"api_host": host})
     import uvicorn
 
-    from retrieval_api.access import auth_required
+    from retrieval_api.access import auth_required, key_store
     from retrieval_api.app import create_app
 
-    if auth_required(settings) and not settings.api_keys_path.exists():
+    if auth_required(settings) and not key_store(settings).records():
         console.print(
             "[yellow]API keys are required here and none exist yet:[/yellow] every request "
             "will get 401 until `sluice keys create --tenant T` makes one",
