@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from config.settings import Settings
 
@@ -156,9 +156,9 @@ def test_one_deployment_id_for_processes_that_reach_qdrant_by_different_urls(
 
 
 def test_the_state_url_is_postgres_and_shown_without_its_password() -> None:
-    settings = Settings(state_url="postgresql://sluice:s3cret@db:5432/sluice")
+    settings = Settings(state_url=SecretStr("postgresql://sluice:s3cret@db:5432/sluice"))
     shown = settings.model_dump(mode="json")["state_url"]
     assert shown == "postgresql://sluice:***@db:5432/sluice"
-    assert Settings(state_url="").state_url is None
+    assert Settings(state_url=SecretStr("")).state_url is None
     with pytest.raises(ValidationError, match="must be a postgresql:// URL"):
-        Settings(state_url="mysql://x@y/z")
+        Settings(state_url=SecretStr("mysql://x@y/z"))
