@@ -15,12 +15,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import text
+if TYPE_CHECKING:  # the database layer loads with the first Manifest, not with these records
+    from sqlalchemy import TextClause
 
-from state.database import StateDatabase
-from state.schema import ensure_schema
+    from state.database import StateDatabase
 
 DocumentStatus = Literal["pending", "indexed", "failed", "quarantined"]
 """`pending`: its points are being written; a run that finds it so redoes the document."""
@@ -80,6 +80,9 @@ class Manifest:
 
     def __init__(self, state: Path | StateDatabase) -> None:
         """`state`: the index's SQLite file, or its state database (`state/database.py`)."""
+        from state.database import StateDatabase
+        from state.schema import ensure_schema
+
         self.db = StateDatabase.sqlite(state, "index") if isinstance(state, Path) else state
         ensure_schema(self.db)
 
@@ -90,7 +93,7 @@ class Manifest:
         """One source's documents by doc_id."""
         with self.db.reading() as db:
             rows = db.execute(
-                text(f"SELECT {_COLUMNS} FROM documents WHERE source = :source"),
+                _sql(f"SELECT {_COLUMNS} FROM documents WHERE source = :source"),
                 {"source": source},
             )
             return {row[0]: DocumentRecord(*row) for row in rows}
@@ -100,7 +103,7 @@ class Manifest:
         with self.db.reading() as db:
             return [
                 DocumentRecord(*row)
-                for row in db.execute(text(f"SELECT {_COLUMNS} FROM documents"))
+                for row in db.execute(_sql(f"SELECT {_COLUMNS} FROM documents"))
             ]
 
     def put_many(self, records: Sequence[DocumentRecord]) -> None:
@@ -110,7 +113,7 @@ class Manifest:
         now = time.time()
         with self.db.transaction() as db:
             db.execute(
-                text(
+                _sql(
                     f"INSERT INTO documents ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
                     f" ON CONFLICT (source, doc_id) DO UPDATE SET {_UPDATES}"
                 ),
@@ -126,7 +129,7 @@ class Manifest:
         now = time.time()
         with self.db.transaction() as db:
             db.execute(
-                text(
+                _sql(
                     "UPDATE documents SET fingerprint = :fingerprint, updated_at = :now"
                     " WHERE source = :source AND doc_id = :doc_id"
                 ),
@@ -142,7 +145,7 @@ class Manifest:
             return
         with self.db.transaction() as db:
             db.execute(
-                text("DELETE FROM documents WHERE source = :source AND doc_id = :doc_id"),
+                _sql("DELETE FROM documents WHERE source = :source AND doc_id = :doc_id"),
                 [{"source": source, "doc_id": d} for d in doc_ids],
             )
 
@@ -152,10 +155,10 @@ class Manifest:
         args = {"source": source} if source is not None else {}
         with self.db.transaction() as db:
             ids = [
-                r[0] for r in db.execute(text(f"SELECT doc_id FROM documents WHERE {where}"), args)
+                r[0] for r in db.execute(_sql(f"SELECT doc_id FROM documents WHERE {where}"), args)
             ]
             db.execute(
-                text(
+                _sql(
                     "UPDATE documents SET attempts = 0, fingerprint = '', status = 'failed' "
                     f"WHERE {where}"
                 ),
@@ -175,11 +178,11 @@ class Manifest:
         with self.db.transaction() as db:
             if parent_run_id is None:
                 db.execute(
-                    text("UPDATE run_outcomes SET state = 'interrupted' WHERE state = 'running'")
+                    _sql("UPDATE run_outcomes SET state = 'interrupted' WHERE state = 'running'")
                 )
             run_id = int(
                 db.execute(
-                    text(
+                    _sql(
                         "INSERT INTO runs (source, started_at) VALUES (:source, :now)"
                         " RETURNING run_id"
                     ),
@@ -187,7 +190,7 @@ class Manifest:
                 ).scalar_one()
             )
             db.execute(
-                text(
+                _sql(
                     "INSERT INTO run_outcomes"
                     " (run_id, state, pid, host, external_id, parent_run_id, partition)"
                     " VALUES (:run_id, 'running', :pid, :host, :external_id, :parent, :partition)"
@@ -208,11 +211,11 @@ class Manifest:
     ) -> None:
         with self.db.transaction() as db:
             db.execute(
-                text("UPDATE runs SET finished_at = :now, report = :report WHERE run_id = :run_id"),
+                _sql("UPDATE runs SET finished_at = :now, report = :report WHERE run_id = :run_id"),
                 {"now": time.time(), "report": json.dumps(report), "run_id": run_id},
             )
             db.execute(
-                text(
+                _sql(
                     "UPDATE run_outcomes SET state = :state, error = :error WHERE run_id = :run_id"
                 ),
                 {"state": state, "error": error, "run_id": run_id},
@@ -231,7 +234,7 @@ class Manifest:
     def _runs(self, where: str, args: dict[str, Any]) -> list[RunRecord]:
         with self.db.reading() as db:
             rows = db.execute(
-                text(
+                _sql(
                     "SELECT r.run_id, r.source, r.started_at, r.finished_at, r.dry_run, r.report,"
                     " o.state, o.error, o.external_id, o.pid, o.host, o.partition"
                     f" FROM runs r LEFT JOIN run_outcomes o ON o.run_id = r.run_id WHERE {where}"
@@ -255,7 +258,7 @@ class Manifest:
         )
         with self.db.transaction() as db:
             db.execute(
-                text(
+                _sql(
                     "INSERT INTO versions (collection, state, scores, note, updated_at)"
                     " VALUES (:collection, :state, :scores, :note, :now)"
                     " ON CONFLICT (collection) DO UPDATE SET"
@@ -274,9 +277,16 @@ class Manifest:
     def versions(self) -> dict[str, VersionRecord]:
         with self.db.reading() as db:
             rows = db.execute(
-                text("SELECT collection, state, scores, note, updated_at FROM versions")
+                _sql("SELECT collection, state, scores, note, updated_at FROM versions")
             ).all()
         return {r[0]: VersionRecord(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows}
+
+
+def _sql(statement: str) -> TextClause:
+    """SQLAlchemy loaded on first use: parse workers import this module's records only."""
+    from sqlalchemy import text
+
+    return text(statement)
 
 
 _FIELDS = (
