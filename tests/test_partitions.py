@@ -198,8 +198,10 @@ parsed = parts.parser().parse(source.fetch(source.list_items()[0], Path(sys.argv
 chunks = parts.chunker(embedder).run(parsed)
 target = parts.index_target(store, embedder, None)
 making = target_module.create_next_version
-def slowly(*args, **kwargs):  # widens the window between looking and making to 0.5 s
-    time.sleep(0.5)
+def slowly(*args, **kwargs):
+    # Each writer looks (no collection yet), then makes a version 1.5 s after the one before:
+    # without the creation lock the later ones find version 1 made and make versions 2 and 3.
+    time.sleep(0.5 + 1.5 * int(sys.argv[3]))
     return making(*args, **kwargs)
 target_module.create_next_version = slowly
 print("ready", flush=True)
@@ -213,7 +215,8 @@ store.close()
 def test_writers_without_a_run_lock_make_one_first_collection(tmp_path: Path) -> None:
     """Partitions of a first run write a new index at once, each in a process of its own and
     under no run lock: their first writes find or make one collection between them under the
-    index's creation lock, never one each (which lost half of SciFact's points before)."""
+    index's creation lock, never one each: a writer that made version 2 and moved the alias to
+    it would leave the others' points in version 1, out of the index's answers."""
     import subprocess
     import sys
 
@@ -222,13 +225,13 @@ def test_writers_without_a_run_lock_make_one_first_collection(tmp_path: Path) ->
     data = tmp_path / "data"
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", FIRST_WRITE, str(data), str(tmp_path / "docs")],
+            [sys.executable, "-c", FIRST_WRITE, str(data), str(tmp_path / "docs"), str(i)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=Path(__file__).resolve().parents[1],
         )
-        for _ in range(3)
+        for i in range(3)
     ]
     try:
         for writer in writers:
