@@ -9,6 +9,7 @@ import coverage
 
 PACKAGES = (
     "config",
+    "state",
     "ingest",
     "chunking",
     "index",
