@@ -4,8 +4,10 @@ Each case starts the loopback topology afresh (tests/topology.py: PostgreSQL for
 the Prefect server, the Prefect server, N `prefect worker` processes on one process pool; no API
 replica) and runs the source's deployment once with `prefect deployment run --watch`, timed from
 the command's start to the flow run's end. Cases: one worker without partitions (the baseline),
-one worker with P partitions, two workers with P partitions. Prints per case the wall time, the
-ratio to the baseline, the documents each worker ran, and the index's documents, chunks and
+one worker with P partitions, two workers with P partitions; with `--dask`, also the P partitions
+as tasks on prefect-dask's task runner (two Dask worker processes) inside one flow run
+(bench/dask_partitions.py), the alternative way to run them. Prints per case the wall time,
+the ratio to the baseline, the documents each worker ran, and the index's documents, chunks and
 points (0 lost: documents = files; 0 duplicated: points = the manifest's chunks).
 
     .venv/bin/python bench/partitioned_ingest.py ../shared/data/beir/scifact [--partitions 4]
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,16 +39,24 @@ from tests.topology import loopback_topology  # noqa: E402
 
 
 def run_case(
-    name: str, corpus: Path, base: Path, workers: int, partitions: int, exports: str
-) -> dict[str, Any]:
+    name: str, corpus: Path, base: Path, workers: int, partitions: int, exports: str,
+    dask: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     config = base / f"{name}.toml"
     config.write_text(
         f'[[sources]]\ntype = "local"\nname = "corpus"\npath = "{corpus}"\n'
         f"partitions = {partitions}\n"
     )
-    with loopback_topology(base / name, config, workers, 0, exports) as topology:
+    with loopback_topology(base / name, config, 0 if dask else workers, 0, exports) as topology:
         started = time.perf_counter()
-        ran = topology.run_deployment("ingest/corpus")
+        if dask:
+            ran = subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "dask_partitions.py"), "corpus",
+                 "--partitions", str(partitions), "--workers", str(workers)],
+                env=topology.env, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+        else:
+            ran = topology.run_deployment("ingest/corpus")
         seconds = time.perf_counter() - started
         assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
         status = json.loads(topology.sluice("status", "--json").stdout)["indexes"]["docs"]
@@ -55,8 +66,9 @@ def run_case(
             ).one()
             parts = db.execute(
                 text(
-                    "SELECT o.partition, o.external_id, o.state, r.report FROM run_outcomes o"
-                    " JOIN runs r ON r.run_id = o.run_id WHERE o.parent_run_id IS NOT NULL"
+                    "SELECT o.partition, o.external_id, o.pid, o.state, r.report"
+                    " FROM run_outcomes o JOIN runs r ON r.run_id = o.run_id"
+                    " WHERE o.parent_run_id IS NOT NULL"
                 )
             ).all()
         versions = json.loads(topology.sluice("versions", "--json").stdout)["versions"]
@@ -64,7 +76,7 @@ def run_case(
         for part in parts:
             if part.state != "completed":
                 continue
-            worker = topology.worker_of(str(part.external_id)) or "?"
+            worker = topology.worker_of(str(part.external_id)) or f"pid {part.pid}"
             per_worker[worker] = per_worker.get(worker, 0) + json.loads(part.report)["new"]
     return {
         "case": name,
@@ -85,17 +97,28 @@ def main() -> None:
     parser.add_argument("beir", type=Path)
     parser.add_argument("--docs", type=int, default=10**9)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--dask",
+        action="store_true",
+        help="also the partitions as prefect-dask tasks in one run (needs prefect-dask)",
+    )
+    parser.add_argument("--only-dask", action="store_true", help="the baseline and Dask only")
     args = parser.parse_args()
     exports = os.environ.get("SLUICE_MODEL_EXPORTS_DIR", str(ROOT / ".sluice" / "model-exports"))
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch)
         corpus = beir_as_files(args.beir, args.docs, base / "corpus")
         files = len(list(corpus.iterdir()))
-        cases = [
-            run_case("unpartitioned", corpus, base, 1, 1, exports),
-            run_case("partitioned-1-worker", corpus, base, 1, args.partitions, exports),
-            run_case("partitioned-2-workers", corpus, base, 2, args.partitions, exports),
-        ]
+        cases = [run_case("unpartitioned", corpus, base, 1, 1, exports)]
+        if not args.only_dask:
+            cases += [
+                run_case("partitioned-1-worker", corpus, base, 1, args.partitions, exports),
+                run_case("partitioned-2-workers", corpus, base, 2, args.partitions, exports),
+            ]
+        if args.dask or args.only_dask:
+            cases.append(
+                run_case("dask-2-processes", corpus, base, 2, args.partitions, exports, True)
+            )
     baseline = cases[0]["seconds"]
     print(f"{files} files of {args.beir.name}")
     print("| case | workers | partitions | wall s | × unpartitioned | documents per worker |"

@@ -36,6 +36,7 @@ from index.models.device import choose_backend
 from index.models.embedder import SentenceTransformerEmbedder
 from index.models.reranker import CrossEncoderReranker
 from index.query_log import QueryLog
+from index.query_log_index import QueryLogIndex
 from index.search.searcher import IndexSearcher
 from index.store.cluster import ClusterLayout
 from index.store.factory import open_vector_store
@@ -53,7 +54,7 @@ from pipelines.document_stream import ReadBudget
 from pipelines.gate import GatePolicy
 from pipelines.ingest_sync import IngestParts, SyncOptions
 from pipelines.versioned_index import VersionedIndex
-from state.database import StateDatabase, Tree, open_state
+from state.database import STATE_WAIT_S, StateDatabase, Tree, open_state
 from state.run_lock import RunLock
 
 
@@ -111,8 +112,8 @@ class Components:
         url = settings.state_url.get_secret_value() if settings.state_url else None
         if tree == "index":
             return open_state(url, settings.manifest_path(index), tree, index or self.index_name)
-        # A rate bucket lost in a crash only forgets recent requests: no fsync per request.
-        return open_state(url, settings.rate_limits_path, tree, durable=False)
+        # Rate buckets lost in a crash only forget recent requests: no fsync per request.
+        return open_state(url, settings.rate_limits_path, tree, None, False, STATE_WAIT_S)
 
     def has_manifest(self, index: str | None = None) -> bool:
         """Whether the index has a manifest to read, without making one: on PostgreSQL the
@@ -298,6 +299,7 @@ class Components:
             max_bytes=int(s.query_log_max_mb * 2**20),
             flush_rows=s.query_log_flush_rows,
             flush_s=s.query_log_flush_s,
+            index=QueryLogIndex(self.state("shared")),
         )
 
     def storage(self, store: VectorStore, alias: str) -> StorageEstimate:

@@ -23,7 +23,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +32,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
+from sqlalchemy.exc import SQLAlchemyError
 
 from index.contracts import Condition, MatchAny, PayloadFilter, Range
+from index.query_log_index import QueryLogIndex
 
 logger = logging.getLogger("sluice.query_log")
 
@@ -85,7 +87,8 @@ COLUMNS = frozenset(SCHEMA.names)
 
 
 class QueryLog:
-    """Thread-safe; `close()` writes what is buffered."""
+    """Thread-safe; `close()` writes what is buffered. With an `index`, each answer also gets a
+    row in the state database (`index/query_log_index.py`) that follows its file."""
 
     def __init__(
         self,
@@ -94,12 +97,14 @@ class QueryLog:
         max_bytes: int = 512 * 2**20,
         flush_rows: int = 1000,
         flush_s: float = 30.0,
+        index: QueryLogIndex | None = None,
     ) -> None:
         self.directory = directory
         self.keep_text = keep_text
         self.max_bytes = max_bytes
         self.flush_rows = flush_rows
         self.flush_s = flush_s
+        self.index = index
         self.directory.mkdir(parents=True, exist_ok=True)
         self._secret = _secret(directory / ".hash-key")
         self._rows: list[dict[str, Any]] = []
@@ -132,17 +137,24 @@ class QueryLog:
             return
         with self._write_lock:
             try:
-                self._write(rows)
-                self._compact_past_days()
-                self._bound()
+                path = self._write(rows)
             except OSError as error:  # a full disk loses log records, never an answer
                 logger.error("query log: %d records not written: %s", len(rows), error)
+                return
+            self._indexing(QueryLogIndex.add, rows, path)
+            try:
+                self._compact_past_days()
+                self._bound()
+            except OSError as error:
+                logger.error("query log: not compacted or bounded: %s", error)
 
     def close(self) -> None:
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=30)
         self.flush()
+        if self.index is not None:
+            self.index.close()
 
     def files(self) -> list[Path]:
         return log_files(self.directory)
@@ -153,13 +165,23 @@ class QueryLog:
             self._wake.clear()
             self.flush()
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _indexing(self, change: Callable[..., None], *args: Any) -> None:
+        """A state database that is down loses index rows, never log records or answers."""
+        if self.index is None:
+            return
+        try:
+            change(self.index, *args)
+        except SQLAlchemyError as error:
+            logger.error("query log index: not updated: %s", error)
+
+    def _write(self, rows: list[dict[str, Any]]) -> Path:
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         folder = self.directory / f"date={day}"
         folder.mkdir(exist_ok=True)
         path = folder / f"part-{time.time_ns()}-{os.getpid()}.parquet"
         _write_aside(table, path)
+        return path
 
     def _compact_past_days(self) -> None:
         """One file per past day: many small files slow every reader down."""
@@ -173,7 +195,9 @@ class QueryLog:
                 if len(parts) < 2:
                     continue
                 merged = pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in parts)
-                _write_aside(merged, folder / f"part-{time.time_ns()}-{os.getpid()}-day.parquet")
+                day_file = folder / f"part-{time.time_ns()}-{os.getpid()}-day.parquet"
+                _write_aside(merged, day_file)
+                self._indexing(QueryLogIndex.moved, parts, day_file)
                 for part in parts:
                     part.unlink(missing_ok=True)
 
@@ -185,6 +209,7 @@ class QueryLog:
             if total <= self.max_bytes:
                 break
             path.unlink(missing_ok=True)
+            self._indexing(QueryLogIndex.dropped, path)
             total -= size
         for folder in self.directory.glob("date=*"):
             if not any(folder.iterdir()):

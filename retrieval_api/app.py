@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -32,6 +33,7 @@ from retrieval_api.request_id import RequestId
 from retrieval_api.routes import health, retrieve
 from retrieval_api.routes import metrics as metrics_route
 from retrieval_api.warm_up import warm_up
+from state.database import STATE_WAIT_S
 
 logger = logging.getLogger("sluice.api")
 
@@ -169,6 +171,16 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         alias and searching); a retry may succeed."""
         response = _error(503, "index_unavailable", str(exc))
         response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(OperationalError)
+    async def state_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        """The state database (rate buckets, keys) is down, or a stopped process holds the lock
+        a request needs past its wait (`state.database.STATE_WAIT_S`): a retry may succeed."""
+        logger.warning("state database on %s: %s", request.url.path, exc.orig or exc)
+        message = f"the state database did not answer: {exc.orig}"
+        response = _error(503, "state_unavailable", message)
+        response.headers["Retry-After"] = str(STATE_WAIT_S)
         return response
 
     @app.exception_handler(Exception)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from state.database import StateDatabase
+from state.database import STATE_WAIT_S, StateDatabase
 from state.schema import ensure_schema
 
 
@@ -65,6 +65,8 @@ class RateBuckets:
     def take(self, key: str, rate_per_s: float, burst: int, now: float | None = None) -> Decision:
         """One request of `key` against its bucket (`rate_per_s` sustained, `burst` at once)."""
         with self._lock, self._db.transaction() as db:
+            if self._db.dialect == "postgresql":  # a stopped replica's row lock: 503, not a hang
+                db.execute(text(f"SET LOCAL lock_timeout = '{STATE_WAIT_S}s'"))
             at = time.time() if now is None else now
             db.execute(
                 text(

@@ -51,11 +51,14 @@ class StateDatabase:
         self._shared_engine = shared
 
     @classmethod
-    def sqlite(cls, path: Path, tree: Tree, durable: bool = True) -> StateDatabase:
-        """`durable=False`: no fsync per commit, for state a crash may lose (rate buckets)."""
+    def sqlite(
+        cls, path: Path, tree: Tree, durable: bool = True, busy_s: float = 30.0
+    ) -> StateDatabase:
+        """`durable=False`: no fsync per commit, for state a crash may lose (rate buckets).
+        `busy_s`: how long a writer waits for the file, which a stopped process may hold."""
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False}
+            f"sqlite:///{path}", connect_args={"timeout": busy_s, "check_same_thread": False}
         )
         synchronous = "FULL" if durable else "OFF"
 
@@ -125,6 +128,16 @@ _engines: dict[tuple[str, str], Engine] = {}
 _engines_lock = threading.Lock()
 
 
+STATE_WAIT_S = 5
+"""How long a request's write to the shared state (a rate bucket) waits for a lock that another
+process holds before the request is answered 503."""
+
+IDLE_IN_TRANSACTION_S = 30
+"""The server ends a session idle this long inside a transaction: a stopped process (SIGSTOP,
+Ctrl-Z) then holds no row lock longer. Session advisory locks (the run lock) are held outside
+transactions, so a stopped ingest keeps its lock, as a stopped one should."""
+
+
 def _postgres_engine(url: str, namespace: str) -> Engine:
     """One pool per database and schema in a process; `postgresql://` means psycopg 3."""
     parsed = make_url(url)
@@ -138,16 +151,25 @@ def _postgres_engine(url: str, namespace: str) -> Engine:
                 pool_pre_ping=True,
                 pool_size=4,
                 max_overflow=8,
-                connect_args={"options": f"-c search_path={namespace}", "connect_timeout": 10},
+                connect_args={
+                    "options": f"-c search_path={namespace} -c idle_in_transaction_session_timeout"
+                    f"={IDLE_IN_TRANSACTION_S}s",
+                    "connect_timeout": 10,
+                },
             )
         return _engines[key]
 
 
 def open_state(
-    url: str | None, sqlite_path: Path, tree: Tree, index: str | None = None, durable: bool = True
+    url: str | None,
+    sqlite_path: Path,
+    tree: Tree,
+    index: str | None = None,
+    durable: bool = True,
+    busy_s: float = 30.0,
 ) -> StateDatabase:
     """The state database of `tree`: in PostgreSQL at `url` when one is set, else the SQLite
     file at `sqlite_path`."""
     if url:
         return StateDatabase.postgres(url, tree, index)
-    return StateDatabase.sqlite(sqlite_path, tree, durable)
+    return StateDatabase.sqlite(sqlite_path, tree, durable, busy_s)

@@ -17,9 +17,12 @@ from pathlib import Path
 from threading import Thread
 from typing import ClassVar
 
+import pyarrow as pa
 import pytest
 from sqlalchemy import text
 
+from index.query_log import SCHEMA, QueryLog, _write_aside, log_files
+from index.query_log_index import QueryLogIndex
 from ingest.manifest import DocumentRecord, Manifest
 from retrieval_api.keys import KeyStore, KeyStoreError
 from retrieval_api.rate_buckets import RateBuckets
@@ -312,6 +315,77 @@ class KeysContract:
             maker.revoke("nonexistent00")
 
 
+class QueryLogIndexContract:
+    """The query log's index: rows that follow the log's files, found by any process."""
+
+    @staticmethod
+    def _row(request_id: str, at: float, key_id: str = "k1") -> dict[str, object]:
+        from datetime import UTC, datetime
+
+        return {
+            "request_id": request_id, "time": datetime.fromtimestamp(at, UTC), "key_id": key_id,
+            "tenants": ["acme"], "index": "docs", "chunk_ids": [f"{request_id}-c"],
+            "doc_ids": [f"{request_id}-d"], "query": "x" * 300,
+        }  # fmt: skip
+
+    def test_answers_are_found_by_another_opener_newest_first(
+        self, opener: Opener, tmp_path: Path
+    ) -> None:
+        writer = QueryLogIndex(opener("shared", None), host="api-1")
+        writer.add([self._row("r1", 100.0), self._row("r2", 101.0)], tmp_path / "a.parquet")
+        # A client's own request id may name two answers, by two keys.
+        QueryLogIndex(opener("shared", None), host="api-2").add(
+            [self._row("r1", 102.0, key_id="k2")], tmp_path / "b.parquet"
+        )
+        reader = QueryLogIndex(opener("shared", None))
+        newest, oldest = reader.answers("r1")
+        assert (newest.key_id, newest.host, newest.file) == (
+            "k2",
+            "api-2",
+            str(tmp_path / "b.parquet"),
+        )
+        assert (oldest.key_id, oldest.host, oldest.time) == ("k1", "api-1", 100.0)
+        assert oldest.tenants == ("acme",) and oldest.chunk_ids == ("r1-c",)
+        assert oldest.doc_ids == ("r1-d",) and oldest.index == "docs"
+        assert reader.answers("r3") == []
+
+    def test_rows_follow_the_files_as_they_are_merged_and_dropped(
+        self, opener: Opener, tmp_path: Path
+    ) -> None:
+        index = QueryLogIndex(opener("shared", None), host="api-1")
+        other_host = QueryLogIndex(opener("shared", None), host="api-2")
+        folder = tmp_path / "log"
+        past = folder / "date=2026-01-31"
+        past.mkdir(parents=True)
+        for part in range(3):  # a past day's files, as a log with this index wrote them
+            rows = [self._row(f"p{part}-{i}", 1000.0 + part) for i in range(5)]
+            file = past / f"part-{part}-1.parquet"
+            _write_aside(pa.Table.from_pylist(rows, schema=SCHEMA), file)
+            index.add(rows, file)
+            other_host.add([self._row(f"o{part}", 1.0)], file)  # same path, another machine
+        log = QueryLog(folder, flush_s=3600, index=index)
+        log.record(self._row("today", 1500.0))
+        log.close()  # its flush merges the past day's files
+        reader = QueryLogIndex(opener("shared", None))
+        [day_file] = past.glob("*.parquet")
+        merged = [a for p in range(3) for i in range(5) for a in reader.answers(f"p{p}-{i}")]
+        assert len(merged) == 15 and {a.file for a in merged} == {str(day_file)}
+        for part in range(3):  # another host's rows under the same path are not this log's
+            [other] = reader.answers(f"o{part}")
+            assert other.file == str(past / f"part-{part}-1.parquet")
+        log = QueryLog(folder, max_bytes=30_000, flush_s=3600, index=index)
+        for batch in range(30):
+            log.record(self._row(f"t{batch}", 2000.0 + batch))
+            log.flush()
+        log.close()
+        kept = {str(f) for f in log_files(folder)}
+        assert str(day_file) not in kept and len(kept) < 30, "the bound dropped files"
+        assert reader.answers("p0-0") == [], "a dropped file's rows go with it"
+        found = [a for b in range(30) for a in reader.answers(f"t{b}")]
+        assert reader.answers("t29") and 0 < len(found) < 30
+        assert {a.file for a in found} == kept
+
+
 class SchemaContract:
     def test_a_revision_this_sluice_does_not_know_is_refused(self, opener: Opener) -> None:
         Manifest(opener("index", "docs")).close()
@@ -353,7 +427,7 @@ class SchemaContract:
 
 class StateContract(
     DocumentsContract, RunsContract, VersionsContract, SharingContract, RunLockContract,
-    RateBucketsContract, KeysContract, SchemaContract,
+    RateBucketsContract, KeysContract, QueryLogIndexContract, SchemaContract,
 ):  # fmt: skip
     """Every capability; a backend's class says how to open it (`opener`, `state_spec`)."""
 

@@ -3,6 +3,7 @@ only a keyed hash; files stay within their bound and a past day is merged into o
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,11 +11,13 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from config.settings import Settings
 from index.query_log import SCHEMA, QueryLog, _write_aside, read_query_log
 from retrieval_api.app import create_app
 from retrieval_api.keys import KeyStore
+from sluice.cli.main import app
 from tests.conftest import ingest_folder
 
 
@@ -29,7 +32,9 @@ def indexed(tmp_path: Path, embedder) -> Settings:  # type: ignore[no-untyped-de
     return settings
 
 
-def test_every_call_is_one_record_with_what_was_answered(indexed: Settings) -> None:
+def test_every_call_is_one_record_with_what_was_answered(
+    indexed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keys = KeyStore(indexed.api_keys_path)
     secret, record = keys.create(["acme"])
     headers = {"Authorization": f"Bearer {secret}"}
@@ -76,6 +81,16 @@ def test_every_call_is_one_record_with_what_was_answered(indexed: Settings) -> N
     # The folders are hive partitions: pyarrow (and DuckDB) read the day as a column.
     table = ds.dataset(indexed.query_log_dir, format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 3 and "date" in table.column_names
+    # The query log's index finds an answer by its request id, with the file that holds it.
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(indexed.data_dir))
+    shown = CliRunner().invoke(app, ["log", "show", "call-1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    [logged] = json.loads(shown.stdout)
+    assert logged["chunk_ids"] == [hit["chunk_id"] for hit in answers[1]["hits"]]
+    assert logged["key_id"] == record.key_id and logged["tenants"] == ["acme"]
+    assert logged["record"]["query"] == "seal" and logged["record"]["mode"] == "bm25"
+    assert Path(logged["file"]).parent.parent == indexed.query_log_dir
+    assert CliRunner().invoke(app, ["log", "show", "call-9"]).exit_code == 1
 
 
 def test_query_text_off_keeps_only_a_keyed_hash(indexed: Settings) -> None:

@@ -23,7 +23,8 @@ WHY = {
     422: "The request does not match the schema",
     429: "The key's rate limit is exceeded (see Retry-After)",
     500: "A server error",
-    503: "The server is at its limit of searches or connections (see Retry-After)",
+    503: "The server is at its limit of searches or connections, or the index or the state"
+    " database is unavailable for now (see Retry-After)",
 }
 _HOST_REFUSED = {"text/plain": {"schema": {"type": "string", "example": "Invalid host header"}}}
 

@@ -1,6 +1,6 @@
 """The `sluice` command: ingest, retry-failed, deploy, serve, query, demo, status, runs, reembed,
-versions, rollback, cost, eval, tune, train-reranker, train-embedder, models, keys, config
-check, server."""
+versions, rollback, cost, eval, tune, train-reranker, train-embedder, models, keys, log, config
+check, server, state."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sluice.cli import (
     index_commands,
     ingest_commands,
     key_commands,
+    log_commands,
     model_commands,
     run_commands,
     serve_commands,
@@ -75,6 +76,7 @@ app.command()(serve_commands.demo)
 app.command()(model_commands.models)
 app.add_typer(config_commands.app, name="config")
 app.add_typer(key_commands.app, name="keys")
+app.add_typer(log_commands.app, name="log")
 app.add_typer(server_commands.app, name="server")
 app.add_typer(state_commands.app, name="state")
 
