@@ -85,6 +85,12 @@ class LocalFolderConfig(_SourceModel):
         description="Read what links lead to outside the folder too; off, such links (and FIFOs, "
         "sockets, devices) are reported as skipped, never opened.",
     )
+    live: bool = Field(
+        default=False,
+        description="Sync each change as the OS reports it, while `sluice deploy` serves the "
+        "sources in-process (as `sluice ingest --source NAME --watch` does); the schedule, if "
+        "any, still runs.",
+    )
 
 
 class S3Config(_SourceModel):

@@ -38,11 +38,14 @@ def plan_changes(
     config_fingerprint: Callable[[SourceItem], str],
     max_deleted_fraction: float = 0.2,
     kept: Sequence[str] = (),
+    population: int | None = None,
 ) -> ChangePlan:
     """Unchanged documents are recognised by fingerprint and config alone, without being read.
 
     A known document missing from `items` is deleted, unless its uri is in `kept` or below one
     of its folders (uris ending with "/"): what the source could not read, not what is gone.
+    `population`: the source's known documents, where `known` is only part of them (a live
+    batch's paths); the delete guard weighs deletions against it.
 
     >>> plan = plan_changes(source.list_items(), manifest.documents("docs"), fingerprint_of)
     ... # doctest: +SKIP
@@ -83,7 +86,7 @@ def plan_changes(
         for doc_id in known
         if doc_id not in listed and doc_id not in kept and not doc_id.startswith(folders)
     )
-    present = len(known)
+    present = len(known) if population is None else population
     if plan.deleted and len(plan.deleted) > max_deleted_fraction * present:
         plan.deletions_held = (
             f"the listing lost {len(plan.deleted)} of {present} known documents "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 def readable(text: str) -> str:
@@ -102,6 +102,28 @@ class DocumentSource(Protocol):
     def skipped(self) -> list[tuple[str, str]]:
         """(uri, reason) of what the last listing found but will not read; a folder's uri ends
         with "/" (it stands for everything below it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Part of a source named by what changed in it: documents by uri, and folders (uris ending
+    with "/") that hold every document below them."""
+
+    uris: frozenset[str]
+    folders: tuple[str, ...] = ()
+
+    def holds(self, uri: str) -> bool:
+        return uri in self.uris or uri.startswith(self.folders)
+
+
+@runtime_checkable
+class ListsScope(Protocol):
+    """A source that can list only a scope of itself, without listing everything: what a live
+    source syncs on each batch of changes."""
+
+    def list_scope(self, scope: Scope) -> list[SourceItem]:
+        """The items `scope` holds that exist now; what is gone is simply not listed."""
         ...
 
 

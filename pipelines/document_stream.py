@@ -35,7 +35,7 @@ from ingest.reader import DocumentReader, ReadResult
 from pipelines.read_budget import NO_BUDGET, ReadBudget, Usage, family_usage, overrun
 from pipelines.read_worker import READY, work
 
-__all__ = ["NO_BUDGET", "ReadBudget", "read_documents"]
+__all__ = ["NO_BUDGET", "ReadBudget", "ReadPool", "read_documents"]
 
 _POLL_S = 0.1
 EXTRA_WORKER_AFTER_S = 2.0
@@ -102,9 +102,18 @@ class _SupervisedPool:
     """A thread hands documents to workers, enforces the budget, and queues results."""
 
     def __init__(
-        self, reader: DocumentReader, workers: int, budget: ReadBudget, window: int
+        self,
+        reader: DocumentReader,
+        workers: int,
+        budget: ReadBudget,
+        window: int,
+        keep: bool = False,
     ) -> None:
+        """`keep`: workers outlive a batch (`batch()`), until `stop()`."""
         self.reader = reader
+        self.keep = keep
+        self.pending: deque[Candidate] = deque()
+        self.work = threading.Event()
         self.size = workers
         self.budget = budget
         self.results: queue.Queue[ReadResult | BaseException | None] = queue.Queue()
@@ -116,10 +125,8 @@ class _SupervisedPool:
         """Seconds workers have spent on reads that ended (from READY to the result)."""
 
     def run(self, candidates: list[Candidate]) -> Iterator[ReadResult]:
-        self.thread = threading.Thread(
-            target=self._supervise, args=(deque(candidates),), name="sluice-read", daemon=True
-        )
-        self.thread.start()
+        self.pending.extend(candidates)
+        self._start()
         while True:
             item = self.results.get()
             if item is None:
@@ -128,6 +135,29 @@ class _SupervisedPool:
                 raise item
             self.slots.release()
             yield item
+
+    def batch(self, candidates: list[Candidate]) -> Iterator[ReadResult]:
+        """Of a kept pool: these candidates' results, by workers kept from earlier batches."""
+        self.pending.extend(candidates)
+        self.work.set()
+        self._start()
+        for _ in candidates:
+            item = self.results.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                raise RuntimeError("the reading pool stopped")
+            self.slots.release()
+            yield item
+
+    def _start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._supervise, name="sluice-read", daemon=True)
+            self.thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is None or self.thread.is_alive()
 
     def stop(self) -> None:
         """Kills what still runs: a caller that stops early wants no more of its reads."""
@@ -138,9 +168,16 @@ class _SupervisedPool:
             worker.kill()
         self.workers.clear()
 
-    def _supervise(self, pending: deque[Candidate]) -> None:
+    def _supervise(self) -> None:
+        pending = self.pending
         try:
-            while (pending or self._busy()) and not self.stopping.is_set():
+            while not self.stopping.is_set():
+                if not pending and not self._busy():
+                    if not self.keep:
+                        break
+                    self.work.wait(_POLL_S)  # a kept pool's workers wait for the next batch
+                    self.work.clear()
+                    continue
                 self._hand_out(pending)
                 self._collect()
                 self._enforce_budget()
@@ -254,6 +291,38 @@ class _SupervisedPool:
             worker.process.join(timeout=5)
             worker.connection.close()
         self.workers.clear()
+
+
+class ReadPool:
+    """Reading workers kept from one run to the next, for a live source whose batches are small
+    and frequent: a new worker costs ~5 s of CPU to load its parser, a small file's read
+    milliseconds. The same budget applies to every read; a batch its caller abandons, or a pool
+    whose supervision failed, is stopped and the next batch starts a new one."""
+
+    def __init__(self, workers: int, budget: ReadBudget) -> None:
+        self.workers = workers
+        self.budget = budget
+        self._pool: _SupervisedPool | None = None
+
+    def read(self, reader: DocumentReader, candidates: list[Candidate]) -> Iterator[ReadResult]:
+        """`reader`: the same source and parser every batch (the workers keep the first)."""
+        if not candidates:
+            return
+        if self._pool is None or not self._pool.alive:
+            workers = max(1, self.workers)
+            self._pool = _SupervisedPool(reader, workers, self.budget, 2 * workers, keep=True)
+        done = False
+        try:
+            yield from self._pool.batch(candidates)
+            done = True
+        finally:
+            if not done:
+                self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
 
 
 def _died(worker: _Worker) -> str:

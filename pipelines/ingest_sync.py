@@ -19,9 +19,17 @@ from index.write.target import IndexTarget, write_documents
 from ingest.changes import ChangePlan, plan_changes
 from ingest.manifest import DocumentRecord, Manifest, RunState
 from ingest.reader import DocumentReader, ReadResult
-from ingest.types import UNREADABLE, DocumentParser, DocumentSource, SourceItem, readable
+from ingest.types import (
+    UNREADABLE,
+    DocumentParser,
+    DocumentSource,
+    ListsScope,
+    Scope,
+    SourceItem,
+    readable,
+)
 from pipelines.cost import DEFAULT_RATES, Cost, CostRates, CpuMeter, gpu_seconds
-from pipelines.document_stream import NO_BUDGET, ReadBudget, read_documents
+from pipelines.document_stream import NO_BUDGET, ReadBudget, ReadPool, read_documents
 from pipelines.progress import ProgressCallback, no_progress
 from pipelines.report import DocumentOutcome, IngestReport
 
@@ -50,6 +58,12 @@ class SyncOptions:
     partition: Partition | None = None
     """One part of a source's listing, synced beside the other parts under a parent run that
     decides the deletions (pipelines/partitioned_sync.py)."""
+    scope: Scope | None = None
+    """Only these paths of a live source, listed alone (pipelines/live_sync.py)."""
+    seen_at: float | None = None
+    """Of a live run: when its changes were seen (`time.time()`), for its lag."""
+    read_pool: ReadPool | None = None
+    """Reading workers kept between runs (a live source's); else each run starts its own."""
 
 
 @dataclass(frozen=True)
@@ -212,8 +226,15 @@ def _sync(
     report: IngestReport,
 ) -> IngestReport:
     started = time.perf_counter()
-    items = source.list_items()
     known = manifest.documents(source_name)
+    population = len(known)  # what the delete guard weighs deletions against
+    if (scope := options.scope) is not None:
+        if not isinstance(source, ListsScope):
+            raise TypeError(f"{type(source).__name__} cannot list only what changed")
+        items = source.list_scope(scope)
+        known = {doc_id: row for doc_id, row in known.items() if scope.holds(doc_id)}
+    else:
+        items = source.list_items()
     skipped = source.skipped()
     if (part := options.partition) is not None:  # the parent reports what was skipped
         items = [item for item in items if part.holds(item.uri)]
@@ -221,7 +242,9 @@ def _sync(
         skipped = []
     unreadable = [uri for uri, reason in skipped if reason.startswith(UNREADABLE)]
     fingerprint = source_fingerprint(parts, options)
-    plan = plan_changes(items, known, fingerprint, options.max_deleted_fraction, unreadable)
+    plan = plan_changes(
+        items, known, fingerprint, options.max_deleted_fraction, unreadable, population
+    )
     report.files_seen = len(items)
     for uri, reason in skipped:
         log.warning("%s skipped: %s", uri, reason)
@@ -254,9 +277,12 @@ def _sync(
     def chunked_documents() -> Iterator[tuple[str, list[Chunk]]]:
         nonlocal read_seconds
         done = 0
-        for result in read_documents(
-            reader, plan.candidates, options.parse_workers, options.read_budget
-        ):
+        results = (
+            options.read_pool.read(reader, plan.candidates)
+            if options.read_pool
+            else read_documents(reader, plan.candidates, options.parse_workers, options.read_budget)
+        )
+        for result in results:
             done += 1
             progress("read", done, len(plan.candidates))
             read_seconds += result.seconds
@@ -298,6 +324,9 @@ def _sync(
     if report.collection:
         report.points_in_index = parts.target.store.count(report.collection)
     report.seconds = round(time.perf_counter() - started, 3)
+    report.live = options.scope is not None
+    if options.seen_at is not None:
+        report.lag_s = round(time.time() - options.seen_at, 3)
     log.info(
         "%s: %d chunks written (%d embedded, %d from cache), %d points in %s, %.1f s",
         source_name,

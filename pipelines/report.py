@@ -44,6 +44,11 @@ class IngestReport:
     cost: Cost = field(default_factory=Cost)
     partitions: list[dict[str, Any]] = field(default_factory=list)
     """Of a run split into partitions: each partition's counts, its run and flow run ids."""
+    live: bool = False
+    """A live source's run over the paths of one batch of changes (its reconciles, which list
+    everything, are ordinary runs)."""
+    lag_s: float | None = None
+    """Of a live batch: seconds from its changes being seen to their being searchable."""
 
     def to_dict(self) -> dict[str, Any]:
         """Counts at the top level; the documents behind them under `documents`."""
@@ -70,6 +75,8 @@ class IngestReport:
             "stage_seconds": self.stage_seconds,
             "cost": self.cost.to_dict(),
             "partitions": self.partitions,
+            "live": self.live,
+            "lag_s": self.lag_s,
             "documents": {
                 "new": [asdict(d) for d in self.new],
                 "changed": [asdict(d) for d in self.changed],

@@ -201,6 +201,12 @@ class IndexCollector(Collector):
             "Estimated compute cost of ingest runs, at the SLUICE_COST_* rates of each run",
             labels=["index", "source"],
         )
+        lag = GaugeMetricFamily(
+            "sluice_source_lag_seconds",
+            "Of a live source's last batch: seconds from its changes being seen to their being "
+            "searchable",
+            labels=["index", "source"],
+        )
         storage = GaugeMetricFamily(
             "sluice_index_storage_bytes",
             "Bytes the index's kept versions take: on disk (embedded engine), else estimated",
@@ -232,13 +238,13 @@ class IndexCollector(Collector):
                     outcomes,
                     chunks,
                     throughput,
-                    last_success,
+                    (last_success, lag),
                     {"cpu_seconds": cpu, "tokens_embedded": tokens, "estimated_cost": cost},
                 )
             finally:
                 manifest.close()
         yield from (info, points, documents, versions, scores, storage)
-        yield from (runs, outcomes, chunks, throughput, last_success, cpu, tokens, cost)
+        yield from (runs, outcomes, chunks, throughput, last_success, lag, cpu, tokens, cost)
 
 
 def _add_manifest(alias: str, manifest: Any, documents: Any, versions: Any, scores: Any) -> None:
@@ -262,10 +268,12 @@ def _add_runs(
     outcomes: Any,
     chunks: Any,
     throughput: Any,
-    last_success: Any,
+    latest: tuple[Any, Any],
     costs: dict[str, Any],
 ) -> None:
-    """`costs`: a counter family per field of the reports' `cost` (cpu_seconds, ...)."""
+    """`latest`: the last-success and live-lag families; `costs`: a counter family per field
+    of the reports' `cost` (cpu_seconds, ...)."""
+    last_success, lag = latest
     counted: dict[tuple[str, ...], float] = {}
 
     def add(key: tuple[str, ...], value: float) -> None:
@@ -273,6 +281,7 @@ def _add_runs(
 
     latest_success: dict[str, float] = {}
     latest_rate: dict[str, float] = {}
+    latest_lag: dict[str, float] = {}
     for run in reversed(manifest.runs(limit=100_000)):  # oldest first: the latest wins
         report = run.report or {}
         add(("runs", run.source, run.state), 1)
@@ -287,6 +296,8 @@ def _add_runs(
             latest_rate[run.source] = report["embedded"] / embed_s
         if run.state in ("completed", "completed_with_failures") and run.finished_at:
             latest_success[run.source] = run.finished_at
+        if report.get("lag_s") is not None:
+            latest_lag[run.source] = report["lag_s"]
     families = {"runs": runs, "documents": outcomes, "chunks": chunks}
     for (family, source, *label), value in counted.items():
         (families.get(family) or costs[family]).add_metric([alias, source, *label], value)
@@ -294,3 +305,5 @@ def _add_runs(
         throughput.add_metric([alias, source], rate)
     for source, finished in latest_success.items():
         last_success.add_metric([alias, source], finished)
+    for source, seconds in latest_lag.items():
+        lag.add_metric([alias, source], seconds)

@@ -221,3 +221,29 @@ def test_a_worker_whose_parent_died_before_it_could_watch_it_exits() -> None:
         timeout=120,
     )  # its output ends only once the grandchild, which shares it, has exited too
     assert parent.stdout == "started\n", parent.stderr
+
+
+def test_a_kept_pool_reads_batch_after_batch_in_the_same_workers_under_the_budget(
+    tmp_path: Path,
+) -> None:
+    from pipelines.document_stream import ReadPool
+
+    me = psutil.Process()
+    pool = ReadPool(1, ReadBudget(seconds=1.5))
+
+    def batch(names: list[str]) -> dict[str, str]:
+        _folder(tmp_path, names)
+        reader, candidates = _candidates(tmp_path)
+        return _outcomes(pool.read(reader, [c for c in candidates if c.item.name in names]))
+
+    try:
+        assert batch(["a.txt", "b.txt"]) == {"a.txt": "", "b.txt": ""}
+        [worker] = _workers(me)
+        assert batch(["c.txt"]) == {"c.txt": ""}
+        assert _workers(me) == [worker], "the worker waited for the next batch"
+        outcomes = batch(["stuck.spin", "d.txt"])
+        assert "longer than 1.5 s of CPU time" in outcomes["stuck.spin"]
+        assert outcomes["d.txt"] == "" and _gone(worker)
+    finally:
+        pool.close()
+    assert all(_gone(w) for w in _workers(me)), "closing the pool stops its workers"

@@ -6,9 +6,17 @@ import os
 import stat
 from fnmatch import fnmatchcase
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from config.sources import LocalFolderConfig
-from ingest.types import UNREADABLE, ParseError, SourceFile, SourceItem, SourceUnavailable
+from ingest.types import (
+    UNREADABLE,
+    ParseError,
+    Scope,
+    SourceFile,
+    SourceItem,
+    SourceUnavailable,
+)
 
 
 def glob_matches(relative_path: str, pattern: str) -> bool:
@@ -63,15 +71,40 @@ class LocalFolderSource:
             raise SourceUnavailable(f"source folder {self.root} does not exist (is it mounted?)")
         self._skipped = []
         if self.root.is_file():
-            candidates, base = [self.root], self.root.parent
-        else:
-            candidates, base = self._walk(), self.root
+            return self._items([self.root], self.root.parent)
+        return self._items(self._walk(self.root), self.root)
+
+    def list_scope(self, scope: Scope) -> list[SourceItem]:
+        """Only the changed paths: each a file, a folder walked, or gone (not listed)."""
+        self._skipped = []
+        if self.root.is_file():
+            return [item for item in self.list_items() if scope.holds(item.uri)]
+        found: set[Path] = set()
+        for uri in sorted(scope.uris):
+            path = Path(unquote(urlparse(uri).path))
+            if not path.is_relative_to(self.root) or not os.path.lexists(path):
+                continue
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    found.update(self._walk(path))
+                elif (refused := self._refusal(path)) is None:
+                    found.add(path)
+                else:
+                    self._skip(path, refused)
+            except FileNotFoundError:  # gone since the event: not listed, so deleted
+                continue
+        return self._items(sorted(found), self.root)
+
+    def _items(self, candidates: list[Path], base: Path) -> list[SourceItem]:
         items = []
         for path in candidates:
             relative = path.relative_to(base).as_posix()
             if not selected(relative, self.include, self.exclude):
                 continue
-            info = path.stat()
+            try:
+                info = path.stat()
+            except FileNotFoundError:  # deleted while the folder was listed
+                continue
             items.append(
                 SourceItem(
                     uri=path.as_uri(),
@@ -82,11 +115,11 @@ class LocalFolderSource:
             )
         return items
 
-    def _walk(self) -> list[Path]:
-        """Regular files under the root, sorted; everything else it meets is `skipped`."""
+    def _walk(self, top: Path) -> list[Path]:
+        """Regular files under `top`, sorted; everything else it meets is `skipped`."""
         found = []
         visited: set[str] = set()
-        walk = os.walk(self.root, onerror=self._unlistable, followlinks=self.follow_symlinks)
+        walk = os.walk(top, onerror=self._unlistable, followlinks=self.follow_symlinks)
         for folder, folders, files in walk:
             real = os.path.realpath(folder)
             if real in visited:  # a link loop, or a second way into one folder
@@ -138,6 +171,8 @@ class LocalFolderSource:
 
     def fetch(self, item: SourceItem, folder: Path) -> SourceFile:
         path = self.root if self.root.is_file() else self.root / item.name
+        if not os.path.lexists(path):  # deleted or renamed since the listing: no use retrying
+            raise ParseError("gone from the folder since it was listed")
         if (refused := self._refusal(path)) is not None:  # it may have changed since listing
             raise ParseError(refused)
         info = path.stat()

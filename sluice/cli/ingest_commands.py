@@ -149,6 +149,14 @@ def ingest(
         bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Then keep PATH (or a local --source) live: sync each change as the OS reports "
+            "it, until Ctrl-C or SIGTERM.",
+        ),
+    ] = False,
 ) -> None:
     """Bring the index up to date with PATH, one --source, or every configured source.
 
@@ -166,6 +174,14 @@ def ingest(
         problem = "names a tenant for PATH only" if path is None else "letters, digits, _ . -"
         console.print(f"[red]--tenant {tenant!r}:[/red] {problem}", soft_wrap=True)
         raise typer.Exit(2)
+    if watch:
+        if dry_run or (path is None) == (source is None):
+            console.print("[red]--watch[/red] takes PATH or one --source, and no --dry-run")
+            raise typer.Exit(2)
+        from sluice.cli.watch_commands import watch as watch_live
+
+        watch_live(settings, path, source, tenant, as_json)
+        return
     runs = _ingest_runs(settings, path, source, dry_run, as_json, tenant)
     raise typer.Exit(exit_code(runs))
 
@@ -261,4 +277,11 @@ def deploy(
     if api:  # Prefect's hints below (`prefect deployment run ...`) need the address
         first = f"prefect deployment run 'ingest/{settings.sources[0].name}'"
         out.print(prefect_hint(api, first), soft_wrap=True)
-    serve(*source_deployments(settings))
+    from sluice.cli.watch_commands import start_live_sources
+
+    live = start_live_sources(settings)
+    try:
+        serve(*source_deployments(settings))
+    finally:
+        if live is not None:
+            live.set()

@@ -50,6 +50,8 @@ def run_history(
             "cost": (run.report or {}).get("cost"),  # None: no report, or one from before costs
             "error": run.error or _held((run.report or {}).get("deletions_held")),
             "flow_run_id": run.external_id,
+            "live": bool((run.report or {}).get("live")),
+            "lag_s": (run.report or {}).get("lag_s"),  # a live batch's, change seen to searchable
         }
         for run in records
     ]
@@ -85,7 +87,7 @@ def runs_table(title: str, rows: list[dict[str, Any]]) -> Table:
         style = STATE_STYLE.get(row["state"], "")
         table.add_row(
             str(row["run_id"]),
-            row["source"],
+            row["source"] + (f" (live, lag {row['lag_s']:.1f} s)" if row.get("lag_s") else ""),
             f"[{style}]{row['state']}[/{style}]",
             (row["started_at"] or "").replace("T", " ").removesuffix("+00:00"),
             "" if row["seconds"] is None else f"{row['seconds']:.1f}",

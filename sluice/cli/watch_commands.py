@@ -1,0 +1,75 @@
+"""`sluice ingest PATH --watch` (or `--source NAME --watch`): a local folder kept live in the
+foreground, beside `sluice serve` on the same data dir, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from config.settings import Settings
+from config.sources import LocalFolderConfig
+from sluice.cli.common import console, exit_on, index_errors, out
+
+
+def watch(
+    settings: Settings, path: Path | None, source: str | None, tenant: str | None, as_json: bool
+) -> None:
+    from composition.components import Components
+    from composition.live_source import watch_folder
+
+    parts = Components(settings)
+    config = settings.source(source) if source else parts.folder_source(Path(str(path)), tenant)
+    if not isinstance(config, LocalFolderConfig):
+        console.print(f"[red]--watch:[/red] source '{config.name}' is not a local folder")
+        raise typer.Exit(2)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    console.print(
+        f"watching {config.path} into '{settings.index_name}' (Ctrl-C or SIGTERM stops)",
+        soft_wrap=True,
+    )
+    with exit_on("ingest --watch", *index_errors()):
+        runs = watch_folder(parts, config, stop, lambda report: _print(report.to_dict(), as_json))
+    console.print(f"stopped after {runs} sync(s)")
+
+
+def start_live_sources(settings: Settings) -> threading.Event | None:
+    """A watcher thread for each `live = true` folder source, beside `sluice deploy`'s
+    schedules; set the returned event to stop them. None: no source is live."""
+    from composition.components import Components
+    from composition.live_source import watch_folder
+
+    live = [s for s in settings.sources if isinstance(s, LocalFolderConfig) and s.live]
+    if not live:
+        return None
+    stop = threading.Event()
+    for config in live:
+
+        def run(config: LocalFolderConfig = config) -> None:
+            watch_folder(Components(settings), config, stop, lambda r: _print(r.to_dict(), False))
+
+        threading.Thread(target=run, name=f"live-{config.name}", daemon=True).start()
+        out.print(f"live: watching {config.path} for source '{config.name}'", soft_wrap=True)
+    return stop
+
+
+def _print(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:  # one line per run, for a program to follow
+        report.pop("documents")
+        print(json.dumps({**report, "finished_at": time.time()}), flush=True)
+        return
+    counts = " ".join(f"{k} {report[k]}" for k in ("new", "changed", "deleted", "failed"))
+    kind = f"lag {report['lag_s']:.2f} s" if report["lag_s"] is not None else "reconciled"
+    held = f"; deletions held: {report['deletions_held']}" if report["deletions_held"] else ""
+    out.print(
+        f"{time.strftime('%H:%M:%S')} {report['source'].rsplit('/', 1)[-1]}: {counts}; "
+        f"{report['points_in_index']} points; {kind}{held}",
+        soft_wrap=True,
+    )
