@@ -15,6 +15,10 @@ FOLDER --watch --json` beside it; once the watcher has reconciled the folder:
   Markdown files, round robin, spread evenly), with the lag of every live batch the watcher
   reports (`lag_s`: change seen to searchable) per minute: p50, p95 and max, and the files each
   batch carried. A backlog shows as a lag that grows minute over minute.
+- **Webhook** (`--webhook N`): N times, a new file in a second folder, a configured source
+  `hook` that nothing watches, then `POST /sources/hook/sync` with its path; the time from the
+  request to the first `/retrieve` that finds it. `sluice deploy` serves the deployment (the
+  data dir's own Prefect server), so each sync is a flow run started in a new process.
 - **Idle**: the watcher's CPU (user + system, from /proc) over `--idle-s` with nothing changing,
   as a share of one core.
 """
@@ -172,6 +176,33 @@ def sustained(folder: Path, watcher: Watcher, minutes: float, rate: int) -> None
         )
 
 
+def webhook(base: Path, env: dict[str, str], client: httpx.Client, url: str, count: int) -> None:
+    hook = base / "hook"
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "deploy"], env=env, cwd=ROOT,
+        stdout=(base / "deploy.log").open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    times = []
+    try:
+        for number in range(count + 1):  # the first waits for the deployment: not counted
+            path = hook / f"hook-{number:03d}.md"
+            word = f"zw{number:04d}hook"
+            path.write_text(f"# Hook {number}\n\nA published page about {word}.\n")
+            started = time.perf_counter()
+            ask = client.post(f"{url}/sources/hook/sync", json={"paths": [path.name]})
+            while ask.status_code == 503 and time.perf_counter() - started < 300:
+                time.sleep(1)
+                ask = client.post(f"{url}/sources/hook/sync", json={"paths": [path.name]})
+            assert ask.status_code == 202, ask.text
+            _until(client, url, word, path, True)
+            if number:
+                times.append(time.perf_counter() - started)
+    finally:
+        deploy.terminate()
+        deploy.wait(timeout=120)
+    print(f"webhook (request to found): {_stats(times)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("docs", type=Path)
@@ -179,6 +210,7 @@ def main() -> None:
     parser.add_argument("--sustained-minutes", type=float, default=0.0)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--idle-s", type=float, default=30.0)
+    parser.add_argument("--webhook", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch)
@@ -187,7 +219,14 @@ def main() -> None:
         data_dir = base / "data"
         data_dir.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-        env |= {"SLUICE_DATA_DIR": str(data_dir), "SLUICE_QUERY_LOG": "false"}
+        (base / "hook").mkdir()
+        config = base / "sluice.toml"
+        config.write_text(f'[[sources]]\ntype = "local"\nname = "hook"\npath = "{base / "hook"}"\n')
+        env |= {
+            "SLUICE_DATA_DIR": str(data_dir),
+            "SLUICE_QUERY_LOG": "false",
+            "SLUICE_CONFIG_FILE": str(config),
+        }
         if exports := os.environ.get("SLUICE_MODEL_EXPORTS_DIR"):
             env["SLUICE_MODEL_EXPORTS_DIR"] = exports
         server, url = _serve(data_dir, env)
@@ -211,6 +250,9 @@ def main() -> None:
             print(f"idle: {idle:.2%} of one core over {args.idle_s:.0f} s")
             if args.sustained_minutes:
                 sustained(folder, watcher, args.sustained_minutes, args.rate)
+            if args.webhook:
+                with httpx.Client(timeout=30) as client:
+                    webhook(base, env, client, url, args.webhook)
         finally:
             print(f"watcher exit code on SIGTERM: {watcher.stop()}")
             server.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -17,10 +18,12 @@ from prefect.states import Completed
 from composition.components import Components
 from composition.tracing import configure_tracing, flush_tracing, record_stages
 from config.settings import Settings
-from config.sources import SourceConfig
+from config.sources import LocalFolderConfig, S3Config, SourceConfig
 from flows.artifacts import artifact_key
 from flows.partitions import launch_on_pool
+from ingest.types import Scope
 from pipelines.ingest_sync import Partition, sync_source
+from pipelines.live_sync import scope_of
 from pipelines.partitioned_sync import Launcher, sync_partitioned
 from pipelines.progress import report_progress
 from pipelines.report import IngestReport
@@ -34,6 +37,7 @@ def run_sync(
     external_id: str | None = None,
     partition: Partition | None = None,
     launch: Launcher | None = None,
+    scope: Scope | None = None,
 ) -> IngestReport:
     """Plain-Python sync of one source into the configured index, under the index's run lock.
     `external_id`: the flow run's id, kept in the index's run history. `partition`: one part of
@@ -49,6 +53,7 @@ def run_sync(
         tenant=config.tenant,
         cost_rates=parts.cost_rates(),
         partition=partition,
+        scope=scope,
     )
     with nullcontext() if partition else parts.run_lock(wait_for_lock_s):
         store = parts.store()
@@ -88,6 +93,19 @@ def run_sync(
     return report
 
 
+def scope_within(config: SourceConfig, paths: list[str]) -> Scope:
+    """Paths relative to a local folder's root, or keys below an S3 source's prefix; one that
+    leads outside the source lists nothing."""
+    if isinstance(config, LocalFolderConfig):
+        root = config.path.resolve()
+        return scope_of(root / path.lstrip("/") for path in paths)
+    if isinstance(config, S3Config):
+        keys = [posixpath.normpath(config.prefix + path.lstrip("/")) for path in paths]
+        uris = frozenset(f"s3://{config.bucket}/{key}" for key in keys)
+        return Scope(uris, tuple(sorted(f"{uri}/" for uri in uris)))
+    raise ValueError(f"source '{config.name}' ({config.type}) syncs whole, not by paths")
+
+
 @flow(name="ingest", log_prints=True)
 def ingest_flow(
     source: str | None = None,
@@ -99,11 +117,13 @@ def ingest_flow(
     partitions: int | None = None,
     partition: int | None = None,
     parent_run_id: int | None = None,
+    paths: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync one configured source (by name) or a folder (by path) into the index; returns the
     run report, also published as a Markdown artifact. On a work pool a source's deployment
     passes `partitions`: this run then runs that many partition runs (`partition`, under
-    `parent_run_id`) of the source's partition deployment, and sums them."""
+    `parent_run_id`) of the source's partition deployment, and sums them. `paths`: only these
+    documents or folders of a local folder source (a sync webhook's call)."""
     settings = settings or Settings()
     if (source is None) == (path is None):
         raise ValueError("give exactly one of a source name or a path")
@@ -120,7 +140,8 @@ def ingest_flow(
         launch = launch_on_pool(config.name, partitions)
         report = run_sync(settings, config, False, wait_for_lock_s, flow_run.id, launch=launch)
     else:
-        report = run_sync(settings, config, dry_run, wait_for_lock_s, flow_run.id)
+        scope = scope_within(config, paths) if paths else None
+        report = run_sync(settings, config, dry_run, wait_for_lock_s, flow_run.id, scope=scope)
     kind = "ingest-plan" if dry_run else "ingest" if partition is None else "ingest-partition"
     create_markdown_artifact(
         markdown=report.to_markdown(),

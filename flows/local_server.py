@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-STATE_FILE = "server.json"
+from composition.prefect_runs import STATE_FILE, running_server
+
 START_TIMEOUT_S = 180.0
 
 
@@ -38,18 +39,6 @@ def ensure_local_server(home: Path, idle_s: float) -> str:
         if url:
             return url
         return _start(home, idle_s)
-
-
-def running_server(home: Path) -> str | None:
-    """The recorded server's API URL, if it answers its health check now."""
-    import httpx
-
-    try:
-        state = json.loads((home / STATE_FILE).read_text())
-        response = httpx.get(f"{state['url']}/health", timeout=2.0)
-    except (OSError, ValueError, KeyError, httpx.HTTPError):
-        return None
-    return str(state["url"]) if response.status_code == 200 else None
 
 
 def _start(home: Path, idle_s: float) -> str:

@@ -10,6 +10,7 @@ a path whose mtime is younger than `settle_s` waits until it has been left alone
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -40,7 +41,7 @@ class LiveOptions:
 
 def scope_of(paths: Iterable[Path]) -> Scope:
     """Each path as a document and as a folder: a gone path may have been either."""
-    uris = frozenset(path.as_uri() for path in paths)
+    uris = frozenset(Path(os.path.normpath(path)).as_uri() for path in paths)  # no `..` left
     return Scope(uris, tuple(sorted(uri.rstrip("/") + "/" for uri in uris)))
 
 

@@ -94,6 +94,21 @@ def test_s3_source_syncs_new_changed_and_deleted_objects(
     assert third.unchanged == 3 and third.stage_seconds["read_parse"] == 0, "ETag: no download"
 
 
+def test_an_s3_scope_lists_its_keys_and_folders_only_below_the_prefix(s3_endpoint: str) -> None:
+    from flows.ingest_flow import scope_within
+
+    config = _s3_config(s3_endpoint, "sluice-test-scope")
+    source = build_source(config)
+    client = source.client  # type: ignore[attr-defined]
+    client.create_bucket(Bucket="sluice-test-scope")
+    for key in ("docs/a.md", "docs/a.md.old.md", "docs/sub/b.md", "docs/sub/c.md", "other/x.md"):
+        client.put_object(Bucket="sluice-test-scope", Key=key, Body=b"# text")
+    scope = scope_within(config, ["a.md", "sub", "gone.md", "../other/x.md"])
+    listed = source.list_scope(scope)  # type: ignore[attr-defined]
+    assert [item.name for item in listed] == ["docs/a.md", "docs/sub/b.md", "docs/sub/c.md"]
+    assert scope.holds("s3://sluice-test-scope/docs/gone.md"), "a gone key is in it: deleted"
+
+
 def test_a_listed_s3_source_can_go_to_the_parse_processes(s3_endpoint: str) -> None:
     import pickle
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from config.sources import S3Config
 from ingest.sources.local_folder import selected
-from ingest.types import SourceFile, SourceItem, SourceUnavailable
+from ingest.types import Scope, SourceFile, SourceItem, SourceUnavailable
 
 
 class S3Source:
@@ -47,10 +48,26 @@ class S3Source:
         return []
 
     def list_items(self) -> list[SourceItem]:
+        return sorted(self._listed(self.config.prefix), key=lambda item: item.uri)
+
+    def list_scope(self, scope: Scope) -> list[SourceItem]:
+        """Each key in `scope`, and what lies below it as a folder; a key outside the source's
+        prefix lists nothing."""
+        base = f"s3://{self.config.bucket}/"
+        found: dict[str, SourceItem] = {}
+        for uri in sorted(scope.uris):
+            key = uri.removeprefix(base)
+            if not uri.startswith(base) or not key.startswith(self.config.prefix):
+                continue
+            for item in self._listed(key):
+                if item.name == key or item.name.startswith(key.rstrip("/") + "/"):
+                    found[item.uri] = item
+        return sorted(found.values(), key=lambda item: item.uri)
+
+    def _listed(self, prefix: str) -> Iterator[SourceItem]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        items = []
-        prefix = self.config.prefix
+        source_prefix = self.config.prefix
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.config.bucket, Prefix=prefix
@@ -58,24 +75,21 @@ class S3Source:
             for page in pages:
                 for entry in page.get("Contents", []):
                     key = entry["Key"]
-                    relative = key[len(prefix) :].lstrip("/")
+                    relative = key[len(source_prefix) :].lstrip("/")
                     if key.endswith("/") or not selected(
                         relative, self.config.include, self.config.exclude
                     ):
                         continue
-                    items.append(
-                        SourceItem(
-                            uri=f"s3://{self.config.bucket}/{key}",
-                            name=key,
-                            size=int(entry["Size"]),
-                            fingerprint=str(entry["ETag"]).strip('"'),
-                        )
+                    yield SourceItem(
+                        uri=f"s3://{self.config.bucket}/{key}",
+                        name=key,
+                        size=int(entry["Size"]),
+                        fingerprint=str(entry["ETag"]).strip('"'),
                     )
         except (BotoCoreError, ClientError) as error:
             raise SourceUnavailable(
                 f"cannot list s3://{self.config.bucket}/{prefix}: {error}"
             ) from error
-        return sorted(items, key=lambda item: item.uri)
 
     def fetch(self, item: SourceItem, folder: Path) -> SourceFile:
         path = folder / PurePosixPath(item.name).name

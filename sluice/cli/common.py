@@ -97,7 +97,8 @@ def use_prefect(settings: Settings) -> None:
         return
     if "prefect" in sys.modules:  # its settings are read once, on import
         raise RuntimeError("use_prefect must run before Prefect is imported")
-    from flows.local_server import ensure_local_server, register_client, running_server
+    from composition.prefect_runs import running_server
+    from flows.local_server import ensure_local_server, register_client
 
     home = prefect_home(settings)
     register_client(home)  # before the server may start: it stays up while this command runs
@@ -116,18 +117,16 @@ def use_prefect(settings: Settings) -> None:
 
 
 def prefect_home(settings: Settings) -> Path:
-    """Where the data dir's Prefect server keeps its database and `server.json`: PREFECT_HOME
-    as `load_settings` set it (or the user did), else the data dir's own."""
-    return Path(os.environ.get("PREFECT_HOME") or settings.prefect_home)
+    from composition.prefect_runs import prefect_home as home
+
+    return home(settings)
 
 
 def prefect_api(settings: Settings) -> str | None:
     """Where runs are recorded: PREFECT_API_URL's server, or the data dir's own while it runs."""
-    from flows.local_server import running_server
+    from composition.prefect_runs import prefect_api_url
 
-    if api := os.environ.get("PREFECT_API_URL"):
-        return api
-    return running_server(prefect_home(settings))
+    return prefect_api_url(prefect_home(settings))
 
 
 def prefect_hint(api: str, example: str = "prefect flow-run ls") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -246,6 +247,8 @@ def deploy(
     server (its UI shows the runs); keeps running, starting each scheduled run, until
     interrupted. With --work-pool, workers run them instead (docs/scaling.md).
     """
+    # A run asked for by the sync webhook starts within a second, not the runner's default 10 s.
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
     settings = load_settings(index, prefect_console="INFO")
     if not settings.sources:
         console.print("[red]no sources configured:[/red] add [\\[sources]] to the config file")
