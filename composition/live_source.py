@@ -1,5 +1,5 @@
-"""A local folder source kept live: its file events drive scoped syncs (`pipelines/live_sync.py`)
-in this process until it is told to stop.
+"""A source kept live: a local folder's file events, or an S3 bucket's event queue, drive
+scoped syncs (`pipelines/live_sync.py`) in this process until it is told to stop.
 
 The store, the manifest, the models and the reading workers stay open between batches (a model
 or a parser loads once, not per change); each batch takes the index's run lock for its sync
@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from composition.components import Components
-from config.sources import LocalFolderConfig
+from config.sources import LocalFolderConfig, S3Config
 from index.contracts import Embedder, VectorStore
 from ingest.sources.folder_events import folder_events
+from ingest.sources.s3_events import s3_events
 from ingest.types import Scope
 from pipelines.document_stream import ReadPool
 from pipelines.ingest_sync import IngestParts, sync_source
@@ -31,15 +32,15 @@ log = logging.getLogger("sluice.live")
 LOCK_WAIT_S = 60.0
 
 
-def watch_folder(
+def watch_source(
     parts: Components,
-    config: LocalFolderConfig,
+    config: LocalFolderConfig | S3Config,
     stop: threading.Event,
     on_report: Callable[[IngestReport], None] = lambda report: None,
     options: LiveOptions | None = None,
 ) -> int:
-    """Reconcile `config`'s folder, then sync each batch of its changes until `stop` is set;
-    returns the syncs run."""
+    """Reconcile the source, then sync each batch of its changes (a folder's file events, an S3
+    bucket's event queue) until `stop` is set; returns the syncs run."""
     source = parts.source(config)
     base = replace(parts.sync_options(), tenant=config.tenant, cost_rates=parts.cost_rates())
     pool = ReadPool(base.parse_workers, base.read_budget)
@@ -64,6 +65,8 @@ def watch_folder(
         return report
 
     try:
+        if isinstance(config, S3Config):
+            return run_live(sync, s3_events(config, stop), stop, options)
         return run_live(sync, folder_events(config.path.resolve(), stop), stop, options)
     finally:
         pool.close()

@@ -110,6 +110,23 @@ class S3Config(_SourceModel):
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     schedule: Schedule = None
+    queue_url: Url | None = Field(
+        default=None,
+        description="An SQS queue that receives the bucket's event notifications "
+        "(s3:ObjectCreated:*, s3:ObjectRemoved:*): with `live = true`, each event's objects are "
+        "synced as it comes; without a queue the source is listed (ETags) on its schedule.",
+    )
+    live: bool = Field(
+        default=False,
+        description="Sync the objects of each event from `queue_url` as it comes, while "
+        "`sluice deploy` serves the sources in-process (or `sluice ingest --source NAME --watch`).",
+    )
+
+    @model_validator(mode="after")
+    def _live_needs_a_queue(self) -> S3Config:
+        if self.live and not self.queue_url:
+            raise ValueError("a live S3 source needs `queue_url` (its bucket's event queue)")
+        return self
 
 
 class HttpConfig(_SourceModel):

@@ -64,30 +64,45 @@ def run_live(
     stop: threading.Event,
     options: LiveOptions | None = None,
 ) -> int:
-    """Reconcile, then sync each batch until `stop` is set; returns the syncs run."""
+    """Reconcile, then sync each batch until `stop` is set; returns the syncs run. A batch is
+    acknowledged (`ChangeBatch.done`) only once a sync has covered it."""
     options = options or LiveOptions()
     runs = 0
     reconciled: float | None = None
-    pending: set[Path] = set()
+    paths: set[Path] = set()
+    uris: set[str] = set()
+    acks: list[Callable[[], None]] = []
     seen_at: float | None = None
     for batch in batches:
         if stop.is_set():
             break
-        if reconciled is None or time.monotonic() - reconciled >= options.reconcile_s:
-            if sync(None, None) is not None:  # covers what is pending too
-                runs += 1
-                reconciled = time.monotonic()
-                pending, seen_at = set(), None
-            continue
-        if batch.paths:
-            pending |= batch.paths
+        if batch.done is not None:
+            acks.append(batch.done)
+        if batch.paths or batch.uris:
+            paths |= batch.paths
+            uris |= batch.uris
             seen_at = min(seen_at or batch.seen_at, batch.seen_at)
-        if pending and seen_at is not None:
-            ready = _settle(pending, options, stop)
-            if sync(scope_of(ready), seen_at) is not None:
-                runs += 1
-                pending, seen_at = set(), None
+        if reconciled is None or time.monotonic() - reconciled >= options.reconcile_s:
+            scope: Scope | None = None  # all of it, what is pending too
+        elif seen_at is not None:
+            scope = _merged(scope_of(_settle(paths, options, stop)), uris)
+        else:
+            for ack in acks:  # what needed no sync (an event of another kind)
+                ack()
+            acks = []
+            continue
+        if sync(scope, None if scope is None else seen_at) is not None:
+            runs += 1
+            if scope is None:
+                reconciled = time.monotonic()
+            for ack in acks:
+                ack()
+            paths, uris, acks, seen_at = set(), set(), [], None
     return runs
+
+
+def _merged(scope: Scope, uris: set[str]) -> Scope:
+    return Scope(scope.uris | uris, scope.folders)
 
 
 def _settle(paths: set[Path], options: LiveOptions, stop: threading.Event) -> set[Path]:

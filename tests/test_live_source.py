@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from composition.components import Components
-from composition.live_source import watch_folder
+from composition.live_source import watch_source
 from config.settings import Settings
 from ingest.changes import plan_changes
 from ingest.sources.local_folder import LocalFolderSource
@@ -73,7 +73,7 @@ def watching(tmp_path: Path) -> Iterator[tuple[Watching, Path]]:
     stop = threading.Event()
     result: list[int] = []
     thread = threading.Thread(
-        target=lambda: result.append(watch_folder(parts, config, stop, live.record)), daemon=True
+        target=lambda: result.append(watch_source(parts, config, stop, live.record)), daemon=True
     )
     thread.start()
     live.until(lambda r: not r.live and len(r.new) == 8, "reconciling the folder")

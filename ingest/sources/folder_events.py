@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +28,16 @@ or reconcile."""
 
 @dataclass(frozen=True)
 class ChangeBatch:
+    """What changed in a source since the last batch; empty: nothing for `IDLE_S`."""
+
     paths: frozenset[Path]
-    """Files or folders created, written, renamed (both names) or deleted; empty: nothing
-    happened for `IDLE_S`."""
+    """Local files or folders created, written, renamed (both names) or deleted."""
     seen_at: float
     """When the oldest of its changes was seen (`time.time()`)."""
+    uris: frozenset[str] = frozenset()
+    """Documents named by uri (an S3 event's objects), synced as they are: nothing to settle."""
+    done: Callable[[], None] | None = None
+    """Acknowledges the batch once its changes are synced (an event queue's messages)."""
 
 
 def folder_events(

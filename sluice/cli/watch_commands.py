@@ -8,12 +8,12 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import typer
 
 from config.settings import Settings
-from config.sources import LocalFolderConfig
+from config.sources import LocalFolderConfig, S3Config, SourceConfig
 from sluice.cli.common import console, exit_on, index_errors, out
 
 
@@ -21,22 +21,26 @@ def watch(
     settings: Settings, path: Path | None, source: str | None, tenant: str | None, as_json: bool
 ) -> None:
     from composition.components import Components
-    from composition.live_source import watch_folder
+    from composition.live_source import watch_source
 
     parts = Components(settings)
     config = settings.source(source) if source else parts.folder_source(Path(str(path)), tenant)
-    if not isinstance(config, LocalFolderConfig):
-        console.print(f"[red]--watch:[/red] source '{config.name}' is not a local folder")
+    if not _watchable(config):
+        console.print(
+            f"[red]--watch:[/red] source '{config.name}' is neither a local folder nor an S3 "
+            "source with a queue_url",
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    where = config.path if isinstance(config, LocalFolderConfig) else config.queue_url
     console.print(
-        f"watching {config.path} into '{settings.index_name}' (Ctrl-C or SIGTERM stops)",
-        soft_wrap=True,
+        f"watching {where} into '{settings.index_name}' (Ctrl-C or SIGTERM stops)", soft_wrap=True
     )
     with exit_on("ingest --watch", *index_errors()):
-        runs = watch_folder(parts, config, stop, lambda report: _print(report.to_dict(), as_json))
+        runs = watch_source(parts, config, stop, lambda report: _print(report.to_dict(), as_json))
     console.print(f"stopped after {runs} sync(s)")
 
 
@@ -44,20 +48,26 @@ def start_live_sources(settings: Settings) -> threading.Event | None:
     """A watcher thread for each `live = true` folder source, beside `sluice deploy`'s
     schedules; set the returned event to stop them. None: no source is live."""
     from composition.components import Components
-    from composition.live_source import watch_folder
+    from composition.live_source import watch_source
 
-    live = [s for s in settings.sources if isinstance(s, LocalFolderConfig) and s.live]
+    live = [s for s in settings.sources if _watchable(s) and s.live]
     if not live:
         return None
     stop = threading.Event()
     for config in live:
 
-        def run(config: LocalFolderConfig = config) -> None:
-            watch_folder(Components(settings), config, stop, lambda r: _print(r.to_dict(), False))
+        def run(config: LocalFolderConfig | S3Config = config) -> None:
+            watch_source(Components(settings), config, stop, lambda r: _print(r.to_dict(), False))
 
         threading.Thread(target=run, name=f"live-{config.name}", daemon=True).start()
-        out.print(f"live: watching {config.path} for source '{config.name}'", soft_wrap=True)
+        out.print(f"live: watching source '{config.name}'", soft_wrap=True)
     return stop
+
+
+def _watchable(config: SourceConfig) -> TypeGuard[LocalFolderConfig | S3Config]:
+    return isinstance(config, LocalFolderConfig) or (
+        isinstance(config, S3Config) and config.queue_url is not None
+    )
 
 
 def _print(report: dict[str, Any], as_json: bool) -> None:
