@@ -20,7 +20,7 @@ from chunking.title_chunker import TitleChunker
 from chunking.types import Chunker
 from config.runtime import data_dir_id
 from config.settings import Settings
-from config.sources import DEFAULT_TENANT, HttpConfig, LocalFolderConfig, S3Config, SourceConfig
+from config.sources import DEFAULT_TENANT, LocalFolderConfig, SourceConfig
 from index.contracts import (
     Bm25Params,
     CollectionSpec,
@@ -44,9 +44,7 @@ from index.write.embedding_cache import EmbeddingCache
 from index.write.target import IndexTarget
 from ingest.fingerprint import ChunkShaping
 from ingest.manifest import Manifest
-from ingest.sources.http import HttpSource
-from ingest.sources.local_folder import LocalFolderSource
-from ingest.sources.s3 import S3Source
+from ingest.sources.build import build_source
 from ingest.types import DocumentSource, SourceItem
 from ingest.unstructured_parser import UnstructuredParser
 from pipelines.cost import CostRates, StorageEstimate, estimate_storage
@@ -56,17 +54,6 @@ from pipelines.ingest_sync import IngestParts, SyncOptions
 from pipelines.versioned_index import VersionedIndex
 from state.database import STATE_WAIT_S, StateDatabase, Tree, open_state
 from state.run_lock import RunLock
-
-
-def build_source(config: SourceConfig) -> DocumentSource:
-    """The connector for a `[[sources]]` entry."""
-    if isinstance(config, LocalFolderConfig):
-        return LocalFolderSource.from_config(config)
-    if isinstance(config, S3Config):
-        return S3Source(config)
-    if isinstance(config, HttpConfig):
-        return HttpSource(config)
-    raise TypeError(f"unknown source config {type(config).__name__}")
 
 
 class Components:

@@ -1,5 +1,6 @@
-"""A source kept live: a local folder's file events, or an S3 bucket's event queue, drive
-scoped syncs (`pipelines/live_sync.py`) in this process until it is told to stop.
+"""A source kept live: a local folder's file events, an S3 bucket's event queue or a PostgreSQL
+channel's notifications drive scoped syncs (`pipelines/live_sync.py`) in this process until it
+is told to stop.
 
 The store, the manifest, the models and the reading workers stay open between batches (a model
 or a parser loads once, not per change); each batch takes the index's run lock for its sync
@@ -16,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from composition.components import Components
-from config.sources import LocalFolderConfig, S3Config
+from config.sources import LocalFolderConfig, PostgresConfig, S3Config
 from index.contracts import Embedder, VectorStore
 from ingest.sources.folder_events import folder_events
+from ingest.sources.postgres_events import postgres_events
 from ingest.sources.s3_events import s3_events
 from ingest.types import Scope
 from pipelines.document_stream import ReadPool
@@ -34,7 +36,7 @@ LOCK_WAIT_S = 60.0
 
 def watch_source(
     parts: Components,
-    config: LocalFolderConfig | S3Config,
+    config: LocalFolderConfig | S3Config | PostgresConfig,
     stop: threading.Event,
     on_report: Callable[[IngestReport], None] = lambda report: None,
     options: LiveOptions | None = None,
@@ -67,6 +69,8 @@ def watch_source(
     try:
         if isinstance(config, S3Config):
             return run_live(sync, s3_events(config, stop), stop, options)
+        if isinstance(config, PostgresConfig):
+            return run_live(sync, postgres_events(config, stop), stop, options)
         return run_live(sync, folder_events(config.path.resolve(), stop), stop, options)
     finally:
         pool.close()

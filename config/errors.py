@@ -7,12 +7,13 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from config.sources import HttpConfig, LocalFolderConfig, S3Config
+from config.sources import HttpConfig, LocalFolderConfig, PostgresConfig, S3Config
 
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "local": LocalFolderConfig,
     "s3": S3Config,
     "http": HttpConfig,
+    "postgres": PostgresConfig,
 }
 
 

@@ -151,4 +151,45 @@ class HttpConfig(_SourceModel):
         return self
 
 
-SourceConfig = Annotated[LocalFolderConfig | S3Config | HttpConfig, Field(discriminator="type")]
+class PostgresConfig(_SourceModel):
+    """A PostgreSQL table or query as a source: one document per row."""
+
+    type: Literal["postgres"] = "postgres"
+    name: str
+    tenant: Tenant = DEFAULT_TENANT
+    url: SecretStr = Field(description="postgresql://user:password@host:5432/database")
+    query: str = Field(
+        description="A SELECT whose rows are the documents, e.g. `SELECT * FROM faq`"
+    )
+    id_column: str = Field(description="The column that identifies a row, stable across edits")
+    text_column: str | None = Field(default=None, description="The column holding the text")
+    template: str | None = Field(
+        default=None,
+        description="The text made from the row's columns instead, e.g. "
+        "'# {title}\n\n{body}' (Markdown: a heading becomes the chunks' heading)",
+    )
+    updated_at_column: str | None = Field(
+        default=None,
+        description="A column that changes with the row: listing then reads ids and this only; "
+        "without it a hash of each row, computed by the database, tells what changed",
+    )
+    notify_channel: str | None = Field(
+        default=None,
+        description="A LISTEN/NOTIFY channel whose payloads are changed rows' ids (a trigger "
+        "sends them: docs/live.md); with `live = true`, each is synced as it comes",
+    )
+    live: bool = False
+    schedule: Schedule = None
+
+    @model_validator(mode="after")
+    def _text_and_channel(self) -> PostgresConfig:
+        if (self.text_column is None) == (self.template is None):
+            raise ValueError("a postgres source needs one of `text_column` or `template`")
+        if self.live and not self.notify_channel:
+            raise ValueError("a live postgres source needs `notify_channel`")
+        return self
+
+
+SourceConfig = Annotated[
+    LocalFolderConfig | S3Config | HttpConfig | PostgresConfig, Field(discriminator="type")
+]

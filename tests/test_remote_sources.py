@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from composition.components import build_source
 from config.settings import Settings
 from config.sources import HttpConfig, S3Config
+from ingest.sources.build import build_source
 from pipelines.report import IngestReport
 from tests.conftest import free_port, shell_env, sync
 

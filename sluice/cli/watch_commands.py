@@ -13,7 +13,7 @@ from typing import Any, TypeGuard
 import typer
 
 from config.settings import Settings
-from config.sources import LocalFolderConfig, S3Config, SourceConfig
+from config.sources import LocalFolderConfig, PostgresConfig, S3Config, SourceConfig
 from sluice.cli.common import console, exit_on, index_errors, out
 
 
@@ -27,15 +27,15 @@ def watch(
     config = settings.source(source) if source else parts.folder_source(Path(str(path)), tenant)
     if not _watchable(config):
         console.print(
-            f"[red]--watch:[/red] source '{config.name}' is neither a local folder nor an S3 "
-            "source with a queue_url",
+            f"[red]--watch:[/red] source '{config.name}' is not a local folder, an S3 source "
+            "with a queue_url or a postgres source with a notify_channel",
             soft_wrap=True,
         )
         raise typer.Exit(2)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    where = config.path if isinstance(config, LocalFolderConfig) else config.queue_url
+    where = config.path if isinstance(config, LocalFolderConfig) else f"source '{config.name}'"
     console.print(
         f"watching {where} into '{settings.index_name}' (Ctrl-C or SIGTERM stops)", soft_wrap=True
     )
@@ -56,7 +56,7 @@ def start_live_sources(settings: Settings) -> threading.Event | None:
     stop = threading.Event()
     for config in live:
 
-        def run(config: LocalFolderConfig | S3Config = config) -> None:
+        def run(config: LocalFolderConfig | S3Config | PostgresConfig = config) -> None:
             watch_source(Components(settings), config, stop, lambda r: _print(r.to_dict(), False))
 
         threading.Thread(target=run, name=f"live-{config.name}", daemon=True).start()
@@ -64,9 +64,11 @@ def start_live_sources(settings: Settings) -> threading.Event | None:
     return stop
 
 
-def _watchable(config: SourceConfig) -> TypeGuard[LocalFolderConfig | S3Config]:
-    return isinstance(config, LocalFolderConfig) or (
-        isinstance(config, S3Config) and config.queue_url is not None
+def _watchable(config: SourceConfig) -> TypeGuard[LocalFolderConfig | S3Config | PostgresConfig]:
+    return (
+        isinstance(config, LocalFolderConfig)
+        or (isinstance(config, S3Config) and config.queue_url is not None)
+        or (isinstance(config, PostgresConfig) and config.notify_channel is not None)
     )
 
 
