@@ -49,9 +49,11 @@ def faq(postgres_url: str) -> str:
 
 
 def _config(url: str, **more: object) -> PostgresConfig:
-    return PostgresConfig(
-        name="faq", url=url, query="SELECT * FROM faq WHERE public",  # type: ignore[arg-type]
-        id_column="id", template="# {title}\n\n{body}\n", **more,
+    return PostgresConfig.model_validate(
+        {
+            "name": "faq", "url": url, "query": "SELECT * FROM faq WHERE public",
+            "id_column": "id", "template": "# {title}\n\n{body}\n", **more,
+        }
     )  # fmt: skip
 
 
