@@ -212,17 +212,19 @@ def test_at_least_one_attempt_is_made(source: LocalFolderSource, sleeps: list[fl
     assert result.attempts == 1 and result.document is not None
 
 
-def test_a_file_gone_since_listing_is_retried_and_reported(
+def test_a_file_gone_since_listing_is_reported_without_retries(
     source: LocalFolderSource, sleeps: list[float]
 ) -> None:
+    """Gone is gone: retrying a local file that was deleted or renamed only delays the rest
+    (a live folder's batch most of all); the next listing deletes it from the index."""
     candidate = _candidate(source)
     (source.root / "pumps.md").unlink()
     parser = StubParser()
 
     result = DocumentReader(source, parser, attempts=2, backoff_s=1.0).read(candidate)
 
-    assert result.error.startswith("FileNotFoundError")
-    assert result.attempts == 2 and sleeps == [1.0]
+    assert result.error == "gone from the folder since it was listed"
+    assert result.attempts == 1 and sleeps == []
     assert parser.parsed == [] and not result.unchanged
 
 
