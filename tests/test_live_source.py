@@ -110,13 +110,14 @@ def test_creates_edits_renames_and_deletes_reach_the_index_alone(
 
 
 def test_a_burst_is_a_few_batches_not_one_run_per_file(watching: tuple[Watching, Path]) -> None:
+    """A thousand files at once (a branch switch, an unpacked archive)."""
     live, folder = watching
     before = len(live.reports)
-    for number in range(300):
-        _doc(folder, f"burst/{number:03}.md", f"Burst document {number} about valves.")
-    live.until(lambda r: len(live.indexed()) == 308, "every burst document indexed")
+    for number in range(1000):
+        _doc(folder, f"burst/{number:04}.md", f"Burst document {number} about valves.")
+    live.until(lambda r: len(live.indexed()) == 1008, "every burst document indexed")
     runs = [r for r in live.reports[before:] if r.live]
-    assert sum(len(r.new) for r in runs) == 300 and len(runs) <= 10, [len(r.new) for r in runs]
+    assert sum(len(r.new) for r in runs) == 1000 and len(runs) <= 10, [len(r.new) for r in runs]
 
 
 def test_a_file_still_being_written_is_read_whole(watching: tuple[Watching, Path]) -> None:
