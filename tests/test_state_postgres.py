@@ -49,6 +49,9 @@ def test_an_ingest_keeps_its_manifest_and_runs_in_postgres(
     assert not (tmp_path / "data" / "manifests" / "docs.sqlite").exists()
     with StateDatabase.postgres(postgres_url, "index", "docs").reading() as db:
         assert db.exec_driver_sql("SELECT count(*) FROM documents").scalar() == 2
+    cost = runner.invoke(app, ["cost", "--json"])  # finds the index with no manifest file
+    assert cost.exit_code == 0, cost.output
+    assert list(json.loads(cost.stdout)["indexes"]) == ["docs"], cost.output
 
     made = runner.invoke(app, ["keys", "create", "--tenant", "acme", "--json"])
     assert made.exit_code == 0, made.output
