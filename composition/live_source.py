@@ -42,7 +42,7 @@ def watch_source(
     options: LiveOptions | None = None,
 ) -> int:
     """Reconcile the source, then sync each batch of its changes (a folder's file events, an S3
-    bucket's event queue) until `stop` is set; returns the syncs run."""
+    bucket's event queue, a PostgreSQL channel) until `stop` is set; returns the syncs run."""
     source = parts.source(config)
     base = replace(parts.sync_options(), tenant=config.tenant, cost_rates=parts.cost_rates())
     pool = ReadPool(base.parse_workers, base.read_budget)
@@ -85,10 +85,10 @@ class _Embedders:
     def __init__(self, parts: Components, store: VectorStore) -> None:
         self._parts = parts
         self._store = store
-        self._loaded: dict[str, Embedder] = {}
+        self._loaded: Embedder | None = None
 
     def ingest_parts(self) -> IngestParts:
         wanted = self._parts.index_embedder(self._store)  # nothing loads until it embeds
-        if wanted.cache_key not in self._loaded:
-            self._loaded = {wanted.cache_key: wanted}
-        return self._parts.ingest_parts(self._store, self._loaded[wanted.cache_key])
+        if self._loaded is None or self._loaded.cache_key != wanted.cache_key:
+            self._loaded = wanted
+        return self._parts.ingest_parts(self._store, self._loaded)

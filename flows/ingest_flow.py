@@ -101,8 +101,7 @@ def scope_within(config: SourceConfig, paths: list[str]) -> Scope:
         return scope_of(root / path.lstrip("/") for path in paths)
     if isinstance(config, S3Config):
         keys = [posixpath.normpath(config.prefix + path.lstrip("/")) for path in paths]
-        uris = frozenset(f"s3://{config.bucket}/{key}" for key in keys)
-        return Scope(uris, tuple(sorted(f"{uri}/" for uri in uris)))
+        return Scope.of(frozenset(f"s3://{config.bucket}/{key}" for key in keys))
     raise ValueError(f"source '{config.name}' ({config.type}) syncs whole, not by paths")
 
 

@@ -116,6 +116,11 @@ class Scope:
     def holds(self, uri: str) -> bool:
         return uri in self.uris or uri.startswith(self.folders)
 
+    @classmethod
+    def of(cls, uris: frozenset[str]) -> Scope:
+        """Each uri as a document and as a folder: a gone one may have been either."""
+        return cls(uris, tuple(sorted(uri.rstrip("/") + "/" for uri in uris)))
+
 
 @runtime_checkable
 class ListsScope(Protocol):

@@ -41,8 +41,7 @@ class LiveOptions:
 
 def scope_of(paths: Iterable[Path]) -> Scope:
     """Each path as a document and as a folder: a gone path may have been either."""
-    uris = frozenset(Path(os.path.normpath(path)).as_uri() for path in paths)  # no `..` left
-    return Scope(uris, tuple(sorted(uri.rstrip("/") + "/" for uri in uris)))
+    return Scope.of(frozenset(Path(os.path.normpath(p)).as_uri() for p in paths))  # no `..`
 
 
 def unsettled(paths: Iterable[Path], settle_s: float, now: float | None = None) -> set[Path]:
@@ -85,7 +84,8 @@ def run_live(
         if reconciled is None or time.monotonic() - reconciled >= options.reconcile_s:
             scope: Scope | None = None  # all of it, what is pending too
         elif seen_at is not None:
-            scope = _merged(scope_of(_settle(paths, options, stop)), uris)
+            _settle(paths, options, stop)
+            scope = _merged(scope_of(paths), uris)
         else:
             for ack in acks:  # what needed no sync (an event of another kind)
                 ack()
@@ -105,7 +105,7 @@ def _merged(scope: Scope, uris: set[str]) -> Scope:
     return Scope(scope.uris | uris, scope.folders)
 
 
-def _settle(paths: set[Path], options: LiveOptions, stop: threading.Event) -> set[Path]:
+def _settle(paths: set[Path], options: LiveOptions, stop: threading.Event) -> None:
     """Waits until no file of the batch is being written (or `settle_max_s` passed)."""
     deadline = time.monotonic() + options.settle_max_s
     while (young := unsettled(paths, options.settle_s)) and time.monotonic() < deadline:
@@ -114,4 +114,3 @@ def _settle(paths: set[Path], options: LiveOptions, stop: threading.Event) -> se
     if young:
         log.info("%d file(s) still being written after %.0f s: read as they are", len(young),
                  options.settle_max_s)  # fmt: skip
-    return paths

@@ -362,3 +362,13 @@ def postgres_url(postgres_server_url: str) -> str:
     from tests.postgres_server import new_database
 
     return new_database(postgres_server_url)
+
+
+def until_report(reports: list[Any], test: Any, what: str, seconds: float = 60) -> Any:
+    """The newest of `reports` (a live source's, appended as its runs end) that passes `test`,
+    waited for up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (found := [r for r in reports if test(r)]):
+        assert time.monotonic() < deadline, f"no run {what}: {[r.to_dict() for r in reports]}"
+        time.sleep(0.05)
+    return found[-1]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from composition.components import Components
 from composition.live_source import watch_source
 from config.settings import Settings
 from pipelines.report import IngestReport
+from tests.conftest import until_report
 from tests.test_remote_sources import _s3_config, s3_endpoint  # noqa: F401
 
 WAIT_S = 60
@@ -57,21 +57,16 @@ def test_bucket_events_sync_only_their_objects_and_are_acknowledged(
     )
     thread.start()
 
-    def until(test: Callable[[IngestReport], bool], what: str) -> IngestReport:
-        deadline = time.monotonic() + WAIT_S
-        while not (found := [r for r in reports if test(r)]):
-            assert time.monotonic() < deadline, f"no run {what}: {[r.to_dict() for r in reports]}"
-            time.sleep(0.1)
-        return found[-1]
-
     try:
-        until(lambda r: not r.live and len(r.new) == 6, "reconciling the bucket")
+        until_report(reports, lambda r: not r.live and len(r.new) == 6, "reconciling the bucket")
         s3.put_object(Bucket="sluice-live", Key="docs/new page.md", Body=b"# Valves\n\nA gate.")
-        report = until(lambda r: r.live and len(r.new) == 1, "the new object")
+        report = until_report(reports, lambda r: r.live and len(r.new) == 1, "the new object")
         assert report.new[0].uri == "s3://sluice-live/docs/new page.md", "the key, decoded"
         assert report.files_seen == 1 and report.lag_s is not None
         s3.delete_object(Bucket="sluice-live", Key="docs/d3.md")
-        until(lambda r: r.live and r.deleted == ["s3://sluice-live/docs/d3.md"], "the delete")
+        until_report(
+            reports, lambda r: r.live and r.deleted == ["s3://sluice-live/docs/d3.md"], "the delete"
+        )
         sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Event": "s3:TestEvent"}))
         deadline = time.monotonic() + WAIT_S
         while _waiting(sqs, queue):

@@ -5,8 +5,6 @@ NOTIFY makes a live source sync the changed row alone."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -18,8 +16,9 @@ from config.settings import Settings
 from config.sources import PostgresConfig
 from ingest.sources.build import build_source
 from pipelines.report import IngestReport
-from tests.conftest import sync
+from tests.conftest import sync, until_report
 
+ROW = "postgres://faq/"
 TRIGGER = """
 CREATE FUNCTION faq_changed() RETURNS trigger AS $$
 BEGIN
@@ -87,27 +86,24 @@ def test_a_live_source_syncs_the_notified_row_alone(faq: str, tmp_path: Path) ->
     )
     thread.start()
 
-    def until(test: Callable[[IngestReport], bool], what: str) -> IngestReport:
-        deadline = time.monotonic() + 60
-        while not (found := [r for r in reports if test(r)]):
-            assert time.monotonic() < deadline, f"no run {what}: {[r.to_dict() for r in reports]}"
-            time.sleep(0.05)
-        return found[-1]
-
     try:
-        until(lambda r: not r.live and len(r.new) == 6, "reconciling the table")
+        until_report(reports, lambda r: not r.live and len(r.new) == 6, "reconciling the table")
         with psycopg.connect(faq, autocommit=True) as db:
             db.execute(
                 "INSERT INTO faq (id, title, body, public) VALUES (7, 'New', 'Valves.', true)"
             )
-        report = until(lambda r: r.live and len(r.new) == 1, "the inserted row")
+        report = until_report(reports, lambda r: r.live and len(r.new) == 1, "the inserted row")
         assert report.new[0].uri == "postgres://faq/7" and report.files_seen == 1
         with psycopg.connect(faq, autocommit=True) as db:
             db.execute("DELETE FROM faq WHERE id = 1")
-        until(lambda r: r.live and r.deleted == ["postgres://faq/1"], "the deleted row")
+        until_report(
+            reports, lambda r: r.live and r.deleted == ["postgres://faq/1"], "the deleted row"
+        )
         with psycopg.connect(faq, autocommit=True) as db:
             db.execute("UPDATE faq SET public = false WHERE id = 3")  # leaves the query
-        until(lambda r: r.live and r.deleted == ["postgres://faq/3"], "the row that left")
+        until_report(
+            reports, lambda r: r.live and r.deleted == ["postgres://faq/3"], "the row that left"
+        )
     finally:
         stop.set()
         thread.join(timeout=30)
