@@ -115,8 +115,22 @@ def stop_local_server(home: Path, timeout_s: float = 30.0) -> dict[str, Any] | N
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
+        # An exiting process drops its command line before it is gone: wait out the teardown
+        # (bounded, so a reused pid cannot hold us) so that "stopped" means gone.
+        teardown = time.monotonic() + 5.0
+        while _running(pid) and time.monotonic() < teardown:
+            time.sleep(0.05)
         (home / STATE_FILE).unlink(missing_ok=True)
         return state
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (Linux's /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _is_ours(pid: object, home: Path) -> bool:
@@ -125,11 +139,10 @@ def _is_ours(pid: object, home: Path) -> bool:
     if not isinstance(pid, int):
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+    if not _running(pid):
         return False
     return b"flows.local_server" in argv and os.fsencode(home) in argv
 
