@@ -18,7 +18,8 @@ FOLDER --watch --json` beside it; once the watcher has reconciled the folder:
 - **Webhook** (`--webhook N`): N times, a new file in a second folder, a configured source
   `hook` that nothing watches, then `POST /sources/hook/sync` with its path; the time from the
   request to the first `/retrieve` that finds it. `sluice deploy` serves the deployment (the
-  data dir's own Prefect server), so each sync is a flow run started in a new process.
+  data dir's own Prefect server) and runs each sync warm in its own process
+  (`flows/webhook_runs.py`); `--only-webhook` measures this alone.
 - **Idle**: the watcher's CPU (user + system, from /proc) over `--idle-s` with nothing changing,
   as a share of one core.
 """
@@ -66,8 +67,7 @@ class Watcher:
                 self.reports.append(json.loads(line))
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_s(self.process.pid)
 
     def stop(self) -> int:
         self.process.terminate()
@@ -176,13 +176,21 @@ def sustained(folder: Path, watcher: Watcher, minutes: float, rate: int) -> None
         )
 
 
-def webhook(base: Path, env: dict[str, str], client: httpx.Client, url: str, count: int) -> None:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children it waited for (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def webhook(
+    base: Path, env: dict[str, str], client: httpx.Client, url: str, count: int, idle_s: float
+) -> None:
     hook = base / "hook"
     deploy = subprocess.Popen(
         [sys.executable, "-m", "sluice", "deploy"], env=env, cwd=ROOT,
         stdout=(base / "deploy.log").open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    times = []
+    times, prefect = [], 0
     try:
         for number in range(count + 1):  # the first waits for the deployment: not counted
             path = hook / f"hook-{number:03d}.md"
@@ -197,10 +205,24 @@ def webhook(base: Path, env: dict[str, str], client: httpx.Client, url: str, cou
             _until(client, url, word, path, True)
             if number:
                 times.append(time.perf_counter() - started)
+        prefect = json.loads((base / "data" / "prefect" / "server.json").read_text())["pid"]
+        time.sleep(3)
+        before, t0 = (_cpu_s(deploy.pid), _cpu_s(prefect)), time.monotonic()
+        time.sleep(idle_s)
+        spent = time.monotonic() - t0
+        print(f"idle `sluice deploy`: {(_cpu_s(deploy.pid) - before[0]) / spent:.2%} of one core, "
+              f"its Prefect server {(_cpu_s(prefect) - before[1]) / spent:.2%}, over "
+              f"{spent:.0f} s")  # fmt: skip
     finally:
         deploy.terminate()
         deploy.wait(timeout=120)
-    print(f"webhook (request to found): {_stats(times)}")
+    before_s, t0 = _cpu_s(prefect), time.monotonic()
+    time.sleep(idle_s)
+    spent = time.monotonic() - t0
+    print(f"its Prefect server with no `sluice deploy`: {(_cpu_s(prefect) - before_s) / spent:.2%}")
+    warm = (base / "deploy.log").read_text().count("run warm in the `sluice deploy` process")
+    print(f"webhook (request to found): {_stats(times)}; {warm} of {count + 1} runs warm")
+    print("  each: " + " ".join(f"{t:.2f}" for t in times))
 
 
 def main() -> None:
@@ -211,6 +233,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--idle-s", type=float, default=30.0)
     parser.add_argument("--webhook", type=int, default=0)
+    parser.add_argument("--only-webhook", action="store_true", help="no live folder, no edits")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch)
@@ -230,6 +253,14 @@ def main() -> None:
         if exports := os.environ.get("SLUICE_MODEL_EXPORTS_DIR"):
             env["SLUICE_MODEL_EXPORTS_DIR"] = exports
         server, url = _serve(data_dir, env)
+        if args.only_webhook:
+            try:
+                with httpx.Client(timeout=30) as client:
+                    webhook(base, env, client, url, args.webhook, args.idle_s)
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+            return
         watcher = Watcher(folder, env, base / "watch.log")
         try:
             started = time.monotonic()
@@ -252,7 +283,7 @@ def main() -> None:
                 sustained(folder, watcher, args.sustained_minutes, args.rate)
             if args.webhook:
                 with httpx.Client(timeout=30) as client:
-                    webhook(base, env, client, url, args.webhook)
+                    webhook(base, env, client, url, args.webhook, args.idle_s)
         finally:
             print(f"watcher exit code on SIGTERM: {watcher.stop()}")
             server.terminate()

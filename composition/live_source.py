@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from composition.components import Components
-from config.sources import LocalFolderConfig, PostgresConfig, S3Config
-from index.contracts import Embedder, VectorStore
+from config.settings import Settings
+from config.sources import LocalFolderConfig, PostgresConfig, S3Config, SourceConfig
+from index.contracts import Embedder
 from ingest.sources.folder_events import folder_events
 from ingest.sources.postgres_events import postgres_events
 from ingest.sources.s3_events import s3_events
@@ -40,26 +41,18 @@ def watch_source(
     stop: threading.Event,
     on_report: Callable[[IngestReport], None] = lambda report: None,
     options: LiveOptions | None = None,
+    kept: KeptSource | None = None,
 ) -> int:
     """Reconcile the source, then sync each batch of its changes (a folder's file events, an S3
-    bucket's event queue, a PostgreSQL channel) until `stop` is set; returns the syncs run."""
-    source = parts.source(config)
-    base = replace(parts.sync_options(), tenant=config.tenant, cost_rates=parts.cost_rates())
-    pool = ReadPool(base.parse_workers, base.read_budget)
-    store = parts.store()
-    manifest = parts.manifest()
-    embedders = _Embedders(parts, store)
+    bucket's event queue, a PostgreSQL channel) until `stop` is set; returns the syncs run.
+    `kept`: the source as another part of this process keeps it open (the sync webhook's
+    runs), else one of its own, closed on return."""
+    own = kept is None
+    source = kept or KeptSource(parts, config)
 
     def sync(scope: Scope | None, seen_at: float | None) -> IngestReport | None:
         try:
-            with parts.run_lock(LOCK_WAIT_S):
-                report = sync_source(
-                    source,
-                    config.name,
-                    embedders.ingest_parts(),
-                    manifest,
-                    replace(base, scope=scope, seen_at=seen_at, read_pool=pool),
-                )
+            report = source.sync(scope, seen_at=seen_at)
         except IngestAlreadyRunning as busy:
             log.warning("%s: %s; these changes wait for the next batch", config.name, busy)
             return None
@@ -73,22 +66,82 @@ def watch_source(
             return run_live(sync, postgres_events(config, stop), stop, options)
         return run_live(sync, folder_events(config.path.resolve(), stop), stop, options)
     finally:
-        pool.close()
-        manifest.close()
-        store.close()
+        if own:
+            source.close()
 
 
-class _Embedders:
-    """The embedder of the collection the index serves, loaded once: a re-embed that changes
-    the model gets a new one, every other batch the same."""
+class KeptSource:
+    """A source's sync machinery kept open in a long-lived process: the store, the manifest,
+    the embedder and the reading workers stay between syncs, so a sync of a few changed
+    documents costs their reading and embedding, not a process start and a model load. One
+    sync at a time (a lock), each under the index's run lock."""
 
-    def __init__(self, parts: Components, store: VectorStore) -> None:
+    def __init__(self, parts: Components, config: SourceConfig) -> None:
+        self.config = config
         self._parts = parts
-        self._store = store
-        self._loaded: Embedder | None = None
+        self._source = parts.source(config)
+        self._base = replace(
+            parts.sync_options(), tenant=config.tenant, cost_rates=parts.cost_rates()
+        )
+        self._pool = ReadPool(self._base.parse_workers, self._base.read_budget)
+        self._store = parts.store()
+        self._manifest = parts.manifest()
+        self._embedder: Embedder | None = None
+        self._one_at_a_time = threading.Lock()
 
-    def ingest_parts(self) -> IngestParts:
+    def sync(
+        self,
+        scope: Scope | None,
+        seen_at: float | None = None,
+        external_id: str | None = None,
+        lock_wait_s: float = LOCK_WAIT_S,
+    ) -> IngestReport:
+        """Raises IngestAlreadyRunning when the run lock stays held for `lock_wait_s`."""
+        with self._one_at_a_time, self._parts.run_lock(lock_wait_s):
+            options = replace(
+                self._base,
+                scope=scope,
+                seen_at=seen_at,
+                read_pool=self._pool,
+                external_id=external_id,
+            )
+            return sync_source(
+                self._source, self.config.name, self._ingest_parts(), self._manifest, options
+            )
+
+    def _ingest_parts(self) -> IngestParts:
+        """The embedder of the collection the index serves, loaded once: a re-embed that
+        changes the model gets a new one, every other sync the same."""
         wanted = self._parts.index_embedder(self._store)  # nothing loads until it embeds
-        if self._loaded is None or self._loaded.cache_key != wanted.cache_key:
-            self._loaded = wanted
-        return self._parts.ingest_parts(self._store, self._loaded)
+        if self._embedder is None or self._embedder.cache_key != wanted.cache_key:
+            self._embedder = wanted
+        return self._parts.ingest_parts(self._store, self._embedder)
+
+    def close(self) -> None:
+        with self._one_at_a_time:
+            self._pool.close()
+            self._manifest.close()
+            self._store.close()
+
+
+class KeptSources:
+    """Each configured source kept open at most once in this process, when first asked for, and
+    shared by its watcher and the sync webhook's runs (`sluice deploy`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._open: dict[str, KeptSource] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> KeptSource:
+        with self._lock:
+            if name not in self._open:
+                config = self._settings.source(name)
+                self._open[name] = KeptSource(Components(self._settings), config)
+            return self._open[name]
+
+    def close(self) -> None:
+        with self._lock:
+            for source in self._open.values():
+                source.close()
+            self._open.clear()

@@ -14,12 +14,22 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from config.settings import Settings
+
+WEBHOOK_TAG = "sync-webhook"
+"""The tag of a flow run the sync webhook started: `sluice deploy` runs these warm
+(`flows/webhook_runs.py`)."""
+
+RUNNER_GRACE_S = 2.0
+"""A webhook's run is due this long after the request: `sluice deploy` claims it at once and
+runs it warm; Prefect's runner (which looks only for runs already due) or a worker of the
+deployment's pool takes it after that, when no `sluice deploy` has."""
 
 STATE_FILE = "server.json"
 """Where the data dir's own Prefect server records its address (`flows/local_server.py`)."""
@@ -68,12 +78,19 @@ class PrefectRuns:
 
     def start(self, source: str, parameters: dict[str, Any]) -> FlowRunState:
         deployment = self._call("GET", f"/deployments/name/ingest/{source}", what=source)
+        due = datetime.now(UTC) + timedelta(seconds=RUNNER_GRACE_S)
         run = self._call(
             "POST",
             f"/deployments/{deployment['id']}/create_flow_run",
-            json={"parameters": {**deployment.get("parameters", {}), **parameters},
-                  "tags": ["sync-webhook"]},
-        )  # fmt: skip
+            json={
+                "parameters": {**deployment.get("parameters", {}), **parameters},
+                "tags": [WEBHOOK_TAG],
+                "state": {
+                    "type": "SCHEDULED",
+                    "state_details": {"scheduled_time": due.isoformat()},
+                },
+            },
+        )
         return _state(run, f"ingest/{source}")
 
     def status(self, run_id: str) -> FlowRunState | None:

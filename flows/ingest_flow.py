@@ -142,13 +142,18 @@ def ingest_flow(
         scope = scope_within(config, paths) if paths else None
         report = run_sync(settings, config, dry_run, wait_for_lock_s, flow_run.id, scope=scope)
     kind = "ingest-plan" if dry_run else "ingest" if partition is None else "ingest-partition"
+    return published(report, settings, config.name, kind)
+
+
+def published(report: IngestReport, settings: Settings, source: str, kind: str) -> dict[str, Any]:
+    """The run's report as a Markdown artifact and a printed summary; the flow's result."""
     create_markdown_artifact(
         markdown=report.to_markdown(),
-        key=artifact_key(kind, settings, config.name),
-        description=f"{'dry run of ' if dry_run else ''}{config.name}",
+        key=artifact_key(kind, settings, source),
+        description=f"{'dry run of ' if kind == 'ingest-plan' else ''}{source}",
     )
     summary = (
-        f"{config.name}: {len(report.new)} new, {len(report.changed)} changed, "
+        f"{source}: {len(report.new)} new, {len(report.changed)} changed, "
         f"{report.unchanged} unchanged, {len(report.deleted)} deleted, {len(report.failed)} failed"
     )
     print(summary)

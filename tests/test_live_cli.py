@@ -1,7 +1,7 @@
 """`sluice ingest PATH --watch` as users run it: in the foreground beside `sluice serve` on one
 data dir (embedded engine), an edit found by `/retrieve`, its lag in `/metrics`, a clean stop
 on SIGTERM, and a SIGKILL in the middle of a batch repaired by the next start, with nothing lost
-and nothing twice."""
+and nothing twice; started before the API too, and stopped (SIGSTOP) under it."""
 
 from __future__ import annotations
 
@@ -133,6 +133,47 @@ def test_a_watcher_killed_mid_batch_loses_and_duplicates_nothing_on_restart(
     finally:
         again.process.send_signal(signal.SIGTERM)
         assert again.process.wait(timeout=60) == 0
+
+
+def test_a_watcher_started_before_the_api_serves_it_and_a_stopped_one_is_a_clear_503(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    _doc(folder, "pump.md", "Pump seals wear out.")
+    env = {**os.environ, "SLUICE_DATA_DIR": str(tmp_path / "data"), "SLUICE_OWNER_TIMEOUT_S": "2"}
+    live = LiveProcess(folder, env)  # first: the watcher owns the shards, the API asks it
+    try:
+        live.until(lambda r: not r["live"] and r["new"] == 1, "reconciling")
+        with sluice_serving(env) as (url, _):
+            assert _hits(url, "pump seals")
+            _found(url, folder, "zebra.md", "A zebra crossing appears near the pumps.")
+            os.kill(live.process.pid, signal.SIGSTOP)  # Ctrl-Z on the watcher
+            try:
+                stopped = time.monotonic()
+                answer = httpx.post(f"{url}/retrieve", json={"query": "zebra"}, timeout=60)
+                assert answer.status_code == 503, answer.text
+                assert "did not answer" in answer.json()["error"]["message"]
+                assert time.monotonic() - stopped < 10, "the owner's deadline, not a hang"
+            finally:
+                os.kill(live.process.pid, signal.SIGCONT)
+            _found(url, folder, "yak.md", "A yak grazes by the intake.")  # live again
+    finally:
+        live.process.send_signal(signal.SIGTERM)
+        assert live.process.wait(timeout=60) == 0
+
+
+def _found(url: str, folder: Path, name: str, text: str) -> None:
+    _doc(folder, name, text)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            if any(u.endswith(name) for u in _hits(url, text)):
+                return
+        except AssertionError:  # a 503 while the owner comes back
+            pass
+        assert time.monotonic() < deadline, f"{name} never found"
+        time.sleep(0.1)
 
 
 def _manifest(settings: Settings) -> dict[str, int]:

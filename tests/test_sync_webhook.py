@@ -81,6 +81,16 @@ def test_a_webhook_sync_runs_the_deployment_and_reports_it(
             ).json()["hits"]
             assert hits and hits[0]["uri"].endswith("b.md")
             assert not any("outside" in hit["uri"] for hit in hits)
+            # run warm in `sluice deploy` (a run started in a new process reports no lag)
+            assert report["lag_s"] is not None and 0 < report["lag_s"] < 120, report
+            (folder / "b.md").write_text("# Valves\n\nA globe valve throttles the flow.\n")
+            again = client.post("/sources/plant/sync", json={"paths": ["b.md"]}, headers=as_admin)
+            while (
+                status := client.get(f"/runs/{again.json()['run_id']}", headers=as_admin).json()
+            )["state"] not in ("COMPLETED", "FAILED", "CRASHED"):
+                assert time.monotonic() < deadline + 180, status
+                time.sleep(0.5)
+            assert status["state"] == "COMPLETED" and status["report"]["changed"] == 1, status
     finally:
         deploy.terminate()
         deploy.wait(timeout=60)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -247,8 +246,6 @@ def deploy(
     server (its UI shows the runs); keeps running, starting each scheduled run, until
     interrupted. With --work-pool, workers run them instead (docs/scaling.md).
     """
-    # A run asked for by the sync webhook starts within a second, not the runner's default 10 s.
-    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
     settings = load_settings(index, prefect_console="INFO")
     if not settings.sources:
         console.print("[red]no sources configured:[/red] add [\\[sources]] to the config file")
@@ -280,11 +277,22 @@ def deploy(
     if api:  # Prefect's hints below (`prefect deployment run ...`) need the address
         first = f"prefect deployment run 'ingest/{settings.sources[0].name}'"
         out.print(prefect_hint(api, first), soft_wrap=True)
+    import threading
+
+    from composition.live_source import KeptSources
+    from flows.webhook_runs import run_webhook_syncs
     from sluice.cli.watch_commands import start_live_sources
 
-    live = start_live_sources(settings)
+    kept, stop = KeptSources(settings), threading.Event()
+    start_live_sources(settings, kept, stop)
+    webhook = threading.Thread(
+        target=run_webhook_syncs, args=(settings, kept, stop), name="webhook-runs", daemon=True
+    )
+    webhook.start()
     try:
-        serve(*source_deployments(settings))
+        # only runs already due: the webhook's are run warm above before they are
+        serve(*source_deployments(settings), prefetch_seconds=0)
     finally:
-        if live is not None:
-            live.set()
+        stop.set()
+        webhook.join(timeout=60)
+        kept.close()

@@ -8,13 +8,16 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import typer
 
 from config.settings import Settings
 from config.sources import LocalFolderConfig, PostgresConfig, S3Config, SourceConfig
 from sluice.cli.common import console, exit_on, index_errors, out
+
+if TYPE_CHECKING:
+    from composition.live_source import KeptSources
 
 
 def watch(
@@ -44,24 +47,25 @@ def watch(
     console.print(f"stopped after {runs} sync(s)")
 
 
-def start_live_sources(settings: Settings) -> threading.Event | None:
-    """A watcher thread for each `live = true` folder source, beside `sluice deploy`'s
-    schedules; set the returned event to stop them. None: no source is live."""
+def start_live_sources(settings: Settings, kept: KeptSources, stop: threading.Event) -> None:
+    """A watcher thread for each `live = true` source, beside `sluice deploy`'s schedules, on
+    the source as `kept` keeps it open; they stop when `stop` is set."""
     from composition.components import Components
     from composition.live_source import watch_source
 
-    live = [s for s in settings.sources if _watchable(s) and s.live]
-    if not live:
-        return None
-    stop = threading.Event()
-    for config in live:
+    for config in [s for s in settings.sources if _watchable(s) and s.live]:
 
         def run(config: LocalFolderConfig | S3Config | PostgresConfig = config) -> None:
-            watch_source(Components(settings), config, stop, lambda r: _print(r.to_dict(), False))
+            watch_source(
+                Components(settings),
+                config,
+                stop,
+                lambda r: _print(r.to_dict(), False),
+                kept=kept.get(config.name),
+            )
 
         threading.Thread(target=run, name=f"live-{config.name}", daemon=True).start()
         out.print(f"live: watching source '{config.name}'", soft_wrap=True)
-    return stop
 
 
 def _watchable(config: SourceConfig) -> TypeGuard[LocalFolderConfig | S3Config | PostgresConfig]:
