@@ -86,6 +86,8 @@ class Chunk:
     path: str = ""
     """The document's path within its source (relative path, key, URL path)."""
     filetype: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """The source's fields of its document (a database row's metadata columns)."""
     context: str = ""
     """Title and headings the text itself does not repeat, so a continuation chunk keeps its
     document's terms; embedded and BM25-indexed with the text, not shown as part of it."""
@@ -126,6 +128,7 @@ class Chunk:
             "path": self.path,
             "public_uri": public_uri(self.uri, self.source, self.path),
             "filetype": self.filetype,
+            "metadata": self.metadata,
             "context": self.context,
             "text_hash": self.text_hash,
         }

@@ -168,6 +168,11 @@ class PostgresConfig(_SourceModel):
         description="The text made from the row's columns instead, e.g. "
         "'# {title}\n\n{body}' (Markdown: a heading becomes the chunks' heading)",
     )
+    metadata_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns stored with each of the row's chunks and returned with its hits "
+        "(`metadata` in a hit), as text; a change to one is a change to the document",
+    )
     updated_at_column: str | None = Field(
         default=None,
         description="A column that changes with the row: listing then reads ids and this only; "

@@ -72,7 +72,7 @@ class DocumentReader:
     def _read_once(self, candidate: Candidate, result: ReadResult) -> None:
         with tempfile.TemporaryDirectory(prefix="sluice-fetch-") as folder:
             fetched = self.source.fetch(candidate.item, Path(folder))
-            result.content_hash = content_hash(fetched.path)
+            result.content_hash = content_hash(fetched.path, fetched.metadata)
             record = candidate.record
             result.changed = not (
                 record is not None

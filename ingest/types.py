@@ -50,6 +50,9 @@ class SourceFile:
     """Where the bytes can be read locally."""
     size: int
     mtime: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Fields the source knows about the document beyond its bytes (a database row's metadata
+    columns): stored with each of its chunks and part of its content hash."""
 
     @property
     def doc_id(self) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -28,11 +29,15 @@ from ingest.types import Element, ParsedDocument, ParseError, SourceFile, readab
 _ENCRYPTION_HINTS = ("password", "encrypt", "PDFPasswordIncorrect", "PDFEncryptionError")
 
 
-def content_hash(path: Path) -> str:
+def content_hash(path: Path, metadata: Mapping[str, str] | None = None) -> str:
+    """Of the bytes, and of the source's metadata where it gives any (a change to either is a
+    new version of the document)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    if metadata:
+        digest.update(json.dumps(sorted(metadata.items())).encode())
     return digest.hexdigest()
 
 
@@ -129,10 +134,11 @@ class UnstructuredParser:
             raise ParseError("no extractable text")
         return ParsedDocument(
             source=source,
-            content_hash=content_hash(source.path),
+            content_hash=content_hash(source.path, source.metadata),
             elements=elements,
             title=_document_title(elements, source),
             filetype=filetype,
+            metadata=dict(source.metadata),
         )
 
     def _image_elements(self, path: Path) -> list[Element]:

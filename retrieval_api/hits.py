@@ -94,6 +94,7 @@ def build_hits(
                 element_types=list(payload.get("element_types", [])),
                 char_start=int(payload.get("char_start", 0)),
                 char_end=int(payload.get("char_end", 0)),
+                metadata=dict(payload.get("metadata") or {}),  # type: ignore[call-overload]
                 rank=rank,
                 score=point.score,
                 relative_score=round(shaped.relative.get(point.id, 0.0), 6),

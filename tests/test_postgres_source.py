@@ -76,6 +76,39 @@ def test_rows_are_documents_whose_edits_and_deletes_propagate(
     assert third.unchanged == 5 and third.stage_seconds["read_parse"] == 0, "nothing read"
 
 
+def test_metadata_columns_ride_with_the_hits_and_a_change_to_one_rewrites_the_row(
+    faq: str, tmp_path: Path, embedder: object
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from retrieval_api.app import create_app
+
+    with psycopg.connect(faq, autocommit=True) as db:
+        db.execute("ALTER TABLE faq ADD COLUMN category text DEFAULT 'pumps'")
+        db.execute("UPDATE faq SET category = NULL WHERE id = 5")
+    config = _config(faq, metadata_columns=["category", "id"])
+    settings = Settings(data_dir=tmp_path / "data")
+    sync(settings, build_source(config), embedder, "faq")
+
+    def metadata() -> dict[str, dict[str, str]]:
+        with TestClient(create_app(settings), base_url="http://localhost") as client:
+            body = {"query": "pump seal spring", "mode": "bm25", "top_k": 10}
+            hits = client.post("/retrieve", json=body).json()["hits"]
+        return {hit["uri"].removeprefix(ROW): hit["metadata"] for hit in hits}
+
+    assert metadata() == {
+        **{str(n): {"category": "pumps", "id": str(n)} for n in range(5)},
+        "5": {"id": "5"},  # a NULL is left out
+    }
+    with psycopg.connect(faq, autocommit=True) as db:
+        db.execute("UPDATE faq SET category = 'valves' WHERE id = 3")  # the text stays
+    changed: IngestReport = sync(settings, build_source(config), embedder, "faq")
+    assert [d.uri for d in changed.changed] == [f"{ROW}3"] and changed.unchanged == 5
+    assert metadata()["3"] == {"category": "valves", "id": "3"}
+    wrong = sync(settings, build_source(_config(faq, metadata_columns=["nope"])), embedder, "faq")
+    assert {d.reason for d in wrong.failed} == {"the query's rows have no column 'nope'"}
+
+
 def test_a_live_source_syncs_the_notified_row_alone(faq: str, tmp_path: Path) -> None:
     config = _config(faq, notify_channel="faq_changes", live=True)
     parts = Components(Settings(data_dir=tmp_path / "data"))

@@ -461,6 +461,7 @@ def test_a_response_serialises_every_hit_field_and_round_trips() -> None:
         "element_types",
         "char_start",
         "char_end",
+        "metadata",
         "rank",
         "score",
         "scores",

@@ -2,7 +2,9 @@
 
 Listing reads ids and a fingerprint only, never the text: the `updated_at` column where there is
 one, else an MD5 of the whole row that the database computes (`md5(row_to_json(q)::text)`), so
-an unchanged row is recognised without being transferred. A row is read (`fetch`) only when its
+an unchanged row is recognised without being transferred; how a row becomes a document (its
+text column or template, its metadata columns) is part of each fingerprint, so changing it
+re-reads the rows. A row is read (`fetch`) only when its
 fingerprint changed, and written as a Markdown file (its text column, or the template filled
 from its columns) for the same parsing and chunking as any document. A row gone from the query
 is a deleted document, under the same delete guard as a file.
@@ -10,6 +12,8 @@ is a deleted document, under the same delete guard as a file.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,9 @@ class PostgresSource:
     def __init__(self, config: PostgresConfig) -> None:
         self.config = config
         self.prefix = f"postgres://{quote(config.name, safe='')}/"
+        shape = [config.text_column, config.template, config.metadata_columns]
+        self._shape = hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:12]
+        """How a row becomes a document: a change to it re-reads every row."""
 
     def uri(self, row_id: object) -> str:
         return self.prefix + quote(str(row_id), safe="")
@@ -52,7 +59,17 @@ class PostgresSource:
             raise ParseError("gone from the query since it was listed")
         path = folder / f"row-{abs(hash(item.uri))}.md"
         path.write_text(self._text(rows[0]))
-        return SourceFile(uri=item.uri, path=path, size=path.stat().st_size, mtime=0.0)
+        metadata = self._metadata(rows[0])
+        return SourceFile(item.uri, path, path.stat().st_size, 0.0, metadata)
+
+    def _metadata(self, row: dict[str, Any]) -> dict[str, str]:
+        if missing := [c for c in self.config.metadata_columns if c not in row]:
+            raise ParseError(f"the query's rows have no column {', '.join(map(repr, missing))}")
+        return {
+            column: str(row[column])
+            for column in self.config.metadata_columns
+            if row[column] is not None
+        }
 
     def _text(self, row: dict[str, Any]) -> str:
         if self.config.text_column is not None:
@@ -87,7 +104,7 @@ class PostgresSource:
                     uri=self.uri(row["id"]),
                     name=f"{row['id']}.md",
                     size=None,
-                    fingerprint=str(row["fingerprint"]),
+                    fingerprint=f"{row['fingerprint']}|{self._shape}",
                 )
                 for row in self._run(query, parameters)
             ),

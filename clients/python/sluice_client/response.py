@@ -33,6 +33,11 @@ class Hit(BaseModel):
     element_types: list[str]
     char_start: int
     char_end: int
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="The source's fields of the document, e.g. a database row's "
+        "`metadata_columns`; empty where the source gives none.",
+    )
     rank: int
     score: float
     relative_score: float = Field(description="`score` over the best hit's score, in (0, 1]")
