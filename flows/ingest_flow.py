@@ -93,6 +93,16 @@ def run_sync(
     return report
 
 
+def requested_scope(
+    config: SourceConfig, paths: list[str] | None, urls: list[str] | None
+) -> Scope | None:
+    """What a sync webhook's call names: `paths` of a folder or S3 source, `urls` of an http
+    source (exactly these; the source requests only those it lists); None: the whole source."""
+    if urls:
+        return Scope(frozenset(urls))
+    return scope_within(config, paths) if paths else None
+
+
 def scope_within(config: SourceConfig, paths: list[str]) -> Scope:
     """Paths relative to a local folder's root, or keys below an S3 source's prefix; one that
     leads outside the source lists nothing."""
@@ -117,12 +127,14 @@ def ingest_flow(
     partition: int | None = None,
     parent_run_id: int | None = None,
     paths: list[str] | None = None,
+    urls: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync one configured source (by name) or a folder (by path) into the index; returns the
     run report, also published as a Markdown artifact. On a work pool a source's deployment
     passes `partitions`: this run then runs that many partition runs (`partition`, under
-    `parent_run_id`) of the source's partition deployment, and sums them. `paths`: only these
-    documents or folders of a local folder source (a sync webhook's call)."""
+    `parent_run_id`) of the source's partition deployment, and sums them. `paths` or `urls`:
+    only these documents or folders of a folder or S3 source, or pages of an http source (a sync
+    webhook's call)."""
     settings = settings or Settings()
     if (source is None) == (path is None):
         raise ValueError("give exactly one of a source name or a path")
@@ -139,7 +151,7 @@ def ingest_flow(
         launch = launch_on_pool(config.name, partitions)
         report = run_sync(settings, config, False, wait_for_lock_s, flow_run.id, launch=launch)
     else:
-        scope = scope_within(config, paths) if paths else None
+        scope = requested_scope(config, paths, urls)
         report = run_sync(settings, config, dry_run, wait_for_lock_s, flow_run.id, scope=scope)
     kind = "ingest-plan" if dry_run else "ingest" if partition is None else "ingest-partition"
     return published(report, settings, config.name, kind)

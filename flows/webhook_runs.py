@@ -40,7 +40,7 @@ from prefect.utilities.engine import propose_state_sync
 from composition.live_source import KeptSources
 from composition.prefect_runs import WEBHOOK_TAG
 from config.settings import Settings
-from flows.ingest_flow import published, scope_within
+from flows.ingest_flow import published, requested_scope
 
 log = logging.getLogger("sluice.webhook")
 
@@ -98,12 +98,13 @@ def _warm_flow(settings: Settings, kept: KeptSources, name: str) -> Any:
     def ingest(
         source: str,
         paths: list[str] | None = None,
+        urls: list[str] | None = None,
         wait_for_lock_s: float = 0.0,
         partitions: int | None = None,
     ) -> dict[str, Any]:
         print(f"run warm in the `sluice deploy` process (pid {os.getpid()})")
         warm = kept.get(source)
-        scope = scope_within(warm.config, paths) if paths else None
+        scope = requested_scope(warm.config, paths, urls)
         asked_at = FlowRunContext.get().flow_run.created.timestamp()  # type: ignore[union-attr]
         report = warm.sync(
             scope, seen_at=asked_at, external_id=current_run.id, lock_wait_s=wait_for_lock_s

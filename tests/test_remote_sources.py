@@ -18,6 +18,8 @@ import pytest
 from config.settings import Settings
 from config.sources import HttpConfig, S3Config
 from ingest.sources.build import build_source
+from ingest.sources.http import HttpSource
+from ingest.types import ListsScope, Scope
 from pipelines.report import IngestReport
 from tests.conftest import free_port, shell_env, sync
 
@@ -137,6 +139,10 @@ class _Site(SimpleHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         return None
 
+    def do_HEAD(self) -> None:
+        self.hits[f"HEAD {self.path}"] = self.hits.get(f"HEAD {self.path}", 0) + 1
+        super().do_HEAD()
+
     def do_GET(self) -> None:
         self.hits[self.path] = self.hits.get(self.path, 0) + 1
         if self.path == "/down" or (self.path == "/flaky" and self.hits[self.path] <= 2):
@@ -200,6 +206,24 @@ def test_http_sitemap_source_follows_lastmod(
     _sitemap(root, base, {"a.html": "2026-01-01", "b.html": "2026-02-01"})
     second: IngestReport = sync(settings, build_source(config), embedder, "site")
     assert _names(second.changed) == ["b.html"] and second.unchanged == 1
+
+
+def test_an_http_scope_asks_for_its_listed_urls_alone_and_never_an_unlisted_one(
+    website: tuple[str, Path],
+) -> None:
+    base, root = website
+    _sitemap(root, base, {"b.html": "2026-01-01"})
+    source = HttpSource(
+        HttpConfig(name="site", urls=[f"{base}/a.html"], sitemap=f"{base}/sitemap.xml")
+    )
+    assert isinstance(source, ListsScope)
+    _Site.hits = {}
+    wanted = {f"{base}/a.html", f"{base}/flaky.html", "http://169.254.169.254/latest/"}
+    items = source.list_scope(Scope(frozenset(wanted)))
+    assert [item.uri for item in items] == [f"{base}/a.html"]
+    assert _Site.hits == {"/sitemap.xml": 1, "HEAD /a.html": 1}, "nothing unlisted requested"
+    by_sitemap = source.list_scope(Scope(frozenset({f"{base}/b.html"})))
+    assert [(i.uri, i.fingerprint) for i in by_sitemap] == [(f"{base}/b.html", "2026-01-01")]
 
 
 def test_http_failures_are_retried_with_backoff_then_quarantined(

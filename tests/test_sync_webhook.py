@@ -94,3 +94,20 @@ def test_a_webhook_sync_runs_the_deployment_and_reports_it(
     finally:
         deploy.terminate()
         deploy.wait(timeout=60)
+
+
+def test_paths_are_for_folders_and_s3_and_urls_for_http_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        f'[[sources]]\ntype = "local"\nname = "plant"\npath = "{tmp_path}"\n'
+        '[[sources]]\ntype = "http"\nname = "site"\nurls = ["https://example.org/a"]\n'
+    )
+    monkeypatch.setenv("SLUICE_CONFIG_FILE", str(config))
+    settings = Settings(data_dir=tmp_path / "data")
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        urls = client.post("/sources/plant/sync", json={"urls": ["https://example.org/a"]})
+        assert urls.status_code == 422 and "`urls` is for http" in urls.json()["error"]["message"]
+        paths = client.post("/sources/site/sync", json={"paths": ["a"]})
+        assert paths.status_code == 422 and "`paths` is for folders" in paths.text

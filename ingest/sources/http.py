@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from config.sources import HttpConfig
-from ingest.types import ParseError, SourceFile, SourceItem, SourceUnavailable
+from ingest.types import ParseError, Scope, SourceFile, SourceItem, SourceUnavailable
 
 if TYPE_CHECKING:
     import httpx
@@ -41,6 +41,14 @@ class HttpSource:
         return []
 
     def list_items(self) -> list[SourceItem]:
+        return self._listed(None)
+
+    def list_scope(self, scope: Scope) -> list[SourceItem]:
+        """The source's URLs that `scope` names (a sync webhook's `urls`), asked for alone; a
+        URL the source does not list is never requested, and one it no longer lists is gone."""
+        return self._listed(scope)
+
+    def _listed(self, scope: Scope | None) -> list[SourceItem]:
         import httpx
 
         lastmod: dict[str, str] = {}
@@ -55,6 +63,8 @@ class HttpSource:
                             lastmod[url] = modified
                 items = []
                 for url in dict.fromkeys(urls):
+                    if scope is not None and not scope.holds(url):
+                        continue
                     fingerprint = lastmod.get(url) or _head_fingerprint(client, url)
                     items.append(
                         SourceItem(

@@ -48,12 +48,17 @@ async def sync_source(
     request.app.state.access.caller(request, scope="admin")
     if name not in {source.name for source in state.settings.sources}:
         raise HTTPException(404, f"no source named '{name}' in this server's configuration")
-    paths = body.paths if body else None
-    if paths is not None and state.settings.source(name).type not in ("local", "s3"):
-        raise HTTPException(422, f"source '{name}' syncs whole: `paths` is for folders and S3")
+    kind = state.settings.source(name).type
+    paths, urls = (body.paths, body.urls) if body else (None, None)
+    if paths is not None and kind not in ("local", "s3"):
+        raise HTTPException(422, f"source '{name}' is {kind}: `paths` is for folders and S3")
+    if urls is not None and kind != "http":
+        raise HTTPException(422, f"source '{name}' is {kind}: `urls` is for http sources")
     parameters: dict[str, Any] = {"source": name}
     if paths:
         parameters["paths"] = paths
+    if urls:
+        parameters["urls"] = urls
     started = await _prefect(state, lambda runs: runs.start(name, parameters))
     assert started is not None
     return _status(started, None)
@@ -110,5 +115,6 @@ def _status(run: FlowRunState, report: dict[str, Any] | None) -> RunStatus:
         state=run.state,
         state_name=run.state_name,
         paths=run.parameters.get("paths"),
+        urls=run.parameters.get("urls"),
         report=report,
     )

@@ -22,6 +22,13 @@ class SyncRequest(BaseModel):
         "folder stands for everything below it), keys within an S3 source's bucket. A path "
         "that is gone is deleted from the index; one outside the source is ignored.",
     )
+    urls: list[str] | None = Field(
+        default=None,
+        max_length=PATHS_MAX,
+        description="Only these pages of an http source: URLs it lists (its `urls` and its "
+        "sitemap's); one it does not list is never requested, one it no longer lists is "
+        "deleted from the index.",
+    )
 
 
 class RunStatus(BaseModel):
@@ -30,6 +37,7 @@ class RunStatus(BaseModel):
     state: str = Field(description="Prefect's state: SCHEDULED, PENDING, RUNNING, COMPLETED, ...")
     state_name: str = ""
     paths: list[str] | None = None
+    urls: list[str] | None = None
     report: dict[str, Any] | None = Field(
         default=None,
         description="The run's report once it is in the index's history (counts, lag, cost)",
