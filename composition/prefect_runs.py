@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +35,12 @@ deployment's pool takes it after that, when no `sluice deploy` has."""
 
 STATE_FILE = "server.json"
 """Where the data dir's own Prefect server records its address (`flows/local_server.py`)."""
+
+
+RETRIED = (408, 429, 502, 503)
+"""What Prefect's own client retries: a busy server (its SQLite database locked by another
+request, say) answers 503 to one of several calls at once."""
+RETRIES = 5
 
 
 class RunsUnavailable(Exception):
@@ -106,10 +114,18 @@ class PrefectRuns:
             raise RunsUnavailable(
                 "no Prefect server answers (set PREFECT_API_URL, or run `sluice deploy`)"
             )
-        try:
-            response = httpx.request(method, f"{api}{path}", timeout=self.timeout_s, **body)
-        except httpx.HTTPError as error:
-            raise RunsUnavailable(f"the Prefect server at {api} did not answer: {error}") from error
+        for attempt in range(RETRIES + 1):
+            try:
+                response = httpx.request(method, f"{api}{path}", timeout=self.timeout_s, **body)
+            except httpx.HTTPError as error:
+                if attempt == RETRIES:
+                    raise RunsUnavailable(
+                        f"the Prefect server at {api} did not answer: {error}"
+                    ) from error
+            else:
+                if response.status_code not in RETRIED or attempt == RETRIES:
+                    break
+            time.sleep(random.uniform(0.5, 1.0) * 2**attempt * 0.2)
         if response.status_code == 404:
             if what:
                 raise RunsUnavailable(

@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -91,6 +93,37 @@ def test_a_webhook_sync_runs_the_deployment_and_reports_it(
                 assert time.monotonic() < deadline + 180, status
                 time.sleep(0.5)
             assert status["state"] == "COMPLETED" and status["report"]["changed"] == 1, status
+
+            # many callers at once: each gets its own run, each run its own file, once
+            for n in range(8):
+                (folder / f"c{n}.md").write_text(f"# Seal {n}\n\nSeal kit zq{n}x fits pump {n}.\n")
+
+            def ask(n: int) -> str:
+                answer = client.post(
+                    "/sources/plant/sync", json={"paths": [f"c{n}.md"]}, headers=as_admin
+                )
+                assert answer.status_code == 202, answer.text
+                return str(answer.json()["run_id"])
+
+            def state(run_id: str) -> dict[str, Any]:
+                return dict(client.get(f"/runs/{run_id}", headers=as_admin).json())
+
+            done = ("COMPLETED", "FAILED", "CRASHED")
+            with ThreadPoolExecutor(8) as pool:
+                run_ids = list(pool.map(ask, range(8)))
+                assert len(set(run_ids)) == 8
+                while True:
+                    statuses = list(pool.map(state, run_ids))
+                    if all(s["state"] in done for s in statuses):
+                        break
+                    assert time.monotonic() < deadline + 600, statuses
+                    time.sleep(1)
+            assert [s["report"]["new"] for s in statuses] == [1] * 8, statuses
+            for n in range(8):
+                hits = client.post(
+                    "/retrieve", json={"query": f"zq{n}x", "mode": "bm25"}, headers=as_admin
+                ).json()["hits"]
+                assert [h["uri"].rsplit("/", 1)[-1] for h in hits] == [f"c{n}.md"], hits
     finally:
         deploy.terminate()
         deploy.wait(timeout=60)
