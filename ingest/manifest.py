@@ -227,18 +227,27 @@ class Manifest:
         where = " AND r.source = :source" if source is not None else ""
         return self._runs(f"o.parent_run_id IS NULL{where}", {"source": source, "limit": limit})
 
+    def runs_from(self, first_run_id: int, limit: int = 10_000) -> list[RunRecord]:
+        """Runs from `first_run_id` on, oldest first, partitions not listed: a reader that keeps
+        totals reads each finished run once."""
+        return self._runs(
+            "o.parent_run_id IS NULL AND r.run_id >= :first",
+            {"first": first_run_id, "limit": limit},
+            order="ASC",
+        )
+
     def partition_runs(self, parent_run_id: int) -> list[RunRecord]:
         """The runs of a partitioned run's parts, newest first (a retried part has several)."""
         return self._runs("o.parent_run_id = :parent", {"parent": parent_run_id, "limit": 100_000})
 
-    def _runs(self, where: str, args: dict[str, Any]) -> list[RunRecord]:
+    def _runs(self, where: str, args: dict[str, Any], order: str = "DESC") -> list[RunRecord]:
         with self.db.reading() as db:
             rows = db.execute(
                 _sql(
                     "SELECT r.run_id, r.source, r.started_at, r.finished_at, r.dry_run, r.report,"
                     " o.state, o.error, o.external_id, o.pid, o.host, o.partition"
                     f" FROM runs r LEFT JOIN run_outcomes o ON o.run_id = r.run_id WHERE {where}"
-                    " ORDER BY r.run_id DESC LIMIT :limit"
+                    f" ORDER BY r.run_id {order} LIMIT :limit"
                 ),
                 args,
             ).all()

@@ -19,6 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from retrieval_api.run_totals import RunTotals, SourceFigures
+
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LABELS_KEY = "sluice_metric_labels"
 """Where a route leaves the labels only it knows (mode, tenant) in the request's state."""
@@ -139,6 +141,7 @@ class IndexCollector(Collector):
         """`read()`: the store, a manifest opener and an index's storage in bytes, for this
         scrape."""
         self.read = read
+        self.run_totals = RunTotals()
 
     def describe(self) -> list[Any]:
         """Nothing up front: the indexes are read at scrape time, once the app serves."""
@@ -233,7 +236,7 @@ class IndexCollector(Collector):
                 _add_manifest(alias, manifest, documents, versions, scores)
                 _add_runs(
                     alias,
-                    manifest,
+                    self.run_totals.figures(alias, manifest),
                     runs,
                     outcomes,
                     chunks,
@@ -263,7 +266,7 @@ def _add_manifest(alias: str, manifest: Any, documents: Any, versions: Any, scor
 
 def _add_runs(
     alias: str,
-    manifest: Any,
+    figures: SourceFigures,
     runs: Any,
     outcomes: Any,
     chunks: Any,
@@ -274,36 +277,12 @@ def _add_runs(
     """`latest`: the last-success and live-lag families; `costs`: a counter family per field
     of the reports' `cost` (cpu_seconds, ...)."""
     last_success, lag = latest
-    counted: dict[tuple[str, ...], float] = {}
-
-    def add(key: tuple[str, ...], value: float) -> None:
-        counted[key] = counted.get(key, 0) + value
-
-    latest_success: dict[str, float] = {}
-    latest_rate: dict[str, float] = {}
-    latest_lag: dict[str, float] = {}
-    for run in reversed(manifest.runs(limit=100_000)):  # oldest first: the latest wins
-        report = run.report or {}
-        add(("runs", run.source, run.state), 1)
-        for outcome in ("new", "changed", "unchanged", "deleted", "failed", "skipped"):
-            add(("documents", run.source, outcome), float(report.get(outcome) or 0))
-        for kind in ("chunks", "embedded", "from_cache"):
-            add(("chunks", run.source, kind), float(report.get(kind) or 0))
-        for field in costs:
-            add((field, run.source), float((report.get("cost") or {}).get(field) or 0))
-        embed_s = (report.get("stage_seconds") or {}).get("embed") or 0
-        if report.get("embedded") and embed_s:
-            latest_rate[run.source] = report["embedded"] / embed_s
-        if run.state in ("completed", "completed_with_failures") and run.finished_at:
-            latest_success[run.source] = run.finished_at
-        if report.get("lag_s") is not None:
-            latest_lag[run.source] = report["lag_s"]
     families = {"runs": runs, "documents": outcomes, "chunks": chunks}
-    for (family, source, *label), value in counted.items():
+    for (family, source, *label), value in figures.counted.items():
         (families.get(family) or costs[family]).add_metric([alias, source, *label], value)
-    for source, rate in latest_rate.items():
+    for source, rate in figures.embed_rate.items():
         throughput.add_metric([alias, source], rate)
-    for source, finished in latest_success.items():
+    for source, finished in figures.last_success.items():
         last_success.add_metric([alias, source], finished)
-    for source, seconds in latest_lag.items():
+    for source, seconds in figures.lag.items():
         lag.add_metric([alias, source], seconds)
