@@ -1,7 +1,8 @@
 """A live source: synced again for each batch of its changes, only where they are.
 
-On start, and every `reconcile_s`, the whole source is listed and synced: what changed while no
-one watched, or in events the OS dropped, is found there. In between, each batch of changed
+On start, every `reconcile_s`, and after a batch that says events may have been lost (a `gap`),
+the whole source is listed and synced: what changed while no one watched, or in events the OS
+dropped, is found there. In between, each batch of changed
 paths is a sync of those paths alone (`Scope`), through the same change detection, manifest,
 write path and delete guard as any run. A file still being written is not read half-written:
 a path whose mtime is younger than `settle_s` waits until it has been left alone that long.
@@ -81,6 +82,8 @@ def run_live(
             paths |= batch.paths
             uris |= batch.uris
             seen_at = min(seen_at or batch.seen_at, batch.seen_at)
+        if batch.gap:  # owed until a reconcile runs
+            reconciled = None
         if reconciled is None or time.monotonic() - reconciled >= options.reconcile_s:
             scope: Scope | None = None  # all of it, what is pending too
         elif seen_at is not None:

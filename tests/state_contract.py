@@ -102,7 +102,9 @@ class DocumentsContract(_Base):
 
 
 class RunsContract(_Base):
-    COVERS: ClassVar[set[str]] = {"start_run", "finish_run", "runs", "partition_runs"}
+    COVERS: ClassVar[set[str]] = {
+        "start_run", "finish_run", "runs", "runs_from", "partition_runs",
+    }  # fmt: skip
 
     def test_partition_runs_are_their_parents_not_listed_and_interrupt_nothing(
         self, manifest: Manifest
@@ -129,6 +131,15 @@ class RunsContract(_Base):
         assert (runs[0].state, runs[0].error) == ("completed_with_failures", "one failed")
         assert [r.run_id for r in manifest.runs(source="s")] == [first]
         assert len(manifest.runs(limit=1)) == 1
+
+    def test_runs_from_an_id_are_oldest_first_without_partitions(self, manifest: Manifest) -> None:
+        ids = [manifest.start_run("s") for _ in range(4)]
+        manifest.start_run("s", parent_run_id=ids[-1], partition=0)
+        manifest.finish_run(ids[2], {"new": 1}, "completed")
+        assert [r.run_id for r in manifest.runs_from(ids[1])] == ids[1:]
+        assert [r.run_id for r in manifest.runs_from(ids[1], limit=2)] == ids[1:3]
+        assert manifest.runs_from(ids[2], 1)[0].report == {"new": 1}
+        assert manifest.runs_from(ids[-1] + 100) == []
 
     def test_a_run_left_running_is_interrupted_by_the_next(self, manifest: Manifest) -> None:
         left = manifest.start_run("s")

@@ -177,3 +177,35 @@ def test_a_scope_lists_only_its_paths_inside_the_root(tmp_path: Path) -> None:
             assert "sub/c.md" not in names and source.skipped()
     finally:
         os.chmod(root / "sub" / "c.md", 0o644)
+
+
+def test_a_storm_that_may_have_overflowed_the_event_queue_is_followed_by_a_reconcile(
+    tmp_path: Path,
+) -> None:
+    from ingest.sources.folder_events import ChangeBatch, folder_events
+    from pipelines.live_sync import LiveOptions, run_live
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    stop = threading.Event()
+    events = folder_events(folder, stop, debounce_ms=200, storm=50)
+    assert not next(events).paths  # watching now
+    for number in range(80):
+        _doc(folder, f"s{number:02}.md", "A storm of files.")
+    deadline = time.monotonic() + WAIT_S
+    while not (batch := next(events)).paths:
+        assert time.monotonic() < deadline, "no batch"
+    stop.set()
+    assert batch.gap and len(batch.paths) >= 50, "a batch of 50 paths or more"
+
+    synced: list[Scope | None] = []
+
+    def sync(scope: Scope | None, seen_at: float | None) -> IngestReport | None:
+        synced.append(scope)
+        return None if len(synced) == 2 else IngestReport(index="docs", source="s")
+
+    small = ChangeBatch(frozenset({folder / "s00.md"}), time.time())
+    stormy = ChangeBatch(frozenset({folder / "s01.md"}), time.time(), gap=True)
+    run_live(sync, [small, stormy, small, small], threading.Event(), LiveOptions(settle_s=0))
+    kinds = ["all" if scope is None else "scope" for scope in synced]
+    assert kinds == ["all", "all", "all", "scope"], "owed until one runs (the 2nd was refused)"

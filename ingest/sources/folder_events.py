@@ -9,7 +9,8 @@ is handed over as one batch, so a `git checkout` of a thousand files is a few sy
 thousand. A batch names paths, not what happened to them: listing those paths decides (a path
 that is gone was deleted; a renamed folder is its old path gone and its new one new). Events
 can be lost (a change before the watch began, an overflowing event queue, a restart): the caller
-reconciles by listing the whole folder on start and every so often.
+reconciles by listing the whole folder on start, every so often, and after a batch so large
+that the kernel's event queue may have overflowed on its way (a `gap`).
 """
 
 from __future__ import annotations
@@ -38,15 +39,34 @@ class ChangeBatch:
     """Documents named by uri (an S3 event's objects), synced as they are: nothing to settle."""
     done: Callable[[], None] | None = None
     """Acknowledges the batch once its changes are synced (an event queue's messages)."""
+    gap: bool = False
+    """Events may have been lost around it: the caller lists the whole source."""
+
+
+def storm_paths() -> int:
+    """A batch this large may have overflowed the kernel's event queue on its way (a quarter
+    of inotify's `max_queued_events`), and `watchfiles` does not say when it did."""
+    try:
+        queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    except (OSError, ValueError):
+        queued = 16_384  # Linux's default
+    return max(1, queued // 4)
 
 
 def folder_events(
-    root: Path, stop: threading.Event, debounce_ms: int = 1000, step_ms: int = 50
+    root: Path,
+    stop: threading.Event,
+    debounce_ms: int = 1000,
+    step_ms: int = 50,
+    storm: int | None = None,
 ) -> Iterator[ChangeBatch]:
     """Batches of changed paths under `root` until `stop` is set. Every event counts: the
     source's include and exclude globs apply when its paths are listed. The watch is set up
-    before the first batch is handed over."""
+    before the first batch is handed over. A batch of `storm` paths or more (`storm_paths()`)
+    is marked as a `gap`."""
     from watchfiles import watch
+
+    storm = storm or storm_paths()
 
     ready: queue.Queue[ChangeBatch | BaseException] = queue.Queue()
     started = threading.Event()
@@ -67,7 +87,8 @@ def folder_events(
             for found in changes:
                 started.set()
                 if found:
-                    ready.put(ChangeBatch(frozenset(Path(p) for _, p in found), time.time()))
+                    paths = frozenset(Path(p) for _, p in found)
+                    ready.put(ChangeBatch(paths, time.time(), gap=len(found) >= storm))
         except BaseException as error:  # handed to the caller: a watch that cannot go on
             ready.put(error)
         finally:
@@ -88,5 +109,7 @@ def folder_events(
             raise errors[0]
         merged = [b for b in batches if isinstance(b, ChangeBatch)]
         yield ChangeBatch(
-            frozenset().union(*(b.paths for b in merged)), min(b.seen_at for b in merged)
+            frozenset().union(*(b.paths for b in merged)),
+            min(b.seen_at for b in merged),
+            gap=any(b.gap for b in merged),
         )
