@@ -488,3 +488,11 @@ def test_a_response_requires_an_explicit_index_entry() -> None:
         RetrieveResponse.model_validate(
             {"query": "q", "mode": "dense", "hits": [], "timings_ms": {}}
         )
+
+
+def test_a_retrievers_metadata_carry_the_sources_fields_and_the_hits_win_a_shared_name() -> None:
+    from sluice_client.hits import hit_metadata
+
+    hit = _hit().model_copy(update={"metadata": {"product": "pump-200", "uri": "row 7"}})
+    metadata = hit_metadata(hit)
+    assert metadata["product"] == "pump-200" and metadata["uri"] == hit.uri != "row 7"

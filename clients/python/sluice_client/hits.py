@@ -32,7 +32,9 @@ def hit_text(hit: Hit) -> str:
 
 
 def hit_metadata(hit: Hit) -> dict[str, Any]:
-    return {name: getattr(hit, name) for name in METADATA_FIELDS}
+    """The hit's fields, beside its source's metadata (a database row's metadata columns; on
+    a name both use, the hit's field wins)."""
+    return {**hit.metadata, **{name: getattr(hit, name) for name in METADATA_FIELDS}}
 
 
 def request_options(options: dict[str, Any], top_k: int | None = None) -> dict[str, Any]:

@@ -11,7 +11,8 @@
 with every query as fields of the request body (`mode`, `filters`, `expand`, ...), and keyword
 arguments of `invoke` are too, for that call. A name that is no request field is refused
 (`TypeError`), in the constructor as in `invoke`. A document's text is the hit's `context_text`
-where `expand` made one, else its `text`; its metadata are the hit's ids, URI, title, scores,
+where `expand` made one, else its `text`; its metadata are the source's fields of the document
+(a database row's metadata columns) and the hit's ids, URI, title, scores,
 pages and headings.
 """
 
