@@ -44,7 +44,7 @@ def main() -> None:
 
 
 def measure(times: int) -> tuple[list[float], list[float]]:
-    from prefect.automations import Automation, EventTrigger, RunDeployment
+    from prefect.automations import Automation, EventTrigger, Posture, RunDeployment
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.events import emit_event
@@ -58,10 +58,17 @@ def measure(times: int) -> tuple[list[float], list[float]]:
             trigger=EventTrigger(
                 expect={"sluice.sync"},
                 match=ResourceSpecification({"prefect.resource.id": "sluice.source.hook"}),
-                posture="Reactive",
+                posture=Posture.Reactive,
                 threshold=1,
             ),
-            actions=[RunDeployment(source="selected", deployment_id=deployment_id)],
+            actions=[
+                RunDeployment(
+                    source="selected",
+                    deployment_id=deployment_id,
+                    parameters=None,
+                    job_variables=None,
+                )
+            ],
         ).create()
         time.sleep(3)  # the automation is loaded by the server's triggers service
 
