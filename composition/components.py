@@ -31,6 +31,7 @@ from index.contracts import (
     Reranker,
     VectorStore,
 )
+from index.feedback import FEEDBACK_SCHEMA, FeedbackEvents
 from index.models.catalog import canonical_model_id
 from index.models.device import choose_backend
 from index.models.embedder import SentenceTransformerEmbedder
@@ -288,6 +289,16 @@ class Components:
             flush_s=s.query_log_flush_s,
             index=QueryLogIndex(self.state("shared")),
         )
+
+    def feedback_log(self) -> tuple[QueryLog, FeedbackEvents] | None:
+        """`POST /feedback`'s store, beside the query log: none without it (feedback is
+        checked against the answers it logs)."""
+        s, folder = self.settings, self.settings.query_log_dir.parent / "feedback"
+        if not s.query_log:
+            return None
+        log = QueryLog(folder, True, 2**30, s.query_log_flush_rows, s.query_log_flush_s, None,
+                       FEEDBACK_SCHEMA, "feedback log")  # fmt: skip
+        return log, FeedbackEvents(self.state("shared"))
 
     def storage(self, store: VectorStore, alias: str) -> StorageEstimate:
         """What an index's kept versions take and cost a month: measured on disk on the

@@ -98,7 +98,12 @@ class QueryLog:
         flush_rows: int = 1000,
         flush_s: float = 30.0,
         index: QueryLogIndex | None = None,
+        schema: pa.Schema = SCHEMA,
+        name: str = "query log",
     ) -> None:
+        """`schema` and `name`: another log kept the same way (the feedback log)."""
+        self.schema, self.name = schema, name
+        self._columns = frozenset(schema.names)
         self.directory = directory
         self.keep_text = keep_text
         self.max_bytes = max_bytes
@@ -120,14 +125,20 @@ class QueryLog:
         return {"query": query if self.keep_text else None, "query_hash": digest}
 
     def record(self, row: dict[str, Any]) -> None:
-        """`row`: columns of `SCHEMA` (others are an error; missing ones are null)."""
-        if unknown := row.keys() - COLUMNS:
-            raise ValueError(f"not query log columns: {sorted(unknown)}")
+        """`row`: columns of the schema (others are an error; missing ones are null)."""
+        if unknown := row.keys() - self._columns:
+            raise ValueError(f"not {self.name} columns: {sorted(unknown)}")
         with self._lock:
             self._rows.append(row)
             full = len(self._rows) >= self.flush_rows
         if full:
             self._wake.set()
+
+    def pending(self, request_id: str) -> list[dict[str, Any]]:
+        """The records of `request_id` not written out yet, newest first: what this process
+        answered in the last `flush_s`, before its index rows exist."""
+        with self._lock:
+            return [row for row in reversed(self._rows) if row.get("request_id") == request_id]
 
     def flush(self) -> None:
         """Writes what is buffered now (the background thread does it on its own)."""
@@ -175,7 +186,7 @@ class QueryLog:
             logger.error("query log index: not updated: %s", error)
 
     def _write(self, rows: list[dict[str, Any]]) -> Path:
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        table = pa.Table.from_pylist(rows, schema=self.schema)
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         folder = self.directory / f"date={day}"
         folder.mkdir(exist_ok=True)
@@ -194,7 +205,7 @@ class QueryLog:
                 parts = sorted(folder.glob("part-*.parquet"))  # another process may have done it
                 if len(parts) < 2:
                     continue
-                merged = pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in parts)
+                merged = pa.concat_tables(pq.read_table(p, schema=self.schema) for p in parts)
                 day_file = folder / f"part-{time.time_ns()}-{os.getpid()}-day.parquet"
                 _write_aside(merged, day_file)
                 self._indexing(QueryLogIndex.moved, parts, day_file)

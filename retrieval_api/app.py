@@ -30,7 +30,7 @@ from retrieval_api.deps import ServiceState
 from retrieval_api.limits import BodyGuard, ConcurrencyLimit, searches_at_once
 from retrieval_api.metrics import ApiMetrics, CacheCollector, IndexCollector, RequestCounter
 from retrieval_api.request_id import RequestId
-from retrieval_api.routes import health, retrieve, sources
+from retrieval_api.routes import feedback, health, retrieve, sources
 from retrieval_api.routes import metrics as metrics_route
 from retrieval_api.warm_up import warm_up
 from state.database import STATE_WAIT_S
@@ -142,6 +142,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(retrieve.router)
     app.include_router(sources.router)
+    app.include_router(feedback.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

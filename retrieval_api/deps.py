@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from composition.components import Components
 from config.settings import Settings
 from index.contracts import CollectionSpec, Embedder, StoreError, VectorStore
+from index.feedback import FeedbackEvents
 from index.query_log import QueryLog
 from index.search.searcher import IndexSearcher, SearchOutcome
 from index.versions import active_spec
@@ -86,6 +87,7 @@ class ServiceState:
 
     searcher: IndexSearcher = field(init=False)
     query_log: QueryLog | None = field(init=False)
+    feedback: tuple[QueryLog, FeedbackEvents] | None = field(init=False)
     cost_rates: CostRates = field(init=False)
     cpu: CpuLedger = field(default_factory=CpuLedger)
     cursors: CursorCodec = field(init=False)
@@ -98,11 +100,15 @@ class ServiceState:
         if reranker is not None:
             reranker.warm_up_in_background()
         self.query_log = parts.query_log()
+        self.feedback = parts.feedback_log()
         self.cost_rates = parts.cost_rates()
 
     def close(self) -> None:
         if self.query_log is not None:
             self.query_log.close()
+        if self.feedback is not None:
+            self.feedback[0].close()
+            self.feedback[1].close()
 
 
 def get_state(request: Request) -> ServiceState:

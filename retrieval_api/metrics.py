@@ -51,6 +51,12 @@ class ApiMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.feedback = Counter(
+            "sluice_feedback_items",
+            "Feedback items stored (POST /feedback), by label",
+            ["label"],
+            registry=self.registry,
+        )
         # Replicas behind one address are told apart by this, whichever one a scrape reached.
         Info(
             "sluice_replica",

@@ -450,6 +450,7 @@ def test_a_response_serialises_every_hit_field_and_round_trips() -> None:
     body = response.model_dump(mode="json")
 
     assert body["degraded"] == []
+    assert body["request_id"] is None
     assert set(body["hits"][0]) == {
         "chunk_id",
         "doc_id",

@@ -18,6 +18,7 @@ WHY = {
     401: "No API key, or one that is unknown, revoked or expired",
     403: "The key does not grant what the request asks for",
     404: "No such resource",
+    409: "The server is not set up for this request",
     408: "The request (head and body) did not arrive in time",
     410: "The cursor's index version is gone: the index changed since its first page",
     413: "The body is larger than the server accepts",

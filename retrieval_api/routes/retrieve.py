@@ -137,11 +137,17 @@ async def retrieve(
     )
     if outcome is None or page.shaped is None:
         return RetrieveResponse(
-            query=body.query, mode=body.mode, hits=[], index=None, timings_ms=timings
+            query=body.query,
+            mode=body.mode,
+            request_id=request_id or None,
+            hits=[],
+            index=None,
+            timings_ms=timings,
         )
     return RetrieveResponse(
         query=body.query,
         mode=body.mode,
+        request_id=request_id or None,
         hits=hits,
         index=IndexInfo(
             alias=settings.index_name,

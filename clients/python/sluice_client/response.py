@@ -105,6 +105,10 @@ class RetrievalCost(BaseModel):
 class RetrieveResponse(BaseModel):
     query: str
     mode: str
+    request_id: str | None = Field(
+        default=None,
+        description="The answer's id, as in its X-Request-ID header: name it in `POST /feedback`.",
+    )
     hits: list[Hit]
     index: IndexInfo | None
     timings_ms: dict[str, float]
