@@ -135,7 +135,9 @@ class RequestCounter:
             self.metrics.requests.labels(route, str(status), mode, tenant).inc()
 
 
-KNOWN_ROUTES = frozenset({"/retrieve", "/health", "/ready", "/metrics", "/docs", "/openapi.json"})
+KNOWN_ROUTES = frozenset(
+    {"/retrieve", "/feedback", "/health", "/ready", "/metrics", "/docs", "/openapi.json"}
+)
 
 
 class IndexCollector(Collector):

@@ -48,6 +48,32 @@ def test_async_retrieve_returns_the_matching_document_first(served_corpus: Serve
     assert asyncio.run(ask()) == ["pump.md", "keys.md"]
 
 
+def test_feedback_on_an_answer_is_stored_once_per_event(served_corpus: ServedCorpus) -> None:
+    with SluiceClient(served_corpus.url, api_key=served_corpus.admin_key) as client:
+        answer = client.retrieve(PUMP, top_k=2)
+        assert answer.request_id
+        click = {"chunk_id": answer.hits[1].chunk_id, "label": "clicked", "rank": 2}
+        first = client.feedback(answer.request_id, [click], event_id="ev-1")
+        again = client.feedback(answer.request_id, [click], event_id="ev-1")
+        fresh = client.feedback(answer.request_id, [click])  # a new event id of its own
+        with pytest.raises(SluiceAPIError) as stranger:
+            client.feedback(answer.request_id, [{"chunk_id": "no-such-hit", "label": "relevant"}])
+    assert (first.items, first.duplicate) == (1, False)
+    assert (again.items, again.duplicate) == (0, True)
+    assert not fresh.duplicate and fresh.event_id not in ("", "ev-1")
+    assert stranger.value.status == 422 and "no-such-hit" in str(stranger.value)
+
+    async def told() -> bool:
+        async with AsyncSluiceClient(served_corpus.url, api_key=served_corpus.admin_key) as c:
+            later = await c.retrieve(PUMP)
+            receipt = await c.feedback(
+                str(later.request_id), [{"doc_id": later.hits[0].doc_id, "label": "relevant"}]
+            )
+        return receipt.duplicate
+
+    assert asyncio.run(told()) is False
+
+
 def test_options_are_sent_as_request_fields(served_corpus: ServedCorpus) -> None:
     with SluiceClient(served_corpus.url, api_key=served_corpus.admin_key) as client:
         first = client.retrieve(PUMP, mode="bm25", top_k=1, rerank=None)

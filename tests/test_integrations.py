@@ -36,6 +36,7 @@ def test_langchain_retriever_returns_documents_of_the_hits(served_corpus: Served
     assert first["chunk_id"] == hits[0].chunk_id == documents[0].id
     assert first["uri"].endswith("pump.md") and first["score"] == hits[0].score
     assert first["headings"] == hits[0].headings and first["pages"] == hits[0].pages
+    assert first["request_id"] and first["request_id"] == documents[1].metadata["request_id"]
 
     later = asyncio.run(retriever.ainvoke("revoke the old key"))
     assert len(later) == 2 and later[0].metadata["uri"].endswith("keys.md")
@@ -70,6 +71,7 @@ def test_llamaindex_retriever_returns_scored_nodes_of_the_hits(
     assert first.get_content() == hits[0].text and first.metadata["uri"].endswith("pump.md")
     prompt = first.get_content(metadata_mode=MetadataMode.LLM)
     assert "pump.md" in prompt and hits[0].chunk_id not in prompt, "no ids in a prompt"
+    assert first.metadata["request_id"] and first.metadata["request_id"] not in prompt
     assert first.get_content(metadata_mode=MetadataMode.EMBED) == hits[0].text
 
     later = asyncio.run(retriever.aretrieve("revoke the old key"))

@@ -7,11 +7,14 @@ from sluice_client.client import (
     SluiceConnectionError,
     SluiceError,
 )
+from sluice_client.feedback import FeedbackItem, FeedbackReceipt
 from sluice_client.request import Filters, RetrieveRequest
 from sluice_client.response import Hit, RetrieveResponse
 
 __all__ = [
     "AsyncSluiceClient",
+    "FeedbackItem",
+    "FeedbackReceipt",
     "Filters",
     "Hit",
     "RetrieveRequest",

@@ -1,4 +1,4 @@
-"""A typed Python client for `POST /retrieve`, sync and async, with retries.
+"""A typed Python client for `POST /retrieve` and `POST /feedback`, sync and async, with retries.
 
     from sluice_client import SluiceClient
 
@@ -12,6 +12,10 @@ Every keyword after the query is sent as a field of the request body as it is (`
 server's schema, not this module, says what is valid; an option given as None is left out (the
 server's default). The answer is parsed into the API's own `RetrieveResponse`.
 
+    sluice.feedback(answer.request_id, [{"chunk_id": hit.chunk_id, "label": "clicked", "rank": 1}])
+
+tells the server what the user did with a hit (`docs/feedback.md`); its retries are stored once.
+
 429 and 503 answers and connection failures are retried up to `retries` times, waiting what the
 server's `Retry-After` says (at most `max_retry_after` seconds), else backing off exponentially
 with jitter. Any other error raises `SluiceAPIError` with the server's status, code and message.
@@ -22,15 +26,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 import httpx
 from pydantic import BaseModel
 
+from sluice_client.feedback import FeedbackItem, FeedbackReceipt, FeedbackRequest
 from sluice_client.response import RetrieveResponse
 
 RETRIED_STATUSES = frozenset({429, 503})
@@ -121,6 +127,18 @@ def request_body(query: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
+def feedback_body(
+    request_id: str, items: Sequence[FeedbackItem | Mapping[str, Any]], event_id: str | None
+) -> dict[str, Any]:
+    """Checked here (a bad item raises pydantic's ValidationError before anything is sent)."""
+    request = FeedbackRequest(
+        request_id=request_id,
+        event_id=event_id or uuid.uuid4().hex,
+        items=[FeedbackItem.model_validate(item) for item in items],
+    )
+    return request.model_dump(mode="json", exclude_none=True)
+
+
 def api_error(response: httpx.Response) -> SluiceAPIError:
     """The error an answer other than 200 stands for, from the API's error body where it has
     one (a proxy in between may answer with anything else)."""
@@ -141,7 +159,8 @@ def api_error(response: httpx.Response) -> SluiceAPIError:
     )
 
 
-Attempt = Generator[float | None, httpx.Response | Exception, RetrieveResponse]
+Answer = TypeVar("Answer", bound=BaseModel)
+Attempt = Generator[float | None, httpx.Response | Exception, Answer]
 """The one retry loop both clients drive: it yields None to have the request sent (and is sent
 back the response, or the connection error), or a number of seconds to sleep; it returns the
 answer or raises. Sync and async differ only in how they send and sleep."""
@@ -166,12 +185,12 @@ class _Base:
             "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
         }
 
-    def _attempts(self) -> Attempt:
+    def _attempts(self, model: type[Answer]) -> Attempt[Answer]:
         attempt = 0
         while True:
             outcome = yield None
             if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
-                return RetrieveResponse.model_validate_json(outcome.content)
+                return model.model_validate_json(outcome.content)
             if isinstance(outcome, httpx.Response):
                 failure: SluiceError = api_error(outcome)
                 retry_after = retry_after_s(outcome.headers)
@@ -201,8 +220,20 @@ class SluiceClient(_Base):
         self._http = httpx.Client(**self._options)
 
     def retrieve(self, query: str, **options: Any) -> RetrieveResponse:
-        body = request_body(query, options)
-        attempts = self._attempts()
+        return self._post("/retrieve", request_body(query, options), RetrieveResponse)
+
+    def feedback(
+        self,
+        request_id: str,
+        items: Sequence[FeedbackItem | Mapping[str, Any]],
+        event_id: str | None = None,
+    ) -> FeedbackReceipt:
+        """What users did with an answer's hits (`docs/feedback.md`). `event_id`: yours, else a
+        new one; this call's retries send the same, so the server stores it once."""
+        return self._post("/feedback", feedback_body(request_id, items, event_id), FeedbackReceipt)
+
+    def _post(self, path: str, body: dict[str, Any], model: type[Answer]) -> Answer:
+        attempts = self._attempts(model)
         step = next(attempts)
         try:
             while True:
@@ -211,12 +242,12 @@ class SluiceClient(_Base):
                     step = next(attempts)
                     continue
                 try:
-                    sent: httpx.Response | Exception = self._http.post("/retrieve", json=body)
+                    sent: httpx.Response | Exception = self._http.post(path, json=body)
                 except RETRIED_ERRORS as error:
                     sent = error
                 step = attempts.send(sent)
         except StopIteration as done:
-            return cast(RetrieveResponse, done.value)
+            return cast(Answer, done.value)
 
     def pages(self, query: str, **options: Any) -> Iterator[RetrieveResponse]:
         """Each page of one ranking (`top_k` hits each), following `next_cursor`."""
@@ -257,8 +288,20 @@ class AsyncSluiceClient(_Base):
         self._http = httpx.AsyncClient(**self._options)
 
     async def retrieve(self, query: str, **options: Any) -> RetrieveResponse:
-        body = request_body(query, options)
-        attempts = self._attempts()
+        return await self._post("/retrieve", request_body(query, options), RetrieveResponse)
+
+    async def feedback(
+        self,
+        request_id: str,
+        items: Sequence[FeedbackItem | Mapping[str, Any]],
+        event_id: str | None = None,
+    ) -> FeedbackReceipt:
+        """`SluiceClient.feedback`."""
+        body = feedback_body(request_id, items, event_id)
+        return await self._post("/feedback", body, FeedbackReceipt)
+
+    async def _post(self, path: str, body: dict[str, Any], model: type[Answer]) -> Answer:
+        attempts = self._attempts(model)
         step = next(attempts)
         try:
             while True:
@@ -267,12 +310,12 @@ class AsyncSluiceClient(_Base):
                     step = next(attempts)
                     continue
                 try:
-                    sent: httpx.Response | Exception = await self._http.post("/retrieve", json=body)
+                    sent: httpx.Response | Exception = await self._http.post(path, json=body)
                 except RETRIED_ERRORS as error:
                     sent = error
                 step = attempts.send(sent)
         except StopIteration as done:
-            return cast(RetrieveResponse, done.value)
+            return cast(Answer, done.value)
 
     async def pages(self, query: str, **options: Any) -> AsyncIterator[RetrieveResponse]:
         """Each page of one ranking (`top_k` hits each), following `next_cursor`."""

@@ -31,10 +31,12 @@ def hit_text(hit: Hit) -> str:
     return hit.context_text if hit.context_text is not None else hit.text
 
 
-def hit_metadata(hit: Hit) -> dict[str, Any]:
+def hit_metadata(hit: Hit, request_id: str | None = None) -> dict[str, Any]:
     """The hit's fields, beside its source's metadata (a database row's metadata columns; on
-    a name both use, the hit's field wins)."""
-    return {**hit.metadata, **{name: getattr(hit, name) for name in METADATA_FIELDS}}
+    a name both use, the hit's field wins), and the answer's `request_id`: what `feedback`
+    names it by."""
+    fields = {name: getattr(hit, name) for name in METADATA_FIELDS}
+    return {**hit.metadata, **fields, "request_id": request_id}
 
 
 def request_options(options: dict[str, Any], top_k: int | None = None) -> dict[str, Any]:

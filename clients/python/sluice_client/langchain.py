@@ -103,6 +103,10 @@ class SluiceRetriever(BaseRetriever):
 
 def _documents(answer: RetrieveResponse) -> list[Document]:
     return [
-        Document(page_content=hit_text(hit), metadata=hit_metadata(hit), id=hit.chunk_id)
+        Document(
+            page_content=hit_text(hit),
+            metadata=hit_metadata(hit, answer.request_id),
+            id=hit.chunk_id,
+        )
         for hit in answer.hits
     ]

@@ -74,16 +74,19 @@ class SluiceRetriever(BaseRetriever):
             return _nodes(await client.retrieve(query_bundle.query_str, **self.options))
 
 
-def hit_node(hit: Hit) -> NodeWithScore:
+def hit_node(hit: Hit, request_id: str | None = None) -> NodeWithScore:
     node = TextNode(
         id_=hit.chunk_id,
         text=hit_text(hit),
-        metadata=hit_metadata(hit),
-        excluded_llm_metadata_keys=[f for f in METADATA_FIELDS if f not in PROMPT_FIELDS],
-        excluded_embed_metadata_keys=list(METADATA_FIELDS),
+        metadata=hit_metadata(hit, request_id),
+        excluded_llm_metadata_keys=[
+            *(f for f in METADATA_FIELDS if f not in PROMPT_FIELDS),
+            "request_id",
+        ],
+        excluded_embed_metadata_keys=[*METADATA_FIELDS, "request_id"],
     )
     return NodeWithScore(node=node, score=hit.score)
 
 
 def _nodes(answer: RetrieveResponse) -> list[NodeWithScore]:
-    return [hit_node(hit) for hit in answer.hits]
+    return [hit_node(hit, answer.request_id) for hit in answer.hits]
