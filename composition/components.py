@@ -293,11 +293,12 @@ class Components:
     def feedback_log(self) -> tuple[QueryLog, FeedbackEvents] | None:
         """`POST /feedback`'s store, beside the query log: none without it (feedback is
         checked against the answers it logs)."""
-        s, folder = self.settings, self.settings.query_log_dir.parent / "feedback"
+        s = self.settings
         if not s.query_log:
             return None
-        log = QueryLog(folder, True, 2**30, s.query_log_flush_rows, s.query_log_flush_s, None,
-                       FEEDBACK_SCHEMA, "feedback log")  # fmt: skip
+        log = QueryLog(s.data_dir / "feedback", max_bytes=2**30, flush_s=s.query_log_flush_s,
+                       flush_rows=s.query_log_flush_rows, schema=FEEDBACK_SCHEMA,
+                       name="feedback log")  # fmt: skip
         return log, FeedbackEvents(self.state("shared"))
 
     def storage(self, store: VectorStore, alias: str) -> StorageEstimate:

@@ -52,7 +52,7 @@ wait; at 0.5 s the asking cost the Prefect server 2 % of a core more while idle 
 def run_webhook_syncs(settings: Settings, kept: KeptSources, stop: threading.Event) -> None:
     """Claim and run the webhook's runs of this config's sources until `stop` is set."""
     names = [source.name for source in settings.sources]
-    flows = {name: _warm_flow(settings, kept, name) for name in names}
+    ingest = _warm_flow(settings, kept)
     with get_client(sync_client=True) as client:
         while not stop.wait(POLL_S):
             try:
@@ -64,7 +64,7 @@ def run_webhook_syncs(settings: Settings, kept: KeptSources, stop: threading.Eve
                 if stop.is_set() or not _claimed(client, run):
                     continue
                 try:
-                    run_flow(flows[run.parameters["source"]], flow_run=run)
+                    run_flow(ingest, flow_run=run)
                 except Exception:  # the flow run is FAILED and says why; serve the next
                     log.exception("the webhook's run %s failed", run.id)
 
@@ -90,8 +90,8 @@ def _claimed(client: SyncPrefectClient, run: FlowRun) -> bool:
     return state.is_pending()
 
 
-def _warm_flow(settings: Settings, kept: KeptSources, name: str) -> Any:
-    """The `ingest` flow for one source's webhook runs, on the source kept open. It takes the
+def _warm_flow(settings: Settings, kept: KeptSources) -> Any:
+    """The `ingest` flow for the webhook's runs, on the run's source kept open. It takes the
     deployment's parameters; `partitions` only matters on a work pool, where this never runs."""
 
     @flow(name="ingest", log_prints=True)

@@ -138,7 +138,6 @@ class UnstructuredParser:
             elements=elements,
             title=_document_title(elements, source),
             filetype=filetype,
-            metadata=dict(source.metadata),
         )
 
     def _image_elements(self, path: Path) -> list[Element]:

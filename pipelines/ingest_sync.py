@@ -358,7 +358,7 @@ def _chunks_of(result: ReadResult, chunker: Chunker, source_name: str, tenant: s
         chunk.source = source_name
         chunk.tenant = tenant
         chunk.path = readable(result.candidate.item.name)
-        chunk.metadata = result.document.metadata
+        chunk.metadata = result.document.source.metadata
     return chunks
 
 

@@ -64,7 +64,7 @@ def test_rows_are_documents_whose_edits_and_deletes_propagate(
     settings = Settings(data_dir=tmp_path / "data")
     first: IngestReport = sync(settings, build_source(config), embedder, "faq")
     assert sorted(d.uri for d in first.new) == [f"postgres://faq/{n}" for n in range(6)]
-    assert first.chunks == 6 and "99" not in str(first.to_dict()), "the query's rows only"
+    assert first.chunks == 6 and f"{ROW}99" not in str(first.to_dict()), "the query's rows only"
     with psycopg.connect(faq, autocommit=True) as db:
         db.execute("UPDATE faq SET body = 'A ceramic seal lasts years.', updated_at = now()"
                    " WHERE id = 2")  # fmt: skip
