@@ -296,7 +296,7 @@ class Components:
         s = self.settings
         if not s.query_log:
             return None
-        log = QueryLog(s.data_dir / "feedback", max_bytes=2**30, flush_s=s.query_log_flush_s,
+        log = QueryLog(s.feedback_dir, max_bytes=2**30, flush_s=s.query_log_flush_s,
                        flush_rows=s.query_log_flush_rows, schema=FEEDBACK_SCHEMA,
                        name="feedback log")  # fmt: skip
         return log, FeedbackEvents(self.state("shared"))

@@ -249,6 +249,14 @@ class Settings(ApiServerSettings, IndexStoreSettings, StateSettings, BaseSetting
     query_log_flush_s: float = Field(
         default=30, gt=0, description="The longest a record waits in the buffer."
     )
+    feedback_exploration: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.5,
+        description="Share of /retrieve answers in which two adjacent hits of the first 10 "
+        "trade places at random, so that `sluice golden --from-feedback` can measure how much "
+        "a hit's position alone draws clicks (docs/feedback.md); 0: never.",
+    )
     result_cache_entries: int = Field(
         default=1024,
         ge=0,
@@ -299,6 +307,10 @@ class Settings(ApiServerSettings, IndexStoreSettings, StateSettings, BaseSetting
     @property
     def query_log_dir(self) -> Path:
         return self.data_dir / "query-log"
+
+    @property
+    def feedback_dir(self) -> Path:
+        return self.data_dir / "feedback"
 
     @property
     def embedding_cache_dir(self) -> Path:

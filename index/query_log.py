@@ -81,6 +81,11 @@ SCHEMA = pa.schema(
         ("degraded", pa.list_(pa.string())),
         ("dense_bm25_agreement", pa.float32()),
         ("top_margin", pa.float32()),
+        pa.field(
+            "explored_swap",
+            pa.int32(),
+            metadata={"doc": "k: hits k and k+1 traded places (feedback exploration); null: none"},
+        ),
     ]
 )
 COLUMNS = frozenset(SCHEMA.names)
@@ -292,12 +297,13 @@ def newest_first(path: Path, columns: Sequence[str]) -> Iterator[dict[str, Any]]
         yield from reversed(table.to_pylist())
 
 
-def read_query_log(path: Path) -> pa.Table:
-    """Every record of a query log folder (or one of its files), oldest first."""
+def read_query_log(path: Path, schema: pa.Schema = SCHEMA) -> pa.Table:
+    """Every record of a query log folder (or one of its files), oldest first; `schema`: the
+    log's (the feedback log is written the same way)."""
     if path.is_file():
-        return pq.read_table(path, schema=SCHEMA)
+        return pq.read_table(path, schema=schema)
     files = log_files(path)
     if not files:
-        return SCHEMA.empty_table()
-    table = pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in files)
+        return schema.empty_table()
+    table = pa.concat_tables(pq.read_table(p, schema=schema) for p in files)
     return table.sort_by("time")

@@ -49,6 +49,7 @@ def audit_row(
     query_tokens: int | None,
     cpu_s: float,
     cost: float,
+    explored_swap: int | None = None,
 ) -> dict[str, Any]:
     filters = body.filters.model_dump(exclude_none=True, exclude_defaults=True)
     return {
@@ -84,4 +85,5 @@ def audit_row(
         "cache": (outcome.cache or "off") if outcome else None,
         "degraded": list(outcome.degraded) if outcome else [],
         **quality_signals(outcome, hits),
+        "explored_swap": explored_swap,
     }

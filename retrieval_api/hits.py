@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from index.contracts import Condition, MatchAny, PayloadFilter, Range, ScoredPoint
 from index.search.searcher import SearchOutcome
 from index.search.shaping import Shaped, relative_scores
@@ -115,3 +117,21 @@ def _public_uri(payload: dict[str, object]) -> str:
     return public_uri(
         str(payload.get("uri", "")), str(payload.get("source", "")), str(payload.get("path", ""))
     )
+
+
+EXPLORED_DEPTH = 10
+
+
+def explore(hits: list[Hit], share: float, rng: random.Random | None = None) -> int | None:
+    """With probability `share`, two adjacent hits of the first `EXPLORED_DEPTH` trade places
+    (RandPair): the rank k of the first of them, else None. Clicks on such answers are how the
+    examination probability of each position is measured (`pipelines/click_model.py`)."""
+    depth = min(EXPLORED_DEPTH, len(hits))
+    rng = rng or random.Random()
+    if depth < 2 or share <= 0 or rng.random() >= share:
+        return None
+    k = rng.randrange(1, depth)
+    upper, lower = hits[k - 1], hits[k]
+    hits[k - 1] = lower.model_copy(update={"rank": upper.rank})
+    hits[k] = upper.model_copy(update={"rank": lower.rank})
+    return k

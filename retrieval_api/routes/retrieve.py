@@ -22,7 +22,7 @@ from retrieval_api.audit import audit_row
 from retrieval_api.cursor import Cursor, CursorCodec, fingerprint
 from retrieval_api.cursor import expired as cursor_expired
 from retrieval_api.deps import Searcher, State
-from retrieval_api.hits import build_hits, to_payload_filter
+from retrieval_api.hits import build_hits, explore, to_payload_filter
 from retrieval_api.routes.responses import EVERY_ROUTE, error_responses
 from sluice_client.request import RetrieveRequest
 from sluice_client.response import (
@@ -99,6 +99,7 @@ async def retrieve(
         if outcome and page.shaped
         else []
     )
+    explored_swap = explore(hits, settings.feedback_exploration) if page.first_rank == 1 else None
     cost = Cost.of(state.cost_rates, cpu_s).estimated_cost
     if outcome is not None and request.app.state.metrics is not None:
         request.app.state.metrics.observe_search(timings, outcome.degraded)
@@ -121,6 +122,7 @@ async def retrieve(
                 query_tokens=state.query_tokens(outcome, body.query),
                 cpu_s=cpu_s,
                 cost=cost,
+                explored_swap=explored_swap,
             )
         )
     record_stages(

@@ -1,17 +1,14 @@
-"""`sluice eval`, `tune` and `train-reranker`: measuring retrieval quality and improving it."""
+"""`sluice eval` and `tune`: measuring retrieval quality and choosing how to search."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markdown import Markdown
 
-from config.settings import Settings
 from sluice.cli.common import (
     IndexOption,
     console,
@@ -23,9 +20,6 @@ from sluice.cli.common import (
     report_table,
     use_prefect,
 )
-
-if TYPE_CHECKING:
-    from pipelines.training_pairs import TrainingPair
 
 
 def evaluate(
@@ -181,185 +175,3 @@ def tune(
     from pipelines.tuning import TuningReport
 
     out.print(Markdown(TuningReport(**report).to_markdown()))
-
-
-def train_reranker(
-    dataset_dir: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv.")],
-    output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
-        "models/reranker"
-    ),
-    epochs: Annotated[float, typer.Option(help="Passes over the training pairs.")] = 1.5,
-    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 12,
-    max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 128,
-    max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
-    loss: Annotated[str, typer.Option(help="listwise or bce (pointwise).")] = "listwise",
-    head: Annotated[
-        str, typer.Option(help="segment (starts from the bi-encoder's ranking) or classifier.")
-    ] = "segment",
-    batch_size: Annotated[
-        int, typer.Option(help="Positives with their negatives (listwise) or pairs (bce) per step.")
-    ] = 4,
-    pairs_file: Annotated[
-        Path | None,
-        typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Fine-tune a cross-encoder from the packaged MiniLM on a BEIR train split.
-
-    The mined pairs are saved as OUT/training-pairs.jsonl for `--pairs` next time.
-    """
-    import time
-
-    settings = load_settings()
-    from pipelines.reranker_training import check_recipe, train_cross_encoder
-
-    with exit_on("train-reranker", ValueError):
-        loss_name, head_name = check_recipe(loss, head)
-    started = time.perf_counter()
-    pairs, queries = _training_pairs(
-        settings, dataset_dir, output, negatives, max_queries, pairs_file
-    )
-    mined = time.perf_counter()
-    console.print(
-        f"{len(pairs)} pairs from {queries} queries in {mined - started:.0f} s; training…"
-    )
-    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its metrics: not --json's
-        train_cross_encoder(
-            pairs,
-            output,
-            epochs=epochs,
-            batch_size=batch_size,
-            max_length=max_length,
-            loss_name=loss_name,
-            head=head_name,
-        )
-    _report_training(
-        as_json,
-        output,
-        len(pairs),
-        queries,
-        mined - started,
-        time.perf_counter() - mined,
-        f"use it with SLUICE_RERANKER_MODEL={output}",
-    )
-
-
-def _training_pairs(
-    settings: Settings,
-    dataset_dir: Path,
-    output: Path,
-    negatives: int,
-    max_queries: int | None,
-    pairs_file: Path | None,
-) -> tuple[list[TrainingPair], int]:
-    """Pairs mined with hybrid search on an index of the train split's corpus (saved as
-    OUT/training-pairs.jsonl), or read back from `pairs_file`; and how many queries they cover."""
-    import dataclasses
-
-    from pipelines.training_pairs import TrainingPair, mine_pairs
-
-    if pairs_file is not None:
-        pairs = [TrainingPair(**json.loads(line)) for line in pairs_file.read_text().splitlines()]
-        return pairs, len({p.query for p in pairs})
-    from composition.components import Components
-    from flows.evaluate_flow import index_dataset
-    from pipelines.beir import load_beir
-
-    dataset = load_beir(dataset_dir, split="train")
-    if max_queries:
-        kept = sorted(dataset.queries)[:max_queries]
-        dataset.queries = {q: dataset.queries[q] for q in kept}
-    parts = Components(settings)
-    embedder, store = parts.embedder(), parts.store()
-    try:
-        with progress_bars(True):
-            alias, _, _ = index_dataset(dataset, parts, embedder, store)
-        searcher = parts.searcher(store, lambda spec: embedder)
-        pairs = mine_pairs(dataset, searcher, alias, negatives)
-    finally:
-        store.close()
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "training-pairs.jsonl").write_text(
-        "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs)
-    )
-    return pairs, len(dataset.queries)
-
-
-def train_embedder(
-    dataset_dir: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv.")],
-    output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
-        "models/embedder"
-    ),
-    epochs: Annotated[float, typer.Option(help="Passes over the training rows.")] = 2.0,
-    negatives: Annotated[int, typer.Option(help="Hard negatives per query row.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Rows per step (in-batch negatives).")] = 32,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
-    max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
-    pairs_file: Annotated[
-        Path | None,
-        typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Fine-tune the embedding model (SLUICE_EMBEDDING_MODEL) on a BEIR train split, with hard
-    negatives from Sluice's hybrid search; switch an index to it with `sluice reembed --model`.
-    """
-    import time
-
-    settings = load_settings()
-    from pipelines.embedder_training import train_bi_encoder
-
-    if not (dataset_dir / "qrels" / "train.tsv").is_file():
-        console.print(f"[red]train-embedder failed:[/red] {dataset_dir}/qrels/train.tsv is missing")
-        raise typer.Exit(2)
-    started = time.perf_counter()
-    pairs, queries = _training_pairs(
-        settings, dataset_dir, output, max(1, negatives), max_queries, pairs_file
-    )
-    mined = time.perf_counter()
-    console.print(
-        f"{len(pairs)} pairs from {queries} queries in {mined - started:.0f} s; training…"
-    )
-    with exit_on("train-embedder", ValueError, OSError), contextlib.redirect_stdout(sys.stderr):
-        train_bi_encoder(
-            pairs,
-            output,
-            settings.embedding_model,
-            epochs,
-            batch_size,
-            negatives,
-            learning_rate,
-            device=None if settings.embedding_device == "auto" else settings.embedding_device,
-        )
-    _report_training(
-        as_json,
-        output,
-        len(pairs),
-        queries,
-        mined - started,
-        time.perf_counter() - mined,
-        f"switch an index to it with: sluice reembed --model {output}",
-    )
-
-
-def _report_training(
-    as_json: bool,
-    output: Path,
-    pairs: int,
-    queries: int,
-    mining_s: float,
-    training_s: float,
-    next_step: str,
-) -> None:
-    if as_json:
-        report = {
-            "model": str(output.resolve()),
-            "pairs": pairs,
-            "queries": queries,
-            "mining_seconds": round(mining_s, 1),
-            "training_seconds": round(training_s, 1),
-        }
-        out.print_json(json.dumps(report))
-        return
-    out.print(f"saved {output} after {training_s:.0f} s of training; {next_step}")

@@ -13,6 +13,7 @@ from sluice.cli import (
     config_commands,
     cost_commands,
     eval_commands,
+    feedback_commands,
     index_commands,
     ingest_commands,
     key_commands,
@@ -22,6 +23,7 @@ from sluice.cli import (
     serve_commands,
     server_commands,
     state_commands,
+    training_commands,
 )
 from sluice.cli.common import flags, report_unexpected
 
@@ -70,8 +72,9 @@ app.command()(index_commands.versions)
 app.command()(index_commands.rollback)
 app.command(name="eval")(eval_commands.evaluate)
 app.command()(eval_commands.tune)
-app.command(name="train-reranker")(eval_commands.train_reranker)
-app.command(name="train-embedder")(eval_commands.train_embedder)
+app.command(name="train-reranker")(training_commands.train_reranker)
+app.command(name="train-embedder")(training_commands.train_embedder)
+app.command()(feedback_commands.golden)
 app.command()(serve_commands.demo)
 app.command()(model_commands.models)
 app.add_typer(config_commands.app, name="config")

@@ -1,0 +1,105 @@
+"""How much a hit's position alone draws clicks, measured from the answers users clicked on.
+
+The position-based model (PBM; Richardson et al. 2007, Craswell et al. 2008): a hit at position
+p is clicked with probability θ_p · γ, where θ_p is the chance that a user looks at position p at
+all and γ the chance that a user who looks clicks it. Clicks divided by θ_p (inverse propensity
+weighting, Joachims et al. 2017) then estimate γ without the bias towards the top.
+
+θ cannot be told apart from γ in answers that always show one query's hits in one order: a hit
+clicked less at position 5 may be less relevant or seen less. Sluice measures θ from answers in
+which two adjacent hits traded places at random (`SLUICE_FEEDBACK_EXPLORATION`, RandPair): the
+same hits, seen at the other position. θ_p = p^-η, a power law with one parameter (as Joachims et
+al. measured on search logs), fitted by maximum likelihood; each original rank j has its own mean
+attractiveness ρ_j, so only the swapped answers decide η. Too few swapped answers, and η is not
+measured: it is taken as 1 and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_EXPLORED = 30
+"""Swapped answers below which η is assumed, not fitted."""
+ASSUMED_ETA = 1.0
+DEPTH = 10
+MIN_PROPENSITY = 0.1
+"""θ is floored here, so that one click deep in a list weighs at most ten times one at the top."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One shown hit: where it was shown, where the ranker put it, whether it was clicked."""
+
+    position: int
+    original_rank: int
+    clicked: bool
+
+
+@dataclass(frozen=True)
+class ClickModel:
+    eta: float
+    measured: bool
+    """False: too few swapped answers, and `eta` is the assumed value."""
+    explored_answers: int
+    answers: int
+
+    def propensity(self, position: int) -> float:
+        """θ_position, the chance that a user examines a hit shown there (floored)."""
+        theta: float = position**-self.eta
+        return max(MIN_PROPENSITY, theta)
+
+    def describe(self) -> str:
+        how = (
+            f"fitted on {self.explored_answers} answers with two hits swapped"
+            if self.measured
+            else f"assumed: only {self.explored_answers} answers with two hits swapped "
+            f"(at least {MIN_EXPLORED} measure it; set SLUICE_FEEDBACK_EXPLORATION)"
+        )
+        return f"position-based model, examination θ_p = p^-{self.eta:.2f} ({how})"
+
+
+def observations(positions: int, explored_swap: int | None, clicked: set[int]) -> list[Observation]:
+    """The first `DEPTH` positions of one answer as observations (positions from 1)."""
+    found = []
+    for position in range(1, min(positions, DEPTH) + 1):
+        original = position
+        if explored_swap is not None and position in (explored_swap, explored_swap + 1):
+            original = 2 * explored_swap + 1 - position
+        found.append(Observation(position, original, position in clicked))
+    return found
+
+
+def fit_click_model(answers: Iterable[tuple[list[Observation], bool]]) -> ClickModel:
+    """The PBM's η from answers (their observations, and whether they were swapped)."""
+    kept = list(answers)
+    explored = sum(1 for _, swapped in kept if swapped)
+    if explored < MIN_EXPLORED:
+        return ClickModel(ASSUMED_ETA, False, explored, len(kept))
+    counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    for found, _ in kept:
+        for o in found:
+            cell = counts[(o.position, o.original_rank)]
+            cell[0] += 1
+            cell[1] += int(o.clicked)
+    cells = np.array([(p, j, n, c) for (p, j), (n, c) in counts.items()], dtype=float)
+    best = max(np.arange(0.0, 3.001, 0.01), key=lambda eta: _log_likelihood(cells, eta))
+    return ClickModel(round(float(best), 2), True, explored, len(kept))
+
+
+def _log_likelihood(cells: np.ndarray, eta: float) -> float:
+    """Bernoulli log-likelihood of the clicks with θ_p = p^-η and each original rank's ρ_j at
+    its estimate given θ (clicks over expected examinations)."""
+    positions, ranks, shown, clicks = cells.T
+    theta = positions**-eta
+    rho = {}
+    for rank in np.unique(ranks):
+        at = ranks == rank
+        rho[rank] = float(np.clip(clicks[at].sum() / (theta[at] * shown[at]).sum(), 1e-6, 1 - 1e-6))
+    p = np.clip(theta * np.array([rho[r] for r in ranks]), 1e-9, 1 - 1e-9)
+    total = float((clicks * np.log(p) + (shown - clicks) * np.log(1 - p)).sum())
+    return total if math.isfinite(total) else -math.inf

@@ -1,0 +1,288 @@
+"""`sluice train-reranker` and `train-embedder`: models trained on a labelled set or on what
+users clicked."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from config.settings import Settings
+from sluice.cli.common import (
+    IndexOption,
+    console,
+    exit_on,
+    index_errors,
+    load_settings,
+    out,
+    progress_bars,
+)
+from sluice.cli.feedback_commands import SinceOption, feedback_training_pairs, gate_reranker
+
+if TYPE_CHECKING:
+    from pipelines.training_pairs import TrainingPair
+
+
+FromFeedback = Annotated[
+    bool,
+    typer.Option(
+        "--from-feedback",
+        help="Train on the index's /feedback instead of a BEIR folder (docs/feedback.md).",
+    ),
+]
+
+
+def train_reranker(
+    dataset_dir: Annotated[
+        Path | None, typer.Argument(help="BEIR folder with qrels/train.tsv.")
+    ] = None,
+    output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
+        "models/reranker"
+    ),
+    epochs: Annotated[float, typer.Option(help="Passes over the training pairs.")] = 1.5,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 12,
+    max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 128,
+    max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
+    loss: Annotated[str, typer.Option(help="listwise or bce (pointwise).")] = "listwise",
+    head: Annotated[
+        str, typer.Option(help="segment (starts from the bi-encoder's ranking) or classifier.")
+    ] = "segment",
+    batch_size: Annotated[
+        int, typer.Option(help="Positives with their negatives (listwise) or pairs (bce) per step.")
+    ] = 4,
+    pairs_file: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
+    ] = None,
+    from_feedback: FromFeedback = False,
+    since: SinceOption = None,
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Fine-tune a cross-encoder from the packaged MiniLM on a BEIR train split, or, with
+    --from-feedback, on what users clicked (then gated on held-out feedback queries).
+
+    The mined pairs are saved as OUT/training-pairs.jsonl for `--pairs` next time.
+    """
+    import time
+
+    settings = load_settings(index)
+    from pipelines.reranker_training import check_recipe, train_cross_encoder
+
+    with exit_on("train-reranker", ValueError):
+        loss_name, head_name = check_recipe(loss, head)
+    started = time.perf_counter()
+    with exit_on("train-reranker", ValueError, *index_errors()):
+        pairs, queries, heldout = _pairs(
+            settings, dataset_dir, output, negatives, max_queries, pairs_file, from_feedback, since
+        )
+    mined = time.perf_counter()
+    console.print(
+        f"{len(pairs)} pairs from {queries} queries in {mined - started:.0f} s; training…"
+    )
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its metrics: not --json's
+        train_cross_encoder(
+            pairs,
+            output,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_length=max_length,
+            loss_name=loss_name,
+            head=head_name,
+        )
+    _report_training(
+        as_json,
+        output,
+        len(pairs),
+        queries,
+        mined - started,
+        time.perf_counter() - mined,
+        f"use it with SLUICE_RERANKER_MODEL={output}",
+    )
+    if heldout is not None:
+        _report_gate(gate_reranker(settings, output, heldout), output, as_json)
+
+
+def _training_pairs(
+    settings: Settings,
+    dataset_dir: Path,
+    output: Path,
+    negatives: int,
+    max_queries: int | None,
+    pairs_file: Path | None,
+) -> tuple[list[TrainingPair], int]:
+    """Pairs mined with hybrid search on an index of the train split's corpus (saved as
+    OUT/training-pairs.jsonl), or read back from `pairs_file`; and how many queries they cover."""
+    import dataclasses
+
+    from pipelines.training_pairs import TrainingPair, mine_pairs
+
+    if pairs_file is not None:
+        pairs = [TrainingPair(**json.loads(line)) for line in pairs_file.read_text().splitlines()]
+        return pairs, len({p.query for p in pairs})
+    from composition.components import Components
+    from flows.evaluate_flow import index_dataset
+    from pipelines.beir import load_beir
+
+    dataset = load_beir(dataset_dir, split="train")
+    if max_queries:
+        kept = sorted(dataset.queries)[:max_queries]
+        dataset.queries = {q: dataset.queries[q] for q in kept}
+    parts = Components(settings)
+    embedder, store = parts.embedder(), parts.store()
+    try:
+        with progress_bars(True):
+            alias, _, _ = index_dataset(dataset, parts, embedder, store)
+        searcher = parts.searcher(store, lambda spec: embedder)
+        pairs = mine_pairs(dataset, searcher, alias, negatives)
+    finally:
+        store.close()
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "training-pairs.jsonl").write_text(
+        "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs)
+    )
+    return pairs, len(dataset.queries)
+
+
+def _pairs(
+    settings: Settings,
+    dataset_dir: Path | None,
+    output: Path,
+    negatives: int,
+    max_queries: int | None,
+    pairs_file: Path | None,
+    from_feedback: bool,
+    since: str | None,
+) -> tuple[list[TrainingPair], int, Path | None]:
+    """Training pairs, their query count, and the held-out golden set to gate on (feedback)."""
+    import dataclasses
+
+    if not from_feedback or pairs_file is not None:
+        if dataset_dir is None and pairs_file is None:
+            raise ValueError("give a BEIR folder with qrels/train.tsv, or --from-feedback")
+        if dataset_dir is not None and not (dataset_dir / "qrels" / "train.tsv").is_file():
+            raise ValueError(f"{dataset_dir}/qrels/train.tsv is missing")
+        return (
+            *_training_pairs(
+                settings, dataset_dir or Path(), output, negatives, max_queries, pairs_file
+            ),
+            None,
+        )
+    pairs, queries, heldout = feedback_training_pairs(settings, since, negatives)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "training-pairs.jsonl").write_text(
+        "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs)
+    )
+    if not pairs:
+        raise ValueError("the feedback gives no query both a clicked hit and a passed-over one")
+    return pairs, queries, heldout
+
+
+def _report_gate(gate: dict[str, Any], output: Path, as_json: bool) -> None:
+    """The reranker gate's verdict, and how to switch (or not)."""
+    if as_json:
+        out.print_json(json.dumps({"gate": gate}))
+        return
+    verdict = "[green]passed[/green]" if gate["passed"] else "[red]failed[/red]"
+    out.print(
+        f"gate {verdict} on {gate['queries']} held-out feedback queries: {gate['metric']} "
+        f"{gate['old']:.4f} ({gate['serving']}) → {gate['new']:.4f} "
+        f"(tolerance {gate['tolerance']})"
+    )
+    if gate["passed"]:
+        out.print(f"switch: SLUICE_RERANKER_MODEL={output}; roll back: set it to what it was")
+
+
+def train_embedder(
+    dataset_dir: Annotated[
+        Path | None, typer.Argument(help="BEIR folder with qrels/train.tsv.")
+    ] = None,
+    output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
+        "models/embedder"
+    ),
+    epochs: Annotated[float, typer.Option(help="Passes over the training rows.")] = 2.0,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per query row.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Rows per step (in-batch negatives).")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
+    pairs_file: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="Train on pairs saved by an earlier run; skip mining."),
+    ] = None,
+    from_feedback: FromFeedback = False,
+    since: SinceOption = None,
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Fine-tune the embedding model (SLUICE_EMBEDDING_MODEL) on a BEIR train split, or, with
+    --from-feedback, on what users clicked, with hard negatives from Sluice's own answers;
+    switch an index to it with `sluice reembed --model` (gated, and rolled back with
+    `sluice rollback`)."""
+    import time
+
+    settings = load_settings(index)
+    from pipelines.embedder_training import train_bi_encoder
+
+    started = time.perf_counter()
+    with exit_on("train-embedder", ValueError, *index_errors()):
+        pairs, queries, heldout = _pairs(
+            settings,
+            dataset_dir,
+            output,
+            max(1, negatives),
+            max_queries,
+            pairs_file,
+            from_feedback,
+            since,
+        )
+    mined = time.perf_counter()
+    console.print(
+        f"{len(pairs)} pairs from {queries} queries in {mined - started:.0f} s; training…"
+    )
+    with exit_on("train-embedder", ValueError, OSError), contextlib.redirect_stdout(sys.stderr):
+        train_bi_encoder(
+            pairs,
+            output,
+            settings.embedding_model,
+            epochs,
+            batch_size,
+            negatives,
+            learning_rate,
+            device=None if settings.embedding_device == "auto" else settings.embedding_device,
+        )
+    _report_training(
+        as_json,
+        output,
+        len(pairs),
+        queries,
+        mined - started,
+        time.perf_counter() - mined,
+        f"switch an index to it with: sluice reembed --model {output}"
+        + (f" --golden {heldout}" if heldout else ""),
+    )
+
+
+def _report_training(
+    as_json: bool,
+    output: Path,
+    pairs: int,
+    queries: int,
+    mining_s: float,
+    training_s: float,
+    next_step: str,
+) -> None:
+    if as_json:
+        report = {
+            "model": str(output.resolve()),
+            "pairs": pairs,
+            "queries": queries,
+            "mining_seconds": round(mining_s, 1),
+            "training_seconds": round(training_s, 1),
+        }
+        out.print_json(json.dumps(report))
+        return
+    out.print(f"saved {output} after {training_s:.0f} s of training; {next_step}")

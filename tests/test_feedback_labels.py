@@ -1,0 +1,187 @@
+"""From feedback to labels: the click model measures position bias from swapped answers (and
+says when it could not), clicks are weighted by it, explicit labels outvote clicks, and `sluice
+golden --from-feedback` writes both parts of a golden set from what the API logged."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from config.settings import Settings
+from pipelines.click_model import MIN_EXPLORED, Observation, fit_click_model, observations
+from pipelines.feedback_labels import (
+    Impression,
+    feedback_pairs,
+    golden_entries,
+    impressions,
+    query_labels,
+    split_of,
+)
+from retrieval_api.keys import KeyStore
+from tests.conftest import ingest_folder
+
+
+def _simulated(
+    eta: float, answers: int, share: float, seed: int
+) -> list[tuple[list[Observation], bool]]:
+    rng = random.Random(seed)
+    attractive = [0.9 / (1 + 0.3 * j) for j in range(10)]  # the ranker's order, best first
+    found = []
+    for _ in range(answers):
+        swap = rng.randrange(1, 10) if rng.random() < share else None
+        shown = observations(10, swap, set())
+        clicked = {
+            o.position
+            for o in shown
+            if rng.random() < o.position**-eta * attractive[o.original_rank - 1]
+        }
+        found.append((observations(10, swap, clicked), swap is not None))
+    return found
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0, 1.6])
+def test_the_click_model_measures_position_bias_from_swapped_answers(eta: float) -> None:
+    model = fit_click_model(_simulated(eta, 6000, 0.3, seed=int(eta * 10)))
+    assert model.measured
+    assert abs(model.eta - eta) < 0.2, model
+
+
+def test_without_swapped_answers_position_bias_is_assumed_and_said_so() -> None:
+    model = fit_click_model(_simulated(1.6, 2000, 0.0, seed=3))
+    assert (model.measured, model.eta, model.explored_answers) == (False, 1.0, 0)
+    assert "assumed" in model.describe() and "SLUICE_FEEDBACK_EXPLORATION" in model.describe()
+    few = fit_click_model(_simulated(1.6, 2000, (MIN_EXPLORED - 10) / 2000, seed=4))
+    assert not few.measured
+
+
+def test_swapped_positions_map_back_to_the_rankers_order() -> None:
+    shown = observations(5, 2, {2})
+    assert [(o.position, o.original_rank, o.clicked) for o in shown] == [
+        (1, 1, False),
+        (2, 3, True),
+        (3, 2, False),
+        (4, 4, False),
+        (5, 5, False),
+    ]
+
+
+def _impression(query: str, docs: str, clicked: set[int], **labels: set[int]) -> Impression:
+    ids = tuple(f"beir://set/{d}" for d in docs)
+    return Impression("r", query, tuple(f"c-{d}" for d in docs), ids, None, clicked, **labels)
+
+
+def test_clicks_deep_in_a_list_count_more_and_explicit_labels_outvote_clicks() -> None:
+    model = fit_click_model([])  # η assumed 1: θ_p = 1/p
+    found = [
+        _impression("q", "abcde", {5}),  # e seen with θ 0.2: weight 5 over 2 answers
+        _impression("q", "abcde", {1}, not_relevant={1}),  # a clicked, then marked not relevant
+        _impression("q", "abcde", set(), relevant={3}),  # c marked relevant, never clicked
+    ]
+    labels = query_labels(found, model)
+    assert labels["q"].relevant() == ["beir://set/c", "beir://set/e"]
+    assert labels["q"].weighted_clicks["beir://set/e"] == pytest.approx(5.0)
+    entries = golden_entries(labels, split_of("q"))
+    assert entries == [{"query": "q", "relevant": ["c", "e"]}], "the last URI segment, as BEIR"
+
+
+def test_only_the_answers_own_key_and_reported_answers_are_joined() -> None:
+    answer = {
+        "request_id": "r1",
+        "key_id": "k1",
+        "index": "default",
+        "query": "  pump   seals ",
+        "chunk_ids": ["c1", "c2"],
+        "doc_ids": ["d1", "d2"],
+        "explored_swap": 1,
+    }
+    unreported = {**answer, "request_id": "r2"}
+    feedback = [
+        {"request_id": "r1", "key_id": "k1", "label": "clicked", "answer_rank": 2},
+        {"request_id": "r1", "key_id": "k2", "label": "clicked", "answer_rank": 1},
+    ]
+    [found] = impressions([answer, unreported], feedback)
+    assert (found.query, found.clicked, found.explored_swap) == ("pump seals", {2}, 1)
+    assert impressions([answer], feedback, index="other") == []
+
+
+def test_pairs_take_passed_over_hits_above_the_click_first() -> None:
+    query = next(f"q{n}" for n in range(100) if split_of(f"q{n}") == "train")
+    found = [_impression(query, "abcdef", {4})]
+    labels = query_labels(found, fit_click_model([]))
+    pairs = feedback_pairs(found, labels, lambda ids: {i: f"text {i}" for i in ids}, negatives=4)
+    assert [(p.passage, p.label) for p in pairs] == [
+        ("text c-d", 1.0),
+        ("text c-a", 0.0),
+        ("text c-b", 0.0),
+        ("text c-c", 0.0),
+        ("text c-e", 0.0),
+    ]
+    assert feedback_pairs(found, labels, lambda ids: {}, split="heldout") == []
+
+
+def test_the_split_is_stable_and_near_its_share() -> None:
+    queries = [f"query number {n}" for n in range(2000)]
+    held = [q for q in queries if split_of(q) == "heldout"]
+    assert 0.17 < len(held) / len(queries) < 0.23
+    assert held == [q for q in queries if split_of(f"  {q} ") == "heldout"]
+
+
+def test_golden_from_feedback_reads_what_the_api_logged(
+    tmp_path: Path, embedder: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from retrieval_api.app import create_app
+    from sluice.cli.main import app
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for number in range(6):
+        (folder / f"d{number}.md").write_text(f"# Pump {number}\n\nPump part {number} wears.\n")
+    settings = Settings(data_dir=tmp_path / "data", auth="required", feedback_exploration=0.5)
+    ingest_folder(settings, folder, embedder, source_name="docs")
+    key = KeyStore(settings.api_keys_path).create(["default"])[0]
+    headers = {"Authorization": f"Bearer {key}"}
+    orders: dict[str, set[tuple[str, ...]]] = {}
+    wanted: dict[str, str] = {}
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        for n in range(40):
+            query = f"pump part {n % 8}"
+            body: dict[str, Any] = client.post(
+                "/retrieve", json={"query": query, "mode": "bm25", "top_k": 5}, headers=headers
+            ).json()
+            assert [h["rank"] for h in body["hits"]] == [1, 2, 3, 4, 5]
+            orders.setdefault(query, set()).add(tuple(h["chunk_id"] for h in body["hits"]))
+            last = body["hits"][-1]
+            wanted[query] = last["doc_id"].rsplit("/", 1)[-1]
+            item = {"chunk_id": last["chunk_id"], "label": "clicked"}
+            sent = client.post(
+                "/feedback",
+                json={"request_id": body["request_id"], "event_id": f"e{n}", "items": [item]},
+                headers=headers,
+            )
+            assert sent.status_code == 200, sent.text
+    assert any(len(seen) > 1 for seen in orders.values()), "some answers were explored"
+
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(settings.data_dir))
+    result = CliRunner().invoke(
+        app, ["golden", "--from-feedback", "--out", str(tmp_path / "g"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["answers"], report["queries"], report["eta_measured"]) == (40, 8, False)
+    written = [
+        json.loads(line)
+        for split in ("train", "heldout")
+        for line in (tmp_path / "g" / f"{split}.jsonl").read_text().splitlines()
+    ]
+    assert len(written) == 8
+    for entry in written:
+        assert wanted[entry["query"]] in entry["relevant"]
+    missing = CliRunner().invoke(app, ["golden", "--out", str(tmp_path / "h")])
+    assert missing.exit_code == 2 and "--from-feedback" in missing.output
