@@ -45,9 +45,12 @@ CLIENTS = 4
 RATE = 20
 
 
-def serve(data_dir: Path, port: int, auth: str) -> subprocess.Popen[bytes]:
+def serve(
+    data_dir: Path, port: int, auth: str, settings: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`sluice serve` on `data_dir`, ready; `settings`: more SLUICE_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    env |= {"SLUICE_DATA_DIR": str(data_dir), "SLUICE_AUTH": auth}
+    env |= {"SLUICE_DATA_DIR": str(data_dir), "SLUICE_AUTH": auth, **(settings or {})}
     command = [sys.executable, "-m", "sluice", "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,10 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
     train = load_beir(dataset_dir, split="train")
     test = load_beir(dataset_dir, split="test")
     settings = _settings(out, train.name)
+    if settings.data_dir.is_dir():  # start over, but keep the embeddings of the corpus
+        for entry in settings.data_dir.iterdir():
+            if entry != settings.embedding_cache_dir:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     parts = Components(settings)
     embedder, store = parts.embedder(), parts.store()
     started = time.perf_counter()
@@ -138,8 +143,10 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
     (out / "simulation.json").write_text(json.dumps(stats, indent=2))
 
 
-def train(out: Path, checkpoints: list[int], device: str | None) -> None:
-    from index.models.reranker import load_cross_encoder
+def train(out: Path, checkpoints: list[int], device: str | None, base_model: str) -> None:
+    """Needs torch, sentence-transformers and datasets only (no index, no service)."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
     from pipelines.reranker_training import train_cross_encoder
     from pipelines.training_pairs import TrainingPair
 
@@ -149,9 +156,10 @@ def train(out: Path, checkpoints: list[int], device: str | None) -> None:
         pairs = [TrainingPair(**json.loads(line)) for line in lines]
         started = time.perf_counter()
         model_dir = out / f"reranker-{checkpoint}"
-        train_cross_encoder(pairs, model_dir)
+        train_cross_encoder(pairs, model_dir, base_model)
         trained = time.perf_counter() - started
-        model = load_cross_encoder(str(model_dir), device or "auto")
+        # This script's own model: its head is Sluice's SegmentSimilarity, importable here.
+        model = CrossEncoder(str(model_dir), device=device, trust_remote_code=True)
         scores = {}
         for entry in candidates:
             ids = list(entry["texts"])
@@ -233,17 +241,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--events", type=int, nargs="+", default=list(CHECKPOINTS))
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="train: cpu, cuda (default: best)")
+    parser.add_argument(
+        "--base-model", default="sentence-transformers/all-MiniLM-L6-v2", help="train: start here"
+    )
     args = parser.parse_args()
     out = args.out or Path(".bench/feedback") / args.dataset.name
     out.mkdir(parents=True, exist_ok=True)
     if args.phase == "simulate":
-        from config.runtime import prepare_process
-
-        prepare_process(out / "data", hub_offline=True)
         simulate(args.dataset, out, args.events, args.seed)
     elif args.phase == "train":
-        train(out, args.events, args.device)
+        train(out, args.events, args.device, args.base_model)
     else:
         report(args.dataset, out, args.events)
 

@@ -118,6 +118,8 @@ class QueryLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._secret = _secret(directory / ".hash-key")
         self._rows: list[dict[str, Any]] = []
+        self._writing: dict[int, list[dict[str, Any]]] = {}
+        """Batches taken from the buffer and not yet indexed: still `pending`."""
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -143,26 +145,35 @@ class QueryLog:
         """The records of `request_id` not written out yet, newest first: what this process
         answered in the last `flush_s`, before its index rows exist."""
         with self._lock:
-            return [row for row in reversed(self._rows) if row.get("request_id") == request_id]
+            rows = [*(r for batch in self._writing.values() for r in batch), *self._rows]
+        return [row for row in reversed(rows) if row.get("request_id") == request_id]
 
     def flush(self) -> None:
         """Writes what is buffered now (the background thread does it on its own)."""
         with self._lock:
             rows, self._rows = self._rows, []
+            if rows:
+                self._writing[id(rows)] = rows
         if not rows:
             return
         with self._write_lock:
             try:
                 path = self._write(rows)
             except OSError as error:  # a full disk loses log records, never an answer
+                self._done_with(rows)
                 logger.error("query log: %d records not written: %s", len(rows), error)
                 return
             self._indexing(QueryLogIndex.add, rows, path)
+            self._done_with(rows)  # found by the index from now on
             try:
                 self._compact_past_days()
                 self._bound()
             except OSError as error:
                 logger.error("query log: not compacted or bounded: %s", error)
+
+    def _done_with(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._writing.pop(id(rows), None)
 
     def close(self) -> None:
         self._closed = True

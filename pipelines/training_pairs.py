@@ -8,12 +8,11 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chunking.types import stored_indexed_text
-from index.contracts import MatchAny, PayloadFilter
-from index.search.searcher import IndexSearcher
-from pipelines.beir import BeirDataset, document_uri
+if TYPE_CHECKING:  # training itself needs only torch and sentence-transformers (a GPU box)
+    from index.search.searcher import IndexSearcher
+    from pipelines.beir import BeirDataset
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,10 @@ def mine_pairs(
     seed: int = 13,
 ) -> list[TrainingPair]:
     """Positives and hard negatives for every judged query of `dataset` (its train split)."""
+    from chunking.types import stored_indexed_text
+    from index.contracts import MatchAny, PayloadFilter
+    from pipelines.beir import document_uri
+
     rng = random.Random(seed)
     pairs: list[TrainingPair] = []
     for query_id, query in dataset.queries.items():

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.dataset as ds
 import pytest
@@ -155,4 +157,32 @@ def test_unknown_columns_are_refused(tmp_path: Path) -> None:
     log = QueryLog(tmp_path / "log", flush_s=3600)
     with pytest.raises(ValueError, match="not query log columns"):
         log.record({"request_id": "r", "qeury": "typo"})
+    log.close()
+
+
+def test_an_answer_is_pending_until_its_index_row_exists(tmp_path: Path) -> None:
+    """`/feedback` finds an answer in the buffer, then in the index: never in neither (a batch
+    being written and indexed is still pending; it was not, and every 1,000th answer was lost)."""
+    import threading
+
+    from index.query_log_index import QueryLogIndex
+    from state.database import StateDatabase
+
+    class SlowLog(QueryLog):
+        def _write(self, rows: list[dict[str, Any]]) -> Path:
+            writing.set()
+            assert proceed.wait(10)
+            return super()._write(rows)
+
+    writing, proceed = threading.Event(), threading.Event()
+    index = QueryLogIndex(StateDatabase.sqlite(tmp_path / "state.sqlite", "shared"))
+    log = SlowLog(tmp_path / "log", flush_rows=1, flush_s=3600, index=index)
+    log.record(_row(1))  # a full buffer: the background thread writes it
+    assert writing.wait(10)
+    assert [r["request_id"] for r in log.pending("r1")] == ["r1"], "lost between the two"
+    proceed.set()
+    deadline = time.monotonic() + 10
+    while log.pending("r1") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.pending("r1") == [] and [a.key_id for a in index.answers("r1")] == [None]
     log.close()
