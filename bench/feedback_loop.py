@@ -5,25 +5,30 @@ with position bias and noise, and Sluice trains a reranker from what they did.
     .venv/bin/python bench/feedback_loop.py train ../shared/data/beir/scifact   # CPU or GPU
     .venv/bin/python bench/feedback_loop.py report ../shared/data/beir/scifact
 
-`simulate` indexes the corpus, serves it (the real app, `SLUICE_FEEDBACK_EXPLORATION` on), and
-for each checkpoint N of feedback events sends `/retrieve` for train queries drawn at random and
-`/feedback` for what the simulated user clicked. Users follow a position-based model: position p
-is looked at with probability p^-ETA, a looked-at hit is clicked with probability CLICK_RELEVANT
-when the qrels judge its document relevant and CLICK_OTHER when not (noise). An answer nobody
-clicked sends no feedback; N counts answers with feedback. After each checkpoint the learner,
-Sluice's own code with no access to the qrels, turns the logs into training pairs
-(`feedback_training_pairs`, as `sluice train-reranker --from-feedback` does): OUT/pairs-N.jsonl.
-It also writes each test query's rerank candidates (OUT/candidates.jsonl).
+`simulate` indexes the corpus, serves it (the real app, `SLUICE_FEEDBACK_EXPLORATION` 0.1), and
+for each checkpoint N of feedback events sends `/retrieve` (hybrid, top 10) for users' queries
+drawn at random and `/feedback` for what the simulated user clicked. Users follow a position-based
+model: position p is looked at with probability p^-ETA, a looked-at hit is clicked with
+probability CLICK_RELEVANT when the qrels judge its document relevant and CLICK_OTHER when not
+(noise). An answer nobody clicked sends no feedback; N counts answers with feedback. At each
+checkpoint the learner, Sluice's own code with no access to the qrels, turns the logs into
+training pairs as `sluice train-reranker --from-feedback` does (OUT/pairs-0000N.jsonl), and the
+bench reports what it learnt against the truth (η, click noise, the labels' precision). It also
+writes the reference pairs mined from the qrels themselves (OUT/pairs-qrels.jsonl) and the
+candidates `sluice eval` reranks for each measured query, recorded from its own harness
+(OUT/candidates.jsonl). Users' queries are the train split; a dataset without one (NFCorpus here)
+has its test queries halved by a stable hash, users asking one half and the other measured.
 
-`train` trains a cross-encoder per checkpoint with `train_cross_encoder` (the CLI's recipe) and
-scores the candidates with it (OUT/scores-N.json); it needs only torch, sentence-transformers
-and datasets, so it can run where a GPU is. `report` puts those scores through Sluice's own
-searcher (the same blend, `sluice eval`'s harness) on the test queries and prints nDCG@10.
+`train` trains a cross-encoder on each pairs file with `train_cross_encoder` (the CLI's recipe)
+and scores the candidates with it (OUT/scores-NAME.json); it needs only torch,
+sentence-transformers and datasets, so it can run where a GPU is. `report` replays those scores
+through Sluice's own searcher (`sluice eval`'s harness and blend) and prints nDCG@10.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import shutil
@@ -56,19 +61,66 @@ def _settings(out: Path, name: str) -> Any:
     )
 
 
+def splits(dataset_dir: Path) -> tuple[Any, Any]:
+    """The queries simulated users ask (the train split) and those measured (the test split).
+    A dataset without a train split (NFCorpus here) has its test queries halved by a stable hash
+    of their ids: users ask one half, the other is measured."""
+    from dataclasses import replace
+
+    from pipelines.beir import load_beir
+
+    test = load_beir(dataset_dir, split="test")
+    if (dataset_dir / "qrels" / "train.tsv").is_file():
+        return load_beir(dataset_dir, split="train"), test
+    halves: dict[bool, list[str]] = {True: [], False: []}
+    for query_id in test.queries:
+        halves[hashlib.sha256(query_id.encode()).digest()[0] % 2 == 0].append(query_id)
+
+    def part(ids: list[str]) -> Any:
+        return replace(
+            test,
+            queries={q: test.queries[q] for q in ids},
+            qrels={q: test.qrels[q] for q in ids},
+        )
+
+    return part(halves[True]), part(halves[False])
+
+
+def _write_pairs(path: Path, pairs: list[Any]) -> None:
+    path.write_text("".join(json.dumps(p.__dict__) + "\n" for p in pairs))
+
+
+class _CandidateRecorder:
+    """A reranker that only writes down what it is asked to rerank, then declines."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, str]] = {}
+
+    def warm_up(self) -> None: ...
+
+    def warm_up_in_background(self) -> None: ...
+
+    def rerank(self, query: str, candidates: list[Any], blend: float | None = None) -> list[Any]:
+        from chunking.types import stored_indexed_text
+        from index.contracts import RerankSkipped
+
+        self.seen[query] = {p.id: stored_indexed_text(p.payload) for p in candidates}
+        raise RerankSkipped("recorded")
+
+
 def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) -> None:
     from fastapi.testclient import TestClient
 
-    from chunking.types import stored_indexed_text
     from composition.components import Components
     from flows.evaluate_flow import index_dataset
     from index.search.cache import normalised_query
-    from pipelines.beir import doc_id_from_uri, load_beir
+    from pipelines.beir import doc_id_from_uri
+    from pipelines.evaluation import retrieve_run
+    from pipelines.training_pairs import mine_pairs
     from retrieval_api.app import create_app
     from sluice.cli.feedback_commands import feedback_training_pairs, load_feedback
 
-    train = load_beir(dataset_dir, split="train")
-    test = load_beir(dataset_dir, split="test")
+    train, test = splits(dataset_dir)
     settings = _settings(out, train.name)
     if settings.data_dir.is_dir():  # start over, but keep the embeddings of the corpus
         for entry in settings.data_dir.iterdir():
@@ -78,14 +130,17 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
     embedder, store = parts.embedder(), parts.store()
     started = time.perf_counter()
     alias, _, _ = index_dataset(train, parts, embedder, store)
-    searcher = parts.searcher(store, lambda spec: embedder)
+    recorder = _CandidateRecorder()
+    searcher = parts.searcher(store, lambda spec: embedder, reranker=recorder)  # type: ignore[arg-type]
+    retrieve_run(searcher, alias, test.queries, "hybrid+rerank")  # what `sluice eval` reranks
     with (out / "candidates.jsonl").open("w") as candidates:
-        for query_id, query in test.queries.items():
-            hits = searcher.search(alias, query, "hybrid", limit=RERANK_CANDIDATES).result.hits
-            texts = {h.id: stored_indexed_text(h.payload) for h in hits}
-            candidates.write(json.dumps({"id": query_id, "query": query, "texts": texts}) + "\n")
+        for query, texts in recorder.seen.items():
+            candidates.write(json.dumps({"query": query, "texts": texts}) + "\n")
+    # The reference: pairs mined from the qrels themselves (`sluice train-reranker`'s way).
+    reference = mine_pairs(train, parts.searcher(store, lambda spec: embedder), alias, 12)
+    _write_pairs(out / "pairs-qrels.jsonl", reference)
     store.close()
-    print(f"indexed and wrote candidates in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"indexed, candidates and qrels pairs in {time.perf_counter() - started:.0f} s")
     rng = random.Random(seed)
     judged = [q for q in train.queries if any(train.qrels.get(q, {}).values())]
     by_text = {normalised_query(train.queries[q]): q for q in judged}
@@ -117,15 +172,14 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
                     }
                     assert client.post("/feedback", json=event).status_code == 200
                     events += 1
-        _, model, labels = load_feedback(settings, None)
-        learnt = [(q, d) for q, entry in labels.items() for d in entry.relevant()]
+        _, labels = load_feedback(settings, None)
+        model = labels.model
+        learnt = [(q, d) for q in labels.queries for d in labels.relevant(q)]
         true = sum(
             1 for q, d in learnt if train.qrels.get(by_text.get(q, ""), {}).get(doc_id_from_uri(d))
         )
         pairs, queries, _ = feedback_training_pairs(settings, None, negatives=12)
-        (out / f"pairs-{checkpoint}.jsonl").write_text(
-            "".join(json.dumps(p.__dict__) + "\n" for p in pairs)
-        )
+        _write_pairs(out / f"pairs-{checkpoint:05d}.jsonl", pairs)
         stats.append(
             {
                 "events": checkpoint,
@@ -133,7 +187,8 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
                 "eta": model.eta,
                 "eta_measured": model.measured,
                 "explored_answers": model.explored_answers,
-                "labelled_queries": len(labels),
+                "click_noise": {k: round(v, 3) for k, v in vars(labels.noise).items()},
+                "labelled_queries": len({q for q, _ in learnt}),
                 "label_precision": round(true / max(1, len(learnt)), 3),
                 "pairs": len(pairs),
                 "queries": queries,
@@ -143,7 +198,7 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
     (out / "simulation.json").write_text(json.dumps(stats, indent=2))
 
 
-def train(out: Path, checkpoints: list[int], device: str | None, base_model: str) -> None:
+def train(out: Path, device: str | None, base_model: str) -> None:
     """Needs torch, sentence-transformers and datasets only (no index, no service)."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
@@ -151,11 +206,11 @@ def train(out: Path, checkpoints: list[int], device: str | None, base_model: str
     from pipelines.training_pairs import TrainingPair
 
     candidates = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
-    for checkpoint in checkpoints:
-        lines = (out / f"pairs-{checkpoint}.jsonl").read_text().splitlines()
-        pairs = [TrainingPair(**json.loads(line)) for line in lines]
+    for pairs_file in sorted(out.glob("pairs-*.jsonl")):
+        name = pairs_file.stem.removeprefix("pairs-")
+        pairs = [TrainingPair(**json.loads(line)) for line in pairs_file.read_text().splitlines()]
         started = time.perf_counter()
-        model_dir = out / f"reranker-{checkpoint}"
+        model_dir = out / f"reranker-{name}"
         train_cross_encoder(pairs, model_dir, base_model)
         trained = time.perf_counter() - started
         # This script's own model: its head is Sluice's SegmentSimilarity, importable here.
@@ -165,10 +220,10 @@ def train(out: Path, checkpoints: list[int], device: str | None, base_model: str
             ids = list(entry["texts"])
             predicted = model.predict([(entry["query"], entry["texts"][i]) for i in ids])
             scores[entry["query"]] = dict(zip(ids, (float(s) for s in predicted), strict=True))
-        (out / f"scores-{checkpoint}.json").write_text(
+        (out / f"scores-{name}.json").write_text(
             json.dumps({"training_seconds": trained, "pairs": len(pairs), "scores": scores})
         )
-        print(f"N={checkpoint}: {len(pairs)} pairs, trained in {trained:.0f} s", flush=True)
+        print(f"{name}: {len(pairs)} pairs, trained in {trained:.0f} s", flush=True)
 
 
 class _ScoredModel:
@@ -185,13 +240,19 @@ class _ScoredModel:
         return [self._by_text[pair] for pair in pairs]
 
 
-def report(dataset_dir: Path, out: Path, checkpoints: list[int]) -> None:
+BLENDS = (0.7, 0.5, 0.3)
+"""The default first (chosen before any of this), then lower weights for a weak reranker."""
+
+
+def report(dataset_dir: Path, out: Path) -> None:
+    """nDCG@10 on the measured queries: hybrid, then hybrid+rerank with each trained model, its
+    scores replayed through Sluice's own searcher (the same candidates, the same blend)."""
     from composition.components import Components
+    from index.contracts import HybridOptions
     from index.models.reranker import CrossEncoderReranker
-    from pipelines.beir import load_beir
     from pipelines.evaluation import evaluate_modes
 
-    test = load_beir(dataset_dir, split="test")
+    _, test = splits(dataset_dir)
     settings = _settings(out, test.name)
     parts = Components(settings)
     store = parts.store()
@@ -200,37 +261,43 @@ def report(dataset_dir: Path, out: Path, checkpoints: list[int]) -> None:
         for line in (out / "candidates.jsonl").read_text().splitlines()
         for chunk_id, text in json.loads(line)["texts"].items()
     }
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         hybrid = evaluate_modes(test, parts.searcher(store), settings.index_name, ["hybrid"])
-        rows.append({"events": 0, "ndcg@10": round(hybrid["hybrid"]["ndcg@10"], 4)})
-        for checkpoint in checkpoints:
-            result = json.loads((out / f"scores-{checkpoint}.json").read_text())
-            reranker = CrossEncoderReranker(
-                "replayed", budget_ms=3.6e6, blend_alpha=settings.rerank_blend
-            )
+        rows.append({"trained on": "(hybrid alone)", "ndcg@10": hybrid["hybrid"]["ndcg@10"]})
+        for scores_file in sorted(out.glob("scores-*.json")):
+            result = json.loads(scores_file.read_text())
+            reranker = CrossEncoderReranker("replayed", budget_ms=3.6e6)
             reranker._model = _ScoredModel(result["scores"], texts)
             searcher = parts.searcher(store, reranker=reranker)
-            scores = evaluate_modes(test, searcher, settings.index_name, ["hybrid+rerank"])
-            assert not scores["hybrid+rerank"]["degraded_queries"], "every query reranked"
-            rows.append(
-                {
-                    "events": checkpoint,
-                    "pairs": result["pairs"],
-                    "training_seconds": round(result["training_seconds"]),
-                    "ndcg@10": round(scores["hybrid+rerank"]["ndcg@10"], 4),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            name = scores_file.stem.removeprefix("scores-")
+            row: dict[str, Any] = {
+                "trained on": "qrels" if name == "qrels" else f"{int(name)} feedback events",
+                "pairs": result["pairs"],
+                "training_s": round(result["training_seconds"]),
+            }
+            for blend in BLENDS:
+                options = HybridOptions(rerank_blend=blend)
+                mode = evaluate_modes(
+                    test, searcher, settings.index_name, ["hybrid+rerank"], options
+                )
+                assert not mode["hybrid+rerank"]["degraded_queries"], "every query reranked"
+                row[f"blend {blend}"] = mode["hybrid+rerank"]["ndcg@10"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     finally:
         store.close()
     (out / "report.json").write_text(json.dumps(rows, indent=2))
-    print("| feedback events | training pairs | training s | hybrid+rerank nDCG@10 |")
-    print("|---:|---:|---:|---:|")
+    columns = ["trained on", "pairs", "training_s", *(f"blend {b}" for b in BLENDS)]
+    print(f"{test.name}: nDCG@10 on {len(test.queries)} queries")
+    print("| " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * (len(columns) - 1))
     for row in rows:
+        cells = [row.get(c, "") for c in columns]
+        if "ndcg@10" in row:
+            cells[3] = row["ndcg@10"]
         print(
-            f"| {row['events']} | {row.get('pairs', '')} | {row.get('training_seconds', '')} "
-            f"| {row['ndcg@10']:.4f} |"
+            "| " + " | ".join(f"{c:.4f}" if isinstance(c, float) else str(c) for c in cells) + " |"
         )
 
 
@@ -240,6 +307,7 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--events", type=int, nargs="+", default=list(CHECKPOINTS))
+
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--device", default=None, help="train: cpu, cuda (default: best)")
     parser.add_argument(
@@ -251,9 +319,9 @@ def main() -> None:
     if args.phase == "simulate":
         simulate(args.dataset, out, args.events, args.seed)
     elif args.phase == "train":
-        train(out, args.events, args.device, args.base_model)
+        train(out, args.device, args.base_model)
     else:
-        report(args.dataset, out, args.events)
+        report(args.dataset, out)
 
 
 if __name__ == "__main__":

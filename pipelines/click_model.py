@@ -103,3 +103,76 @@ def _log_likelihood(cells: np.ndarray, eta: float) -> float:
     p = np.clip(theta * np.array([rho[r] for r in ranks]), 1e-9, 1 - 1e-9)
     total = float((clicks * np.log(p) + (shown - clicks) * np.log(1 - p)).sum())
     return total if math.isfinite(total) else -math.inf
+
+
+@dataclass(frozen=True)
+class ClickNoise:
+    """How users click what they look at, fitted on the log: a looked-at hit is clicked with
+    probability `relevant` when relevant and `other` when not (noise); `prior`: the share of
+    shown hits that are relevant."""
+
+    relevant: float
+    other: float
+    prior: float
+
+    def posterior(self, shown: list[tuple[float, bool]]) -> float:
+        """P(relevant | its clicks), `shown`: (θ of the position, clicked) per time it was shown."""
+        log_odds = math.log(self.prior / (1 - self.prior))
+        for theta, clicked in shown:
+            p_rel, p_other = theta * self.relevant, theta * self.other
+            log_odds += (
+                math.log(p_rel / p_other) if clicked else math.log((1 - p_rel) / (1 - p_other))
+            )
+        return 1 / (1 + math.exp(-max(-50.0, min(50.0, log_odds))))
+
+
+def fit_click_noise(items: list[list[tuple[float, bool]]], rounds: int = 200) -> ClickNoise:
+    """EM for a two-class mixture: each (query, document) shown is relevant or not, its clicks
+    Bernoulli(θ · ε) with ε of its class. `items`: per pair, (θ, clicked) per time shown."""
+    from scipy.optimize import minimize_scalar
+
+    noise = ClickNoise(0.7, 0.05, 0.2)
+    if not items:
+        return noise
+    owner = np.repeat(np.arange(len(items)), [len(shown) for shown in items])
+    theta = np.array([t for shown in items for t, _ in shown])
+    clicked = np.array([c for shown in items for _, c in shown], dtype=float)
+
+    def best_rate(weights: np.ndarray, upper: float) -> float:
+        """The ε that maximises the weighted Bernoulli log-likelihood (concave in ε)."""
+
+        def loss(rate: float) -> float:
+            p = theta * rate
+            return -float((weights * (clicked * np.log(p) + (1 - clicked) * np.log1p(-p))).sum())
+
+        return float(minimize_scalar(loss, bounds=(1e-4, upper), method="bounded").x)
+
+    def posteriors(noise: ClickNoise) -> np.ndarray:
+        """`ClickNoise.posterior` of every item at once."""
+        p_rel, p_other = theta * noise.relevant, theta * noise.other
+        per_look = np.where(
+            clicked > 0, np.log(p_rel / p_other), np.log1p(-p_rel) - np.log1p(-p_other)
+        )
+        log_odds = math.log(noise.prior / (1 - noise.prior)) + np.bincount(
+            owner, per_look, minlength=len(items)
+        )
+        posterior: np.ndarray = 1 / (1 + np.exp(-np.clip(log_odds, -50, 50)))
+        return posterior
+
+    for _ in range(rounds):
+        item_weights = posteriors(noise)
+        weights = item_weights[owner]
+        updated = ClickNoise(
+            best_rate(weights, 0.999),
+            best_rate(1 - weights, 0.999),
+            float(np.clip(item_weights.mean(), 1e-3, 0.999)),
+        )
+        if updated.other > updated.relevant:  # the classes swapped: keep the named order
+            updated = ClickNoise(updated.other, updated.relevant, 1 - updated.prior)
+        change = max(
+            abs(a - b) for a, b in zip(vars(updated).values(), vars(noise).values(), strict=True)
+        )
+        noise = updated
+        if change < 1e-4:
+            break
+    return noise

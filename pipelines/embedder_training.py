@@ -8,7 +8,9 @@ directory; `sluice reembed --model DIR` takes it through the golden-set gate lik
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from index.models.catalog import resolve_model_path
 from pipelines.training_pairs import TrainingPair, listwise_tuples, trainer_arguments
@@ -24,8 +26,11 @@ def train_bi_encoder(
     learning_rate: float = 2e-5,
     seed: int = 13,
     device: str | None = None,
+    trainable_layers: int | None = None,
 ) -> Path:
-    """Trains from `base_model`'s weights and saves the model at `output_dir`."""
+    """Trains from `base_model`'s weights and saves the model at `output_dir`.
+    `trainable_layers`: train only the top N transformer layers (the rest, embeddings included,
+    stay as they were): less to forget, and less to compute backwards on a CPU."""
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -37,6 +42,8 @@ def train_bi_encoder(
 
     path = resolve_model_path(base_model)
     model = SentenceTransformer(path, device=device, local_files_only=Path(path).exists())
+    if trainable_layers is not None:
+        freeze_below_top_layers(model, trainable_layers)
     columns = listwise_tuples(pairs)
     kept = ["query", "positive", *(f"negative_{i + 1}" for i in range(negatives))]
     train = Dataset.from_dict({name: columns[name] for name in kept if name in columns})
@@ -49,3 +56,18 @@ def train_bi_encoder(
     SentenceTransformerTrainer(model=model, args=arguments, train_dataset=train, loss=loss).train()
     model.save(str(output_dir))
     return output_dir
+
+
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def freeze_below_top_layers(model: Any, layers: int) -> list[str]:
+    """Leaves only the parameters of the top `layers` transformer layers trainable; their names."""
+    numbered = [(name, _LAYER.search(name)) for name, _ in model.named_parameters()]
+    depth = 1 + max((int(m.group(1)) for _, m in numbered if m), default=-1)
+    trainable = []
+    for (name, match), parameter in zip(numbered, model.parameters(), strict=True):
+        parameter.requires_grad = bool(match and int(match.group(1)) >= depth - layers)
+        if parameter.requires_grad:
+            trainable.append(name)
+    return trainable

@@ -2,12 +2,13 @@
 and the embedder.
 
 An answer counts once someone reported on it (`POST /feedback`): an answer nobody reported on may
-never have been shown to a person. Clicks are corrected for position bias with the click model
-of `pipelines/click_model.py`: a document's relevance for a query is the mean over that query's
-answers of its clicks weighted by 1/θ (the chance its position was looked at). Explicit labels
-(`relevant`, `not_relevant`) outvote clicks. Queries are split into a training part and a
-held-out part by a stable hash of their text, so that a model trained on one is judged on the
-other, and every command splits the same way.
+never have been shown to a person. Clicks are read through the click model of
+`pipelines/click_model.py`: each time a document was shown, the chance its position was looked at
+(θ, position bias), and how often users click what they look at when it is relevant and when it
+is not (click noise, fitted by EM); a document is relevant to a query when its clicks make that
+more likely than not. Explicit labels (`relevant`, `not_relevant`) outvote clicks. Queries are
+split into a training part and a held-out part by a stable hash of their text, so that a model
+trained on one is judged on the other, and every command splits the same way.
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ from typing import Any, Literal
 
 from index.search.cache import normalised_query
 from pipelines.beir import doc_id_from_uri
-from pipelines.click_model import ClickModel, fit_click_model, observations
+from pipelines.click_model import (
+    DEPTH,
+    ClickModel,
+    ClickNoise,
+    fit_click_model,
+    fit_click_noise,
+    observations,
+)
 from pipelines.training_pairs import TrainingPair
 
 Split = Literal["train", "heldout"]
 HELDOUT_SHARE = 0.2
 RELEVANCE_THRESHOLD = 0.5
-"""Position-corrected click rate at which a document counts as relevant to a query."""
+"""Probability of relevance, given its clicks, at which a document counts as relevant."""
 
 
 @dataclass
@@ -83,13 +91,6 @@ def impressions(
     return found
 
 
-def click_model_of(found: Sequence[Impression]) -> ClickModel:
-    return fit_click_model(
-        (observations(len(i.chunk_ids), i.explored_swap, i.clicked), i.explored_swap is not None)
-        for i in found
-    )
-
-
 def split_of(query: str, heldout_share: float = HELDOUT_SHARE) -> Split:
     """A query's part, the same in every process and every run."""
     digest = hashlib.sha256(normalised_query(query).encode()).digest()
@@ -98,47 +99,65 @@ def split_of(query: str, heldout_share: float = HELDOUT_SHARE) -> Split:
 
 @dataclass
 class QueryLabels:
-    """One query's documents with their position-corrected click rate and explicit votes."""
+    """One query's documents: each time one was shown (θ of its position, clicked), and the
+    explicit votes on it (relevant +1, not relevant -1)."""
 
-    answers: int = 0
-    weighted_clicks: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    shown: dict[str, list[tuple[float, bool]]] = field(default_factory=lambda: defaultdict(list))
     votes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def relevant(self, threshold: float = RELEVANCE_THRESHOLD) -> list[str]:
-        """Documents judged relevant: by explicit votes where any, else by corrected clicks."""
+
+@dataclass
+class Labels:
+    """What the feedback says: the click model, the noise of clicks, and each query's labels."""
+
+    model: ClickModel
+    noise: ClickNoise
+    queries: dict[str, QueryLabels]
+
+    def relevant(self, query: str, threshold: float = RELEVANCE_THRESHOLD) -> list[str]:
+        """Documents judged relevant: by explicit votes where any, else by the probability that
+        their clicks (position bias and click noise accounted for) come from a relevant hit."""
+        entry = self.queries.get(query)
+        if entry is None:
+            return []
         judged = []
-        for doc_id in {*self.weighted_clicks, *self.votes}:
-            vote = self.votes.get(doc_id, 0)
-            rate = self.weighted_clicks.get(doc_id, 0.0) / max(1, self.answers)
-            if vote > 0 or (vote == 0 and rate >= threshold):
+        for doc_id in {*entry.shown, *entry.votes}:
+            vote = entry.votes.get(doc_id, 0)
+            shown = entry.shown.get(doc_id, [])
+            clicked = any(c for _, c in shown)
+            if vote > 0 or (vote == 0 and clicked and self.noise.posterior(shown) >= threshold):
                 judged.append(doc_id)
         return sorted(judged)
 
 
-def query_labels(found: Sequence[Impression], model: ClickModel) -> dict[str, QueryLabels]:
-    labels: dict[str, QueryLabels] = defaultdict(QueryLabels)
+def learn_labels(found: Sequence[Impression]) -> Labels:
+    """The click model from the swapped answers, the click noise by EM, then the labels."""
+    model = fit_click_model(
+        (observations(len(i.chunk_ids), i.explored_swap, i.clicked), i.explored_swap is not None)
+        for i in found
+    )
+    queries: dict[str, QueryLabels] = defaultdict(QueryLabels)
     for impression in found:
-        entry = labels[impression.query]
-        entry.answers += 1
-        for position in impression.clicked:
-            if position <= len(impression.doc_ids):
-                doc_id = impression.doc_ids[position - 1]
-                entry.weighted_clicks[doc_id] += 1 / model.propensity(position)
+        entry = queries[impression.query]
+        for position, doc_id in enumerate(impression.doc_ids[:DEPTH], start=1):
+            clicked = position in impression.clicked
+            entry.shown[doc_id].append((model.propensity(position), clicked))
         for positions, vote in ((impression.relevant, 1), (impression.not_relevant, -1)):
             for position in positions:
                 if position <= len(impression.doc_ids):
                     entry.votes[impression.doc_ids[position - 1]] += vote
-    return dict(labels)
+    noise = fit_click_noise([s for e in queries.values() for s in e.shown.values()])
+    return Labels(model, noise, dict(queries))
 
 
 def golden_entries(
-    labels: dict[str, QueryLabels], split: Split, threshold: float = RELEVANCE_THRESHOLD
+    labels: Labels, split: Split, threshold: float = RELEVANCE_THRESHOLD
 ) -> list[dict[str, Any]]:
     """`{"query", "relevant"}` lines of one part, relevant documents by the last segment of
     their URI (what `load_golden_set` matches hits on)."""
     entries = []
-    for query in sorted(labels):
-        relevant = labels[query].relevant(threshold)
+    for query in sorted(labels.queries):
+        relevant = labels.relevant(query, threshold)
         if relevant and split_of(query) == split:
             entries.append({"query": query, "relevant": [doc_id_from_uri(d) for d in relevant]})
     return entries
@@ -152,19 +171,24 @@ def write_golden(entries: list[dict[str, Any]], path: Path) -> Path:
 
 def feedback_pairs(
     found: Sequence[Impression],
-    labels: dict[str, QueryLabels],
+    labels: Labels,
     passages: Callable[[list[str]], dict[str, str]],
     negatives: int = 12,
     split: Split = "train",
     threshold: float = RELEVANCE_THRESHOLD,
+    ranking: Callable[[str], list[tuple[str, str, str]]] | None = None,
 ) -> list[TrainingPair]:
     """Positives: the chunks users clicked or marked that belong to documents judged relevant.
     Hard negatives: what the same answers showed and the user passed over, those above the
-    lowest click first (seen and skipped), then the rest by how likely they were seen.
-    `passages` gives chunk ids' texts (chunks no longer stored are left out)."""
+    lowest click first (seen and skipped), then the rest by how likely they were seen; then,
+    up to `negatives`, what `ranking` (Sluice's own search: chunk id, doc id, text) puts next
+    for the query, as `sluice train-reranker` mines a labelled set. No document judged relevant
+    or chosen by a user is a negative. `passages` gives chunk ids' texts (chunks no longer
+    stored are left out)."""
     positives: dict[str, dict[str, None]] = defaultdict(dict)
     passed_over: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
-    relevant = {q: set(entry.relevant(threshold)) for q, entry in labels.items()}
+    chosen_docs: dict[str, set[str]] = defaultdict(set)
+    relevant = {q: set(labels.relevant(q, threshold)) for q in labels.queries}
     for impression in found:
         if split_of(impression.query) != split:
             continue
@@ -173,6 +197,8 @@ def feedback_pairs(
         for position, (chunk_id, doc_id) in enumerate(
             zip(impression.chunk_ids, impression.doc_ids, strict=False), start=1
         ):
+            if position in chosen:
+                chosen_docs[impression.query].add(doc_id)
             if doc_id in relevant.get(impression.query, ()):
                 if position in chosen:
                     positives[impression.query][chunk_id] = None
@@ -186,6 +212,15 @@ def feedback_pairs(
     for query, chunk_ids in positives.items():
         ranked = sorted(passed_over[query], key=lambda c: passed_over[query][c])
         kept = [c for c in ranked if c in texts][:negatives]
+        taken = {*kept, *chunk_ids}
+        excluded = relevant.get(query, set()) | chosen_docs[query]
+        for chunk_id, doc_id, text in ranking(query) if ranking and len(kept) < negatives else []:
+            if len(kept) == negatives:
+                break
+            if chunk_id not in taken and doc_id not in excluded:
+                kept.append(chunk_id)
+                taken.add(chunk_id)
+                texts[chunk_id] = text
         if not kept:
             continue
         pairs.extend(TrainingPair(query, texts[c], 1.0) for c in chunk_ids if c in texts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,21 @@ import pytest
 from fastapi.testclient import TestClient
 
 from config.settings import Settings
-from pipelines.click_model import MIN_EXPLORED, Observation, fit_click_model, observations
+from pipelines.click_model import (
+    MIN_EXPLORED,
+    ClickNoise,
+    Observation,
+    fit_click_model,
+    fit_click_noise,
+    observations,
+)
 from pipelines.feedback_labels import (
     Impression,
+    Labels,
     feedback_pairs,
     golden_entries,
     impressions,
-    query_labels,
+    learn_labels,
     split_of,
 )
 from retrieval_api.keys import KeyStore
@@ -75,18 +84,45 @@ def _impression(query: str, docs: str, clicked: set[int], **labels: set[int]) ->
     return Impression("r", query, tuple(f"c-{d}" for d in docs), ids, None, clicked, **labels)
 
 
-def test_clicks_deep_in_a_list_count_more_and_explicit_labels_outvote_clicks() -> None:
-    model = fit_click_model([])  # η assumed 1: θ_p = 1/p
+NOISE = ClickNoise(relevant=0.8, other=0.1, prior=0.2)
+
+
+def _labels(found: list[Impression]) -> Labels:
+    return replace(learn_labels(found), noise=NOISE)  # η assumed 1: θ_p = 1/p
+
+
+def test_a_click_where_few_look_counts_more_and_explicit_labels_outvote_clicks() -> None:
     found = [
-        _impression("q", "abcde", {5}),  # e seen with θ 0.2: weight 5 over 2 answers
-        _impression("q", "abcde", {1}, not_relevant={1}),  # a clicked, then marked not relevant
+        _impression("q", "abcde", {1, 5}),  # e clicked at 5, where a fifth of users look
+        _impression("q", "abcde", {2}, not_relevant={1}),  # b clicked at 2; a marked not relevant
         _impression("q", "abcde", set(), relevant={3}),  # c marked relevant, never clicked
+        _impression("q", "fgbae", set()),  # e seen again at 5, b at 3 and a at 4: unclicked
     ]
-    labels = query_labels(found, model)
-    assert labels["q"].relevant() == ["beir://set/c", "beir://set/e"]
-    assert labels["q"].weighted_clicks["beir://set/e"] == pytest.approx(5.0)
+    labels = _labels(found)
+    # e: clicked once in four showings at 5: P(relevant) 0.56; b: once in four, at 2, 2, 2, 3: 0.38
+    shown = labels.queries["q"].shown
+    assert NOISE.posterior(shown["beir://set/e"]) == pytest.approx(0.56, abs=0.01)
+    assert NOISE.posterior(shown["beir://set/b"]) == pytest.approx(0.38, abs=0.01)
+    assert labels.relevant("q") == ["beir://set/c", "beir://set/e"]
     entries = golden_entries(labels, split_of("q"))
     assert entries == [{"query": "q", "relevant": ["c", "e"]}], "the last URI segment, as BEIR"
+
+
+def test_the_click_noise_is_fitted_without_labels() -> None:
+    rng = random.Random(5)
+    items = []
+    for _ in range(4000):
+        relevant = rng.random() < 0.15
+        shown = []
+        for _ in range(rng.randint(1, 5)):
+            theta = 1 / rng.randint(1, 10)
+            chance = theta * (0.8 if relevant else 0.1)
+            shown.append((theta, rng.random() < chance))
+        items.append(shown)
+    noise = fit_click_noise(items)
+    assert noise.relevant == pytest.approx(0.8, abs=0.1)
+    assert noise.other == pytest.approx(0.1, abs=0.02)
+    assert noise.prior == pytest.approx(0.15, abs=0.03)
 
 
 def test_only_the_answers_own_key_and_reported_answers_are_joined() -> None:
@@ -112,7 +148,7 @@ def test_only_the_answers_own_key_and_reported_answers_are_joined() -> None:
 def test_pairs_take_passed_over_hits_above_the_click_first() -> None:
     query = next(f"q{n}" for n in range(100) if split_of(f"q{n}") == "train")
     found = [_impression(query, "abcdef", {4})]
-    labels = query_labels(found, fit_click_model([]))
+    labels = _labels(found)
     pairs = feedback_pairs(found, labels, lambda ids: {i: f"text {i}" for i in ids}, negatives=4)
     assert [(p.passage, p.label) for p in pairs] == [
         ("text c-d", 1.0),
@@ -122,6 +158,19 @@ def test_pairs_take_passed_over_hits_above_the_click_first() -> None:
         ("text c-e", 0.0),
     ]
     assert feedback_pairs(found, labels, lambda ids: {}, split="heldout") == []
+
+    def ranking(q: str) -> list[tuple[str, str, str]]:  # Sluice's own order, past the answer
+        docs = ["d", "x", "a", "y", "z"]  # d: the clicked document; a: shown already
+        return [(f"c-{d}2", f"beir://set/{d}", f"deep {d}") for d in docs]
+
+    deeper = feedback_pairs(
+        found, labels, lambda ids: {i: f"text {i}" for i in ids}, 7, ranking=ranking
+    )
+    assert [p.passage for p in deeper if not p.label] == [
+        *(f"text c-{d}" for d in "abcef"),
+        "deep x",
+        "deep a",
+    ], "passed-over first, then the ranking, never the chosen document"
 
 
 def test_the_split_is_stable_and_near_its_share() -> None:

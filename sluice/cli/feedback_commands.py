@@ -15,25 +15,24 @@ from sluice.cli.common import IndexOption, console, exit_on, load_settings, out
 from sluice.cli.cost_commands import parse_since
 
 if TYPE_CHECKING:
-    from pipelines.click_model import ClickModel
-    from pipelines.feedback_labels import Impression, QueryLabels
+    from pipelines.feedback_labels import Impression, Labels
     from pipelines.training_pairs import TrainingPair
 
 SinceOption = Annotated[
     str | None,
     typer.Option(help="Only feedback from this span or date on: 30d, 24h, 2026-11-01."),
 ]
+MINED_DEPTH = 30
+"""How deep Sluice's own ranking is read for negatives past what users were shown."""
 _ANSWER_COLUMNS = ("request_id", "key_id", "index", "query", "chunk_ids", "doc_ids")
 
 
-def load_feedback(
-    settings: Settings, since: str | None
-) -> tuple[list[Impression], ClickModel, dict[str, QueryLabels]]:
-    """The index's answers that got feedback, the click model fitted on them, and each query's
-    labels; feedback still buffered in a running API (`SLUICE_QUERY_LOG_FLUSH_S`) is not seen."""
+def load_feedback(settings: Settings, since: str | None) -> tuple[list[Impression], Labels]:
+    """The index's answers that got feedback, and what they say (the click model fitted on
+    them); feedback still buffered in a running API (`SLUICE_QUERY_LOG_FLUSH_S`) is not seen."""
     from index.feedback import FEEDBACK_SCHEMA
     from index.query_log import newest_first, read_query_log
-    from pipelines.feedback_labels import click_model_of, impressions, query_labels
+    from pipelines.feedback_labels import impressions, learn_labels
 
     start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
     feedback = read_query_log(settings.feedback_dir, FEEDBACK_SCHEMA).to_pylist()
@@ -49,8 +48,15 @@ def load_feedback(
             + (f" since {since}" if since else "")
             + f" for index {settings.index_name} (answers kept without their text cannot be used)"
         )
-    model = click_model_of(found)
-    return found, model, query_labels(found, model)
+    return found, learn_labels(found)
+
+
+def describe_noise(labels: Labels) -> str:
+    noise = labels.noise
+    return (
+        f"users click {noise.relevant:.0%} of the relevant hits they look at and "
+        f"{noise.other:.0%} of the others; {noise.prior:.0%} of shown hits relevant"
+    )
 
 
 def golden(
@@ -79,13 +85,15 @@ def golden(
     from pipelines.feedback_labels import golden_entries, write_golden
 
     with exit_on("golden", ValueError):
-        found, model, labels = load_feedback(settings, since)
+        found, labels = load_feedback(settings, since)
+    model = labels.model
     report: dict[str, Any] = {
         "answers": len(found),
-        "queries": len(labels),
+        "queries": len(labels.queries),
         "click_model": model.describe(),
         "eta": model.eta,
         "eta_measured": model.measured,
+        "click_noise": vars(labels.noise),
     }
     for split in ("train", "heldout"):
         entries = golden_entries(labels, split, threshold)
@@ -96,7 +104,7 @@ def golden(
         return
     out.print(
         f"{report['answers']} answers with feedback, {report['queries']} distinct queries; "
-        f"{model.describe()}"
+        f"{model.describe()}; {describe_noise(labels)}"
     )
     out.print(f"train:   {report['train']['queries']} queries → {report['train']['path']}")
     out.print(f"heldout: {report['heldout']['queries']} queries → {report['heldout']['path']}")
@@ -116,8 +124,9 @@ def feedback_training_pairs(
     from composition.components import Components
     from pipelines.feedback_labels import feedback_pairs, golden_entries, write_golden
 
-    found, model, labels = load_feedback(settings, since)
-    store = Components(settings).store()
+    found, labels = load_feedback(settings, since)
+    parts = Components(settings)
+    store = parts.store()
     try:
         collection = store.resolve_alias(settings.index_name)
         if collection is None:
@@ -130,13 +139,21 @@ def feedback_training_pairs(
                     texts[point.id] = stored_indexed_text(point.payload)
             return texts
 
-        pairs = feedback_pairs(found, labels, passages, negatives)
+        searcher = parts.searcher(store)
+
+        def ranking(query: str) -> list[tuple[str, str, str]]:
+            hits = searcher.search(collection, query, "hybrid", limit=MINED_DEPTH).result.hits
+            return [(h.id, str(h.payload["doc_id"]), stored_indexed_text(h.payload)) for h in hits]
+
+        pairs = feedback_pairs(found, labels, passages, negatives, ranking=ranking)
     finally:
         store.close()
     heldout = write_golden(
         golden_entries(labels, "heldout"), settings.data_dir / "feedback-golden" / "heldout.jsonl"
     )
-    console.print(f"{len(found)} answers with feedback; {model.describe()}")
+    console.print(
+        f"{len(found)} answers with feedback; {labels.model.describe()}; {describe_noise(labels)}"
+    )
     return pairs, len({p.query for p in pairs}), heldout
 
 

@@ -1,6 +1,6 @@
 """The `sluice` command: ingest, retry-failed, deploy, serve, query, demo, status, runs, reembed,
-versions, rollback, cost, eval, tune, train-reranker, train-embedder, models, keys, log, config
-check, server, state."""
+versions, rollback, cost, eval, tune, golden, train-reranker, train-embedder, adapt, models, keys,
+log, config check, server, state."""
 
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ app.command()(eval_commands.tune)
 app.command(name="train-reranker")(training_commands.train_reranker)
 app.command(name="train-embedder")(training_commands.train_embedder)
 app.command()(feedback_commands.golden)
+app.command()(training_commands.adapt)
 app.command()(serve_commands.demo)
 app.command()(model_commands.models)
 app.add_typer(config_commands.app, name="config")

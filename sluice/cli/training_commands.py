@@ -1,5 +1,5 @@
-"""`sluice train-reranker` and `train-embedder`: models trained on a labelled set or on what
-users clicked."""
+"""`sluice train-reranker`, `train-embedder` and `adapt`: models trained on a labelled set, on
+what users clicked, or on the corpus alone."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sluice.cli.common import (
     load_settings,
     out,
     progress_bars,
+    use_prefect,
 )
 from sluice.cli.feedback_commands import SinceOption, feedback_training_pairs, gate_reranker
 
@@ -286,3 +287,100 @@ def _report_training(
         out.print_json(json.dumps(report))
         return
     out.print(f"saved {output} after {training_s:.0f} s of training; {next_step}")
+
+
+def adapt(
+    output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
+        "models/adapted"
+    ),
+    max_queries: Annotated[
+        int, typer.Option(min=10, help="Pseudo-queries made from the corpus.")
+    ] = 2000,
+    epochs: Annotated[float, typer.Option(help="Passes over the pseudo-queries.")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Rows per step (in-batch negatives).")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    layers: Annotated[
+        int, typer.Option(min=1, help="Train only the top N transformer layers.")
+    ] = 2,
+    golden: Annotated[
+        Path | None,
+        typer.Option(help="Gate on this golden set (default SLUICE_GOLDEN_SET, else replay)."),
+    ] = None,
+    train_only: Annotated[
+        bool, typer.Option("--train-only", help="Save the model; do not re-embed.")
+    ] = False,
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Fine-tune the index's embedding model on its own corpus, with no queries and no labels
+    (titles and sentences as pseudo-queries, BM25 hard negatives; docs/retrieval-quality.md),
+    then re-embed the index with it: gated on the golden set, or on a replay of logged queries
+    when there is none."""
+    import time
+
+    settings = load_settings(index)
+    from composition.components import Components
+    from pipelines.adaptation import adaptation_pairs
+    from pipelines.embedder_training import train_bi_encoder
+
+    started = time.perf_counter()
+    parts = Components(settings)
+    store = parts.store()
+    with exit_on("adapt", ValueError, *index_errors()):
+        try:
+            collection = store.resolve_alias(settings.index_name)
+            spec = store.collection_spec(collection) if collection else None
+            if collection is None or spec is None:
+                raise ValueError(f"index {settings.index_name} has no serving version to adapt to")
+            payloads = (p.payload for page in store.read_points(collection) for p in page)
+            pairs, made = adaptation_pairs(payloads, parts.searcher(store), collection, max_queries)
+        finally:
+            store.close()
+        if not pairs:
+            raise ValueError("no chunk is long enough to make a pseudo-query of")
+    mined = time.perf_counter()
+    console.print(
+        f"{made['title']} title, {made['ict']} sentence and {made['crop']} span pseudo-queries in "
+        f"{mined - started:.0f} s; training {spec.embedding_model}…"
+    )
+    with exit_on("adapt", ValueError, OSError), contextlib.redirect_stdout(sys.stderr):
+        train_bi_encoder(
+            pairs,
+            output,
+            spec.embedding_model,
+            epochs,
+            batch_size,
+            1,
+            learning_rate,
+            device=None if settings.embedding_device == "auto" else settings.embedding_device,
+            trainable_layers=layers,
+        )
+    trained = time.perf_counter()
+    report: dict[str, Any] = {
+        "model": str(output.resolve()),
+        "base_model": spec.embedding_model,
+        "pseudo_queries": made,
+        "mining_seconds": round(mined - started, 1),
+        "training_seconds": round(trained - mined, 1),
+    }
+    if not train_only:
+        use_prefect(settings)
+        from flows.reembed_flow import reembed_flow
+
+        errors = (*index_errors(), OSError, RuntimeError, ValueError)
+        with exit_on("adapt", *errors), progress_bars(not as_json):
+            report["reembed"] = reembed_flow(
+                str(output), False, str(golden) if golden else None, settings=settings
+            )
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        out.print(f"saved {output} after {report['training_seconds']:.0f} s of training")
+        if "reembed" in report:
+            from rich.markdown import Markdown
+
+            from pipelines.reembed_report import ReembedReport
+
+            out.print(Markdown(ReembedReport.from_dict(report["reembed"]).to_markdown()))
+    if report.get("reembed", {}).get("outcome") == "rejected":
+        raise typer.Exit(3)
