@@ -3,7 +3,7 @@ four client threads sending hybrid queries, in rounds that alternate between no 
 `/feedback` call (a click on the third hit) after every tenth answer, i.e. feedback at 10 % of
 requests. Only `/retrieve` latencies are compared; medians of the rounds are quoted.
 
-    .venv/bin/python bench/feedback_overhead.py DATA_DIR [--rounds 5] [--round-s 20]
+    .venv/bin/python bench/feedback_overhead.py DATA_DIR [--index NAME] [--rounds 5] [--round-s 20]
 
 DATA_DIR holds an ingested index; it is copied, so the bench's query and feedback logs stay out
 of it.
@@ -73,11 +73,13 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--round-s", type=float, default=20.0)
+    parser.add_argument("--index", default="default", help="The index to query in DATA_DIR.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sluice-feedback-"))
     data = work / "data"
     shutil.copytree(args.data_dir, data, ignore=shutil.ignore_patterns("prefect"))
-    server = serve(data, 8613, "off", {"SLUICE_FEEDBACK_EXPLORATION": "0.1"})
+    settings = {"SLUICE_FEEDBACK_EXPLORATION": "0.1", "SLUICE_INDEX_NAME": args.index}
+    server = serve(data, 8613, "off", settings)
     url = "http://localhost:8613"
     try:
         load(url, 5, True)  # warm-up
