@@ -29,8 +29,11 @@ from bench.access_overhead import CLIENTS, QUERIES, serve
 FEEDBACK_EVERY = 10
 
 
-def load(url: str, seconds: float, feedback: bool) -> tuple[list[float], int, set[int]]:
-    """`/retrieve` latencies, feedback calls made, and every status seen."""
+def load(
+    url: str, seconds: float, feedback: bool, rate: float | None = None
+) -> tuple[list[float], int, set[int]]:
+    """`/retrieve` latencies, feedback calls made, and every status seen. `rate`: retrieves per
+    second in all, each sent on schedule (open loop); None: each client asks again at once."""
     latencies: list[float] = []
     sent = [0]
     statuses: set[int] = set()
@@ -40,7 +43,11 @@ def load(url: str, seconds: float, feedback: bool) -> tuple[list[float], int, se
     def client(offset: int) -> None:
         with httpx.Client(timeout=30) as http:
             i = offset
+            start = time.monotonic()
             while time.monotonic() < stop:
+                if rate:
+                    due = start + ((i - offset) * CLIENTS + offset) / rate
+                    time.sleep(max(0.0, due - time.monotonic()))
                 body = {"query": QUERIES[i % len(QUERIES)], "mode": "hybrid", "top_k": 10}
                 started = time.perf_counter()
                 answer = http.post(f"{url}/retrieve", json=body)
@@ -74,6 +81,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--round-s", type=float, default=20.0)
     parser.add_argument("--index", default="default", help="The index to query in DATA_DIR.")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="Retrieves per second in all (open loop)."
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sluice-feedback-"))
     data = work / "data"
@@ -87,12 +97,14 @@ def main() -> None:
         calls = 0
         for _ in range(args.rounds):
             for feedback in (False, True):
-                latencies, sent, statuses = load(url, args.round_s, feedback)
+                latencies, sent, statuses = load(url, args.round_s, feedback, args.rate)
                 assert statuses == {200}, statuses
                 calls += sent
                 p50s[feedback].append(1000 * statistics.median(latencies))
         without, with_feedback = (statistics.median(p50s[f]) for f in (False, True))
-        print(f"{CLIENTS} clients, hybrid top 10, {args.rounds} rounds of {args.round_s:g} s each")
+        pace = f"{args.rate:g} retrieves/s on schedule" if args.rate else "as fast as answered"
+        rounds = f"{args.rounds} rounds of {args.round_s:g} s"
+        print(f"{CLIENTS} clients, hybrid top 10, {pace}, {rounds}")
         print(f"/retrieve p50 without feedback {without:.1f} ms, with {with_feedback:.1f} ms")
         print(f"ratio {with_feedback / without:.3f} ({calls} feedback calls in all)")
     finally:
