@@ -1,9 +1,12 @@
 """How much a hit's position alone draws clicks, measured from the answers users clicked on.
 
 The position-based model (PBM; Richardson et al. 2007, Craswell et al. 2008): a hit at position
-p is clicked with probability θ_p · γ, where θ_p is the chance that a user looks at position p at
-all and γ the chance that a user who looks clicks it. Clicks divided by θ_p (inverse propensity
-weighting, Joachims et al. 2017) then estimate γ without the bias towards the top.
+p is clicked with probability θ_p · ε, where θ_p is the chance that a user looks at position p at
+all and ε the chance that a user who looks clicks it: ε+ for a relevant hit, ε− for another (users
+click what turns out useless too). `fit_click_noise` fits ε+, ε− and the share of relevant hits
+by EM over every (query, document) shown, so that a document's clicks give the probability that
+it is relevant. (Clicks divided by θ_p, inverse propensity weighting as in Joachims et al. 2017,
+was tried first: one noise click deep in a list counted five to ten times.)
 
 θ cannot be told apart from γ in answers that always show one query's hits in one order: a hit
 clicked less at position 5 may be less relevant or seen less. Sluice measures θ from answers in
