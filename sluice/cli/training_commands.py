@@ -313,7 +313,7 @@ def adapt(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Fine-tune the index's embedding model on its own corpus, with no queries and no labels
-    (titles and sentences as pseudo-queries, BM25 hard negatives; docs/retrieval-quality.md),
+    (titles, sentences or spans as pseudo-queries, BM25 hard negatives; docs/retrieval-quality.md),
     then re-embed the index with it: gated on the golden set, or on a replay of logged queries
     when there is none."""
     import time
