@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from index.contracts import VectorStore
+from index.contracts import CollectionSpec, VectorStore
 from index.store.channel import CALLS, ITERATIONS, protocol_methods
 from index.store.cluster import ClusterLayout
 from index.store.embedded import EdgeVectorStore
@@ -66,31 +66,79 @@ OWNER = """
 """
 
 
+@pytest.fixture(scope="module")
+def remote_owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A data dir whose shards another process owns, for the client classes below."""
+    path = tmp_path_factory.mktemp("client")
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(OWNER),
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None and owner.stdout.readline().strip() == "owner"
+    yield path
+    assert owner.stdin is not None
+    owner.stdin.close()
+    owner.wait(timeout=60)
+
+
+class _CreatedBy(SharedEdgeStore):
+    """A client whose collections another store creates (and so holds or owns): every other
+    call on them crosses a channel."""
+
+    def __init__(self, path: Path, creator: VectorStore) -> None:
+        super().__init__(path)
+        self.creator = creator
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        self.creator.create_collection(spec)
+
+
 class TestSharedStoreAsClient(Contract):
-    """Every call crosses the channel to an owner in another process."""
+    """A client in this process, the owner in another: the collections the client creates it
+    holds itself (`index/store/leases.py`); the catalog's calls cross the channel."""
 
     @pytest.fixture(scope="class")
-    def store(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VectorStore]:
-        path = tmp_path_factory.mktemp("client")
-        owner = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(OWNER),
-                str(path),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert owner.stdout is not None and owner.stdout.readline().strip() == "owner"
-        opened = SharedEdgeStore(path)
+    def store(self, remote_owner: Path) -> Iterator[VectorStore]:
+        opened = SharedEdgeStore(remote_owner)
         assert opened.role == "client"
         yield opened
         opened.close()
-        assert owner.stdin is not None
-        owner.stdin.close()
-        owner.wait(timeout=60)
+
+
+class TestSharedStoreAsClientOfTheOwner(Contract):
+    """Every call crosses the channel to the owner in another process, which made them."""
+
+    @pytest.fixture(scope="class")
+    def store(self, remote_owner: Path) -> Iterator[VectorStore]:
+        class _ByTheOwner(SharedEdgeStore):
+            def create_collection(self, spec: CollectionSpec) -> None:
+                self._call("create_collection", spec)
+
+        opened = _ByTheOwner(remote_owner)
+        assert opened.role == "client"
+        yield opened
+        opened.close()
+
+
+class TestSharedStoreAsClientOfAHolder(Contract):
+    """Every call on a collection crosses the channel of the client that created it (its
+    holder), the catalog's to the owner in another process."""
+
+    @pytest.fixture(scope="class")
+    def store(self, remote_owner: Path) -> Iterator[VectorStore]:
+        holder = SharedEdgeStore(remote_owner)
+        opened = _CreatedBy(remote_owner, holder)
+        assert opened.role == holder.role == "client"
+        yield opened
+        opened.close()
+        holder.close()
 
 
 class TestQdrantClientStore(Contract):

@@ -55,7 +55,11 @@ class EdgeVectorStore(PagedReads):
     """
 
     def __init__(
-        self, path: Path, segment_kb: int = SEGMENT_KB, optimise_apart: bool = True
+        self,
+        path: Path,
+        segment_kb: int = SEGMENT_KB,
+        optimise_apart: bool = True,
+        recover_orphans: bool = True,
     ) -> None:
         import qdrant_edge
 
@@ -77,7 +81,9 @@ class EdgeVectorStore(PagedReads):
         self._optimising: dict[str, threading.Thread] = {}
         self._settled = threading.Condition(self._lock)
         self.optimise_apart = optimise_apart
-        recover(self.path / "collections")
+        if recover_orphans:  # leftovers of dropped collections; the others' when first opened
+            catalogued = self._catalog.current()["collections"]
+            recover(self.path / "collections", lambda name: name not in catalogued)
 
     def _shard_dir(self, name: str) -> Path:
         return self.path / "collections" / name
@@ -87,8 +93,14 @@ class EdgeVectorStore(PagedReads):
             if name not in self._shards:
                 if name not in self._catalog.current()["collections"]:
                     raise CollectionNotFoundError(f"collection {name} does not exist")
+                # A crash mid-optimisation, by this process or one that held the shard before.
+                recover(self.path / "collections", lambda collection: collection == name)
                 self._load(name)
             return self._shards[name]
+
+    def has_open(self, name: str) -> bool:
+        """Whether this process has the collection's shard open (then nobody else has)."""
+        return name in self._shards
 
     def _config(self, spec: CollectionSpec) -> Any:
         return shard_config(self._edge, spec, self._segment_kb)

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +93,17 @@ def swap_in(shard_dir: Path, copy: Path) -> Path:
     return old
 
 
-def recover(collections: Path) -> None:
+def recover(collections: Path, which: Callable[[str], bool] = lambda collection: True) -> None:
     """After a crash: copies never swapped in are removed; an original set aside whose copy
-    never took its place is put back."""
+    never took its place is put back. Only for the collections `which` names: another live
+    process may be optimising the others."""
     if not collections.is_dir():
         return
     for entry in collections.iterdir():
-        if COPY_SUFFIX in entry.name:
+        if COPY_SUFFIX in entry.name and which(entry.name.split(COPY_SUFFIX)[0]):
             shutil.rmtree(entry, ignore_errors=True)
     for entry in collections.iterdir():
-        if OLD_SUFFIX in entry.name:
+        if OLD_SUFFIX in entry.name and which(entry.name.split(OLD_SUFFIX)[0]):
             original = entry.with_name(entry.name.split(OLD_SUFFIX)[0])
             if original.exists():
                 shutil.rmtree(entry, ignore_errors=True)

@@ -38,6 +38,7 @@ from index.contracts import (
 from index.store.channel import KeyChanged, OwnerGone, ShardClient
 from index.store.channel_owner import ShardServer
 from index.store.embedded import EdgeVectorStore
+from index.store.leases import Lease, is_leased, lease_dir
 
 
 class SharedEdgeStore:
@@ -58,6 +59,8 @@ class SharedEdgeStore:
         self._server: ShardServer | None = None
         self._client: ShardClient | None = None
         self._election = threading.Lock()
+        self._leases: dict[str, Lease] = {}
+        self._holders: dict[str, ShardClient] = {}
         self._elect()
 
     @property
@@ -134,17 +137,113 @@ class SharedEdgeStore:
                 "(every pipeline resumes where it stopped)"
             ) from error
 
+    # -- collections another process holds (`index/store/leases.py`) --------------------------
+    def _on(self, collection: str, name: str, *args: Any) -> Any:
+        """A call on one collection: where this process holds its lease, here; where another
+        does, over that holder's channel; else to the data dir's owner."""
+        while True:
+            lease = self._lease_of(collection)
+            if lease is not None:
+                return getattr(lease.store, name)(collection, *args)
+            holder = self._holder(collection)
+            if holder is None:
+                return self._call(name, collection, *args)
+            try:
+                return holder.call(name, collection, *args)
+            except (OwnerGone, KeyChanged):
+                self._forget_holder(collection, holder)
+
+    def _scan_on(self, collection: str, name: str, *args: Any) -> Iterator[Any]:
+        lease = self._lease_of(collection)
+        if lease is not None:
+            yield from getattr(lease.store, name)(collection, *args)
+            return
+        holder = self._holder(collection)
+        if holder is None:
+            yield from self._scan(name, collection, *args)
+            return
+        try:
+            yield from holder.scan(name, collection, *args)
+        except OwnerGone as error:
+            self._forget_holder(collection, holder)
+            raise StoreError(
+                f"the process that held {collection} went away during a scan; run again "
+                "(every pipeline resumes where it stopped)"
+            ) from error
+
+    def _lease_of(self, collection: str) -> Lease | None:
+        lease = self._leases.get(collection)
+        if lease is not None and not lease.held:  # dropped, through another process
+            self._release_lease(collection)
+            return None
+        return lease
+
+    def _holder(self, collection: str) -> ShardClient | None:
+        """The channel to the process holding `collection`'s lease; None when none does (then
+        the data dir's owner serves it). A shard this process has open is nobody else's."""
+        local = self._local
+        if local is not None and local.has_open(collection):
+            return None
+        deadline = time.monotonic() + self.owner_wait_s
+        while True:
+            holder = self._holders.get(collection)
+            if holder is not None:
+                return holder
+            if not is_leased(self.path, collection):
+                return None
+            try:
+                holder = ShardClient(lease_dir(self.path, collection), self.deadline_s)
+            except (OwnerGone, KeyChanged, FileNotFoundError) as error:
+                # Starting up or closing: the lease is read again.
+                if time.monotonic() > deadline:
+                    raise IndexLockedError(
+                        f"{collection} is held by a process that does not answer ({error})"
+                    ) from error
+                time.sleep(0.05)
+                continue
+            with self._election:
+                self._holders.setdefault(collection, holder)
+                if self._holders[collection] is not holder:
+                    holder.close()
+                    holder = self._holders[collection]
+            return holder
+
+    def _forget_holder(self, collection: str, gone: ShardClient) -> None:
+        with self._election:
+            if self._holders.get(collection) is gone:
+                del self._holders[collection]
+        gone.close()
+
+    def _release_lease(self, collection: str) -> None:
+        lease = self._leases.pop(collection, None)
+        if lease is not None:
+            lease.close()
+
     # -- VectorStore ------------------------------------------------------------------------
     def create_collection(self, spec: CollectionSpec) -> None:
         try:
-            self._call("create_collection", spec)
+            if self._local is None and spec.name not in self.list_collections():
+                self._lease(spec)
+            else:
+                self._call("create_collection", spec)
         except ValueError:
             # Repeated after a takeover, the first attempt may already have landed.
             if self.collection_spec(spec.name) != spec:
                 raise
 
+    def _lease(self, spec: CollectionSpec) -> None:
+        """Creates `spec` held by this process (a client: another process owns the data dir)."""
+        lease = Lease(self.path, spec.name, self.owner_wait_s, self.deadline_s)
+        try:
+            lease.store.create_collection(spec)
+        except BaseException:
+            lease.close()
+            raise
+        self._leases[spec.name] = lease
+
     def drop_collection(self, name: str) -> None:
-        self._call("drop_collection", name)
+        self._on(name, "drop_collection")
+        self._release_lease(name)
 
     def list_collections(self) -> list[str]:
         names: list[str] = self._call("list_collections")
@@ -155,7 +254,7 @@ class SharedEdgeStore:
         return spec
 
     def record_tuning(self, name: str, tuning: RetrievalTuning | None) -> None:
-        self._call("record_tuning", name, tuning)
+        self._on(name, "record_tuning", tuning)
 
     def resolve_alias(self, alias: str) -> str | None:
         name: str | None = self._call("resolve_alias", alias)
@@ -169,46 +268,52 @@ class SharedEdgeStore:
         return aliases
 
     def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
-        self._call("upsert", collection, list(points))
+        self._on(collection, "upsert", list(points))
 
     def delete(self, collection: str, filter: PayloadFilter) -> None:
-        self._call("delete", collection, filter)
+        self._on(collection, "delete", filter)
 
     def count(self, collection: str, filter: PayloadFilter | None = None) -> int:
-        counted: int = self._call("count", collection, filter)
+        counted: int = self._on(collection, "count", filter)
         return counted
 
     def distinct_values(self, collection: str, key: str, limit: int = 1_000_000) -> int:
-        distinct: int = self._call("distinct_values", collection, key, limit)
+        distinct: int = self._on(collection, "distinct_values", key, limit)
         return distinct
 
     def scroll(
         self, collection: str, fields: Sequence[str], page_size: int = 1024
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        return self._scan("scroll", collection, list(fields), page_size)
+        return self._scan_on(collection, "scroll", list(fields), page_size)
 
     def read_points(self, collection: str, page_size: int = 256) -> Iterator[list[StoredPoint]]:
-        return self._scan("read_points", collection, page_size)
+        return self._scan_on(collection, "read_points", page_size)
 
     def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
-        existing: set[str] = self._call("existing_ids", collection, list(ids))
+        existing: set[str] = self._on(collection, "existing_ids", list(ids))
         return existing
 
     def fetch(self, collection: str, ids: Sequence[str], dense: bool = False) -> list[FetchedPoint]:
-        fetched: list[FetchedPoint] = self._call("fetch", collection, list(ids), dense)
+        fetched: list[FetchedPoint] = self._on(collection, "fetch", list(ids), dense)
         return fetched
 
     def search(self, collection: str, request: SearchRequest) -> SearchResult:
-        result: SearchResult = self._call("search", collection, request)
+        result: SearchResult = self._on(collection, "search", request)
         return result
 
     def write_stamp(self, collection: str) -> str:
-        stamp: str = self._call("write_stamp", collection)
+        stamp: str = self._on(collection, "write_stamp")
         return stamp
 
     def close(self) -> None:
-        """An owner stops serving (its clients take over) and closes the shards."""
+        """An owner stops serving (its clients take over) and closes the shards; so does the
+        holder of a collection's lease."""
+        for collection in list(self._leases):
+            self._release_lease(collection)
         with self._election:
+            for holder in self._holders.values():
+                holder.close()
+            self._holders.clear()
             if self._client is not None:
                 self._client.close()
                 self._client = None

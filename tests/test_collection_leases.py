@@ -1,0 +1,131 @@
+"""A collection made by a process that does not own the data dir stays in that process
+(`index/store/leases.py`): the owner, `sluice serve` in practice, never opens its shard while
+the builder lives, so the builder's writes and segment swaps never pause the owner's searches.
+Real processes: the builder in a child, stopped, resumed and killed under the owner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from index.contracts import SearchRequest
+from index.store.channel import OwnerUnresponsive
+from index.store.shared import SharedEdgeStore
+from tests.store_contract import new_spec, points, vector
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BUILDER = """
+    import pickle, sys
+    sys.path.insert(0, sys.argv[2])
+    from index.store.shared import SharedEdgeStore
+    from tests.store_contract import points
+
+    spec = pickle.loads(bytes.fromhex(sys.argv[3]))
+    store = SharedEdgeStore(__import__("pathlib").Path(sys.argv[1]))
+    store.create_collection(spec)
+    store.upsert(spec.name, points(300))
+    print(store.role, flush=True)
+    sys.stdin.read()  # until the test closes it
+    store.close()
+"""
+
+
+def _open_in(pid: int, folder: Path) -> list[str]:
+    """Files under `folder` that process `pid` has open."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder.resolve())):
+            found.append(target)
+    return found
+
+
+@pytest.fixture
+def owner(tmp_path: Path) -> Iterator[SharedEdgeStore]:
+    store = SharedEdgeStore(tmp_path / "qdrant", owner_wait_s=10, deadline_s=2)
+    assert store.role == "owner"
+    yield store
+    store.close()
+
+
+def _builder(owner: SharedEdgeStore, name_spec: object) -> subprocess.Popen[str]:
+    import pickle
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(BUILDER),
+            str(owner.path),
+            str(ROOT),
+            pickle.dumps(name_spec).hex(),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "client"
+    return child
+
+
+def _search(owner: SharedEdgeStore, name: str) -> list[str]:
+    request = SearchRequest(mode="dense", limit=5, candidate_pool=5, dense=vector(7))
+    return [hit.id for hit in owner.search(name, request).hits]
+
+
+def test_the_owner_answers_for_a_collection_another_process_builds_without_opening_it(
+    owner: SharedEdgeStore,
+) -> None:
+    spec = new_spec("leased")
+    builder = _builder(owner, spec)
+    shard = owner.path / "collections" / spec.name
+    try:
+        assert owner.count(spec.name) == 300
+        assert _search(owner, spec.name)[0] == points(8)[7].id
+        assert owner.list_collections() == [spec.name]
+        assert _open_in(os.getpid(), shard) == []  # the builder's writes never came here
+        assert _open_in(builder.pid, shard)
+    finally:
+        assert builder.stdin is not None
+        builder.stdin.close()
+        builder.wait(timeout=60)
+    # The builder closed: the owner opens the collection on the next call.
+    assert owner.count(spec.name) == 300
+    assert _open_in(os.getpid(), shard)
+
+
+def test_a_stopped_builder_gets_a_deadline_and_a_killed_one_is_taken_over(
+    owner: SharedEdgeStore,
+) -> None:
+    spec = new_spec("leased")
+    builder = _builder(owner, spec)
+    try:
+        assert owner.count(spec.name) == 300
+        builder.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(OwnerUnresponsive):
+            owner.count(spec.name)
+        assert time.monotonic() - started < 6  # the 2 s deadline, not a hang
+        builder.send_signal(signal.SIGCONT)
+        assert owner.count(spec.name) == 300
+        builder.kill()
+        builder.wait(timeout=30)
+        # The kernel freed the lease with the process: the owner takes the shard over.
+        assert owner.count(spec.name) == 300
+        assert _search(owner, spec.name)[0] == points(8)[7].id
+    finally:
+        if builder.poll() is None:
+            builder.kill()
+            builder.wait(timeout=30)
