@@ -202,6 +202,14 @@ class _Command:
         if name == "deployment":
             self.flow_run_id = _start_deployment_run(f"ingest/{case.source}", self.process)
 
+    def state_is_final(self) -> bool:
+        """A deployment run's: whether its flow run has finished."""
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(self.flow_run_id).state
+        return state is not None and state.is_final()
+
     def output(self) -> str:
         return self._out.read_text(errors="replace") + self._err.read_text(errors="replace")
 
@@ -444,3 +452,45 @@ def test_quick_commands_and_a_second_ingest_while_an_ingest_owns_the_shards(case
         answered = _answer(url)["index"]
         assert answered["collection"] == "docs__v1" and answered["tuned_at"] is None
         assert _answer(url, "wind turbine blades")["hits"][0]["uri"].endswith("turbine.md")
+
+
+RUN_LOCK_HOLDERS = {"ingest", "deployment", "rollback", "reembed"}
+"""Commands that may hold the index's run lock when they open the store; an ingest (or a
+deployment's run) started meanwhile refuses with exit 2 and says why (README, exit codes)."""
+
+
+@pytest.mark.full
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(first, second) for first in COMMANDS for second in COMMANDS],
+    ids=lambda name: str(name),
+)
+def test_every_pair_of_commands_in_either_order(case: Case, first: str, second: str) -> None:
+    """`first` holds the shards as owner while `second` starts as its client; then `first` goes
+    on. Both finish (or the second refuses an overlapping run, saying so), and an API started
+    afterwards answers from what they left."""
+    held = case.start(first, held=True)
+    later = None
+    try:
+        case.wait_until_owned(held)
+        later = case.start(second)
+        deadline = time.monotonic() + 30  # long enough to reach the owner or a lock it waits on
+        while later.process.poll() is None and time.monotonic() < deadline:
+            if later.flow_run_id is not None and later.state_is_final():
+                break
+            time.sleep(0.2)
+        case.release_owner()
+        done_first, done_second = held.finish(), later.finish()
+    finally:
+        case.release_owner()
+        for command in (held, later):
+            if command is not None and command.process.poll() is None:
+                command.process.kill()
+    assert done_first.code == 0, f"{first} (first): {done_first}"
+    if done_second.code != 0:
+        refused = "another ingest run into index 'docs'" in f"{done_second}"
+        assert refused and first in RUN_LOCK_HOLDERS and second in ("ingest", "deployment"), (
+            f"{second} (second): {done_second}"
+        )
+    with sluice_serving(case.env, ready_seconds=120) as (url, _):
+        assert _answer(url)["hits"], "the API answers nothing after the pair"
