@@ -12,6 +12,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from index.contracts import CollectionSpec
+
 
 class EdgeCatalog:
     """`catalog.json` in `path`, replaced atomically. Changes are read-modify-write under
@@ -40,6 +42,23 @@ class EdgeCatalog:
             seen = (stamp, json.loads(self.file.read_text()))
             self._seen = seen
         return seen[1]
+
+    # -- what a `VectorStore` answers from the catalog alone: any process of the data dir may
+    # read it (replaced atomically), so none of these needs the shards' owner.
+    def collection_names(self) -> list[str]:
+        return sorted(self.current()["collections"])
+
+    def spec(self, name: str) -> CollectionSpec | None:
+        data = self.current()["collections"].get(name)
+        return CollectionSpec.from_metadata(data) if data else None
+
+    def alias_target(self, alias: str) -> str | None:
+        target: str | None = self.current()["aliases"].get(alias)
+        return target
+
+    def aliases(self) -> dict[str, str]:
+        aliases: dict[str, str] = self.current()["aliases"]
+        return dict(sorted(aliases.items()))
 
     def write(self, catalog: dict[str, Any]) -> None:
         handle, temp = tempfile.mkstemp(dir=self.path, prefix=".catalog-")

@@ -170,11 +170,10 @@ class EdgeVectorStore(PagedReads):
             shutil.rmtree(self._shard_dir(name), ignore_errors=True)
 
     def list_collections(self) -> list[str]:
-        return sorted(self._catalog.current()["collections"])
+        return self._catalog.collection_names()
 
     def collection_spec(self, name: str) -> CollectionSpec | None:
-        data = self._catalog.current()["collections"].get(name)
-        return CollectionSpec.from_metadata(data) if data else None
+        return self._catalog.spec(name)
 
     def record_tuning(self, name: str, tuning: RetrievalTuning | None) -> None:
         with self._lock, self._catalog.lock:
@@ -188,8 +187,7 @@ class EdgeVectorStore(PagedReads):
             self._wrote(name)
 
     def resolve_alias(self, alias: str) -> str | None:
-        target: str | None = self._catalog.current()["aliases"].get(alias)
-        return target
+        return self._catalog.alias_target(alias)
 
     def set_alias(self, alias: str, collection: str) -> None:
         with self._lock, self._catalog.lock:
@@ -200,8 +198,7 @@ class EdgeVectorStore(PagedReads):
             self._catalog.write(catalog)
 
     def list_aliases(self) -> dict[str, str]:
-        aliases: dict[str, str] = self._catalog.current()["aliases"]
-        return dict(sorted(aliases.items()))
+        return self._catalog.aliases()
 
     # -- points ------------------------------------------------------------------------------
     def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:

@@ -37,6 +37,7 @@ from index.contracts import (
 )
 from index.store.channel import KeyChanged, OwnerGone, ShardClient
 from index.store.channel_owner import ShardServer
+from index.store.edge_catalog import EdgeCatalog
 from index.store.embedded import EdgeVectorStore
 from index.store.leases import Lease, is_leased, lease_dir
 
@@ -58,6 +59,7 @@ class SharedEdgeStore:
         self._local: EdgeVectorStore | None = None
         self._server: ShardServer | None = None
         self._client: ShardClient | None = None
+        self._catalog = EdgeCatalog(self.path)
         self._election = threading.Lock()
         self._leases: dict[str, Lease] = {}
         self._holders: dict[str, ShardClient] = {}
@@ -245,27 +247,25 @@ class SharedEdgeStore:
         self._on(name, "drop_collection")
         self._release_lease(name)
 
+    # The catalog's reads come from its file, in any process (`EdgeCatalog`): a client's
+    # `/retrieve` resolves its alias and spec without a round trip to the owner.
     def list_collections(self) -> list[str]:
-        names: list[str] = self._call("list_collections")
-        return names
+        return self._catalog.collection_names()
 
     def collection_spec(self, name: str) -> CollectionSpec | None:
-        spec: CollectionSpec | None = self._call("collection_spec", name)
-        return spec
+        return self._catalog.spec(name)
 
     def record_tuning(self, name: str, tuning: RetrievalTuning | None) -> None:
         self._on(name, "record_tuning", tuning)
 
     def resolve_alias(self, alias: str) -> str | None:
-        name: str | None = self._call("resolve_alias", alias)
-        return name
+        return self._catalog.alias_target(alias)
 
     def set_alias(self, alias: str, collection: str) -> None:
         self._call("set_alias", alias, collection)
 
     def list_aliases(self) -> dict[str, str]:
-        aliases: dict[str, str] = self._call("list_aliases")
-        return aliases
+        return self._catalog.aliases()
 
     def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
         self._on(collection, "upsert", list(points))
