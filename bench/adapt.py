@@ -56,6 +56,7 @@ def prepare(folders: list[Path], max_queries: int) -> None:
     from composition.components import Components
     from pipelines.adaptation import adaptation_pairs
     from pipelines.beir import load_beir
+    from pipelines.training_pairs import write_pairs
 
     for folder in folders:
         dataset = load_beir(folder)
@@ -73,7 +74,7 @@ def prepare(folders: list[Path], max_queries: int) -> None:
             pairs, made = adaptation_pairs(payloads, parts.searcher(store), collection, max_queries)
         finally:
             store.close()
-        (out / "pairs.jsonl").write_text("".join(json.dumps(vars(p)) + "\n" for p in pairs))
+        write_pairs(out / "pairs.jsonl", pairs)
         summary = {"baseline": baseline, "pseudo_queries": made, "chunks_indexed_s": 0.0}
         summary["chunks_indexed_s"] = round(time.perf_counter() - started, 1)
         (out / "prepared.json").write_text(json.dumps(summary, indent=2))
@@ -85,11 +86,10 @@ def train(base_model: str, device: str | None) -> None:
     from sentence_transformers import SentenceTransformer
 
     from pipelines.embedder_training import train_bi_encoder
-    from pipelines.training_pairs import TrainingPair
+    from pipelines.training_pairs import read_pairs
 
     for pairs_file in sorted(ROOT.glob("*/pairs.jsonl")):
-        lines = pairs_file.read_text().splitlines()
-        pairs = [TrainingPair(**json.loads(line)) for line in lines]
+        pairs = read_pairs(pairs_file)
         model_dir = Path("/tmp/adapted") / pairs_file.parent.name
         started = time.perf_counter()
         train_bi_encoder(

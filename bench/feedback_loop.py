@@ -86,10 +86,6 @@ def splits(dataset_dir: Path) -> tuple[Any, Any]:
     return part(halves[True]), part(halves[False])
 
 
-def _write_pairs(path: Path, pairs: list[Any]) -> None:
-    path.write_text("".join(json.dumps(p.__dict__) + "\n" for p in pairs))
-
-
 class _CandidateRecorder:
     """A reranker that only writes down what it is asked to rerank, then declines."""
 
@@ -116,7 +112,7 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
     from index.search.cache import normalised_query
     from pipelines.beir import doc_id_from_uri
     from pipelines.evaluation import retrieve_run
-    from pipelines.training_pairs import mine_pairs
+    from pipelines.training_pairs import mine_pairs, write_pairs
     from retrieval_api.app import create_app
     from sluice.cli.feedback_commands import feedback_training_pairs, load_feedback
 
@@ -138,7 +134,7 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
             candidates.write(json.dumps({"query": query, "texts": texts}) + "\n")
     # The reference: pairs mined from the qrels themselves (`sluice train-reranker`'s way).
     reference = mine_pairs(train, parts.searcher(store, lambda spec: embedder), alias, 12)
-    _write_pairs(out / "pairs-qrels.jsonl", reference)
+    write_pairs(out / "pairs-qrels.jsonl", reference)
     store.close()
     print(f"indexed, candidates and qrels pairs in {time.perf_counter() - started:.0f} s")
     rng = random.Random(seed)
@@ -179,7 +175,7 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
             1 for q, d in learnt if train.qrels.get(by_text.get(q, ""), {}).get(doc_id_from_uri(d))
         )
         pairs, queries, _ = feedback_training_pairs(settings, None, negatives=12)
-        _write_pairs(out / f"pairs-{checkpoint:05d}.jsonl", pairs)
+        write_pairs(out / f"pairs-{checkpoint:05d}.jsonl", pairs)
         stats.append(
             {
                 "events": checkpoint,
@@ -203,12 +199,12 @@ def train(out: Path, device: str | None, base_model: str) -> None:
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from pipelines.reranker_training import train_cross_encoder
-    from pipelines.training_pairs import TrainingPair
+    from pipelines.training_pairs import read_pairs
 
     candidates = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
     for pairs_file in sorted(out.glob("pairs-*.jsonl")):
         name = pairs_file.stem.removeprefix("pairs-")
-        pairs = [TrainingPair(**json.loads(line)) for line in pairs_file.read_text().splitlines()]
+        pairs = read_pairs(pairs_file)
         started = time.perf_counter()
         model_dir = out / f"reranker-{name}"
         train_cross_encoder(pairs, model_dir, base_model)

@@ -4,6 +4,8 @@ ranking as hard negatives."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +22,17 @@ class TrainingPair:
     query: str
     passage: str
     label: float
+
+
+def write_pairs(path: Path, pairs: list[TrainingPair]) -> Path:
+    """JSON Lines, a pair a line: what `--pairs` and the GPU scripts read back (`read_pairs`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(dataclasses.asdict(pair)) + "\n" for pair in pairs))
+    return path
+
+
+def read_pairs(path: Path) -> list[TrainingPair]:
+    return [TrainingPair(**json.loads(line)) for line in path.read_text().splitlines() if line]
 
 
 def mine_pairs(

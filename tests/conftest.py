@@ -4,6 +4,7 @@ a served corpus."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -228,6 +229,16 @@ def sync(  # type: ignore[no-untyped-def]
         manifest.close()
         if own_store:
             store.close()
+
+
+def stop_process(pid: int, seconds: float = 10) -> None:
+    """SIGSTOP (Ctrl-Z), returning once the process is stopped: the signal is delivered
+    asynchronously, and on a busy machine the process may still answer a call sent at once."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + seconds
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.005)
 
 
 def free_port() -> int:

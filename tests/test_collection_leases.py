@@ -19,6 +19,7 @@ import pytest
 from index.contracts import SearchRequest
 from index.store.channel import OwnerUnresponsive
 from index.store.shared import SharedEdgeStore
+from tests.conftest import stop_process
 from tests.store_contract import new_spec, points, vector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ def test_a_stopped_builder_gets_a_deadline_and_a_killed_one_is_taken_over(
     builder = _builder(owner, spec)
     try:
         assert owner.count(spec.name) == 300
-        builder.send_signal(signal.SIGSTOP)
+        stop_process(builder.pid)
         started = time.monotonic()
         with pytest.raises(OwnerUnresponsive):
             owner.count(spec.name)

@@ -33,6 +33,7 @@ from tests.conftest import (
     default_backend_env,
     metric_samples,
     sluice_serving,
+    stop_process,
 )
 from tests.retrieve_watch import RetrieveWatch
 
@@ -259,7 +260,7 @@ def test_a_stopped_owner_is_a_clear_error_in_time_and_a_resumed_one_serves_again
         assert first.status_code == 200, first.text
         assert first.json()["hits"][0]["uri"].endswith("pump.md")
 
-        os.kill(owner, signal.SIGSTOP)  # Ctrl-Z on the owner
+        stop_process(owner)  # Ctrl-Z on the owner
         stopped = time.monotonic()
         answer = _retrieve(url)
         to_503 = time.monotonic() - stopped
@@ -424,7 +425,7 @@ def test_clients_timing_out_on_a_stopped_owner_leave_no_threads_behind(data_dir:
 
         baseline = settled()
         burst(200)
-        os.kill(owner, signal.SIGSTOP)
+        stop_process(owner)
         for _ in range(3):
             burst(503)
         os.kill(owner, signal.SIGCONT)

@@ -118,12 +118,10 @@ def _training_pairs(
 ) -> tuple[list[TrainingPair], int]:
     """Pairs mined with hybrid search on an index of the train split's corpus (saved as
     OUT/training-pairs.jsonl), or read back from `pairs_file`; and how many queries they cover."""
-    import dataclasses
-
-    from pipelines.training_pairs import TrainingPair, mine_pairs
+    from pipelines.training_pairs import mine_pairs, read_pairs, write_pairs
 
     if pairs_file is not None:
-        pairs = [TrainingPair(**json.loads(line)) for line in pairs_file.read_text().splitlines()]
+        pairs = read_pairs(pairs_file)
         return pairs, len({p.query for p in pairs})
     from composition.components import Components
     from flows.evaluate_flow import index_dataset
@@ -142,10 +140,7 @@ def _training_pairs(
         pairs = mine_pairs(dataset, searcher, alias, negatives)
     finally:
         store.close()
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "training-pairs.jsonl").write_text(
-        "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs)
-    )
+    write_pairs(output / "training-pairs.jsonl", pairs)
     return pairs, len(dataset.queries)
 
 
@@ -160,7 +155,7 @@ def _pairs(
     since: str | None,
 ) -> tuple[list[TrainingPair], int, Path | None]:
     """Training pairs, their query count, and the held-out golden set to gate on (feedback)."""
-    import dataclasses
+    from pipelines.training_pairs import write_pairs
 
     if not from_feedback or pairs_file is not None:
         if dataset_dir is None and pairs_file is None:
@@ -174,10 +169,7 @@ def _pairs(
             None,
         )
     pairs, queries, heldout = feedback_training_pairs(settings, since, negatives)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "training-pairs.jsonl").write_text(
-        "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs)
-    )
+    write_pairs(output / "training-pairs.jsonl", pairs)
     if not pairs:
         raise ValueError("the feedback gives no query both a clicked hit and a passed-over one")
     return pairs, queries, heldout
