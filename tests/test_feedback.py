@@ -152,3 +152,39 @@ def test_without_a_query_log_feedback_cannot_be_checked(tmp_path: Path) -> None:
             },
         )
     assert refused.status_code == 409 and "query log" in refused.json()["error"]["message"]
+
+
+def test_many_feedback_calls_at_once_store_each_event_once(
+    served: tuple[TestClient, Settings, dict[str, str]],
+) -> None:
+    """Every event sent three times in a row (a client's retries) from 16 threads at once, so
+    copies of one event race each other: each is taken by exactly one call and stored once, as
+    one call at a time would store it (seen failing with a check-then-insert `take`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, settings, keys = served
+    events = []
+    for number in range(12):
+        answer = _answer(client, keys["asker"])
+        label = ("clicked", "relevant", "not_relevant")[number % 3]
+        items = [{"chunk_id": hit["chunk_id"], "label": label} for hit in answer["hits"]]
+        request_id = answer["request_id"]
+        events.append({"request_id": request_id, "event_id": f"e{number}", "items": items})
+
+    def send(event: dict[str, Any]) -> tuple[str, int, bool]:
+        answer = client.post("/feedback", json=event, headers=_bearer(keys["asker"]))
+        assert answer.status_code == 200, answer.text
+        return event["event_id"], answer.json()["items"], answer.json()["duplicate"]
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(send, [event for event in events for _ in range(3)]))
+    for event in events:
+        taken = [r for r in results if r[0] == event["event_id"] and not r[2]]
+        assert len(taken) == 1 and taken[0][1] == len(event["items"]), (event, results)
+    client.app.state.service.feedback[0].flush()  # type: ignore[attr-defined]
+    rows = pq.read_table(settings.data_dir / "feedback").to_pylist()
+    stored = sorted((r["request_id"], r["chunk_id"], r["label"]) for r in rows)
+    expected = sorted(
+        (e["request_id"], item["chunk_id"], item["label"]) for e in events for item in e["items"]
+    )
+    assert stored == expected
