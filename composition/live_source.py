@@ -105,9 +105,16 @@ class KeptSource:
                 read_pool=self._pool,
                 external_id=external_id,
             )
-            return sync_source(
-                self._source, self.config.name, self._ingest_parts(), self._manifest, options
-            )
+            try:
+                return sync_source(
+                    self._source, self.config.name, self._ingest_parts(), self._manifest, options
+                )
+            finally:
+                # A collection this sync made goes to the data dir's owner (the embedded
+                # engine's `SharedEdgeStore`): between syncs nobody depends on this process.
+                release = getattr(self._store, "release_collections", None)
+                if release is not None:
+                    release()
 
     def _ingest_parts(self) -> IngestParts:
         """The embedder of the collection the index serves, loaded once: a re-embed that

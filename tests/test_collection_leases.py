@@ -35,7 +35,9 @@ BUILDER = """
     store.create_collection(spec)
     store.upsert(spec.name, points(300))
     print(store.role, flush=True)
-    sys.stdin.read()  # until the test closes it
+    for line in sys.stdin:  # until the test closes it
+        store.release_collections()
+        print("released", flush=True)
     store.close()
 """
 
@@ -130,3 +132,26 @@ def test_a_stopped_builder_gets_a_deadline_and_a_killed_one_is_taken_over(
         if builder.poll() is None:
             builder.kill()
             builder.wait(timeout=30)
+
+
+def test_a_builder_that_hands_its_collection_over_is_no_longer_needed(
+    owner: SharedEdgeStore,
+) -> None:
+    """What a long-lived builder (a watcher) does after each sync: afterwards the owner answers
+    the collection itself, even while the builder is stopped."""
+    spec = new_spec("leased")
+    builder = _builder(owner, spec)
+    shard = owner.path / "collections" / spec.name
+    try:
+        assert owner.count(spec.name) == 300 and not _open_in(os.getpid(), shard)
+        assert builder.stdin is not None and builder.stdout is not None
+        builder.stdin.write("release\n")
+        builder.stdin.flush()
+        assert builder.stdout.readline().strip() == "released"
+        stop_process(builder.pid)
+        assert owner.count(spec.name) == 300
+        assert _search(owner, spec.name)[0] == points(8)[7].id
+        assert _open_in(os.getpid(), shard) and not _open_in(builder.pid, shard)
+    finally:
+        builder.kill()
+        builder.wait(timeout=30)

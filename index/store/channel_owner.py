@@ -97,7 +97,7 @@ class ShardServer:
         # between calls as long as it likes, but a reply it does not read fails in time.
         set_timeouts(sock, self.deadline_s, self.deadline_s)
         connection = Connection(os.dup(sock.fileno()))
-        peer = _Peer()
+        peer = _Peer(sock)
         try:
             if not self._handshake(connection):
                 return
@@ -187,7 +187,11 @@ class ShardServer:
             self._socket.shutdown(socket.SHUT_RDWR)
         self._socket.close()
         with self._lock:
-            for connection in list(self._connections):
+            for connection, peer in list(self._connections.items()):
+                with contextlib.suppress(OSError):
+                    # Wakes the thread reading it and tells the client at once (closing the
+                    # duplicate alone would leave the socket open while that thread waits).
+                    peer.sock.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     connection.close()
         with contextlib.suppress(FileNotFoundError):
@@ -198,6 +202,7 @@ class _Peer:
     """A connection's state the heartbeat reads: since when its call runs, and the lock that
     keeps a heartbeat and a reply from interleaving."""
 
-    def __init__(self) -> None:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.busy_since: float | None = None
         self.sending = threading.Lock()

@@ -216,6 +216,13 @@ class SharedEdgeStore:
                 del self._holders[collection]
         gone.close()
 
+    def release_collections(self) -> None:
+        """Hands the collections this process built to the data dir's owner. A long-lived
+        process (a watcher, `sluice deploy`'s warm runs) calls it after each sync, so that an
+        API answering those collections does not depend on it while it idles or is stopped."""
+        for collection in list(self._leases):
+            self._release_lease(collection)
+
     def _release_lease(self, collection: str) -> None:
         lease = self._leases.pop(collection, None)
         if lease is not None:
