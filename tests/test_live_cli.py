@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from config.settings import Settings
-from tests.conftest import metric_samples, sluice_serving
+from tests.conftest import metric_samples, sluice_serving, stop_process
 
 WAIT_S = 90
 
@@ -161,6 +161,31 @@ def test_a_watcher_started_before_the_api_serves_it_and_a_stopped_one_is_a_clear
     finally:
         live.process.send_signal(signal.SIGTERM)
         assert live.process.wait(timeout=60) == 0
+
+
+def test_a_watcher_that_made_the_index_under_a_serving_api_is_not_needed_between_syncs(
+    tmp_path: Path,
+) -> None:
+    """The API first, on an empty data dir: the watcher makes the index (and holds it while it
+    writes), then hands it to the API, so that Ctrl-Z on the watcher stops no answer."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    _doc(folder, "pump.md", "Pump seals wear out.")
+    env = {**os.environ, "SLUICE_DATA_DIR": str(tmp_path / "data"), "SLUICE_OWNER_TIMEOUT_S": "2"}
+    with sluice_serving(env) as (url, _):
+        live = LiveProcess(folder, env)
+        try:
+            live.until(lambda r: not r["live"] and r["new"] == 1, "reconciling")
+            assert any(u.endswith("pump.md") for u in _hits(url, "pump seals"))
+            stop_process(live.process.pid)  # Ctrl-Z on the watcher
+            try:
+                assert any(u.endswith("pump.md") for u in _hits(url, "pump seals"))
+            finally:
+                os.kill(live.process.pid, signal.SIGCONT)
+            _found(url, folder, "yak.md", "A yak grazes by the intake.")  # it still syncs
+        finally:
+            live.process.send_signal(signal.SIGTERM)
+            assert live.process.wait(timeout=60) == 0
 
 
 def _found(url: str, folder: Path, name: str, text: str) -> None:
