@@ -8,7 +8,7 @@ by EM over every (query, document) shown, so that a document's clicks give the p
 it is relevant. (Clicks divided by θ_p, inverse propensity weighting as in Joachims et al. 2017,
 was tried first: one noise click deep in a list counted five to ten times.)
 
-θ cannot be told apart from γ in answers that always show one query's hits in one order: a hit
+θ cannot be told apart from ε in answers that always show one query's hits in one order: a hit
 clicked less at position 5 may be less relevant or seen less. Sluice measures θ from answers in
 which two adjacent hits traded places at random (`SLUICE_FEEDBACK_EXPLORATION`, RandPair): the
 same hits, seen at the other position. θ_p = p^-η, a power law with one parameter (as Joachims et

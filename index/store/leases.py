@@ -16,7 +16,6 @@ call, as it does any other.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +100,12 @@ class Lease:
         """Stops serving (clients turn to the data dir's owner), closes the shard, and frees
         the lease: in that order, so that nobody opens the shard while it is still open. An
         optimisation in progress is let finish first, while the others' calls are answered."""
-        with contextlib.suppress(Exception):
+        try:
             self.store.settle()
-        self.server.close()
-        with contextlib.suppress(Exception):
-            self.store.close()
-        if self._lock.is_locked:
-            self._lock.release()
+        finally:
+            self.server.close()
+            try:
+                self.store.close()
+            finally:
+                if self._lock.is_locked:
+                    self._lock.release()
