@@ -155,3 +155,53 @@ def test_a_builder_that_hands_its_collection_over_is_no_longer_needed(
     finally:
         builder.kill()
         builder.wait(timeout=30)
+
+
+OWNER = """
+    import sys
+    sys.path.insert(0, sys.argv[2])
+    from pathlib import Path
+    from index.store.shared import SharedEdgeStore
+
+    store = SharedEdgeStore(Path(sys.argv[1]))
+    print(store.role, flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_holder_keeps_its_collection_when_the_owner_is_stopped_or_killed(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "qdrant"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(OWNER), str(path), str(ROOT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "owner"
+        holder = SharedEdgeStore(path, owner_wait_s=10, deadline_s=2)
+        assert holder.role == "client"
+        spec = new_spec("held")
+        holder.create_collection(spec)
+        holder.upsert(spec.name, points(50))
+        if how == "stopped":
+            stop_process(owner.pid)
+        else:
+            owner.kill()
+            owner.wait(timeout=30)
+        # Its own collection needs nobody else: writes and reads go on either way.
+        holder.upsert(spec.name, points(10, start=50))
+        assert holder.count(spec.name) == 60
+        assert _search(holder, spec.name)[0] == points(8)[7].id
+        if how == "killed":  # the data dir's calls re-elect: the holder now owns it
+            holder.set_alias("held", spec.name)
+            assert holder.role == "owner" and holder.resolve_alias("held") == spec.name
+        holder.close()
+    finally:
+        if owner.poll() is None:
+            os.kill(owner.pid, signal.SIGCONT)
+            owner.kill()
+            owner.wait(timeout=30)
