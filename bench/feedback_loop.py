@@ -109,12 +109,11 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
 
     from composition.components import Components
     from flows.evaluate_flow import index_dataset
-    from index.search.cache import normalised_query
     from pipelines.beir import doc_id_from_uri
     from pipelines.evaluation import retrieve_run
     from pipelines.training_pairs import mine_pairs, write_pairs
     from retrieval_api.app import create_app
-    from sluice.cli.feedback_commands import feedback_training_pairs, load_feedback
+    from sluice.cli.feedback_commands import load_feedback
 
     train, test = splits(dataset_dir)
     settings = _settings(out, train.name)
@@ -139,7 +138,6 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
     print(f"indexed, candidates and qrels pairs in {time.perf_counter() - started:.0f} s")
     rng = random.Random(seed)
     judged = [q for q in train.queries if any(train.qrels.get(q, {}).values())]
-    by_text = {normalised_query(train.queries[q]): q for q in judged}
     events = answers = 0
     stats = []
     for checkpoint in sorted(checkpoints):
@@ -168,34 +166,72 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
                     }
                     assert client.post("/feedback", json=event).status_code == 200
                     events += 1
-        _, labels = load_feedback(settings, None)
-        model = labels.model
-        learnt = [(q, d) for q in labels.queries for d in labels.relevant(q)]
-        true = sum(
-            1 for q, d in learnt if train.qrels.get(by_text.get(q, ""), {}).get(doc_id_from_uri(d))
-        )
-        pairs, queries, _ = feedback_training_pairs(settings, None, negatives=12)
-        write_pairs(out / f"pairs-{checkpoint:05d}.jsonl", pairs)
+        found, _ = load_feedback(settings, None)
+        stats.append(_learn(settings, train, found, out, checkpoint) | {"answers": answers})
+        print(json.dumps(stats[-1]), flush=True)
+    (out / "simulation.json").write_text(json.dumps(stats, indent=2))
+
+
+def _learn(
+    settings: Any, train: Any, found: list[Any], out: Path, checkpoint: int
+) -> dict[str, Any]:
+    """What the learner makes of these answers (Sluice's own code, as `sluice train-reranker
+    --from-feedback`): its training pairs written to OUT/pairs-N.jsonl, and what it learnt
+    measured against the qrels it never saw."""
+    from index.search.cache import normalised_query
+    from pipelines.beir import doc_id_from_uri
+    from pipelines.feedback_labels import learn_labels
+    from pipelines.training_pairs import write_pairs
+    from sluice.cli.feedback_commands import pairs_from_feedback
+
+    by_text = {normalised_query(text): q for q, text in train.queries.items()}
+    labels = learn_labels(found)
+    learnt = [(q, d) for q in labels.queries for d in labels.relevant(q)]
+    true = sum(
+        1 for q, d in learnt if train.qrels.get(by_text.get(q, ""), {}).get(doc_id_from_uri(d))
+    )
+    pairs = pairs_from_feedback(settings, found, labels, negatives=12)
+    write_pairs(out / f"pairs-{checkpoint:05d}.jsonl", pairs)
+    noise = labels.noise
+    return {
+        "events": checkpoint,
+        "eta": labels.model.eta,
+        "eta_measured": labels.model.measured,
+        "explored_answers": labels.model.explored_answers,
+        "click_noise": {k: round(v, 3) for k, v in vars(noise).items()},
+        "prior_at_10": round(noise.prior_at(10), 3),
+        "labelled_queries": len({q for q, _ in learnt}),
+        "label_precision": round(true / max(1, len(learnt)), 3),
+        "pairs": len(pairs),
+        "queries": len({p.query for p in pairs}),
+    }
+
+
+def relabel(dataset_dir: Path, out: Path, checkpoints: list[int]) -> None:
+    """The learner run again on a finished simulation's logs (after a change to the learner):
+    at each checkpoint N, the oldest N answers with feedback, which is what it saw then."""
+    from sluice.cli.feedback_commands import load_feedback
+
+    train, _ = splits(dataset_dir)
+    settings = _settings(out, train.name)
+    found, _ = load_feedback(settings, None)  # newest first
+    found.reverse()
+    previous = {s["events"]: s for s in json.loads((out / "simulation.json").read_text())}
+    stats = []
+    for checkpoint in sorted(checkpoints):
+        if checkpoint > len(found):
+            raise SystemExit(f"the logs hold {len(found)} answers with feedback, not {checkpoint}")
+        answers = previous.get(checkpoint, {}).get("answers")
         stats.append(
-            {
-                "events": checkpoint,
-                "answers": answers,
-                "eta": model.eta,
-                "eta_measured": model.measured,
-                "explored_answers": model.explored_answers,
-                "click_noise": {k: round(v, 3) for k, v in vars(labels.noise).items()},
-                "labelled_queries": len({q for q, _ in learnt}),
-                "label_precision": round(true / max(1, len(learnt)), 3),
-                "pairs": len(pairs),
-                "queries": queries,
-            }
+            _learn(settings, train, found[:checkpoint], out, checkpoint) | {"answers": answers}
         )
         print(json.dumps(stats[-1]), flush=True)
     (out / "simulation.json").write_text(json.dumps(stats, indent=2))
 
 
-def train(out: Path, device: str | None, base_model: str) -> None:
-    """Needs torch, sentence-transformers and datasets only (no index, no service)."""
+def train(out: Path, device: str | None, base_model: str, only: list[str] | None = None) -> None:
+    """Needs torch, sentence-transformers and datasets only (no index, no service). `only`:
+    these pairs files (e.g. 01000, qrels), else every one."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from pipelines.reranker_training import train_cross_encoder
@@ -204,6 +240,8 @@ def train(out: Path, device: str | None, base_model: str) -> None:
     candidates = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
     for pairs_file in sorted(out.glob("pairs-*.jsonl")):
         name = pairs_file.stem.removeprefix("pairs-")
+        if only and name not in only:
+            continue
         pairs = read_pairs(pairs_file)
         started = time.perf_counter()
         model_dir = out / f"reranker-{name}"
@@ -234,6 +272,15 @@ class _ScoredModel:
 
     def predict(self, pairs: list[tuple[str, str]], **_: Any) -> list[float]:
         return [self._by_text[pair] for pair in pairs]
+
+
+def _trained_on(name: str) -> str:
+    """A pairs file's name as a row's label: 01000, qrels, qrels-of-01000."""
+    if name.isdigit():
+        return f"{int(name)} feedback events"
+    if name.startswith("qrels-of-"):
+        return f"the qrels of the {int(name.removeprefix('qrels-of-'))}-event run's queries"
+    return name
 
 
 BLENDS = (0.7, 0.5, 0.3)
@@ -268,7 +315,7 @@ def report(dataset_dir: Path, out: Path) -> None:
             searcher = parts.searcher(store, reranker=reranker)
             name = scores_file.stem.removeprefix("scores-")
             row: dict[str, Any] = {
-                "trained on": "qrels" if name == "qrels" else f"{int(name)} feedback events",
+                "trained on": _trained_on(name),
                 "pairs": result["pairs"],
                 "training_s": round(result["training_seconds"]),
             }
@@ -299,12 +346,13 @@ def report(dataset_dir: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=("simulate", "train", "report"))
+    parser.add_argument("phase", choices=("simulate", "relabel", "train", "report"))
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--events", type=int, nargs="+", default=list(CHECKPOINTS))
 
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--only", nargs="+", default=None, help="train: these pairs (01000 …)")
     parser.add_argument("--device", default=None, help="train: cpu, cuda (default: best)")
     parser.add_argument(
         "--base-model", default="sentence-transformers/all-MiniLM-L6-v2", help="train: start here"
@@ -314,8 +362,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.phase == "simulate":
         simulate(args.dataset, out, args.events, args.seed)
+    elif args.phase == "relabel":
+        relabel(args.dataset, out, args.events)
     elif args.phase == "train":
-        train(out, args.device, args.base_model)
+        train(out, args.device, args.base_model, args.only)
     else:
         report(args.dataset, out)
 

@@ -4,9 +4,10 @@ The position-based model (PBM; Richardson et al. 2007, Craswell et al. 2008): a 
 p is clicked with probability θ_p · ε, where θ_p is the chance that a user looks at position p at
 all and ε the chance that a user who looks clicks it: ε+ for a relevant hit, ε− for another (users
 click what turns out useless too). `fit_click_noise` fits ε+, ε− and the share of relevant hits
-by EM over every (query, document) shown, so that a document's clicks give the probability that
-it is relevant. (Clicks divided by θ_p, inverse propensity weighting as in Joachims et al. 2017,
-was tried first: one noise click deep in a list counted five to ten times.)
+at each rank of the ranker's own order by EM over every (query, document) shown, so that a
+document's clicks and rank give the probability that it is relevant. (Clicks divided by θ_p,
+inverse propensity weighting as in Joachims et al. 2017, was tried first: one noise click deep in
+a list counted five to ten times.)
 
 θ cannot be told apart from ε in answers that always show one query's hits in one order: a hit
 clicked less at position 5 may be less relevant or seen less. Sluice measures θ from answers in
@@ -111,16 +112,27 @@ def _log_likelihood(cells: np.ndarray, eta: float) -> float:
 @dataclass(frozen=True)
 class ClickNoise:
     """How users click what they look at, fitted on the log: a looked-at hit is clicked with
-    probability `relevant` when relevant and `other` when not (noise); `prior`: the share of
-    shown hits that are relevant."""
+    probability `relevant` when relevant and `other` when not (noise). Before its clicks are
+    seen, a hit the ranker put at rank r is relevant with probability
+    σ(logit(`prior`) − `decay` · ln r): `prior` at rank 1, falling with rank (0: the same at
+    every rank). The ranker's own order is evidence: with one share for every rank, one noise
+    click on a tenth hit counted as much as a click on the first."""
 
     relevant: float
     other: float
     prior: float
+    decay: float = 0.0
 
-    def posterior(self, shown: list[tuple[float, bool]]) -> float:
-        """P(relevant | its clicks), `shown`: (θ of the position, clicked) per time it was shown."""
-        log_odds = math.log(self.prior / (1 - self.prior))
+    def prior_at(self, rank: int) -> float:
+        """P(relevant) of a hit ranked `rank` (from 1), before its clicks are seen."""
+        log_odds = math.log(self.prior / (1 - self.prior)) - self.decay * math.log(rank)
+        return 1 / (1 + math.exp(-max(-50.0, min(50.0, log_odds))))
+
+    def posterior(self, shown: list[tuple[float, bool]], rank: int = 1) -> float:
+        """P(relevant | its clicks), `shown`: (θ of the position, clicked) per time it was
+        shown; `rank`: the best rank the ranker gave it."""
+        prior = self.prior_at(rank)
+        log_odds = math.log(prior / (1 - prior))
         for theta, clicked in shown:
             p_rel, p_other = theta * self.relevant, theta * self.other
             log_odds += (
@@ -129,9 +141,13 @@ class ClickNoise:
         return 1 / (1 + math.exp(-max(-50.0, min(50.0, log_odds))))
 
 
-def fit_click_noise(items: list[list[tuple[float, bool]]], rounds: int = 200) -> ClickNoise:
+def fit_click_noise(
+    items: list[list[tuple[float, bool]]], ranks: list[int] | None = None, rounds: int = 200
+) -> ClickNoise:
     """EM for a two-class mixture: each (query, document) shown is relevant or not, its clicks
-    Bernoulli(θ · ε) with ε of its class. `items`: per pair, (θ, clicked) per time shown."""
+    Bernoulli(θ · ε) with ε of its class, its prior a logistic function of ln(the best rank the
+    ranker gave it) (Regression EM, Wang et al. 2018, with the rank as the one feature).
+    `items`: per pair, (θ, clicked) per time shown; `ranks`: per pair (None: all 1, one prior)."""
     from scipy.optimize import minimize_scalar
 
     noise = ClickNoise(0.7, 0.05, 0.2)
@@ -140,6 +156,8 @@ def fit_click_noise(items: list[list[tuple[float, bool]]], rounds: int = 200) ->
     owner = np.repeat(np.arange(len(items)), [len(shown) for shown in items])
     theta = np.array([t for shown in items for t, _ in shown])
     clicked = np.array([c for shown in items for _, c in shown], dtype=float)
+    log_rank = np.log(np.array(ranks if ranks is not None else [1] * len(items), dtype=float))
+    by_rank = bool(np.ptp(log_rank) > 0)
 
     def best_rate(weights: np.ndarray, upper: float) -> float:
         """The ε that maximises the weighted Bernoulli log-likelihood (concave in ε)."""
@@ -156,22 +174,22 @@ def fit_click_noise(items: list[list[tuple[float, bool]]], rounds: int = 200) ->
         per_look = np.where(
             clicked > 0, np.log(p_rel / p_other), np.log1p(-p_rel) - np.log1p(-p_other)
         )
-        log_odds = math.log(noise.prior / (1 - noise.prior)) + np.bincount(
-            owner, per_look, minlength=len(items)
-        )
+        prior_log_odds = math.log(noise.prior / (1 - noise.prior)) - noise.decay * log_rank
+        log_odds = prior_log_odds + np.bincount(owner, per_look, minlength=len(items))
         posterior: np.ndarray = 1 / (1 + np.exp(-np.clip(log_odds, -50, 50)))
         return posterior
 
     for _ in range(rounds):
         item_weights = posteriors(noise)
         weights = item_weights[owner]
-        updated = ClickNoise(
-            best_rate(weights, 0.999),
-            best_rate(1 - weights, 0.999),
-            float(np.clip(item_weights.mean(), 1e-3, 0.999)),
+        prior, decay = (
+            _logistic_fit(log_rank, item_weights, noise)
+            if by_rank
+            else (float(np.clip(item_weights.mean(), 1e-3, 0.999)), 0.0)
         )
+        updated = ClickNoise(best_rate(weights, 0.999), best_rate(1 - weights, 0.999), prior, decay)
         if updated.other > updated.relevant:  # the classes swapped: keep the named order
-            updated = ClickNoise(updated.other, updated.relevant, 1 - updated.prior)
+            updated = ClickNoise(updated.other, updated.relevant, 1 - updated.prior, -decay)
         change = max(
             abs(a - b) for a, b in zip(vars(updated).values(), vars(noise).values(), strict=True)
         )
@@ -179,3 +197,22 @@ def fit_click_noise(items: list[list[tuple[float, bool]]], rounds: int = 200) ->
         if change < 1e-4:
             break
     return noise
+
+
+def _logistic_fit(
+    log_rank: np.ndarray, targets: np.ndarray, start: ClickNoise
+) -> tuple[float, float]:
+    """(prior at rank 1, decay) of σ(a − decay · ln r) fitted to soft targets by Newton's method
+    (the M-step of the prior), from the previous round's values."""
+    features = np.column_stack([np.ones_like(log_rank), -log_rank])
+    coef = np.array([math.log(start.prior / (1 - start.prior)), start.decay])
+    for _ in range(25):
+        p = 1 / (1 + np.exp(-np.clip(features @ coef, -50, 50)))
+        gradient = features.T @ (targets - p)
+        hessian = features.T @ (features * (p * (1 - p) + 1e-9)[:, None])
+        step = np.linalg.solve(hessian + 1e-6 * np.eye(2), gradient)
+        coef += step
+        if np.abs(step).max() < 1e-8:
+            break
+    prior = float(np.clip(1 / (1 + math.exp(-coef[0])), 1e-3, 0.999))
+    return prior, float(coef[1])

@@ -25,7 +25,6 @@ from typing import Any, Literal
 from index.search.cache import normalised_query
 from pipelines.beir import doc_id_from_uri
 from pipelines.click_model import (
-    DEPTH,
     ClickModel,
     ClickNoise,
     fit_click_model,
@@ -38,6 +37,10 @@ Split = Literal["train", "heldout"]
 HELDOUT_SHARE = 0.2
 RELEVANCE_THRESHOLD = 0.5
 """Probability of relevance, given its clicks, at which a document counts as relevant."""
+NEGATIVE_CEILING = 0.25
+"""A passed-over hit is a negative only below this probability of relevance: a hit the ranker
+put first and nobody clicked is still about even odds (on the SciFact simulation, 27 % of the
+hits passed over above a click were relevant; 3 % of those below this)."""
 
 
 @dataclass
@@ -104,6 +107,8 @@ class QueryLabels:
 
     shown: dict[str, list[tuple[float, bool]]] = field(default_factory=lambda: defaultdict(list))
     votes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    ranks: dict[str, int] = field(default_factory=dict)
+    """The best rank the ranker gave each document (before any exploration swap)."""
 
 
 @dataclass
@@ -123,11 +128,18 @@ class Labels:
         judged = []
         for doc_id in {*entry.shown, *entry.votes}:
             vote = entry.votes.get(doc_id, 0)
-            shown = entry.shown.get(doc_id, [])
-            clicked = any(c for _, c in shown)
-            if vote > 0 or (vote == 0 and clicked and self.noise.posterior(shown) >= threshold):
+            clicked = any(c for _, c in entry.shown.get(doc_id, []))
+            if vote > 0 or (vote == 0 and clicked and self.probability(query, doc_id) >= threshold):
                 judged.append(doc_id)
         return sorted(judged)
+
+    def probability(self, query: str, doc_id: str) -> float:
+        """P(relevant | its clicks and its rank) of a document shown for `query` (0 when never
+        shown); explicit votes are not counted here."""
+        entry = self.queries.get(query)
+        if entry is None or doc_id not in entry.shown:
+            return 0.0
+        return self.noise.posterior(entry.shown[doc_id], entry.ranks.get(doc_id, 1))
 
 
 def learn_labels(found: Sequence[Impression]) -> Labels:
@@ -139,14 +151,18 @@ def learn_labels(found: Sequence[Impression]) -> Labels:
     queries: dict[str, QueryLabels] = defaultdict(QueryLabels)
     for impression in found:
         entry = queries[impression.query]
-        for position, doc_id in enumerate(impression.doc_ids[:DEPTH], start=1):
-            clicked = position in impression.clicked
-            entry.shown[doc_id].append((model.propensity(position), clicked))
+        shown = observations(len(impression.doc_ids), impression.explored_swap, impression.clicked)
+        for seen, doc_id in zip(shown, impression.doc_ids, strict=False):
+            entry.shown[doc_id].append((model.propensity(seen.position), seen.clicked))
+            entry.ranks[doc_id] = min(
+                entry.ranks.get(doc_id, seen.original_rank), seen.original_rank
+            )
         for positions, vote in ((impression.relevant, 1), (impression.not_relevant, -1)):
             for position in positions:
                 if position <= len(impression.doc_ids):
                     entry.votes[impression.doc_ids[position - 1]] += vote
-    noise = fit_click_noise([s for e in queries.values() for s in e.shown.values()])
+    pairs = [(e.shown[d], e.ranks[d]) for e in queries.values() for d in e.shown]
+    noise = fit_click_noise([shown for shown, _ in pairs], [rank for _, rank in pairs])
     return Labels(model, noise, dict(queries))
 
 
@@ -180,7 +196,8 @@ def feedback_pairs(
 ) -> list[TrainingPair]:
     """Positives: the chunks users clicked or marked that belong to documents judged relevant.
     Hard negatives: what the same answers showed and the user passed over, those above the
-    lowest click first (seen and skipped), then the rest by how likely they were seen; then,
+    lowest click first (seen and skipped), then the rest by how likely they were seen, each only
+    while it is unlikely to be relevant (`NEGATIVE_CEILING`); then,
     up to `negatives`, what `ranking` (Sluice's own search: chunk id, doc id, text) puts next
     for the query, as `sluice train-reranker` mines a labelled set. No document judged relevant
     or chosen by a user is a negative. `passages` gives chunk ids' texts (chunks no longer
@@ -202,7 +219,10 @@ def feedback_pairs(
             if doc_id in relevant.get(impression.query, ()):
                 if position in chosen:
                     positives[impression.query][chunk_id] = None
-            elif position not in chosen:
+            elif (
+                position not in chosen
+                and labels.probability(impression.query, doc_id) < NEGATIVE_CEILING
+            ):
                 order = (0 if position < lowest else 1, position)
                 known = passed_over[impression.query].get(chunk_id, order)
                 passed_over[impression.query][chunk_id] = min(known, order)
@@ -217,7 +237,11 @@ def feedback_pairs(
         for chunk_id, doc_id, text in ranking(query) if ranking and len(kept) < negatives else []:
             if len(kept) == negatives:
                 break
-            if chunk_id not in taken and doc_id not in excluded:
+            if (
+                chunk_id not in taken
+                and doc_id not in excluded
+                and labels.probability(query, doc_id) < NEGATIVE_CEILING
+            ):
                 kept.append(chunk_id)
                 taken.add(chunk_id)
                 texts[chunk_id] = text

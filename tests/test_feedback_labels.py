@@ -5,6 +5,7 @@ golden --from-feedback` writes both parts of a golden set from what the API logg
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -123,6 +124,54 @@ def test_the_click_noise_is_fitted_without_labels() -> None:
     assert noise.relevant == pytest.approx(0.8, abs=0.1)
     assert noise.other == pytest.approx(0.1, abs=0.02)
     assert noise.prior == pytest.approx(0.15, abs=0.03)
+
+
+def test_the_prior_by_rank_is_fitted_without_labels() -> None:
+    rng = random.Random(6)
+    items, ranks = [], []
+    for _ in range(6000):
+        rank = rng.randint(1, 10)
+        relevant = rng.random() < 1 / (1 + math.exp(-(math.log(0.7 / 0.3) - 2.0 * math.log(rank))))
+        theta = 1 / rank  # shown where the ranker put it
+        chance = theta * (0.8 if relevant else 0.1)
+        items.append([(theta, rng.random() < chance) for _ in range(rng.randint(1, 4))])
+        ranks.append(rank)
+    noise = fit_click_noise(items, ranks)
+    assert noise.prior == pytest.approx(0.7, abs=0.08)
+    assert noise.decay == pytest.approx(2.0, abs=0.4)
+    assert noise.relevant == pytest.approx(0.8, abs=0.1)
+    assert noise.other == pytest.approx(0.1, abs=0.03)
+
+
+NOISE_BY_RANK = ClickNoise(relevant=0.8, other=0.1, prior=0.8, decay=2.5)
+
+
+def test_a_click_counts_by_where_the_ranker_put_the_hit() -> None:
+    # One click each: on the hit the ranker put first, and on the one it put tenth (where a
+    # tenth of users look). With one prior for every rank both would be relevant (P 0.67).
+    found = [_impression("q", "abcdefghij", {1, 10})]
+    labels = replace(learn_labels(found), noise=NOISE_BY_RANK)
+    assert labels.probability("q", "beir://set/a") == pytest.approx(0.97, abs=0.01)
+    assert labels.probability("q", "beir://set/j") == pytest.approx(0.09, abs=0.01)
+    assert labels.relevant("q") == ["beir://set/a"]
+    flat = replace(labels, noise=NOISE)
+    assert flat.relevant("q") == ["beir://set/a", "beir://set/j"]
+
+
+def test_a_passed_over_hit_that_may_be_relevant_is_no_negative() -> None:
+    # a, ranked first and not clicked, is still about even odds (0.47), b 0.31: neither may
+    # teach the reranker "not relevant"; d, e, f (0.09 and less) may.
+    query = next(f"q{n}" for n in range(100) if split_of(f"q{n}") == "train")
+    found = [_impression(query, "abcdef", {3})]
+    labels = replace(learn_labels(found), noise=NOISE_BY_RANK)
+    assert labels.probability(query, "beir://set/a") == pytest.approx(0.47, abs=0.01)
+    pairs = feedback_pairs(found, labels, lambda ids: {i: f"text {i}" for i in ids}, negatives=6)
+    assert [(p.passage, p.label) for p in pairs] == [
+        ("text c-c", 1.0),
+        ("text c-d", 0.0),
+        ("text c-e", 0.0),
+        ("text c-f", 0.0),
+    ]
 
 
 def test_only_the_answers_own_key_and_reported_answers_are_joined() -> None:

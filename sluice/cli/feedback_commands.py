@@ -55,7 +55,8 @@ def describe_noise(labels: Labels) -> str:
     noise = labels.noise
     return (
         f"users click {noise.relevant:.0%} of the relevant hits they look at and "
-        f"{noise.other:.0%} of the others; {noise.prior:.0%} of shown hits relevant"
+        f"{noise.other:.0%} of the others; a hit ranked first is relevant {noise.prior:.0%} of "
+        f"the time, one ranked tenth {noise.prior_at(10):.0%}"
     )
 
 
@@ -120,11 +121,27 @@ def feedback_training_pairs(
     """Pairs from the training part of the feedback, with passages read from the serving
     collection; their query count; and the held-out golden set (written beside nothing else:
     into the data dir) for the gate."""
-    from chunking.types import stored_indexed_text
-    from composition.components import Components
-    from pipelines.feedback_labels import feedback_pairs, golden_entries, write_golden
+    from pipelines.feedback_labels import golden_entries, write_golden
 
     found, labels = load_feedback(settings, since)
+    pairs = pairs_from_feedback(settings, found, labels, negatives)
+    heldout = write_golden(
+        golden_entries(labels, "heldout"), settings.data_dir / "feedback-golden" / "heldout.jsonl"
+    )
+    console.print(
+        f"{len(found)} answers with feedback; {labels.model.describe()}; {describe_noise(labels)}"
+    )
+    return pairs, len({p.query for p in pairs}), heldout
+
+
+def pairs_from_feedback(
+    settings: Settings, found: list[Impression], labels: Labels, negatives: int
+) -> list[TrainingPair]:
+    """`feedback_pairs` with passages and Sluice's own ranking read from the serving index."""
+    from chunking.types import stored_indexed_text
+    from composition.components import Components
+    from pipelines.feedback_labels import feedback_pairs
+
     parts = Components(settings)
     store = parts.store()
     try:
@@ -145,16 +162,9 @@ def feedback_training_pairs(
             hits = searcher.search(collection, query, "hybrid", limit=MINED_DEPTH).result.hits
             return [(h.id, str(h.payload["doc_id"]), stored_indexed_text(h.payload)) for h in hits]
 
-        pairs = feedback_pairs(found, labels, passages, negatives, ranking=ranking)
+        return feedback_pairs(found, labels, passages, negatives, ranking=ranking)
     finally:
         store.close()
-    heldout = write_golden(
-        golden_entries(labels, "heldout"), settings.data_dir / "feedback-golden" / "heldout.jsonl"
-    )
-    console.print(
-        f"{len(found)} answers with feedback; {labels.model.describe()}; {describe_noise(labels)}"
-    )
-    return pairs, len({p.query for p in pairs}), heldout
 
 
 def gate_reranker(settings: Settings, model: Path, heldout: Path) -> dict[str, Any]:
