@@ -11,9 +11,13 @@ the ratio to the baseline, the documents each worker ran, and the index's docume
 points (0 lost: documents = files; 0 duplicated: points = the manifest's chunks).
 
     .venv/bin/python bench/partitioned_ingest.py ../shared/data/beir/scifact [--partitions 4]
+        [--worker-limit 3 2]
 
 On one machine two workers share its cores: this measures what partitioning costs, not what
-more machines would gain.
+more machines would gain. `--worker-limit` is each worker's `--limit` (default 2; two values:
+the 1-worker case's, then the 2-worker case's): a partitioned run's parent holds one slot, so a
+single worker at limit 2 runs its partitions one after another and pays each run's start in
+series, where at limit 3 it runs two at once, as many as this machine has cores.
 """
 
 from __future__ import annotations
@@ -35,19 +39,22 @@ from sqlalchemy import text  # noqa: E402
 
 from bench.ingest_throughput import beir_as_files  # noqa: E402
 from state.database import StateDatabase  # noqa: E402
-from tests.topology import loopback_topology  # noqa: E402
+from tests.topology import WORKER_LIMIT, loopback_topology  # noqa: E402
 
 
 def run_case(
     name: str, corpus: Path, base: Path, workers: int, partitions: int, exports: str,
-    dask: bool = False,
+    dask: bool = False, worker_limit: int = WORKER_LIMIT,
 ) -> dict[str, Any]:  # fmt: skip
     config = base / f"{name}.toml"
     config.write_text(
         f'[[sources]]\ntype = "local"\nname = "corpus"\npath = "{corpus}"\n'
         f"partitions = {partitions}\n"
     )
-    with loopback_topology(base / name, config, 0 if dask else workers, 0, exports) as topology:
+    workers_started = 0 if dask else workers
+    with loopback_topology(
+        base / name, config, workers_started, 0, exports, worker_limit
+    ) as topology:
         started = time.perf_counter()
         if dask:
             ran = subprocess.run(
@@ -103,6 +110,15 @@ def main() -> None:
         help="also the partitions as prefect-dask tasks in one run (needs prefect-dask)",
     )
     parser.add_argument("--only-dask", action="store_true", help="the baseline and Dask only")
+    parser.add_argument(
+        "--worker-limit",
+        type=int,
+        nargs="+",
+        default=[WORKER_LIMIT],
+        help="flow runs at once per worker (`prefect worker start --limit`; the parent of a"
+        " partitioned run holds one): one value for both cases, or the 1-worker case's and the"
+        " 2-worker case's",
+    )
     args = parser.parse_args()
     exports = os.environ.get("SLUICE_MODEL_EXPORTS_DIR", str(ROOT / ".sluice" / "model-exports"))
     with tempfile.TemporaryDirectory() as scratch:
@@ -112,15 +128,31 @@ def main() -> None:
         cases = [run_case("unpartitioned", corpus, base, 1, 1, exports)]
         if not args.only_dask:
             cases += [
-                run_case("partitioned-1-worker", corpus, base, 1, args.partitions, exports),
-                run_case("partitioned-2-workers", corpus, base, 2, args.partitions, exports),
+                run_case(
+                    "partitioned-1-worker",
+                    corpus,
+                    base,
+                    1,
+                    args.partitions,
+                    exports,
+                    worker_limit=args.worker_limit[0],
+                ),
+                run_case(
+                    "partitioned-2-workers",
+                    corpus,
+                    base,
+                    2,
+                    args.partitions,
+                    exports,
+                    worker_limit=args.worker_limit[-1],
+                ),
             ]
         if args.dask or args.only_dask:
             cases.append(
                 run_case("dask-2-processes", corpus, base, 2, args.partitions, exports, True)
             )
     baseline = cases[0]["seconds"]
-    print(f"{files} files of {args.beir.name}")
+    print(f"{files} files of {args.beir.name}; --worker-limit {args.worker_limit}")
     print("| case | workers | partitions | wall s | × unpartitioned | documents per worker |"
           " documents | chunks | points |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")

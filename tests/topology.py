@@ -67,7 +67,12 @@ def _env_without_ours() -> dict[str, str]:
 
 @contextmanager
 def loopback_topology(
-    base: Path, config: Path, workers: int, replicas: int, exports: str
+    base: Path,
+    config: Path,
+    workers: int,
+    replicas: int,
+    exports: str,
+    worker_limit: int = WORKER_LIMIT,
 ) -> Iterator[Topology]:
     """Everything started and healthy; `config`: the sources' TOML. Stopped on exit."""
     base.mkdir(parents=True, exist_ok=True)
@@ -113,7 +118,7 @@ def loopback_topology(
             log = folder / "worker.log"
             worker = subprocess.Popen(
                 [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
-                 "--name", f"worker-{index}", "--limit", str(WORKER_LIMIT)],
+                 "--name", f"worker-{index}", "--limit", str(worker_limit)],
                 env=_env_without_ours() | common, cwd=folder, stdout=log.open("w"),
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
