@@ -65,9 +65,9 @@ def serve(
         time.sleep(0.5)
 
 
-def make_key(data_dir: Path, *args: str) -> str:
+def make_key(data_dir: Path, *args: str, settings: dict[str, str] | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    env["SLUICE_DATA_DIR"] = str(data_dir)
+    env |= {"SLUICE_DATA_DIR": str(data_dir), **(settings or {})}
     command = [sys.executable, "-m", "sluice", "keys", "create", *args, "--json"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return str(json.loads(done.stdout)["key"])

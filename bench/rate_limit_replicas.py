@@ -6,9 +6,11 @@ request to the next replica in turn, for SECONDS. Prints what was attempted and 
 second, against RATE + burst / SECONDS, the most a shared bucket may admit; separate buckets
 per replica would admit about twice that.
 
-    .venv/bin/python bench/rate_limit_replicas.py [--seconds 60] [--target 200]
+    .venv/bin/python bench/rate_limit_replicas.py [--seconds 60] [--target 200] [--postgres]
 
-Builds its own small index (three notes) in a temporary data dir.
+Builds its own small index (three notes) in a temporary data dir. `--postgres`: the state (keys,
+buckets) in a PostgreSQL server the bench starts (`SLUICE_STATE_URL`), as replicas on several
+machines would share it; else the data dir's SQLite files, as replicas on one machine do.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -39,9 +42,9 @@ NOTES = {
 }
 
 
-def ingest(data_dir: Path, folder: Path) -> None:
+def ingest(data_dir: Path, folder: Path, settings: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    env["SLUICE_DATA_DIR"] = str(data_dir)
+    env |= {"SLUICE_DATA_DIR": str(data_dir), **settings}
     command = [sys.executable, "-m", "sluice", "ingest", str(folder), "--json"]
     subprocess.run(command, env=env, capture_output=True, text=True, check=True)
 
@@ -76,7 +79,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--target", type=float, default=200.0)
+    parser.add_argument("--postgres", action="store_true", help="the state in PostgreSQL")
     args = parser.parse_args()
+    with ExitStack() as stack:
+        settings: dict[str, str] = {}
+        if args.postgres:
+            from tests.conftest import free_port
+            from tests.postgres_server import new_database, postgres_server
+
+            server = stack.enter_context(postgres_server(free_port()))
+            settings["SLUICE_STATE_URL"] = new_database(server)
+        measure(args.seconds, args.target, settings)
+
+
+def measure(seconds: float, target: float, settings: dict[str, str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="sluice-rate-"))
     folder = work / "notes"
     folder.mkdir()
@@ -85,18 +101,19 @@ def main() -> None:
     data_dir = work / "data"
     servers = []
     try:
-        ingest(data_dir, folder)
-        key = make_key(data_dir, "--tenant", "default", "--rate", f"{RATE}/s")
-        servers = [serve(data_dir, port, "required") for port in (8621, 8622)]
+        ingest(data_dir, folder, settings)
+        key = make_key(data_dir, "--tenant", "default", "--rate", f"{RATE}/s", settings=settings)
+        servers = [serve(data_dir, port, "required", settings) for port in (8621, 8622)]
         urls = ["http://localhost:8621", "http://localhost:8622"]
-        statuses = paced(urls, key, args.target, args.seconds)
-        attempted = sum(statuses.values()) / args.seconds
-        admitted = statuses.get(200, 0) / args.seconds
-        ceiling = RATE + RATE / args.seconds
+        statuses = paced(urls, key, target, seconds)
+        attempted = sum(statuses.values()) / seconds
+        admitted = statuses.get(200, 0) / seconds
+        ceiling = RATE + RATE / seconds
         others = {s: n for s, n in statuses.items() if s not in (200, 429)}
         print(
             f"two replicas, a key limited to {RATE}/s (burst {RATE}), {THREADS} threads for "
-            f"{args.seconds:g} s: attempted {attempted:.1f}/s, admitted {admitted:.2f}/s "
+            f"{seconds:g} s, state in {'PostgreSQL' if settings else 'SQLite'}: "
+            f"attempted {attempted:.1f}/s, admitted {admitted:.2f}/s "
             f"(a shared bucket admits at most {ceiling:.2f}/s; {statuses.get(429, 0)} answered "
             f"429; other statuses: {others})"
         )

@@ -38,7 +38,7 @@ def chunk_sized(texts: list[str], tokens: int) -> list[str]:
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) >= tokens:
-            cut.append(tokenizer.decode(ids[:tokens]))
+            cut.append(str(tokenizer.decode(ids[:tokens])))
     return cut
 
 

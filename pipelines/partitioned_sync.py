@@ -68,6 +68,7 @@ def sync_partitioned(
             pending = [p for p in pending if not completed.get(p)]
             if not pending:
                 break
+        _close_abandoned(manifest, run_id)
         apply_deletions(plan, parts.target, SyncRun(source_name, manifest, report), False)
         _sum_partitions(report, manifest.partition_runs(run_id), partitions)
         report.files_seen = len(items)
@@ -85,6 +86,18 @@ def sync_partitioned(
     state = "failed" if pending else run_state(report)
     manifest.finish_run(run_id, report.to_dict(), state, failure)
     return report
+
+
+ABANDONED = "its process ended before the partition did (killed, or its machine lost)"
+
+
+def _close_abandoned(manifest: Manifest, parent_run_id: int) -> None:
+    """A partition's run still `running` once every launched part has ended was left by a
+    process that died mid-part: recorded as failed, so no run stays `running` for ever (a
+    reader on the dead process's own host already sees it `interrupted`; others could not)."""
+    for run in manifest.partition_runs(parent_run_id):
+        if run.state in ("running", "interrupted"):
+            manifest.finish_run(run.run_id, run.report or {}, "failed", ABANDONED)
 
 
 def _sum_partitions(report: IngestReport, runs: list[RunRecord], partitions: int) -> None:

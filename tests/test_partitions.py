@@ -17,7 +17,7 @@ from config.settings import Settings
 from index.write.target import IndexTarget
 from ingest.sources.local_folder import LocalFolderSource
 from pipelines.ingest_sync import IngestParts, Partition, SyncOptions, partition_of, sync_source
-from pipelines.partitioned_sync import sync_partitioned
+from pipelines.partitioned_sync import ABANDONED, sync_partitioned
 from pipelines.report import IngestReport
 from tests.conftest import ingest_folder
 
@@ -125,7 +125,10 @@ def test_partitions_in_any_order_with_one_retried_equal_one_run(  # type: ignore
         reports = [r.report or {} for r in runs]
         assert [(len(r["partitions"]), r["new"]) for r in reports] == [(3, 0), (3, 12)]
         assert [r.state for r in runs] == ["completed", "completed"]
-        assert len(manifest.partition_runs(runs[1].run_id)) == 4  # one partition ran twice
+        attempts = manifest.partition_runs(runs[1].run_id)
+        assert len(attempts) == 4  # one partition ran twice
+        died = [r for r in attempts if r.partition == 1 and r.state != "completed"]
+        assert [(r.state, r.error) for r in died] == [("failed", ABANDONED)], "none left running"
     finally:
         manifest.close()
 

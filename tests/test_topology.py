@@ -118,7 +118,7 @@ def test_a_partitioned_ingest_over_two_workers_while_two_replicas_answer(
                     "partition": row.partition,
                     "worker": topology.worker_of(str(row.external_id)),
                     "state": row.state,
-                    "new": json.loads(row.report)["new"] if row.report else None,
+                    "new": json.loads(row.report).get("new") if row.report else None,
                 }
                 for row in partitions
             ],
@@ -137,6 +137,7 @@ def test_a_partitioned_ingest_over_two_workers_while_two_replicas_answer(
     assert sum(attempts.values()) == 5
     completed = [p for p in log["partitions"] if p["state"] == "completed"]
     assert len(completed) == 4
+    assert [p["state"] for p in log["partitions"] if p not in completed] == ["failed"], log
     assert rows[0] == DOCUMENTS and status["documents"] == DOCUMENTS  # nothing lost
     assert status["points"] == rows[1]  # nothing written twice
     for url in topology.replicas:
