@@ -180,16 +180,25 @@ def _learn(
     measured against the qrels it never saw."""
     from index.search.cache import normalised_query
     from pipelines.beir import doc_id_from_uri
-    from pipelines.feedback_labels import learn_labels
+    from pipelines.feedback_labels import NEGATIVE_CEILING, learn_labels
     from pipelines.training_pairs import write_pairs
     from sluice.cli.feedback_commands import pairs_from_feedback
 
     by_text = {normalised_query(text): q for q, text in train.queries.items()}
     labels = learn_labels(found)
+
+    def truth(query: str, doc_id: str) -> bool:
+        return bool(train.qrels.get(by_text.get(query, ""), {}).get(doc_id_from_uri(doc_id)))
+
     learnt = [(q, d) for q in labels.queries for d in labels.relevant(q)]
-    true = sum(
-        1 for q, d in learnt if train.qrels.get(by_text.get(q, ""), {}).get(doc_id_from_uri(d))
-    )
+    true = sum(1 for q, d in learnt if truth(q, d))
+    passed_over = [  # hits passed over above a click: the first negatives, unless uncertain
+        (labels.probability(i.query, d) < NEGATIVE_CEILING, truth(i.query, d))
+        for i in found
+        for position, d in enumerate(i.doc_ids[:TOP_K], start=1)
+        if position < max(i.clicked, default=0) and position not in i.clicked
+    ]
+    kept = [relevant for allowed, relevant in passed_over if allowed]
     pairs = pairs_from_feedback(settings, found, labels, negatives=12)
     write_pairs(out / f"pairs-{checkpoint:05d}.jsonl", pairs)
     noise = labels.noise
@@ -202,6 +211,8 @@ def _learn(
         "prior_at_10": round(noise.prior_at(10), 3),
         "labelled_queries": len({q for q, _ in learnt}),
         "label_precision": round(true / max(1, len(learnt)), 3),
+        "passed_over_relevant": round(sum(r for _, r in passed_over) / max(1, len(passed_over)), 3),
+        "passed_over_kept_relevant": round(sum(kept) / max(1, len(kept)), 3),
         "pairs": len(pairs),
         "queries": len({p.query for p in pairs}),
     }
