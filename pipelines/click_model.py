@@ -203,16 +203,23 @@ def _logistic_fit(
     log_rank: np.ndarray, targets: np.ndarray, start: ClickNoise
 ) -> tuple[float, float]:
     """(prior at rank 1, decay) of σ(a − decay · ln r) fitted to soft targets by Newton's method
-    (the M-step of the prior), from the previous round's values."""
+    (the M-step of the prior), from the previous round's values. A weak ridge (`RIDGE`) and a
+    bound on both keep them finite where the ranks separate the classes (a few answers, all
+    clicked at one position)."""
     features = np.column_stack([np.ones_like(log_rank), -log_rank])
     coef = np.array([math.log(start.prior / (1 - start.prior)), start.decay])
     for _ in range(25):
         p = 1 / (1 + np.exp(-np.clip(features @ coef, -50, 50)))
-        gradient = features.T @ (targets - p)
-        hessian = features.T @ (features * (p * (1 - p) + 1e-9)[:, None])
-        step = np.linalg.solve(hessian + 1e-6 * np.eye(2), gradient)
-        coef += step
+        gradient = features.T @ (targets - p) - RIDGE * coef
+        hessian = features.T @ (features * (p * (1 - p))[:, None]) + RIDGE * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        coef = np.clip(coef + step, -COEF_BOUND, COEF_BOUND)
         if np.abs(step).max() < 1e-8:
             break
     prior = float(np.clip(1 / (1 + math.exp(-coef[0])), 1e-3, 0.999))
     return prior, float(coef[1])
+
+
+RIDGE = 1.0
+"""The prior's L2 penalty: one pseudo-observation's weight, nothing against thousands."""
+COEF_BOUND = 15.0

@@ -72,6 +72,10 @@ def test_generated_requests_never_get_a_5xx_or_an_undocumented_answer(
     @settings(
         max_examples=runs,
         database=None,
+        # The counts below are of what was generated: in a bounded run a random draw can miss
+        # the rare kinds (1 signed-looking cursor in 150 once, against 3 wanted), so a bounded
+        # run draws the same examples every time; the deep profile draws afresh.
+        derandomize=settings.get_current_profile_name() != "deep",
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(generated=CASES)

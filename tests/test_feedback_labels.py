@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.settings import Settings
 from pipelines.click_model import (
@@ -141,6 +143,29 @@ def test_the_prior_by_rank_is_fitted_without_labels() -> None:
     assert noise.decay == pytest.approx(2.0, abs=0.4)
     assert noise.relevant == pytest.approx(0.8, abs=0.1)
     assert noise.other == pytest.approx(0.1, abs=0.03)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from([1.0, 0.5, 0.2, 0.1]), st.booleans()), min_size=1),
+            st.integers(1, 10),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_the_click_noise_fit_is_finite_on_any_clicks(
+    items: list[tuple[list[tuple[float, bool]], int]],
+) -> None:
+    # A few answers, all clicked at one position, separate the classes by rank: the fit must
+    # still end, finite, with probabilities (once: OverflowError on 40 answers clicked at 5).
+    noise = fit_click_noise([shown for shown, _ in items], [rank for _, rank in items])
+    assert 0 < noise.other <= noise.relevant < 1 and 0 < noise.prior < 1
+    assert math.isfinite(noise.decay)
+    for shown, rank in items:
+        assert 0 <= noise.posterior(shown, rank) <= 1
 
 
 NOISE_BY_RANK = ClickNoise(relevant=0.8, other=0.1, prior=0.8, decay=2.5)
