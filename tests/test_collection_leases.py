@@ -205,3 +205,23 @@ def test_a_holder_keeps_its_collection_when_the_owner_is_stopped_or_killed(
             os.kill(owner.pid, signal.SIGCONT)
             owner.kill()
             owner.wait(timeout=30)
+
+
+def test_a_call_reaching_a_released_holder_sends_its_caller_elsewhere(tmp_path: Path) -> None:
+    # A call on its way while the holder closes (CI's load once delivered one after the lease
+    # was freed: /retrieve answered 503 "holds only docs__v1, not docs__v1"): the holder says
+    # it is gone, which a client answers by asking the data dir's owner, not by failing.
+    from index.contracts import StoreError
+    from index.store.channel import OwnerGone
+    from index.store.leases import Lease
+
+    spec = new_spec("held")
+    lease = Lease(tmp_path, spec.name, wait_s=1.0, deadline_s=5.0)
+    lease.store.create_collection(spec)
+    lease.store.upsert(spec.name, points(10))
+    assert lease.store.count(spec.name) == 10
+    with pytest.raises(StoreError, match="holds only"):
+        lease.store.count("another")
+    lease.close()
+    with pytest.raises(OwnerGone):
+        lease.store.count(spec.name)

@@ -104,6 +104,8 @@ class ShardServer:
             set_timeouts(sock, None, self.deadline_s)
             with self._lock:
                 self._connections[connection] = peer
+            if self._closed.is_set():  # `close()` ran before this connection was listed
+                return
             self._answer(connection, peer)
         except (EOFError, OSError, TypeError, ValueError):
             pass  # the client hung up or missed a deadline, or `close()` closed the connection
@@ -118,6 +120,8 @@ class ShardServer:
         numbers = itertools.count()
         while True:
             kind, name, args, kwargs = connection.recv()
+            if self._closed.is_set():  # closing: hung up unanswered, the client goes elsewhere
+                return
             peer.busy_since = time.monotonic()
             try:
                 reply = self._reply(kind, name, args, kwargs, scans, numbers)

@@ -22,6 +22,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from index.contracts import StoreError
+from index.store.channel import OwnerGone
 from index.store.channel_owner import ShardServer
 from index.store.embedded import EdgeVectorStore
 
@@ -60,8 +61,10 @@ class _LeasedShard(EdgeVectorStore):
         self._lease_lock = lock
 
     def _shard(self, name: str) -> Any:
-        if name != self.collection or not self._lease_lock.is_locked:
+        if name != self.collection:
             raise StoreError(f"this process holds only {self.collection}, not {name}")
+        if not self._lease_lock.is_locked:  # released while a call was on its way
+            raise OwnerGone(f"this process no longer holds {name}")
         return super()._shard(name)
 
     def drop_collection(self, name: str) -> None:
