@@ -123,22 +123,28 @@ class ClickNoise:
     prior: float
     decay: float = 0.0
 
+    @property
+    def prior_logit(self) -> float:
+        return math.log(self.prior / (1 - self.prior))
+
     def prior_at(self, rank: int) -> float:
         """P(relevant) of a hit ranked `rank` (from 1), before its clicks are seen."""
-        log_odds = math.log(self.prior / (1 - self.prior)) - self.decay * math.log(rank)
-        return 1 / (1 + math.exp(-max(-50.0, min(50.0, log_odds))))
+        return _sigmoid(self.prior_logit - self.decay * math.log(rank))
 
     def posterior(self, shown: list[tuple[float, bool]], rank: int = 1) -> float:
         """P(relevant | its clicks), `shown`: (θ of the position, clicked) per time it was
         shown; `rank`: the best rank the ranker gave it."""
-        prior = self.prior_at(rank)
-        log_odds = math.log(prior / (1 - prior))
+        log_odds = self.prior_logit - self.decay * math.log(rank)
         for theta, clicked in shown:
             p_rel, p_other = theta * self.relevant, theta * self.other
             log_odds += (
                 math.log(p_rel / p_other) if clicked else math.log((1 - p_rel) / (1 - p_other))
             )
-        return 1 / (1 + math.exp(-max(-50.0, min(50.0, log_odds))))
+        return _sigmoid(log_odds)
+
+
+def _sigmoid(log_odds: float) -> float:
+    return 1 / (1 + math.exp(-max(-50.0, min(50.0, log_odds))))
 
 
 def fit_click_noise(
@@ -174,8 +180,8 @@ def fit_click_noise(
         per_look = np.where(
             clicked > 0, np.log(p_rel / p_other), np.log1p(-p_rel) - np.log1p(-p_other)
         )
-        prior_log_odds = math.log(noise.prior / (1 - noise.prior)) - noise.decay * log_rank
-        log_odds = prior_log_odds + np.bincount(owner, per_look, minlength=len(items))
+        log_odds = noise.prior_logit - noise.decay * log_rank
+        log_odds += np.bincount(owner, per_look, minlength=len(items))
         posterior: np.ndarray = 1 / (1 + np.exp(-np.clip(log_odds, -50, 50)))
         return posterior
 
@@ -184,7 +190,7 @@ def fit_click_noise(
         weights = item_weights[owner]
         prior, decay = (
             _logistic_fit(log_rank, item_weights, noise)
-            if by_rank
+            if by_rank  # else the share, exactly: the ridge would slow an EM that is slow already
             else (float(np.clip(item_weights.mean(), 1e-3, 0.999)), 0.0)
         )
         updated = ClickNoise(best_rate(weights, 0.999), best_rate(1 - weights, 0.999), prior, decay)
@@ -199,6 +205,11 @@ def fit_click_noise(
     return noise
 
 
+RIDGE = 1.0
+"""The prior's L2 penalty: one pseudo-observation's weight, nothing against thousands."""
+COEF_BOUND = 15.0
+
+
 def _logistic_fit(
     log_rank: np.ndarray, targets: np.ndarray, start: ClickNoise
 ) -> tuple[float, float]:
@@ -207,7 +218,7 @@ def _logistic_fit(
     bound on both keep them finite where the ranks separate the classes (a few answers, all
     clicked at one position)."""
     features = np.column_stack([np.ones_like(log_rank), -log_rank])
-    coef = np.array([math.log(start.prior / (1 - start.prior)), start.decay])
+    coef = np.array([start.prior_logit, start.decay])
     for _ in range(25):
         p = 1 / (1 + np.exp(-np.clip(features @ coef, -50, 50)))
         gradient = features.T @ (targets - p) - RIDGE * coef
@@ -218,8 +229,3 @@ def _logistic_fit(
             break
     prior = float(np.clip(1 / (1 + math.exp(-coef[0])), 1e-3, 0.999))
     return prior, float(coef[1])
-
-
-RIDGE = 1.0
-"""The prior's L2 penalty: one pseudo-observation's weight, nothing against thousands."""
-COEF_BOUND = 15.0

@@ -90,8 +90,15 @@ def _impression(query: str, docs: str, clicked: set[int], **labels: set[int]) ->
 NOISE = ClickNoise(relevant=0.8, other=0.1, prior=0.2)
 
 
-def _labels(found: list[Impression]) -> Labels:
-    return replace(learn_labels(found), noise=NOISE)  # η assumed 1: θ_p = 1/p
+def _labels(found: list[Impression], noise: ClickNoise = NOISE) -> Labels:
+    return replace(learn_labels(found), noise=noise)  # η assumed 1: θ_p = 1/p
+
+
+TRAIN_QUERY = next(f"q{n}" for n in range(100) if split_of(f"q{n}") == "train")
+
+
+def _texts(chunk_ids: list[str]) -> dict[str, str]:
+    return {i: f"text {i}" for i in chunk_ids}
 
 
 def test_a_click_where_few_look_counts_more_and_explicit_labels_outvote_clicks() -> None:
@@ -175,7 +182,7 @@ def test_a_click_counts_by_where_the_ranker_put_the_hit() -> None:
     # One click each: on the hit the ranker put first, and on the one it put tenth (where a
     # tenth of users look). With one prior for every rank both would be relevant (P 0.67).
     found = [_impression("q", "abcdefghij", {1, 10})]
-    labels = replace(learn_labels(found), noise=NOISE_BY_RANK)
+    labels = _labels(found, NOISE_BY_RANK)
     assert labels.probability("q", "beir://set/a") == pytest.approx(0.97, abs=0.01)
     assert labels.probability("q", "beir://set/j") == pytest.approx(0.09, abs=0.01)
     assert labels.relevant("q") == ["beir://set/a"]
@@ -186,11 +193,10 @@ def test_a_click_counts_by_where_the_ranker_put_the_hit() -> None:
 def test_a_passed_over_hit_that_may_be_relevant_is_no_negative() -> None:
     # a, ranked first and not clicked, is still about even odds (0.47), b 0.31: neither may
     # teach the reranker "not relevant"; d, e, f (0.09 and less) may.
-    query = next(f"q{n}" for n in range(100) if split_of(f"q{n}") == "train")
-    found = [_impression(query, "abcdef", {3})]
-    labels = replace(learn_labels(found), noise=NOISE_BY_RANK)
-    assert labels.probability(query, "beir://set/a") == pytest.approx(0.47, abs=0.01)
-    pairs = feedback_pairs(found, labels, lambda ids: {i: f"text {i}" for i in ids}, negatives=6)
+    found = [_impression(TRAIN_QUERY, "abcdef", {3})]
+    labels = _labels(found, NOISE_BY_RANK)
+    assert labels.probability(TRAIN_QUERY, "beir://set/a") == pytest.approx(0.47, abs=0.01)
+    pairs = feedback_pairs(found, labels, _texts, negatives=6)
     assert [(p.passage, p.label) for p in pairs] == [
         ("text c-c", 1.0),
         ("text c-d", 0.0),
@@ -220,10 +226,9 @@ def test_only_the_answers_own_key_and_reported_answers_are_joined() -> None:
 
 
 def test_pairs_take_passed_over_hits_above_the_click_first() -> None:
-    query = next(f"q{n}" for n in range(100) if split_of(f"q{n}") == "train")
-    found = [_impression(query, "abcdef", {4})]
+    found = [_impression(TRAIN_QUERY, "abcdef", {4})]
     labels = _labels(found)
-    pairs = feedback_pairs(found, labels, lambda ids: {i: f"text {i}" for i in ids}, negatives=4)
+    pairs = feedback_pairs(found, labels, _texts, negatives=4)
     assert [(p.passage, p.label) for p in pairs] == [
         ("text c-d", 1.0),
         ("text c-a", 0.0),
@@ -237,9 +242,7 @@ def test_pairs_take_passed_over_hits_above_the_click_first() -> None:
         docs = ["d", "x", "a", "y", "z"]  # d: the clicked document; a: shown already
         return [(f"c-{d}2", f"beir://set/{d}", f"deep {d}") for d in docs]
 
-    deeper = feedback_pairs(
-        found, labels, lambda ids: {i: f"text {i}" for i in ids}, 7, ranking=ranking
-    )
+    deeper = feedback_pairs(found, labels, _texts, 7, ranking=ranking)
     assert [p.passage for p in deeper if not p.label] == [
         *(f"text c-{d}" for d in "abcef"),
         "deep x",
