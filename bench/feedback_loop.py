@@ -46,6 +46,8 @@ EXPLORATION = 0.1
 CHECKPOINTS = (100, 300, 1000, 3000)
 TOP_K = 10
 RERANK_CANDIDATES = 30
+DEFAULT_EPOCHS = 1.5
+"""`sluice train-reranker`'s."""
 
 
 def _settings(out: Path, name: str) -> Any:
@@ -240,9 +242,12 @@ def relabel(dataset_dir: Path, out: Path, checkpoints: list[int]) -> None:
     (out / "simulation.json").write_text(json.dumps(stats, indent=2))
 
 
-def train(out: Path, device: str | None, base_model: str, only: list[str] | None = None) -> None:
+def train(
+    out: Path, device: str | None, base_model: str, only: list[str] | None, epochs: float
+) -> None:
     """Needs torch, sentence-transformers and datasets only (no index, no service). `only`:
-    these pairs files (e.g. 01000, qrels), else every one."""
+    these pairs files (e.g. 01000, qrels), else every one; `epochs` other than the CLI's 1.5
+    names the outputs NAME@EPOCHSep."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from pipelines.reranker_training import train_cross_encoder
@@ -255,8 +260,9 @@ def train(out: Path, device: str | None, base_model: str, only: list[str] | None
             continue
         pairs = read_pairs(pairs_file)
         started = time.perf_counter()
+        name += "" if epochs == DEFAULT_EPOCHS else f"@{epochs:g}ep"
         model_dir = out / f"reranker-{name}"
-        train_cross_encoder(pairs, model_dir, base_model)
+        train_cross_encoder(pairs, model_dir, base_model, epochs=epochs)
         trained = time.perf_counter() - started
         # This script's own model: its head is Sluice's SegmentSimilarity, importable here.
         model = CrossEncoder(str(model_dir), device=device, trust_remote_code=True)
@@ -286,12 +292,16 @@ class _ScoredModel:
 
 
 def _trained_on(name: str) -> str:
-    """A pairs file's name as a row's label: 01000, qrels, qrels-of-01000."""
-    if name.isdigit():
-        return f"{int(name)} feedback events"
-    if name.startswith("qrels-of-"):
-        return f"the qrels of the {int(name.removeprefix('qrels-of-'))}-event run's queries"
-    return name
+    """A pairs file's name as a row's label: 01000, qrels, qrels-of-01000, 01000+corpus@3ep."""
+    name, _, epochs = name.partition("@")
+    pairs, _, extra = name.partition("+")
+    label = pairs
+    if pairs.isdigit():
+        label = f"{int(pairs)} feedback events"
+    elif pairs.startswith("qrels-of-"):
+        label = f"the qrels of the {int(pairs.removeprefix('qrels-of-'))}-event run's queries"
+    label += " + corpus pseudo-queries" if extra == "corpus" else ""
+    return label + (f", {epochs.removesuffix('ep')} epochs" if epochs else "")
 
 
 BLENDS = (0.7, 0.5, 0.3)
@@ -365,6 +375,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--only", nargs="+", default=None, help="train: these pairs (01000 …)")
     parser.add_argument("--device", default=None, help="train: cpu, cuda (default: best)")
+    parser.add_argument("--epochs", type=float, default=DEFAULT_EPOCHS, help="train: passes")
     parser.add_argument(
         "--base-model", default="sentence-transformers/all-MiniLM-L6-v2", help="train: start here"
     )
@@ -376,7 +387,7 @@ def main() -> None:
     elif args.phase == "relabel":
         relabel(args.dataset, out, args.events)
     elif args.phase == "train":
-        train(out, args.device, args.base_model, args.only)
+        train(out, args.device, args.base_model, args.only, args.epochs)
     else:
         report(args.dataset, out)
 
