@@ -95,17 +95,20 @@ def train_reranker(
             loss_name=loss_name,
             head=head_name,
         )
+    trained = time.perf_counter()
+    gate = gate_reranker(settings, output, heldout) if heldout is not None else None
     _report_training(
         as_json,
         output,
         len(pairs),
         queries,
         mined - started,
-        time.perf_counter() - mined,
+        trained - mined,
         f"use it with SLUICE_RERANKER_MODEL={output}",
+        {} if gate is None else {"gate": gate},
     )
-    if heldout is not None:
-        _report_gate(gate_reranker(settings, output, heldout), output, as_json)
+    if gate is not None and not as_json:
+        _report_gate(gate, output)
 
 
 def _training_pairs(
@@ -175,11 +178,8 @@ def _pairs(
     return pairs, queries, heldout
 
 
-def _report_gate(gate: dict[str, Any], output: Path, as_json: bool) -> None:
+def _report_gate(gate: dict[str, Any], output: Path) -> None:
     """The reranker gate's verdict, and how to switch (or not)."""
-    if as_json:
-        out.print_json(json.dumps({"gate": gate}))
-        return
     verdict = "[green]passed[/green]" if gate["passed"] else "[red]failed[/red]"
     out.print(
         f"gate {verdict} on {gate['queries']} held-out feedback queries: {gate['metric']} "
@@ -256,6 +256,7 @@ def train_embedder(
         time.perf_counter() - mined,
         f"switch an index to it with: sluice reembed --model {output}"
         + (f" --golden {heldout}" if heldout else ""),
+        {} if heldout is None else {"heldout_golden": str(heldout)},
     )
 
 
@@ -267,7 +268,10 @@ def _report_training(
     mining_s: float,
     training_s: float,
     next_step: str,
+    extra: dict[str, Any],
 ) -> None:
+    """One report, one JSON document with --json (with the gate's verdict or the held-out
+    golden set where feedback gave one)."""
     if as_json:
         report = {
             "model": str(output.resolve()),
@@ -275,6 +279,7 @@ def _report_training(
             "queries": queries,
             "mining_seconds": round(mining_s, 1),
             "training_seconds": round(training_s, 1),
+            **extra,
         }
         out.print_json(json.dumps(report))
         return
