@@ -79,11 +79,12 @@ def collect_candidates(
 
 
 class Scorer:
-    """Per-query nDCG@10 of a chunk ranking, in one fixed query order."""
+    """Per-query `metric` (nDCG@10 unless told) of a chunk ranking, in one fixed query order."""
 
-    def __init__(self, qrels: dict[str, dict[str, int]]) -> None:
+    def __init__(self, qrels: dict[str, dict[str, int]], metric: str = METRIC) -> None:
         self.qrels = qrels
         self.query_ids = sorted(qrels)
+        self.metric = metric
 
     def per_query(self, rankings: dict[str, list[ScoredPoint]]) -> npt.NDArray[np.float64]:
         from ranx import Qrels, Run, evaluate
@@ -92,7 +93,7 @@ class Scorer:
             q: document_ranking(doc_id_from_uri(str(p.payload["uri"])) for p in rankings[q])
             for q in self.query_ids
         }
-        scores = evaluate(Qrels(self.qrels), Run(run), METRIC, return_mean=False)
+        scores = evaluate(Qrels(self.qrels), Run(run), self.metric, return_mean=False)
         return np.asarray(scores, dtype=np.float64)
 
 

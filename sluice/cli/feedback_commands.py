@@ -168,35 +168,42 @@ def pairs_from_feedback(
 
 
 def gate_reranker(settings: Settings, model: Path, heldout: Path) -> dict[str, Any]:
-    """The held-out feedback queries searched on the serving index with the trained reranker
-    and with what serves now (the configured reranker, else none): the same gate metric and
-    tolerance as a re-embed. Reranks are given all the time they need here."""
+    """The held-out feedback queries searched on the serving index with the trained reranker,
+    at the blend that suits it (`pipelines/reranker_gate.py`), and with what serves now (the
+    configured reranker, else none): the same gate metric and tolerance as a re-embed."""
     from composition.components import Components
-    from pipelines.evaluation import evaluate_modes, load_golden_set
+    from pipelines.evaluation import load_golden_set
+    from pipelines.reranker_gate import judge_reranker
 
     dataset = load_golden_set(heldout)
-    unbounded = {"rerank_budget_ms": 3_600_000.0}
+    unbounded = {"rerank_budget_ms": 3_600_000.0}  # reranks get all the time they need here
     trial = Components(settings.model_copy(update={**unbounded, "reranker_model": str(model)}))
     now = Components(settings.model_copy(update=unbounded))
-    metric, tolerance = settings.gate_metric, settings.gate_tolerance
+    trained = trial.reranker()
+    assert trained is not None
     store = trial.store()
     try:
-        options = trial.hybrid_defaults()
-        new = evaluate_modes(
-            dataset, trial.searcher(store), settings.index_name, ["hybrid+rerank"], options
-        )["hybrid+rerank"][metric]
-        serving_mode = "hybrid+rerank" if settings.reranker_model else "hybrid"
-        old = evaluate_modes(
-            dataset, now.searcher(store), settings.index_name, [serving_mode], options
-        )[serving_mode][metric]
+        searcher = trial.searcher(store)
+        collection = store.resolve_alias(settings.index_name) or settings.index_name
+        spec = store.collection_spec(collection)
+        options = searcher.resolve(spec, None) if spec else searcher.defaults
+        verdict = judge_reranker(
+            searcher, settings.index_name, dataset, options, trained, now.reranker(),
+            settings.gate_metric,
+        )  # fmt: skip
     finally:
         store.close()
+    tolerance = settings.gate_tolerance
     return {
-        "metric": metric,
+        "metric": settings.gate_metric,
         "queries": len(dataset.queries),
         "serving": settings.reranker_model or "no reranker",
-        "old": round(old, 4),
-        "new": round(new, 4),
+        "old": round(verdict.old, 4),
+        "new": round(verdict.new, 4),
+        "blend": verdict.blend,
+        "serving_blend": verdict.serving_blend,
+        "new_at_serving_blend": round(verdict.new_at_serving_blend, 4),
+        "blend_cv_gain": round(verdict.cv_gain, 4),
         "tolerance": tolerance,
-        "passed": new >= old - tolerance,
+        "passed": verdict.new >= verdict.old - tolerance,
     }

@@ -181,13 +181,23 @@ def _pairs(
 def _report_gate(gate: dict[str, Any], output: Path) -> None:
     """The reranker gate's verdict, and how to switch (or not)."""
     verdict = "[green]passed[/green]" if gate["passed"] else "[red]failed[/red]"
+    blend = gate["blend"]
     out.print(
         f"gate {verdict} on {gate['queries']} held-out feedback queries: {gate['metric']} "
-        f"{gate['old']:.4f} ({gate['serving']}) → {gate['new']:.4f} "
-        f"(tolerance {gate['tolerance']})"
+        f"{gate['old']:.4f} ({gate['serving']}) → {gate['new']:.4f} at blend {blend} "
+        f"({gate['new_at_serving_blend']:.4f} at the serving {gate['serving_blend']}; "
+        f"tolerance {gate['tolerance']})"
     )
-    if gate["passed"]:
+    if not gate["passed"]:
+        return
+    if blend == gate["serving_blend"]:
         out.print(f"switch: SLUICE_RERANKER_MODEL={output}; roll back: set it to what it was")
+        return
+    out.print(
+        f"switch: SLUICE_RERANKER_MODEL={output} SLUICE_RERANK_BLEND={blend} (where `sluice "
+        "tune` recorded a blend for the index, run it again with the new model instead); roll "
+        "back: set them to what they were"
+    )
 
 
 def train_embedder(
