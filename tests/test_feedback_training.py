@@ -95,6 +95,9 @@ def test_a_reranker_trained_from_clicks_is_gated_on_the_held_out_queries(
     assert gate["queries"] == len(logged["heldout"]) and gate["serving"] == "no reranker"
     assert 0 <= gate["old"] <= 1 and 0 <= gate["new"] <= 1
     assert gate["passed"] == (gate["new"] >= gate["old"] - gate["tolerance"])
+    # judged at the blend that suits it (pipelines/reranker_gate.py), the serving one by default
+    assert gate["serving_blend"] == 0.7 and gate["blend"] in (0.3, 0.5, 0.7, 0.85, 1.0)
+    assert gate["new"] >= gate["new_at_serving_blend"]
     assert (model / "config.json").is_file()
 
 
