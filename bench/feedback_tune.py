@@ -9,7 +9,8 @@ Reads a finished `bench/feedback_loop.py simulate` and `train`. The learner sees
 answers with feedback (as `relabel` does); the golden set is its held-out split (queries the
 reranker was not trained on), written to OUT/golden-N-heldout.jsonl; tuning is `sluice tune`'s
 own (`flows.tune_flow.run_tuning`, 5-fold, not recorded). The measured queries are then searched
-with the reranker for real (no replayed scores), at the tuned options and at the defaults.
+with the reranker for real (no replayed scores), at the tuned options and at the defaults. It also
+prints the verdict of `sluice train-reranker --from-feedback`'s gate on the same held-out set.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main() -> None:
     from index.contracts import HybridOptions
     from pipelines.evaluation import evaluate_modes
     from pipelines.feedback_labels import golden_entries, learn_labels, write_golden
-    from sluice.cli.feedback_commands import load_feedback
+    from sluice.cli.feedback_commands import gate_reranker, load_feedback
 
     out = args.out or Path(".bench/feedback") / args.dataset.name
     train, test = splits(args.dataset)
@@ -67,6 +68,7 @@ def main() -> None:
             rows[name] = {mode: round(scores["ndcg@10"], 4) for mode, scores in modes.items()}
     finally:
         store.close()
+    gate = gate_reranker(_settings(out, test.name), args.model.resolve(), golden)
     summary = {
         "events": args.events,
         "model": str(args.model),
@@ -77,6 +79,7 @@ def main() -> None:
         "rerank": report.rerank,
         "measured_queries": len(test.queries),
         "ndcg@10": rows,
+        "gate": gate,
     }
     (out / f"tuned-{args.events:05d}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
