@@ -19,13 +19,10 @@ from index.contracts import HybridOptions, Reranker
 from index.search.searcher import IndexSearcher
 from pipelines.beir import BeirDataset
 from pipelines.tuning import (
-    BLENDS,
     GoldenCandidates,
     Scorer,
-    choose,
-    clearly_positive,
+    choose_blend,
     collect_candidates,
-    cross_validate,
     folds_of,
     fused,
     reranked,
@@ -62,17 +59,11 @@ def judge_reranker(
     scorer = Scorer(dataset.qrels, metric)
     depth = searcher.rerank_candidates
     base = HybridOptions(rerank_blend=options.rerank_blend)
-    table = {
-        HybridOptions(rerank_blend=b): scorer.per_query(
-            reranked(candidates, first_stage, trained, depth, b)
-        )
-        for b in sorted({*BLENDS, options.rerank_blend})
-    }
-    gains = [0.0]
-    if len(scorer.query_ids) >= 2 * folds:
-        gains, _ = cross_validate(table, base, folds_of(scorer.query_ids, folds, seed=0))
-    everything = np.arange(len(scorer.query_ids))
-    best = choose(table, everything, base) if clearly_positive(gains) else base
+    enough = len(scorer.query_ids) >= 2 * folds
+    parts = folds_of(scorer.query_ids, folds, seed=0) if enough else []
+    table, best, gains = choose_blend(
+        candidates, first_stage, trained, depth, scorer, options.rerank_blend, parts
+    )
     if serving is None:
         old = scorer.per_query(first_stage)
     else:  # its own scores: the cache is keyed by (query, chunk), not by model

@@ -299,19 +299,11 @@ def _tune_blend(
 ) -> float | None:
     """The rerank blend for the chosen fusion, cross-validated the same way."""
     first_stage = fused(candidates, chosen)
-    depth = searcher.rerank_candidates
     assert default.rerank_blend is not None
-    blends = sorted({*BLENDS, default.rerank_blend})
-    table = {
-        HybridOptions(rerank_blend=b): scorer.per_query(
-            reranked(candidates, first_stage, reranker, depth, b)
-        )
-        for b in blends
-    }
-    base = HybridOptions(rerank_blend=default.rerank_blend)
-    gains, _ = cross_validate(table, base, parts)
-    keep = not clearly_positive(gains)
-    best = base if keep else choose(table, np.arange(len(scorer.query_ids)), base)
+    table, best, gains = choose_blend(
+        candidates, first_stage, reranker, searcher.rerank_candidates, scorer,
+        default.rerank_blend, parts,
+    )  # fmt: skip
     report.rerank = {
         "blend": best.rerank_blend,
         "default_blend": default.rerank_blend,
@@ -320,3 +312,28 @@ def _tune_blend(
         "cv_gain_std": statistics.pstdev(gains),
     }
     return best.rerank_blend
+
+
+def choose_blend(
+    candidates: GoldenCandidates,
+    first_stage: dict[str, list[ScoredPoint]],
+    reranker: Reranker,
+    depth: int,
+    scorer: Scorer,
+    serving_blend: float,
+    parts: list[npt.NDArray[np.intp]],
+) -> tuple[dict[HybridOptions, npt.NDArray[np.float64]], HybridOptions, list[float]]:
+    """Each blend's per-query scores, the blend chosen (the serving one unless the
+    cross-validated gain over it is clearly positive), and the gain per fold (no `parts`, too
+    few queries to cross-validate: the serving blend, no gain)."""
+    table = {
+        HybridOptions(rerank_blend=b): scorer.per_query(
+            reranked(candidates, first_stage, reranker, depth, b)
+        )
+        for b in sorted({*BLENDS, serving_blend})
+    }
+    base = HybridOptions(rerank_blend=serving_blend)
+    gains = cross_validate(table, base, parts)[0] if parts else [0.0]
+    if not clearly_positive(gains):
+        return table, base, gains
+    return table, choose(table, np.arange(len(scorer.query_ids)), base), gains
