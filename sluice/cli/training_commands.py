@@ -44,7 +44,10 @@ def train_reranker(
     output: Annotated[Path, typer.Option("--out", help="Where to save the model.")] = Path(
         "models/reranker"
     ),
-    epochs: Annotated[float, typer.Option(help="Passes over the training pairs.")] = 1.5,
+    epochs: Annotated[
+        float | None,
+        typer.Option(help="Passes over the training pairs [default: 1.5; 3 with --from-feedback]."),
+    ] = None,
     negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 12,
     max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 128,
     max_queries: Annotated[int | None, typer.Option(help="Train on fewer queries.")] = None,
@@ -72,7 +75,12 @@ def train_reranker(
     import time
 
     settings = load_settings(index)
-    from pipelines.reranker_training import check_recipe, train_cross_encoder
+    from pipelines.reranker_training import (
+        FEEDBACK_EPOCHS,
+        LABELLED_EPOCHS,
+        check_recipe,
+        train_cross_encoder,
+    )
 
     with exit_on("train-reranker", ValueError):
         loss_name, head_name = check_recipe(loss, head)
@@ -89,7 +97,7 @@ def train_reranker(
         train_cross_encoder(
             pairs,
             output,
-            epochs=epochs,
+            epochs=epochs or (FEEDBACK_EPOCHS if from_feedback else LABELLED_EPOCHS),
             batch_size=batch_size,
             max_length=max_length,
             loss_name=loss_name,
