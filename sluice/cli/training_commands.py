@@ -196,16 +196,14 @@ def _report_gate(gate: dict[str, Any], output: Path) -> None:
         f"({gate['new_at_serving_blend']:.4f} at the serving {gate['serving_blend']}; "
         f"tolerance {gate['tolerance']})"
     )
-    if not gate["passed"]:
-        return
-    if blend == gate["serving_blend"]:
+    if gate["passed"] and blend == gate["serving_blend"]:
         out.print(f"switch: SLUICE_RERANKER_MODEL={output}; roll back: set it to what it was")
-        return
-    out.print(
-        f"switch: SLUICE_RERANKER_MODEL={output} SLUICE_RERANK_BLEND={blend} (where `sluice "
-        "tune` recorded a blend for the index, run it again with the new model instead); roll "
-        "back: set them to what they were"
-    )
+    elif gate["passed"]:
+        out.print(
+            f"switch: SLUICE_RERANKER_MODEL={output} SLUICE_RERANK_BLEND={blend} (where `sluice "
+            "tune` recorded a blend for the index, run it again with the new model instead); "
+            "roll back: set them to what they were"
+        )
 
 
 def train_embedder(
