@@ -46,8 +46,6 @@ EXPLORATION = 0.1
 CHECKPOINTS = (100, 300, 1000, 3000)
 TOP_K = 10
 RERANK_CANDIDATES = 30
-DEFAULT_EPOCHS = 1.5
-"""`sluice train-reranker`'s."""
 
 
 def _settings(out: Path, name: str) -> Any:
@@ -250,7 +248,7 @@ def train(
     names the outputs NAME@EPOCHSep."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from pipelines.reranker_training import train_cross_encoder
+    from pipelines.reranker_training import LABELLED_EPOCHS, train_cross_encoder
     from pipelines.training_pairs import read_pairs
 
     candidates = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
@@ -260,7 +258,7 @@ def train(
             continue
         pairs = read_pairs(pairs_file)
         started = time.perf_counter()
-        name += "" if epochs == DEFAULT_EPOCHS else f"@{epochs:g}ep"
+        name += "" if epochs == LABELLED_EPOCHS else f"@{epochs:g}ep"
         model_dir = out / f"reranker-{name}"
         train_cross_encoder(pairs, model_dir, base_model, epochs=epochs)
         trained = time.perf_counter() - started
@@ -375,7 +373,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--only", nargs="+", default=None, help="train: these pairs (01000 …)")
     parser.add_argument("--device", default=None, help="train: cpu, cuda (default: best)")
-    parser.add_argument("--epochs", type=float, default=DEFAULT_EPOCHS, help="train: passes")
+    from pipelines.reranker_training import LABELLED_EPOCHS
+
+    parser.add_argument("--epochs", type=float, default=LABELLED_EPOCHS, help="train: passes")
     parser.add_argument(
         "--base-model", default="sentence-transformers/all-MiniLM-L6-v2", help="train: start here"
     )

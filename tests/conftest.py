@@ -383,3 +383,16 @@ def until_report(reports: list[Any], test: Any, what: str, seconds: float = 60) 
         assert time.monotonic() < deadline, f"no run {what}: {[r.to_dict() for r in reports]}"
         time.sleep(0.05)
     return found[-1]
+
+
+def send_click(
+    client: Any, headers: dict[str, str], answer: dict[str, Any], hit: dict[str, Any], event_id: str
+) -> None:
+    """POST /feedback: a click on `hit` of a /retrieve `answer`, which must be accepted."""
+    item = {"chunk_id": hit["chunk_id"], "label": "clicked"}
+    sent = client.post(
+        "/feedback",
+        json={"request_id": answer["request_id"], "event_id": event_id, "items": [item]},
+        headers=headers,
+    )
+    assert sent.status_code == 200, sent.text

@@ -35,7 +35,7 @@ from pipelines.feedback_labels import (
     split_of,
 )
 from retrieval_api.keys import KeyStore
-from tests.conftest import ingest_folder
+from tests.conftest import ingest_folder, send_click
 
 
 def _simulated(
@@ -287,13 +287,7 @@ def test_golden_from_feedback_reads_what_the_api_logged(
             orders.setdefault(query, set()).add(tuple(h["chunk_id"] for h in body["hits"]))
             last = body["hits"][-1]
             wanted[query] = last["doc_id"].rsplit("/", 1)[-1]
-            item = {"chunk_id": last["chunk_id"], "label": "clicked"}
-            sent = client.post(
-                "/feedback",
-                json={"request_id": body["request_id"], "event_id": f"e{n}", "items": [item]},
-                headers=headers,
-            )
-            assert sent.status_code == 200, sent.text
+            send_click(client, headers, body, last, f"e{n}")
     assert any(len(seen) > 1 for seen in orders.values()), "some answers were explored"
 
     monkeypatch.setenv("SLUICE_DATA_DIR", str(settings.data_dir))

@@ -17,7 +17,7 @@ from config.settings import Settings
 from pipelines.feedback_labels import split_of
 from retrieval_api.app import create_app
 from retrieval_api.keys import KeyStore
-from tests.conftest import ingest_folder
+from tests.conftest import ingest_folder, send_click
 
 PARTS = ["valve", "rotor", "seal", "bearing", "impeller", "gasket", "shaft", "casing"]
 CLICKED_RANK = 3
@@ -57,13 +57,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, embedder: object) -> dict[s
             ).json()
             hit = body["hits"][CLICKED_RANK - 1]
             chosen[query] = hit["doc_id"].rsplit("/", 1)[-1].removesuffix(".md")
-            item = {"chunk_id": hit["chunk_id"], "label": "clicked"}
-            sent = client.post(
-                "/feedback",
-                json={"request_id": body["request_id"], "event_id": f"e{n}", "items": [item]},
-                headers=headers,
-            )
-            assert sent.status_code == 200, sent.text
+            send_click(client, headers, body, hit, f"e{n}")
     return {"settings": settings, "chosen": chosen, "train": train, "heldout": heldout}
 
 
