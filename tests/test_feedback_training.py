@@ -119,3 +119,31 @@ def test_training_from_no_feedback_says_so(tmp_path: Path, monkeypatch: pytest.M
     result = CliRunner().invoke(app, ["train-reranker", "--from-feedback", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "train-reranker failed" in result.output and "feedback" in result.output
+
+
+@pytest.mark.parametrize(
+    ("passed", "blend", "switch"),
+    [
+        (False, 0.3, None),
+        (True, 0.7, "SLUICE_RERANKER_MODEL=m; roll back"),
+        (True, 0.3, "SLUICE_RERANKER_MODEL=m SLUICE_RERANK_BLEND=0.3"),
+    ],
+)
+def test_the_gate_says_how_to_switch_only_when_it_passed(
+    passed: bool, blend: float, switch: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --json the verdict names the blend to serve the model at, when it is not the
+    serving one, and a failed model gets no switch line at all."""
+    from sluice.cli.training_commands import _report_gate
+
+    gate = {
+        "passed": passed, "blend": blend, "serving_blend": 0.7, "queries": 3, "metric": "ndcg@10",
+        "old": 0.8, "new": 0.81 if passed else 0.7, "serving": "no reranker",
+        "new_at_serving_blend": 0.75, "tolerance": 0.01,
+    }  # fmt: skip
+    _report_gate(gate, Path("m"))
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ("passed" if passed else "failed") in printed and f"at blend {blend}" in printed
+    assert ("switch:" in printed) == (switch is not None)
+    assert switch is None or switch in printed
+    assert ("SLUICE_RERANK_BLEND" in printed) == (passed and blend != 0.7)
