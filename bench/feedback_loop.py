@@ -173,11 +173,12 @@ def simulate(dataset_dir: Path, out: Path, checkpoints: list[int], seed: int) ->
 
 
 def _learn(
-    settings: Any, train: Any, found: list[Any], out: Path, checkpoint: int
+    settings: Any, train: Any, found: list[Any], out: Path, checkpoint: int, every: bool = False
 ) -> dict[str, Any]:
     """What the learner makes of these answers (Sluice's own code, as `sluice train-reranker
     --from-feedback`): its training pairs written to OUT/pairs-N.jsonl, and what it learnt
-    measured against the qrels it never saw."""
+    measured against the qrels it never saw. `every`: pairs of the held-out queries too
+    (OUT/pairs-N+heldout.jsonl), as a refit on all the feedback once the gate has passed."""
     from index.search.cache import normalised_query
     from pipelines.beir import doc_id_from_uri
     from pipelines.feedback_labels import NEGATIVE_CEILING, learn_labels
@@ -199,8 +200,8 @@ def _learn(
         if position < max(i.clicked, default=0) and position not in i.clicked
     ]
     kept = [relevant for allowed, relevant in passed_over if allowed]
-    pairs = pairs_from_feedback(settings, found, labels, negatives=12)
-    write_pairs(out / f"pairs-{checkpoint:05d}.jsonl", pairs)
+    pairs = pairs_from_feedback(settings, found, labels, 12, None if every else "train")
+    write_pairs(out / f"pairs-{checkpoint:05d}{'+heldout' if every else ''}.jsonl", pairs)
     noise = labels.noise
     return {
         "events": checkpoint,
@@ -218,9 +219,10 @@ def _learn(
     }
 
 
-def relabel(dataset_dir: Path, out: Path, checkpoints: list[int]) -> None:
+def relabel(dataset_dir: Path, out: Path, checkpoints: list[int], every: bool) -> None:
     """The learner run again on a finished simulation's logs (after a change to the learner):
-    at each checkpoint N, the oldest N answers with feedback, which is what it saw then."""
+    at each checkpoint N, the oldest N answers with feedback, which is what it saw then.
+    `every`: the held-out queries' pairs too, beside the others (the simulation's record kept)."""
     from sluice.cli.feedback_commands import load_feedback
 
     train, _ = splits(dataset_dir)
@@ -234,10 +236,12 @@ def relabel(dataset_dir: Path, out: Path, checkpoints: list[int]) -> None:
             raise SystemExit(f"the logs hold {len(found)} answers with feedback, not {checkpoint}")
         answers = previous.get(checkpoint, {}).get("answers")
         stats.append(
-            _learn(settings, train, found[:checkpoint], out, checkpoint) | {"answers": answers}
+            _learn(settings, train, found[:checkpoint], out, checkpoint, every)
+            | {"answers": answers}
         )
         print(json.dumps(stats[-1]), flush=True)
-    (out / "simulation.json").write_text(json.dumps(stats, indent=2))
+    if not every:
+        (out / "simulation.json").write_text(json.dumps(stats, indent=2))
 
 
 def train(
@@ -298,7 +302,9 @@ def _trained_on(name: str) -> str:
         label = f"{int(pairs)} feedback events"
     elif pairs.startswith("qrels-of-"):
         label = f"the qrels of the {int(pairs.removeprefix('qrels-of-'))}-event run's queries"
-    label += " + corpus pseudo-queries" if extra == "corpus" else ""
+    label += {"corpus": " + corpus pseudo-queries", "heldout": ", held-out queries too"}.get(
+        extra, ""
+    )
     return label + (f", {epochs.removesuffix('ep')} epochs" if epochs else "")
 
 
@@ -371,6 +377,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=list(CHECKPOINTS))
 
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--heldout-too", action="store_true", help="relabel: pairs of every query (a refit)"
+    )
     parser.add_argument("--only", nargs="+", default=None, help="train: these pairs (01000 …)")
     parser.add_argument("--device", default=None, help="train: cpu, cuda (default: best)")
     from pipelines.reranker_training import LABELLED_EPOCHS
@@ -385,7 +394,7 @@ def main() -> None:
     if args.phase == "simulate":
         simulate(args.dataset, out, args.events, args.seed)
     elif args.phase == "relabel":
-        relabel(args.dataset, out, args.events)
+        relabel(args.dataset, out, args.events, args.heldout_too)
     elif args.phase == "train":
         train(out, args.device, args.base_model, args.only, args.epochs)
     else:

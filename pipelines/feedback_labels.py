@@ -190,7 +190,7 @@ def feedback_pairs(
     labels: Labels,
     passages: Callable[[list[str]], dict[str, str]],
     negatives: int = 12,
-    split: Split = "train",
+    split: Split | None = "train",
     threshold: float = RELEVANCE_THRESHOLD,
     ranking: Callable[[str], list[tuple[str, str, str]]] | None = None,
 ) -> list[TrainingPair]:
@@ -201,13 +201,14 @@ def feedback_pairs(
     up to `negatives`, what `ranking` (Sluice's own search: chunk id, doc id, text) puts next
     for the query, as `sluice train-reranker` mines a labelled set. No document judged relevant
     or chosen by a user is a negative. `passages` gives chunk ids' texts (chunks no longer
-    stored are left out)."""
+    stored are left out). `split` None: every query, held-out ones too (a refit once the gate
+    has judged the recipe)."""
     positives: dict[str, dict[str, None]] = defaultdict(dict)
     passed_over: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
     chosen_docs: dict[str, set[str]] = defaultdict(set)
     relevant = {q: set(labels.relevant(q, threshold)) for q in labels.queries}
     for impression in found:
-        if split_of(impression.query) != split:
+        if split is not None and split_of(impression.query) != split:
             continue
         chosen = impression.clicked | impression.relevant
         lowest = max(chosen, default=0)

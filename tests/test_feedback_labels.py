@@ -95,6 +95,7 @@ def _labels(found: list[Impression], noise: ClickNoise = NOISE) -> Labels:
 
 
 TRAIN_QUERY = next(f"q{n}" for n in range(100) if split_of(f"q{n}") == "train")
+HELDOUT_QUERY = next(f"q{n}" for n in range(100) if split_of(f"q{n}") == "heldout")
 
 
 def _texts(chunk_ids: list[str]) -> dict[str, str]:
@@ -248,6 +249,15 @@ def test_pairs_take_passed_over_hits_above_the_click_first() -> None:
         "deep x",
         "deep a",
     ], "passed-over first, then the ranking, never the chosen document"
+
+
+def test_a_refit_takes_the_held_out_queries_too() -> None:
+    found = [_impression(TRAIN_QUERY, "abc", {2}), _impression(HELDOUT_QUERY, "def", {1})]
+    labels = _labels(found)
+    trained = {p.query for p in feedback_pairs(found, labels, _texts)}
+    refit = feedback_pairs(found, labels, _texts, split=None)
+    assert trained == {TRAIN_QUERY} and {p.query for p in refit} == {TRAIN_QUERY, HELDOUT_QUERY}
+    assert [p.passage for p in refit if p.query == HELDOUT_QUERY and p.label] == ["text c-d"]
 
 
 def test_the_split_is_stable_and_near_its_share() -> None:

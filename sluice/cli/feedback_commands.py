@@ -15,7 +15,7 @@ from sluice.cli.common import IndexOption, console, exit_on, load_settings, out
 from sluice.cli.cost_commands import parse_since
 
 if TYPE_CHECKING:
-    from pipelines.feedback_labels import Impression, Labels
+    from pipelines.feedback_labels import Impression, Labels, Split
     from pipelines.training_pairs import TrainingPair
 
 SinceOption = Annotated[
@@ -135,7 +135,11 @@ def feedback_training_pairs(
 
 
 def pairs_from_feedback(
-    settings: Settings, found: list[Impression], labels: Labels, negatives: int
+    settings: Settings,
+    found: list[Impression],
+    labels: Labels,
+    negatives: int,
+    split: Split | None = "train",
 ) -> list[TrainingPair]:
     """`feedback_pairs` with passages and Sluice's own ranking read from the serving index."""
     from chunking.types import stored_indexed_text
@@ -162,7 +166,7 @@ def pairs_from_feedback(
             hits = searcher.search(collection, query, "hybrid", limit=MINED_DEPTH).result.hits
             return [(h.id, str(h.payload["doc_id"]), stored_indexed_text(h.payload)) for h in hits]
 
-        return feedback_pairs(found, labels, passages, negatives, ranking=ranking)
+        return feedback_pairs(found, labels, passages, negatives, split, ranking=ranking)
     finally:
         store.close()
 
