@@ -19,6 +19,9 @@ candidates `sluice eval` reranks for each measured query, recorded from its own 
 (OUT/candidates.jsonl). Users' queries are the train split; a dataset without one (NFCorpus here)
 has its test queries halved by a stable hash, users asking one half and the other measured.
 
+`relabel` runs the learner again on a finished simulation's logs (`--heldout-too`: the pairs of
+every query, OUT/pairs-N+heldout.jsonl, what a refit after the gate would train on).
+
 `train` trains a cross-encoder on each pairs file with `train_cross_encoder` (the CLI's recipe)
 and scores the candidates with it (OUT/scores-NAME.json); it needs only torch,
 sentence-transformers and datasets, so it can run where a GPU is. `report` replays those scores
