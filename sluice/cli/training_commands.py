@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -72,8 +73,6 @@ def train_reranker(
 
     The mined pairs are saved as OUT/training-pairs.jsonl for `--pairs` next time.
     """
-    import time
-
     settings = load_settings(index)
     from pipelines.reranker_training import (
         FEEDBACK_EPOCHS,
@@ -84,6 +83,8 @@ def train_reranker(
 
     with exit_on("train-reranker", ValueError):
         loss_name, head_name = check_recipe(loss, head)
+    if epochs is None:
+        epochs = FEEDBACK_EPOCHS if from_feedback else LABELLED_EPOCHS
     started = time.perf_counter()
     with exit_on("train-reranker", ValueError, *index_errors()):
         pairs, queries, heldout = _pairs(
@@ -97,7 +98,7 @@ def train_reranker(
         train_cross_encoder(
             pairs,
             output,
-            epochs=epochs or (FEEDBACK_EPOCHS if from_feedback else LABELLED_EPOCHS),
+            epochs=epochs,
             batch_size=batch_size,
             max_length=max_length,
             loss_name=loss_name,
@@ -231,8 +232,6 @@ def train_embedder(
     --from-feedback, on what users clicked, with hard negatives from Sluice's own answers;
     switch an index to it with `sluice reembed --model` (gated, and rolled back with
     `sluice rollback`)."""
-    import time
-
     settings = load_settings(index)
     from pipelines.embedder_training import train_bi_encoder
 
@@ -329,8 +328,6 @@ def adapt(
     (titles, sentences or spans as pseudo-queries, BM25 hard negatives; docs/retrieval-quality.md),
     then re-embed the index with it: gated on the golden set, or on a replay of logged queries
     when there is none."""
-    import time
-
     settings = load_settings(index)
     from composition.components import Components
     from pipelines.adaptation import adaptation_pairs
