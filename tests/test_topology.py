@@ -30,7 +30,6 @@ DOCUMENTS = 600
 (`bench/partitioned_ingest.py` runs the whole corpus)."""
 
 pytestmark = [
-    pytest.mark.full,
     pytest.mark.skipif(not SCIFACT.is_dir(), reason="../shared/data/beir/scifact is absent"),
 ]
 
