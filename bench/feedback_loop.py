@@ -14,10 +14,12 @@ probability CLICK_RELEVANT when the qrels judge its document relevant and CLICK_
 checkpoint the learner, Sluice's own code with no access to the qrels, turns the logs into
 training pairs as `sluice train-reranker --from-feedback` does (OUT/pairs-0000N.jsonl), and the
 bench reports what it learnt against the truth (η, click noise, the labels' precision). It also
-writes the reference pairs mined from the qrels themselves (OUT/pairs-qrels.jsonl) and the
-candidates `sluice eval` reranks for each measured query, recorded from its own harness
-(OUT/candidates.jsonl). Users' queries are the train split; a dataset without one (NFCorpus here)
-has its test queries halved by a stable hash, users asking one half and the other measured.
+writes the reference pairs mined from the qrels themselves (OUT/pairs-qrels.jsonl), at each
+checkpoint a control (OUT/pairs-qrels-of-0000N.jsonl: those pairs, restricted to the queries the
+learner had pairs for: perfect labels on the same queries), and the candidates `sluice eval`
+reranks for each measured query, recorded from its own harness (OUT/candidates.jsonl). Users'
+queries are the train split; a dataset without one (NFCorpus here) has its test queries halved
+by a stable hash, users asking one half and the other measured.
 
 `relabel` runs the learner again on a finished simulation's logs (`--heldout-too`: the pairs of
 every query, OUT/pairs-N+heldout.jsonl, what a refit after the gate would train on).
@@ -185,7 +187,7 @@ def _learn(
     from index.search.cache import normalised_query
     from pipelines.beir import doc_id_from_uri
     from pipelines.feedback_labels import NEGATIVE_CEILING, learn_labels
-    from pipelines.training_pairs import write_pairs
+    from pipelines.training_pairs import read_pairs, write_pairs
     from sluice.cli.feedback_commands import pairs_from_feedback
 
     by_text = {normalised_query(text): q for q, text in train.queries.items()}
@@ -205,6 +207,11 @@ def _learn(
     kept = [relevant for allowed, relevant in passed_over if allowed]
     pairs = pairs_from_feedback(settings, found, labels, 12, None if every else "train")
     write_pairs(out / f"pairs-{checkpoint:05d}{'+heldout' if every else ''}.jsonl", pairs)
+    reference = out / "pairs-qrels.jsonl"
+    if reference.exists() and not every:  # the control: perfect labels on the same queries
+        asked = {normalised_query(p.query) for p in pairs}
+        same = [p for p in read_pairs(reference) if normalised_query(p.query) in asked]
+        write_pairs(out / f"pairs-qrels-of-{checkpoint:05d}.jsonl", same)
     noise = labels.noise
     return {
         "events": checkpoint,
