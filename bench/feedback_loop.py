@@ -101,6 +101,9 @@ class _CandidateRecorder:
 
     def warm_up_in_background(self) -> None: ...
 
+    def is_loading(self) -> bool:
+        return False
+
     def rerank(self, query: str, candidates: list[Any], blend: float | None = None) -> list[Any]:
         from chunking.types import stored_indexed_text
         from index.contracts import RerankSkipped

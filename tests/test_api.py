@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -182,6 +185,71 @@ def test_rerank_without_a_model_degrades_to_the_fused_ranking(client: TestClient
     body = client.post("/retrieve", json={"query": "impeller wear", "rerank": True}).json()
     assert body["hits"][0]["uri"].endswith("pumps.md")
     assert body["degraded"] and body["degraded"][0].startswith("rerank_unavailable")
+
+
+class _LoadingReranker:
+    """A reranker (the contract) whose background load ends when the test says."""
+
+    model_id = "loading"
+
+    def __init__(self) -> None:
+        self.loaded = threading.Event()
+
+    def warm_up(self) -> None: ...
+
+    def warm_up_in_background(self) -> None: ...
+
+    def is_loading(self) -> bool:
+        return not self.loaded.is_set()
+
+    def rerank(self, query: str, candidates: Any, blend: float | None = None) -> Any:
+        raise AssertionError("not asked in this test")
+
+
+def test_ready_waits_for_a_configured_reranker(client: TestClient) -> None:
+    """A rolling switch to a new reranker must not send traffic to a replica that would skip
+    reranking while the model loads."""
+    state = client.app.state.service  # type: ignore[attr-defined]
+    reranker = _LoadingReranker()
+    kept, state.reranker = state.reranker, reranker
+    try:
+        loading = client.get("/ready")
+        assert loading.status_code == 503
+        assert loading.json()["status"] == "loading"
+        assert loading.json()["reason"] == "the reranker model is loading"
+        reranker.loaded.set()
+        ready = client.get("/ready")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    finally:
+        state.reranker = kept
+
+
+def test_a_reranker_that_cannot_load_does_not_hold_readiness_back(
+    client: TestClient, indexed: Settings, tmp_path: Path
+) -> None:
+    """The service answers (without reranking, and says why) rather than never being ready."""
+    from composition.components import Components
+    from retrieval_api.deps import get_searcher
+
+    broken = indexed.model_copy(update={"reranker_model": str(tmp_path / "no-such-model")})
+    state = client.app.state.service  # type: ignore[attr-defined]
+    parts = Components(broken)
+    reranker = parts.reranker(load_in_background=True)
+    assert reranker is not None
+    searcher = parts.searcher(state.store, state.embedder_for, reranker)
+    kept, state.reranker = state.reranker, reranker
+    client.app.dependency_overrides[get_searcher] = lambda: searcher  # type: ignore[attr-defined]
+    try:
+        reranker.warm_up_in_background()
+        deadline = time.monotonic() + 60
+        while (ready := client.get("/ready")).status_code != 200:
+            assert ready.json()["status"] == "loading" and time.monotonic() < deadline, ready.text
+            time.sleep(0.1)
+        body = client.post("/retrieve", json={"query": "water", "rerank": True}).json()
+        assert body["hits"] and body["degraded"][0].startswith("reranker unavailable")
+    finally:
+        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+        state.reranker = kept
 
 
 @pytest.mark.parametrize(("budget_ms", "reranked"), [(60_000.0, True), (0.001, False)])

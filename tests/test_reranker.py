@@ -76,6 +76,7 @@ def test_a_service_reranker_skips_while_its_model_loads_then_reranks() -> None:
     import time
 
     service = CrossEncoderReranker(MINILM, device="cpu", budget_ms=60_000, load_in_background=True)
+    assert service.is_loading()  # a service starts the load at once: it is not ready yet
     with pytest.raises(RerankSkipped, match=r"^rerank_loading"):
         service.rerank("pumps", _candidates(3))
     deadline = time.monotonic() + 120
@@ -88,6 +89,8 @@ def test_a_service_reranker_skips_while_its_model_loads_then_reranks() -> None:
             assert time.monotonic() < deadline, "the model never finished loading"
             time.sleep(0.1)
     assert len(reranked) == 3
+    assert not service.is_loading()
+    assert not CrossEncoderReranker(MINILM).is_loading()  # loads on its first rerank, in it
 
 
 def test_a_service_reranker_that_cannot_load_says_why() -> None:
@@ -104,3 +107,4 @@ def test_a_service_reranker_that_cannot_load_says_why() -> None:
             break
         time.sleep(0.1)
     assert "reranker unavailable" in reasons
+    assert not broken.is_loading()  # failed: it does not hold a service's readiness back

@@ -30,6 +30,9 @@ class AnswerKey:
 
     def warm_up_in_background(self) -> None: ...
 
+    def is_loading(self) -> bool:
+        return False
+
     def rerank(
         self, query: str, candidates: Sequence[ScoredPoint], blend: float | None = None
     ) -> list[RerankedPoint]:

@@ -152,6 +152,11 @@ class Reranker(Protocol):
 
     def warm_up_in_background(self) -> None: ...
 
+    def is_loading(self) -> bool:
+        """True while a background load has not ended (neither loaded nor failed): a service
+        is not ready until it has, or its first answers would skip reranking."""
+        ...
+
     def rerank(
         self, query: str, candidates: Sequence[ScoredPoint], blend: float | None = None
     ) -> list[RerankedPoint]:

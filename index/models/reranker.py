@@ -132,6 +132,9 @@ class CrossEncoderReranker:
         if self._model is None and not self._loading.locked():
             threading.Thread(target=load, name="reranker-loader", daemon=True).start()
 
+    def is_loading(self) -> bool:
+        return self.load_in_background and self._model is None and self._load_error is None
+
     def rerank(
         self, query: str, candidates: Sequence[ScoredPoint], blend: float | None = None
     ) -> list[RerankedPoint]:

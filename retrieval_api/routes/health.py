@@ -31,7 +31,7 @@ async def health(state: State) -> dict[str, str]:
 
 @router.get(
     "/ready",
-    summary="The index answers searches and its embedding model is loaded",
+    summary="The index answers searches and its models (embedder, reranker if set) are loaded",
     response_model=Readiness,
     responses={
         **error_responses(*EVERY_ROUTE, 401, 429),
@@ -49,8 +49,11 @@ async def ready(state: State, request: Request) -> JSONResponse:
 
 
 def _readiness(state: ServiceState) -> JSONResponse:
-    """Ready exactly when `/retrieve` can answer: the serving collection answers a count (so
-    the shards are open, here or in the process that owns them) and its model is loaded."""
+    """Ready exactly when `/retrieve` can answer as configured: the serving collection answers
+    a count (so the shards are open, here or in the process that owns them), its model is
+    loaded, and so is the reranker where one is set (a rolling switch to a new reranker sends
+    no traffic to a replica that would skip it). A reranker that failed to load does not hold
+    readiness back: answers say `reranker unavailable` in `degraded`."""
     alias = state.settings.index_name
     try:
         # What a search asks first (the alias and the version's write stamp), then a count.
@@ -68,5 +71,9 @@ def _readiness(state: ServiceState) -> JSONResponse:
     loaded = state.has_embedder_for(spec)
     if not loaded:  # after a switch to a new model: load it now, not on a request
         state.load_in_background(spec)
-    body = {"status": "ready" if loaded else "loading", "index": alias, "collection": collection}
-    return JSONResponse(body, status_code=200 if loaded else 503)
+    reranker_loading = state.reranker is not None and state.reranker.is_loading()
+    ready = loaded and not reranker_loading
+    body = {"status": "ready" if ready else "loading", "index": alias, "collection": collection}
+    if reranker_loading:
+        body["reason"] = "the reranker model is loading"
+    return JSONResponse(body, status_code=200 if ready else 503)

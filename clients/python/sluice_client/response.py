@@ -146,4 +146,4 @@ class Readiness(BaseModel):
     index: str | None = None
     collection: str | None = None
     note: str | None = Field(default=None, description="e.g. that the index is empty")
-    reason: str | None = Field(default=None, description="why it is unavailable")
+    reason: str | None = Field(default=None, description="why it is not ready")
