@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from composition.components import Components
 from config.settings import Settings
-from index.contracts import CollectionSpec, Embedder, Reranker, StoreError, VectorStore
+from index.contracts import CollectionSpec, Embedder, StoreError, VectorStore
 from index.feedback import FeedbackEvents
 from index.query_log import QueryLog
 from index.search.searcher import IndexSearcher, SearchOutcome
@@ -86,7 +86,6 @@ class ServiceState:
         return self.embedder_for(outcome.spec).count_tokens([query])[0]
 
     searcher: IndexSearcher = field(init=False)
-    reranker: Reranker | None = field(init=False)
     query_log: QueryLog | None = field(init=False)
     feedback: tuple[QueryLog, FeedbackEvents] | None = field(init=False)
     cost_rates: CostRates = field(init=False)
@@ -96,10 +95,10 @@ class ServiceState:
     def __post_init__(self) -> None:
         self.cursors = CursorCodec(cursor_key(self.settings), MAX_CANDIDATE_POOL)
         parts = Components(self.settings)
-        self.reranker = parts.reranker(load_in_background=True)
-        self.searcher = parts.searcher(self.store, self.embedder_for, self.reranker, cached=True)
-        if self.reranker is not None:
-            self.reranker.warm_up_in_background()
+        reranker = parts.reranker(load_in_background=True)
+        self.searcher = parts.searcher(self.store, self.embedder_for, reranker, cached=True)
+        if reranker is not None:
+            reranker.warm_up_in_background()
         self.query_log = parts.query_log()
         self.feedback = parts.feedback_log()
         self.cost_rates = parts.cost_rates()

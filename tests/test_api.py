@@ -209,9 +209,9 @@ class _LoadingReranker:
 def test_ready_waits_for_a_configured_reranker(client: TestClient) -> None:
     """A rolling switch to a new reranker must not send traffic to a replica that would skip
     reranking while the model loads."""
-    state = client.app.state.service  # type: ignore[attr-defined]
+    searcher = client.app.state.service.searcher  # type: ignore[attr-defined]
     reranker = _LoadingReranker()
-    kept, state.reranker = state.reranker, reranker
+    kept, searcher.reranker = searcher.reranker, reranker
     try:
         loading = client.get("/ready")
         assert loading.status_code == 503
@@ -221,7 +221,7 @@ def test_ready_waits_for_a_configured_reranker(client: TestClient) -> None:
         ready = client.get("/ready")
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
     finally:
-        state.reranker = kept
+        searcher.reranker = kept
 
 
 def test_a_reranker_that_cannot_load_does_not_hold_readiness_back(
@@ -229,16 +229,13 @@ def test_a_reranker_that_cannot_load_does_not_hold_readiness_back(
 ) -> None:
     """The service answers (without reranking, and says why) rather than never being ready."""
     from composition.components import Components
-    from retrieval_api.deps import get_searcher
 
     broken = indexed.model_copy(update={"reranker_model": str(tmp_path / "no-such-model")})
     state = client.app.state.service  # type: ignore[attr-defined]
     parts = Components(broken)
     reranker = parts.reranker(load_in_background=True)
     assert reranker is not None
-    searcher = parts.searcher(state.store, state.embedder_for, reranker)
-    kept, state.reranker = state.reranker, reranker
-    client.app.dependency_overrides[get_searcher] = lambda: searcher  # type: ignore[attr-defined]
+    kept, state.searcher = state.searcher, parts.searcher(state.store, state.embedder_for, reranker)
     try:
         reranker.warm_up_in_background()
         deadline = time.monotonic() + 60
@@ -248,8 +245,7 @@ def test_a_reranker_that_cannot_load_does_not_hold_readiness_back(
         body = client.post("/retrieve", json={"query": "water", "rerank": True}).json()
         assert body["hits"] and body["degraded"][0].startswith("reranker unavailable")
     finally:
-        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
-        state.reranker = kept
+        state.searcher = kept
 
 
 @pytest.mark.parametrize(("budget_ms", "reranked"), [(60_000.0, True), (0.001, False)])

@@ -71,7 +71,8 @@ def _readiness(state: ServiceState) -> JSONResponse:
     loaded = state.has_embedder_for(spec)
     if not loaded:  # after a switch to a new model: load it now, not on a request
         state.load_in_background(spec)
-    reranker_loading = state.reranker is not None and state.reranker.is_loading()
+    reranker = state.searcher.reranker  # the one requests are answered with
+    reranker_loading = reranker is not None and reranker.is_loading()
     ready = loaded and not reranker_loading
     body = {"status": "ready" if ready else "loading", "index": alias, "collection": collection}
     if reranker_loading:
